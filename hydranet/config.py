@@ -1,0 +1,104 @@
+"""Configs: plain dicts (or YAML files) validated into a canonical form.
+
+A config has a ``model`` section, a ``tasks`` list and optional sections read by the
+commands that need them (``data``, ``train``, ``loss``, ``eval``, ``meta``)::
+
+    model: {encoder: mobilenet_v2, decoder: lightweight, width: 256}
+    tasks:
+      - {name: segm, kind: segmentation, classes: 40}
+      - {name: depth, kind: depth}
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import yaml
+
+from .errors import ConfigError
+from .tasks import parse_tasks
+
+ConfigLike = Union[Mapping[str, Any], str, Path]
+
+SECTIONS = ("model", "tasks", "data", "train", "loss", "eval", "meta")
+MODEL_DEFAULTS = {
+    "encoder": "mobilenet_v2",
+    "encoder_weights": None,
+    "encoder_options": {},
+    "decoder": "lightweight",
+    "width": 256,
+    "crp_stages": None,  # None = the decoder's own default (4 light-weight, 2 full)
+}
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+def read_yaml(path: Union[str, Path]) -> dict:
+    """Read a YAML mapping; a missing file or bad YAML raises ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(config: ConfigLike) -> dict:
+    """Return a validated deep copy of ``config`` (a mapping or a YAML path) with defaults filled in.
+
+    A bare name such as ``"synthetic"`` refers to a config shipped in ``hydranet/configs``.
+    """
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if not path.exists() and (CONFIG_DIR / f"{config}.yaml").is_file():
+            path = CONFIG_DIR / f"{config}.yaml"
+        config = read_yaml(path)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a mapping or a YAML path, got {type(config).__name__}")
+    cfg = copy.deepcopy(dict(config))
+    unknown = set(cfg) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    if "tasks" not in cfg:
+        raise ConfigError("tasks: missing (a config needs at least one task)")
+    cfg["model"] = _model_section(cfg.get("model") or {})
+    cfg["tasks"] = [t.to_dict() for t in parse_tasks(cfg["tasks"])]
+    for section in ("data", "train", "loss", "eval", "meta"):
+        if section in cfg and cfg[section] is not None and not isinstance(cfg[section], Mapping):
+            raise ConfigError(f"{section}: must be a mapping")
+    return cfg
+
+
+def _model_section(raw: Mapping[str, Any]) -> dict:
+    from .models.encoders import ENCODERS
+    from .models.refinenet import DECODERS
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError("model: must be a mapping")
+    unknown = set(raw) - set(MODEL_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"model: unknown field(s) {sorted(unknown)}; known: {sorted(MODEL_DEFAULTS)}")
+    model = {**copy.deepcopy(MODEL_DEFAULTS), **raw}
+    if model["encoder"] not in ENCODERS:
+        raise ConfigError(f"model.encoder: unknown encoder {model['encoder']!r}; valid: {', '.join(ENCODERS)}")
+    if model["decoder"] not in DECODERS:
+        raise ConfigError(f"model.decoder: unknown decoder {model['decoder']!r}; valid: {', '.join(DECODERS)}")
+    for key in ("width", "crp_stages"):
+        value = model[key]
+        if value is None and key == "crp_stages":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"model.{key}: must be a positive integer, got {value!r}")
+    if not isinstance(model["encoder_options"], Mapping):
+        raise ConfigError("model.encoder_options: must be a mapping")
+    model["encoder_options"] = dict(model["encoder_options"])
+    return model
+
+
+def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:
+    """Write ``config`` as YAML (round-trips through :func:`load_config`)."""
+    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")

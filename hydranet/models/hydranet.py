@@ -1,0 +1,61 @@
+"""HydraNet: one encoder, one decoder, many heads; ``forward`` returns ``{task: tensor}``."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tasks import TaskSpec
+from .heads import build_head
+
+
+class HydraNet(nn.Module):
+    """Composes an encoder, a decoder and one head per task.
+
+    Args:
+        encoder: returns a list of features (high to low resolution), with ``out_channels``.
+        decoder: maps that list to one shared map, with ``out_channels`` and ``stride``.
+        tasks: the task specs; their names key the heads and the outputs.
+        config: the plain-data config the model was built from (kept for checkpoints).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, tasks: Sequence[TaskSpec], config: dict | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.tasks = list(tasks)
+        self.heads = nn.ModuleDict(
+            {t.name: build_head(t, decoder.out_channels, encoder.out_channels[-1]) for t in self.tasks})
+        self.config = config or {}
+        self._needs_decoder = any(t.dense for t in self.tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def forward(self, images: torch.Tensor, upsample: bool = True) -> dict[str, torch.Tensor]:
+        """Run the network.
+
+        Args:
+            images: float ``N x 3 x H x W``, ImageNet-normalised RGB, any H and W.
+            upsample: return dense outputs at the input size (bilinear); if False, at the
+                decoder's stride (4), as the original network does.
+
+        Returns:
+            ``{task name: tensor}``: dense tasks ``N x C x H x W``, image-level tasks ``N x C``.
+        """
+        features = self.encoder(images)
+        shared = self.decoder(features) if self._needs_decoder else None
+        outputs = {}
+        for task in self.tasks:
+            head = self.heads[task.name]
+            if task.dense:
+                y = head(shared)
+                if upsample:
+                    y = F.interpolate(y, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                y = head(features[-1])
+            outputs[task.name] = y
+        return outputs

@@ -1,0 +1,34 @@
+"""Hydranet: real-time multi-task dense prediction (MobileNetV2 + RefineNet)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="hydranet",
+    version="0.1.0",
+    description="Real-time multi-task dense prediction: MobileNetV2 encoder, RefineNet decoder, many heads",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["hydranet", "hydranet.*"]),
+    package_data={"hydranet": ["configs/*.yaml", "data/nyud/*.txt"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy",
+        "opencv-python-headless>=4.8",
+        "albumentations>=1.4",
+        "matplotlib>=3.6",
+        "h5py>=3.8",
+        "scipy>=1.10",
+        "tqdm>=4.60",
+        "PyYAML>=6.0",
+        "onnx>=1.15",
+        "onnxscript>=0.1",
+        "onnxruntime>=1.17",
+    ],
+    extras_require={"dev": ["pytest>=7"]},
+    entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
+)
