@@ -1,0 +1,56 @@
+"""Flags and helpers shared by the subcommands (keep imports light: --help must be instant)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> ``(480, 640)`` (height, width)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def write_json(path, data) -> None:
+    """Write ``data`` as indented JSON to ``path`` (nothing when path is empty)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    p.add_argument("--config", default=default_config, help="config YAML or a shipped name")
+    p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it)")
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+
+
+def resolve_device(name: str):
+    """A torch.device, with a clear error when CUDA is asked for and absent."""
+    import torch
+
+    from ..errors import ConfigError
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name}: {exc}") from exc
+
+
+def model_from_args(args):
+    """The model named by --weights (a checkpoint) or built from --config."""
+    import hydranet
+
+    if getattr(args, "weights", None):
+        return hydranet.load_model(args.weights)
+    return hydranet.build_model(args.config, progress=False)
