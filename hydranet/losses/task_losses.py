@@ -1,0 +1,379 @@
+"""Per-task losses, averaged over valid elements only.
+
+Two small tables split the work:
+
+* ``VALIDITY[kind](target, present, spec)`` decides *which* target elements carry a label
+  (ignore index, depth <= 0 or NaN, zero or NaN normals, NaN regression values, samples
+  whose ``present`` flag is False);
+* ``LOSSES[name](pred, target, valid, **options)`` decides *how* to compare prediction and
+  target on those elements, and averages over them.
+
+Every loss function returns ``None`` when no element is valid: "no label" is never a fake
+zero, so an unlabelled task adds no loss and sends no gradient to its head. Invalid
+elements are removed by boolean indexing *before* any arithmetic, so a NaN target can
+never reach the loss value or its gradient.
+
+Shapes (N = batch, C = classes, k = regression outputs):
+
+==============  ====================  ====================  ==========================
+kind            prediction            target                valid mask
+==============  ====================  ====================  ==========================
+segmentation    N x C x H x W logits  N x H x W int64       N x H x W
+depth           N x 1 x H x W metres  N x 1 x H x W float   N x 1 x H x W
+normals         N x 3 x H x W raw     N x 3 x H x W unit    N x H x W (per pixel)
+classification  N x C logits          N int64               N
+regression      N x k raw             N x k float           N x k
+==============  ====================  ====================  ==========================
+
+``present`` (the data contract's per-sample flag, bool of shape N) is folded into the
+valid mask by the ``*_valid`` helpers; ``None`` means every sample is present.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..tasks import TaskSpec
+
+__all__ = [
+    "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
+    "LOSSES", "KIND_LOSSES", "LOSS_OPTION_ALIASES", "VALIDITY",
+    "segmentation_valid", "depth_valid", "normals_valid", "classification_valid",
+    "regression_valid", "normalize_target", "denormalize_prediction", "resolve_loss",
+    "task_loss", "compute_losses",
+]
+
+_IGNORE = -100  # sentinel label handed to F.cross_entropy for invalid elements
+
+
+# --------------------------------------------------------------------------- validity
+def _per_sample(present: Optional[Tensor], target: Tensor) -> Tensor:
+    """``present`` (N bools, or None = all) reshaped to broadcast against ``target``."""
+    n = target.shape[0]
+    if present is None:
+        return torch.ones(n, dtype=torch.bool, device=target.device).view(n, *[1] * (target.dim() - 1))
+    present = torch.as_tensor(present, device=target.device).bool()
+    if present.shape != (n,):
+        raise ValueError(f"present must have shape ({n},) (one flag per sample), got {tuple(present.shape)}")
+    return present.view(n, *[1] * (target.dim() - 1))
+
+
+def segmentation_valid(target: Tensor, present: Optional[Tensor] = None, ignore_index: int = 255) -> Tensor:
+    """N x H x W mask: labelled pixels (label != ``ignore_index``) of present samples."""
+    return (target != ignore_index) & _per_sample(present, target)
+
+
+def classification_valid(target: Tensor, present: Optional[Tensor] = None, ignore_index: int = 255) -> Tensor:
+    """N mask: present samples whose label is not ``ignore_index``."""
+    return (target != ignore_index) & _per_sample(present, target)
+
+
+def depth_valid(target: Tensor, present: Optional[Tensor] = None) -> Tensor:
+    """Mask of target's shape: finite depth > 0 of present samples (0, < 0 and NaN = no measurement)."""
+    return torch.isfinite(target) & (target > 0) & _per_sample(present, target)
+
+
+def normals_valid(target: Tensor, present: Optional[Tensor] = None, eps: float = 1e-6) -> Tensor:
+    """N x H x W mask (per pixel): all 3 components finite and a non-zero vector."""
+    finite = torch.isfinite(target).all(dim=1)
+    norm2 = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).pow(2).sum(dim=1)
+    per_sample = _per_sample(present, target)[:, 0]
+    return finite & (norm2 > eps * eps) & per_sample
+
+
+def regression_valid(target: Tensor, present: Optional[Tensor] = None) -> Tensor:
+    """N x k mask: finite values of present samples (NaN = this value is missing)."""
+    return torch.isfinite(target) & _per_sample(present, target)
+
+
+VALIDITY: dict[str, Callable[..., Tensor]] = {
+    "segmentation": lambda t, p, spec: segmentation_valid(t, p, spec.ignore_index),
+    "classification": lambda t, p, spec: classification_valid(t, p, spec.ignore_index),
+    "depth": lambda t, p, spec: depth_valid(t, p),
+    "normals": lambda t, p, spec: normals_valid(t, p),
+    "regression": lambda t, p, spec: regression_valid(t, p),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _full_valid(valid: Optional[Tensor], target: Tensor) -> Tensor:
+    """Valid mask broadcast to ``target``'s shape, always excluding non-finite targets."""
+    ok = torch.isfinite(target) if target.is_floating_point() else torch.ones_like(target, dtype=torch.bool)
+    if valid is not None:
+        ok = ok & valid.to(device=target.device, dtype=torch.bool).expand_as(target)
+    return ok
+
+
+def _pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
+    """(pred[valid], target[valid]) as float32, or None when nothing is valid."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape "
+                         "(dense outputs must be upsampled to the target size by the caller)")
+    mask = _full_valid(valid, target)
+    if not bool(mask.any()):
+        return None
+    return pred.float()[mask], target.float()[mask]
+
+
+# --------------------------------------------------------------------------- losses
+def cross_entropy(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
+                  class_weights: Optional[Iterable[float]] = None,
+                  label_smoothing: float = 0.0) -> Optional[Tensor]:
+    """Cross-entropy for segmentation (N x C x H x W vs N x H x W) or classification (N x C vs N).
+
+    Averaged over valid elements; with ``class_weights`` (C values) it is the weighted mean
+    ``sum(w[y] * nll) / sum(w[y])`` over valid elements, as ``torch.nn.functional.cross_entropy``
+    defines it. ``label_smoothing`` in [0, 1) mixes the one-hot target with the uniform one.
+    """
+    if pred.dim() != target.dim() + 1 or pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[1:]:
+        raise ValueError(f"cross_entropy: logits {tuple(pred.shape)} do not match labels {tuple(target.shape)} "
+                         "(expected N x C [x H x W] logits and N [x H x W] labels)")
+    mask = torch.ones_like(target, dtype=torch.bool) if valid is None else valid.to(target.device).bool()
+    if not bool(mask.any()):
+        return None
+    weight = None
+    if class_weights is not None:
+        weight = torch.as_tensor(list(class_weights), dtype=torch.float32, device=pred.device)
+        if weight.numel() != pred.shape[1]:
+            raise ValueError(f"cross_entropy: {weight.numel()} class weights for {pred.shape[1]} classes")
+    labels = torch.where(mask, target.long(), torch.full_like(target.long(), _IGNORE))
+    return F.cross_entropy(pred.float(), labels, weight=weight, ignore_index=_IGNORE,
+                           label_smoothing=float(label_smoothing))
+
+
+def l1(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
+    """Mean absolute error over valid elements (pred and target of the same shape)."""
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else (pair[0] - pair[1]).abs().mean()
+
+
+def mse(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
+    """Mean squared error over valid elements."""
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else (pair[0] - pair[1]).pow(2).mean()
+
+
+def smooth_l1(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, beta: float = 1.0) -> Optional[Tensor]:
+    """Huber-style smooth L1 over valid elements: 0.5 r^2 / beta if |r| < beta else |r| - 0.5 beta."""
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else F.smooth_l1_loss(pair[0], pair[1], beta=float(beta))
+
+
+def berhu(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, threshold: float = 0.2) -> Optional[Tensor]:
+    """Reverse Huber (berHu, Laina et al. 2016) over valid elements.
+
+    With r = |pred - target| and c = ``threshold`` * max r over the valid elements of the
+    batch (treated as a constant, no gradient): loss = r if r <= c, else (r^2 + c^2) / (2c).
+    When every residual is 0 then c = 0 and the loss is 0 with a zero gradient (guarded).
+    """
+    pair = _pairs(pred, target, valid)
+    if pair is None:
+        return None
+    r = (pair[0] - pair[1]).abs()
+    c = (threshold * r.max()).detach()
+    c_safe = c.clamp_min(torch.finfo(r.dtype).tiny)
+    quad = (r * r + c * c) / (2 * c_safe)
+    return torch.where(r <= c, r, quad).mean()
+
+
+def silog(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, lam: float = 0.85,
+          scale: float = 1.0, min_depth: float = 1e-3) -> Optional[Tensor]:
+    """Scale-invariant log loss (Eigen et al. 2014), in its square-root form.
+
+    d = log(max(|pred|, min_depth)) - log(target) over valid elements with target > 0;
+    loss = scale * sqrt(mean(d^2) - lam * mean(d)^2).
+    ``lam`` = 0 gives the log-RMSE, 1 is fully scale invariant; 0.85 (the default) is the value
+    of BTS/AdaBins, which also use ``scale`` = 10 (here 1). The prediction is the head's raw
+    value: its absolute value, clamped at ``min_depth``, is used inside the log.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"silog: lam must be in [0, 1], got {lam}")
+    full = _full_valid(valid, target) & (torch.nan_to_num(target, nan=0.0) > 0)
+    pair = _pairs(pred, target, full)
+    if pair is None:
+        return None
+    d = pair[0].abs().clamp_min(min_depth).log() - pair[1].log()
+    var = (d.pow(2).mean() - lam * d.mean().pow(2)).clamp_min(0.0)
+    return scale * torch.sqrt(var + 1e-12)
+
+
+def _normal_pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
+    if pred.shape != target.shape or pred.dim() < 2 or pred.shape[1] != 3:
+        raise ValueError(f"normals: prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
+                         "must both be N x 3 [x H x W]")
+    mask = normals_valid(target) if valid is None else normals_valid(target) & _pixel_mask(valid, target)
+    if not bool(mask.any()):
+        return None
+    p = pred.float().movedim(1, -1)[mask]  # M x 3
+    t = target.float().movedim(1, -1)[mask]
+    return F.normalize(p, dim=-1, eps=1e-12), F.normalize(t, dim=-1, eps=1e-12)
+
+
+def _pixel_mask(valid: Tensor, target: Tensor) -> Tensor:
+    valid = valid.to(target.device).bool()
+    if valid.dim() == target.dim():  # N x 1 x H x W -> N x H x W
+        valid = valid.squeeze(1)
+    return valid.expand(target.shape[0], *target.shape[2:])
+
+
+def cosine(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
+    """Mean of 1 - cos(angle) between normalised prediction and target over valid pixels.
+
+    pred: N x 3 x H x W raw vectors (normalised here); target: unit vectors, a zero or
+    NaN vector marks an invalid pixel; valid: optional N x H x W (or N x 1 x H x W) mask.
+    """
+    pair = _normal_pairs(pred, target, valid)
+    return None if pair is None else (1.0 - (pair[0] * pair[1]).sum(-1)).mean()
+
+
+def angular(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps: float = 1e-7) -> Optional[Tensor]:
+    """Mean angle in radians, acos(cos), over valid pixels (shapes as :func:`cosine`).
+
+    cos is clamped to [-1 + eps, 1 - eps] so the gradient of acos stays finite; a perfect
+    prediction therefore reads about sqrt(2 eps) rad (5e-4 for the default), not 0.
+    """
+    pair = _normal_pairs(pred, target, valid)
+    if pair is None:
+        return None
+    cos = (pair[0] * pair[1]).sum(-1).clamp(-1.0 + eps, 1.0 - eps)
+    return torch.acos(cos).mean()
+
+
+LOSSES: dict[str, Callable[..., Optional[Tensor]]] = {
+    "cross_entropy": cross_entropy,
+    "l1": l1,
+    "mse": mse,
+    "smooth_l1": smooth_l1,
+    "berhu": berhu,
+    "silog": silog,
+    "cosine": cosine,
+    "angular": angular,
+}
+
+# The losses each task kind accepts; the first is the kind's default (as in tasks.KINDS).
+KIND_LOSSES: dict[str, tuple] = {
+    "segmentation": ("cross_entropy",),
+    "depth": ("l1", "berhu", "silog"),
+    "normals": ("cosine", "angular"),
+    "classification": ("cross_entropy",),
+    "regression": ("l1", "mse", "smooth_l1"),
+}
+
+# Config spellings that are not Python identifiers (``lambda`` is a keyword).
+LOSS_OPTION_ALIASES = {"lambda": "lam"}
+
+
+# --------------------------------------------------------------------------- normalisation
+def _norm_stats(spec: TaskSpec, like: Tensor):
+    opts = spec.options or {}
+    mean = opts.get("target_mean", opts.get("mean"))
+    std = opts.get("target_std", opts.get("std"))
+    if mean is None and std is None:
+        return None
+    mean_t = torch.as_tensor(0.0 if mean is None else mean, dtype=like.dtype, device=like.device)
+    std_t = torch.as_tensor(1.0 if std is None else std, dtype=like.dtype, device=like.device)
+    if bool((std_t <= 0).any()) or not bool(torch.isfinite(std_t).all()):
+        raise ConfigError(f"task {spec.name!r}: options.target_std must be positive, got {std!r}")
+    return mean_t, std_t
+
+
+def normalize_target(spec: TaskSpec, y: Tensor) -> Tensor:
+    """Target in the head's units: z = (y - mean) / std.
+
+    mean/std come from ``spec.options["target_mean"]`` / ``["target_std"]`` (``mean`` / ``std``
+    are accepted too), each a number or a list of k values; without them y is returned
+    unchanged. NaN (missing) values stay NaN.
+    """
+    stats = _norm_stats(spec, y)
+    return y if stats is None else (y - stats[0]) / stats[1]
+
+
+def denormalize_prediction(spec: TaskSpec, z: Tensor) -> Tensor:
+    """Prediction in the target's units: y = z * std + mean (inverse of :func:`normalize_target`)."""
+    stats = _norm_stats(spec, z)
+    return z if stats is None else z * stats[1] + stats[0]
+
+
+# --------------------------------------------------------------------------- per task
+def resolve_loss(spec: TaskSpec) -> tuple[Callable[..., Optional[Tensor]], dict]:
+    """The loss function of a task and its keyword options, validated.
+
+    Raises:
+        ConfigError: unknown loss name, a loss the task kind does not accept, or an unknown
+            option; the message lists the valid choices.
+    """
+    name = spec.loss_name
+    allowed = KIND_LOSSES[spec.kind]
+    if name not in LOSSES:
+        raise ConfigError(f"task {spec.name!r}: unknown loss {name!r}; valid losses for kind "
+                          f"{spec.kind!r}: {', '.join(allowed)}")
+    if name not in allowed:
+        raise ConfigError(f"task {spec.name!r}: loss {name!r} does not apply to kind {spec.kind!r}; "
+                          f"valid: {', '.join(allowed)}")
+    fn = LOSSES[name]
+    accepted = [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    options = {}
+    for key, value in dict(spec.loss_options or {}).items():
+        key = LOSS_OPTION_ALIASES.get(key, key)
+        if key not in accepted:
+            raise ConfigError(f"task {spec.name!r}: loss {name!r} has no option {key!r}; "
+                              f"valid options: {', '.join(accepted) or '(none)'}")
+        options[key] = value
+    return fn, options
+
+
+def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor, present: Optional[Tensor] = None) -> Optional[Tensor]:
+    """Scalar loss of one task over its valid elements, or ``None`` if the batch has no label for it.
+
+    Args:
+        spec: the task (its kind decides the valid mask, its ``loss`` / ``loss_options`` the loss).
+        pred: the model's output for the task (shapes in the module docstring).
+        target: the batch's target for the task (depth may also be N x H x W).
+        present: bool of shape N, the samples that carry this label (None = all).
+    """
+    fn, options = resolve_loss(spec)
+    if spec.kind == "depth" and target.dim() == 3:
+        target = target.unsqueeze(1)
+    if spec.kind == "regression":
+        target = normalize_target(spec, target.float())
+    valid = VALIDITY[spec.kind](target, present, spec)
+    if not bool(valid.any()):
+        return None
+    return fn(pred, target, valid, **options)
+
+
+def _as_specs(tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]]) -> list[TaskSpec]:
+    return list(tasks.values()) if isinstance(tasks, Mapping) else list(tasks)
+
+
+def compute_losses(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
+                   tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]]) -> dict[str, Tensor]:
+    """``{task name: scalar loss}`` for the tasks that have at least one label in ``batch``.
+
+    ``batch`` follows the data contract: ``batch["targets"][name]`` and (optionally)
+    ``batch["present"][name]``, a bool per sample. A task with no target, or whose targets
+    are all invalid, is left out of the dict (no loss, no gradient to its head).
+
+    Raises:
+        KeyError: a task has labels in the batch but the model produced no output for it.
+    """
+    targets = batch.get("targets", {})
+    present = batch.get("present", {}) or {}
+    losses: dict[str, Tensor] = {}
+    for spec in _as_specs(tasks):
+        if spec.name not in targets:
+            continue
+        if present.get(spec.name) is not None and not bool(torch.as_tensor(present[spec.name]).any()):
+            continue
+        if spec.name not in outputs:
+            raise KeyError(f"task {spec.name!r} has targets in the batch but no model output "
+                           f"(outputs: {', '.join(outputs)})")
+        value = task_loss(spec, outputs[spec.name], targets[spec.name], present.get(spec.name))
+        if value is not None:
+            losses[spec.name] = value
+    return losses
