@@ -17,6 +17,10 @@ from ..errors import HydranetError
 # Subcommand name -> module in this package.
 COMMANDS = {
     "summary": "summary",
+    "convert": "convert",
+    "train": "train",
+    "eval": "eval",
+    "plot": "plot",
 }
 
 

@@ -29,6 +29,17 @@ def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None
     p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it)")
 
 
+def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
+    """``--encoder-weights PATH|imagenet``: pretrained encoder weights (overrides model.encoder_weights).
+
+    ``imagenet`` uses torchvision's weights API (network or torch's hub cache); a path is a
+    local state-dict file, e.g. torchvision's ImageNet file copied to an offline machine.
+    """
+    p.add_argument("--encoder-weights", metavar="PATH", default=None,
+                   help="encoder weights: a local state-dict file, or 'imagenet' (torchvision, needs "
+                        "network or its cache); overrides model.encoder_weights of the config")
+
+
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
 

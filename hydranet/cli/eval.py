@@ -1,0 +1,34 @@
+"""hydranet eval: metrics of a checkpoint over a data set (default: the synthetic validation set)."""
+from __future__ import annotations
+
+from .common import add_device_arg, resolve_device, write_json
+
+HELP = "evaluate a checkpoint: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--weights", required=True, help="a Hydranet checkpoint")
+    p.add_argument("--config", help="a config whose data.val section names the data (default: the "
+                                    "checkpoint's own data.val, else the synthetic validation set)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the data section, e.g. --set data.val.num_samples=50")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
+    add_device_arg(p)
+    p.add_argument("--json", help="write the results as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    from ..evaluation.run import evaluate_checkpoint
+    from ..evaluation import format_table
+
+    device = resolve_device(args.device)
+    results = evaluate_checkpoint(args.weights, config=args.config, overrides=args.set, device=device,
+                                  batch_size=args.batch_size, workers=args.workers, fast=not args.plain,
+                                  progress=not args.no_progress)
+    print(f"{results['data']} ({results['samples']} samples)")
+    print(format_table(results["metrics"]))
+    write_json(args.json, results)
+    return 0

@@ -1,0 +1,22 @@
+"""hydranet plot: plots of a training run (task losses, sigma^2, weights, validation metrics)."""
+from __future__ import annotations
+
+HELP = "plot a training run's losses, sigma^2, effective weights and validation metrics"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run", help="run folder written by hydranet train (holds log.jsonl)")
+    p.add_argument("--out", help="folder for the PNG files (default: the run folder)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import DataError
+    from ..training.plots import plot_run
+
+    if not (Path(args.run) / "log.jsonl").is_file():
+        raise DataError(f"{args.run}: no log.jsonl (not a hydranet train run folder)")
+    for path in plot_run(Path(args.run), args.out and Path(args.out)):
+        print(path)
+    return 0

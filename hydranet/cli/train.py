@@ -1,0 +1,72 @@
+"""hydranet train: train from a config (default: the built-in synthetic scenes)."""
+from __future__ import annotations
+
+from .common import add_device_arg, write_json
+
+HELP = "train a model (default: the built-in synthetic scene set, no download needed)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", help="config YAML or a shipped name (default: synthetic)")
+    p.add_argument("--out", default="runs/train", help="run folder (last.pt, best.pt, logs, plots)")
+    p.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+    p.add_argument("--resume", nargs="?", const=True, default=None,
+                   help="continue from CKPT (default: OUT/last.pt)")
+    add_device_arg(p)
+    p.add_argument("--json", help="write the run summary as JSON")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument("--encoder-weights", help="local encoder weights file (offline ImageNet weights)")
+    p.add_argument("--weighting", help="uncertainty | fixed | equal | gradnorm | dwa")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    legacy = p.add_argument_group("flags of the mission's uncertainty-weighting trainer")
+    legacy.add_argument("--train_json", help="JSON records of image-level targets (infers the tasks)")
+    legacy.add_argument("--val_json", help="JSON records for validation")
+    legacy.add_argument("--use_uncertainty_weighting", metavar="BOOL",
+                        help="true: uncertainty weighting; false: equal weights")
+    legacy.add_argument("--gradient_normalization", metavar="BOOL",
+                        help="true: clip each head's gradient to max norm 1.0")
+    legacy.add_argument("--initial_log_vars", metavar="S1,S2,...",
+                        help="initial log sigma^2 per task, in task order, e.g. 0,0,0,0")
+
+
+def build_run_config(args) -> dict:
+    """The config of this run: file or default, JSON targets, then flag overrides."""
+    from ..config import load_config
+    from ..training.json_config import json_training_config
+    from ..training.settings import apply_overrides, parse_bool
+
+    if args.train_json and not args.config:
+        cfg = json_training_config(args.train_json, args.val_json)
+    else:
+        cfg = load_config(args.config or "synthetic")
+        data = cfg.setdefault("data", {})
+        for split, path in (("train", args.train_json), ("val", args.val_json)):
+            if path:  # keep the config's transforms, read the JSON records
+                transforms = (data.get(split) or {}).get("transforms")
+                data[split] = {"type": "json", "json": path, **({"transforms": transforms} if transforms else {})}
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.encoder_weights:
+        overrides.append(f"model.encoder_weights={args.encoder_weights}")
+    if args.weighting:
+        overrides.append(f"loss.weighting={args.weighting}")
+    if args.use_uncertainty_weighting is not None:
+        overrides.append("loss.weighting=" + ("uncertainty" if parse_bool(args.use_uncertainty_weighting) else "equal"))
+    if args.gradient_normalization is not None:
+        overrides.append(f"loss.gradient_normalization={str(parse_bool(args.gradient_normalization)).lower()}")
+    if args.initial_log_vars is not None:
+        overrides.append(f"loss.initial_log_vars=[{args.initial_log_vars}]")
+    return load_config(apply_overrides(cfg, overrides))
+
+
+def run(args) -> int:
+    from ..training import train
+
+    summary = train(build_run_config(args), args.out, device=args.device, resume=args.resume,
+                    progress=not args.no_progress)
+    print(f"{summary['status']} at step {summary['step']} in {summary['seconds']:.0f} s; "
+          f"checkpoints: {summary['last']}, {summary['best']}")
+    write_json(args.json, summary)
+    return 0 if summary["status"] == "completed" else 130

@@ -1,0 +1,74 @@
+"""``build_dataset(cfg, tasks, train)``: a dataset from a config mapping.
+
+``cfg["type"]`` picks the dataset; the other keys are its arguments, plus ``transforms`` (a
+mapping for :func:`~hydranet.data.transforms.build_transforms`; the train pipeline when
+``train`` is true, else the eval one). Examples::
+
+    {"type": "synthetic", "num_samples": 512, "size": [64, 64], "seed": 0}
+    {"type": "list", "list": "nyud/train.txt", "depth_scale": 5000, "transforms": {"size": [240, 320]}}
+    {"type": "kitti", "list": "kitti/train.txt"}
+    {"type": "nyud_mat", "mat": "nyu_depth_v2_labeled.mat", "split": "train"}
+    {"type": "json", "json": "parts/train.json", "vocab": "parts/vocab.json"}
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError
+from ..tasks import TaskSpec, parse_tasks
+from .jsonset import JsonDataset
+from .kitti import KittiDataset
+from .listfile import ListDataset
+from .nyud import NYUDv2Mat
+from .synthetic import SyntheticScenes
+from .transforms import build_transforms
+
+# type -> (class, required keys, optional keys, {config key: argument name})
+DATASET_TYPES = {
+    "synthetic": (SyntheticScenes, (), ("num_samples", "size", "seed", "split", "fields", "max_objects",
+                                        "label_dropout"), {}),
+    "list": (ListDataset, ("list",), ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
+             {"list": "list_file"}),
+    "kitti": (KittiDataset, ("list",), ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
+              {"list": "list_file"}),
+    "nyud_mat": (NYUDv2Mat, ("mat",), ("split", "mapping", "splits", "fields", "skip_bad"), {"mat": "mat_path"}),
+    "json": (JsonDataset, ("json",), ("root", "vocab", "fields", "skip_bad", "depth_scale", "palette"),
+             {"json": "json_file"}),
+}
+
+
+def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool):
+    """Build a dataset from ``cfg`` (see the module docstring) for ``tasks``.
+
+    Defaults that depend on ``train``: the synthetic ``split`` ("train" / "val"), NYUD's
+    ``split`` ("train" / "test"), and the synthetic ``num_samples`` (1000 / 200). The synthetic
+    set renders at ``size`` (default the transforms' size, else 64 x 64).
+
+    Raises:
+        ConfigError: an unknown type (listing the valid ones), a missing or unknown key.
+    """
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"data: a dataset config must be a mapping, got {type(cfg).__name__}")
+    kind = cfg.get("type")
+    if kind not in DATASET_TYPES:
+        raise ConfigError(f"data.type: unknown dataset type {kind!r}; valid types: {', '.join(DATASET_TYPES)}")
+    cls, required, optional, rename = DATASET_TYPES[kind]
+    keys = set(cfg) - {"type", "transforms"}
+    unknown = sorted(keys - set(required) - set(optional))
+    if unknown:
+        raise ConfigError(f"data ({kind}): unknown key(s) {unknown}; valid: {', '.join(required + optional)}, "
+                          "transforms")
+    missing = [k for k in required if cfg.get(k) in (None, "")]
+    if missing:
+        raise ConfigError(f"data ({kind}): missing key(s) {missing}")
+    tasks = parse_tasks(list(tasks))
+    tf_cfg = dict(cfg.get("transforms") or {})
+    kwargs = {rename.get(k, k): cfg[k] for k in keys}
+    if kind == "synthetic":
+        kwargs.setdefault("split", "train" if train else "val")
+        kwargs.setdefault("num_samples", 1000 if train else 200)
+        kwargs.setdefault("size", tf_cfg.get("size", (64, 64)))
+    if kind == "nyud_mat":
+        kwargs.setdefault("split", "train" if train else "test")
+    transform = build_transforms(tf_cfg, train=train)
+    return cls(tasks=tasks, transform=transform, **kwargs)

@@ -1,0 +1,66 @@
+"""torch.distributed set-up for ``torchrun``: one process per device, rank 0 writes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistContext:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1), else single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(ctx.local_rank)
+        dist.init_process_group(backend=backend)
+    return ctx
+
+
+def device_for(ctx: DistContext, device: str) -> torch.device:
+    """Each rank uses its own GPU (cuda:LOCAL_RANK); CPU ranks share the CPU."""
+    if device.startswith("cuda") and ctx.enabled:
+        return torch.device("cuda", ctx.local_rank)
+    return torch.device(device)
+
+
+def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.enabled:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= ctx.world_size
+    return value
+
+
+def any_rank(flag: bool, ctx: DistContext, device: torch.device | str = "cpu") -> bool:
+    """True on every rank when ``flag`` is true on any rank (e.g. a stop request)."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,444 @@
+"""The training loop behind ``hydranet train``: single process or torchrun/DDP.
+
+What it guarantees:
+* checkpoints (``last.pt`` every ``ckpt_every`` steps and at the end, ``best.pt`` on the
+  monitored validation value) are written atomically by rank 0 and hold everything a
+  resume needs: model, weighting, optimiser, scheduler, grad scaler, step, RNG states;
+* ``resume`` continues exactly: the batch order is a function of (seed, epoch) and each
+  sample's augmentation of (seed, epoch, index), so N steps straight equal N/2 + N/2;
+* SIGINT/SIGTERM finish the current step, save ``last.pt`` and stop;
+* a NaN or infinite task loss stops training with the task and step named (or skips the
+  update, ``train.on_nan: skip``); no checkpoint is written from a poisoned state.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
+from ..config import load_config, save_config
+from ..data import build_dataset, make_collate
+from ..errors import CheckpointError, ConfigError, HydranetError
+from ..evaluation import batch_to, evaluate, format_table
+from ..losses import GradNormWeighting, build_weighting, clip_head_gradients, compute_losses
+from ..models import build_model
+from ..tasks import parse_tasks
+from .distributed import DistContext, any_rank, cleanup, device_for, init_distributed
+from .logger import RunLogger
+from .optim import build_optimizer, build_scheduler, param_groups
+from .sampler import ResumableBatchSampler, SeededSamples
+from .settings import training_settings
+
+# Metrics where a smaller value is better (for train.monitor = "task/metric").
+LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mean_angle", "median_angle", "mae"}
+
+
+class TrainingError(HydranetError, RuntimeError):
+    """Training cannot continue (e.g. a non-finite loss); the message names task and step."""
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop saves and stops after the current step.
+
+    A second SIGINT interrupts at once.
+    """
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Builds model, weighting, data and optimiser from a config and runs the loop.
+
+    Args:
+        config: a config mapping or YAML path (see ``hydranet/configs/synthetic.yaml``).
+        out_dir: run folder: ``last.pt``, ``best.pt``, ``config.yaml``, logs and plots.
+        device: ``cpu`` or ``cuda`` (under torchrun each rank takes ``cuda:LOCAL_RANK``).
+        resume: a checkpoint to continue from (``True`` = ``out_dir/last.pt``).
+        progress: show a tqdm bar (rank 0 only).
+    """
+
+    def __init__(self, config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None,
+                 progress: bool = True):
+        self.cfg = load_config(config)
+        self.train_cfg, self.loss_cfg = training_settings(self.cfg)
+        if "data" not in self.cfg or "train" not in (self.cfg.get("data") or {}):
+            raise ConfigError("data.train: missing (what to train on; see hydranet/configs/synthetic.yaml)")
+        self.out_dir = Path(out_dir)
+        self.ctx: DistContext = init_distributed(device)
+        self.device = device_for(self.ctx, device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+        self.progress = progress and self.ctx.is_main
+        self.tasks = parse_tasks(self.cfg["tasks"])
+        tc = self.train_cfg
+
+        _seed_everything(int(tc["seed"]))
+        self.model = build_model(self.cfg).to(self.device)
+        w_opts = dict(self.loss_cfg["options"] or {})
+        if self.loss_cfg["initial_log_vars"] is not None:
+            w_opts["initial_log_vars"] = self.loss_cfg["initial_log_vars"]
+        self.weighting = build_weighting(self.loss_cfg["weighting"], self.tasks, **w_opts).to(self.device)
+        if isinstance(self.weighting, GradNormWeighting) and self.ctx.enabled:
+            raise ConfigError("loss.weighting: gradnorm needs per-task gradients of one process; "
+                              "run it without torchrun")
+
+        data_cfg = self.cfg["data"]
+        self.train_set = SeededSamples(build_dataset(data_cfg["train"], self.tasks, train=True), int(tc["seed"]))
+        self.val_set = build_dataset(data_cfg["val"], self.tasks, train=False) if data_cfg.get("val") else None
+        self.collate = make_collate(self.tasks)
+        self.steps_per_epoch = ResumableBatchSampler.batches_per_epoch(
+            len(self.train_set), int(tc["batch_size"]), self.ctx.world_size) // int(tc["accumulate"])
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"data.train: {len(self.train_set)} samples make less than one step of "
+                              f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)")
+
+        self.optimizer = build_optimizer(param_groups(self.model, self.weighting, tc, self.loss_cfg), tc)
+        self.scheduler = build_scheduler(self.optimizer, tc)
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc["amp"]) \
+            if self.device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.step = 0
+        self.best: Optional[float] = None
+        self.epoch_loss_sums: dict[str, float] = {}
+        self.epoch_loss_counts: dict[str, int] = {}
+        self.skipped_steps = 0
+        if resume:
+            self._resume(self.out_dir / "last.pt" if resume is True else Path(resume))
+
+        self.ddp = None
+        if self.ctx.enabled:
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)  # heads of tasks without labels in a batch are unused
+
+    # --- checkpoints --------------------------------------------------------------------
+    def _state(self) -> dict:
+        return model_checkpoint(
+            self.model,
+            weighting=self.weighting.state_dict(),
+            weighting_name=self.loss_cfg["weighting"],
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            step=self.step,
+            epoch=self.step // self.steps_per_epoch,
+            best=self.best,
+            epoch_losses={"sums": dict(self.epoch_loss_sums), "counts": dict(self.epoch_loss_counts)},
+            rng=_rng_state(),
+            skipped_steps=self.skipped_steps,
+        )
+
+    def _save(self, name: str, state: Optional[dict] = None) -> Path:
+        path = self.out_dir / name
+        if self.ctx.is_main:
+            for p in list(self.model.parameters()) + list(self.weighting.parameters()):
+                if not torch.isfinite(p).all():
+                    raise TrainingError(f"step {self.step}: parameters are not finite; {path} was not written")
+            atomic_save(state or self._state(), path)
+        return path
+
+    def _resume(self, path: Path) -> None:
+        ckpt = read_checkpoint(path)
+        for key in ("optimizer", "scheduler", "step", "weighting", "rng"):
+            if key not in ckpt:
+                raise CheckpointError(f"{path}: not a training checkpoint (no {key!r}); "
+                                      f"use it as --weights / model init instead")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.weighting.load_state_dict(ckpt["weighting"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: does not match this config ({exc})") from exc
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.best = ckpt.get("best")
+        self.skipped_steps = int(ckpt.get("skipped_steps", 0))
+        self.epoch_loss_sums = dict(ckpt["epoch_losses"]["sums"])
+        self.epoch_loss_counts = dict(ckpt["epoch_losses"]["counts"])
+        _set_rng_state(ckpt["rng"])
+
+    # --- one optimiser step ---------------------------------------------------------------
+    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+        tc = self.train_cfg
+        self.train_set.epoch = epoch
+        sampler = ResumableBatchSampler(len(self.train_set), int(tc["batch_size"]), int(tc["seed"]), epoch,
+                                        self.ctx.rank, self.ctx.world_size, start_batch=start_batch)
+        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=int(tc["workers"]), pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(int(tc["seed"]) + epoch))
+
+    def _check_finite(self, losses: dict) -> Optional[str]:
+        for name, value in losses.items():
+            if not torch.isfinite(value.detach()).all():
+                return f"task {name!r} loss is {float(value.detach())} at step {self.step + 1}"
+        return None
+
+    def _sync_weighting_grads(self) -> None:
+        """Average the weighting's gradients over ranks; a task no rank saw keeps grad None."""
+        if not self.ctx.enabled:
+            return
+        params = list(self.weighting.parameters())
+        if not params:
+            return
+        flat = torch.stack([p.grad.sum() if p.grad is not None else torch.zeros((), device=self.device)
+                            for p in params] + [torch.tensor(float(p.grad is not None), device=self.device)
+                                                for p in params])
+        dist.all_reduce(flat)
+        n = len(params)
+        for i, p in enumerate(params):
+            count = flat[n + i]
+            p.grad = None if count == 0 else (flat[i] / count).reshape(p.shape).to(p.dtype)
+
+    def _train_step(self, batches) -> Optional[dict]:
+        tc, lc = self.train_cfg, self.loss_cfg
+        accumulate = int(tc["accumulate"])
+        net = self.ddp or self.model
+        self.optimizer.zero_grad(set_to_none=True)  # None grads keep absent tasks' parameters still
+        totals, reports = [], []
+        for i, batch in enumerate(batches):
+            batch = batch_to(batch, self.device)
+            sync = nullcontext() if self.ddp is None or i == accumulate - 1 else self.ddp.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = net(batch["image"])
+                outputs = {k: v.float() for k, v in outputs.items()}
+                losses = compute_losses(outputs, batch, self.tasks)
+                problem = self._check_finite(losses)
+                if problem:
+                    if tc["on_nan"] == "skip":
+                        self.optimizer.zero_grad(set_to_none=True)
+                        self.skipped_steps += 1
+                        tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
+                        return None
+                    raise TrainingError(f"{problem}; training stopped, last checkpoint left as it was "
+                                        f"(set train.on_nan: skip to skip such steps)")
+                total, report = self.weighting(losses)
+                if total is None:
+                    continue
+                if isinstance(self.weighting, GradNormWeighting):
+                    # its gradient is unscaled with the rest, so it must be scaled like them
+                    scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                    self.weighting.gradnorm_step(losses, self._shared_params(), grad_scale=scale / accumulate)
+                self.scaler.scale(total / accumulate).backward()
+            for name, value in losses.items():
+                self.epoch_loss_sums[name] = self.epoch_loss_sums.get(name, 0.0) + float(value.detach())
+                self.epoch_loss_counts[name] = self.epoch_loss_counts.get(name, 0) + 1
+            totals.append(float(total.detach()))
+            reports.append(report)
+        if not totals:
+            return None
+        self._sync_weighting_grads()
+        head_norms = {}
+        if lc["gradient_normalization"] or tc["max_grad_norm"]:
+            self.scaler.unscale_(self.optimizer)
+        if lc["gradient_normalization"]:
+            head_norms = clip_head_gradients(self.model.heads, float(lc["max_head_grad_norm"]))
+        if tc["max_grad_norm"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(tc["max_grad_norm"]))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"total": sum(totals) / len(totals), "report": reports[-1], "head_grad_norm": head_norms}
+
+    def _shared_params(self) -> list:
+        """GradNorm's shared layer: the encoder's last stage, which every task reads."""
+        stage = list(self.model.encoder.children())[-1]
+        last = [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        return [last.weight]
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate(self) -> Optional[dict]:
+        if self.val_set is None or not self.ctx.is_main:
+            return None
+        loader = DataLoader(self.val_set, batch_size=int(self.train_cfg["batch_size"]), shuffle=False,
+                            collate_fn=self.collate, num_workers=int(self.train_cfg["workers"]))
+        self.model.eval()
+        result = evaluate(self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype)
+        self.model.train()
+        return result
+
+    def _monitored(self, result: dict) -> float:
+        """The value ``best.pt`` tracks, as 'smaller is better'."""
+        monitor = self.train_cfg["monitor"]
+        if monitor == "loss":
+            return sum(result["loss"].values())
+        task, metric = monitor.split("/", 1)
+        try:
+            value = float(result["metrics"][task][metric])
+        except KeyError as exc:
+            raise ConfigError(f"train.monitor: {monitor!r} is not among the validation metrics") from exc
+        return value if metric in LOWER_IS_BETTER else -value
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def fit(self, until: Optional[int] = None) -> dict:
+        """Train to ``train.steps``; returns a summary (final validation, paths, status).
+
+        ``until`` stops early at that step, saving ``last.pt`` as an interruption would
+        (the schedule still runs to ``train.steps``), so a later resume continues the run.
+        """
+        tc = self.train_cfg
+        total_steps = int(tc["steps"])
+        stop_step = min(total_steps, until) if until else total_steps
+        logger = None
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out_dir / "config.yaml")
+            logger = RunLogger(self.out_dir, tensorboard=bool(tc["tensorboard"]))
+        bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress,
+                   dynamic_ncols=True)
+        status, last_val, t0 = "completed", None, time.time()
+        self.model.train()
+        try:
+            with _StopRequest() as stop:
+                while self.step < stop_step and not any_rank(stop.signal is not None, self.ctx, self.device):
+                    epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+                    iterator = iter(self._loader(epoch, in_epoch * int(tc["accumulate"])))
+                    for _ in range(in_epoch, self.steps_per_epoch):
+                        batches = [next(iterator) for _ in range(int(tc["accumulate"]))]
+                        out = self._train_step(batches)
+                        self.scheduler.step()
+                        self.step += 1
+                        bar.update(1)
+                        if out is not None:
+                            self._log_step(out, logger, bar)
+                        if self.step % self.steps_per_epoch == 0:
+                            self._epoch_end(logger)
+                        if self.step % int(tc["val_every"]) == 0 or self.step == total_steps:
+                            last_val = self._validate_and_keep_best(logger)
+                        if self.step % int(tc["ckpt_every"]) == 0 or self.step == total_steps:
+                            self._save("last.pt")
+                        if self.step >= stop_step or any_rank(stop.signal is not None, self.ctx, self.device):
+                            break
+                if self.step < total_steps:
+                    status = "interrupted" if self.step < stop_step else "paused"
+                    path = self._save("last.pt")
+                    if self.ctx.is_main and status == "interrupted":
+                        tqdm.write(f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; saved {path}")
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        summary = {"status": status, "step": self.step, "seconds": time.time() - t0,
+                   "skipped_steps": self.skipped_steps, "out_dir": str(self.out_dir),
+                   "last": str(self.out_dir / "last.pt"), "best": str(self.out_dir / "best.pt"),
+                   "validation": last_val}
+        if self.ctx.is_main and status == "completed" and tc["plots"]:
+            from .plots import plot_run
+
+            summary["plots"] = [str(p) for p in plot_run(self.out_dir)]
+        return summary
+
+    def _log_step(self, out: dict, logger: Optional[RunLogger], bar) -> None:
+        report = out["report"]
+        if self.progress:
+            bar.set_postfix_str(" ".join(
+                f"{name}:{r['loss']:.3g}" + (f" s2={r['sigma2']:.2g}" if "sigma2" in r else "")
+                + f" w={r['weight']:.2g}" for name, r in report.items()))
+        if logger is None or (self.step % int(self.train_cfg["log_every"]) and self.step != 1):
+            return
+        fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
+        for name, r in report.items():
+            for key in fields:
+                if key in r:
+                    fields[key][name] = float(r[key])
+        logger.log("step", self.step, total=out["total"], lr=self.optimizer.param_groups[0]["lr"],
+                   **{k: v for k, v in fields.items() if v},
+                   **({"head_grad_norm": out["head_grad_norm"]} if out["head_grad_norm"] else {}))
+
+    def _validate_and_keep_best(self, logger: Optional[RunLogger]) -> Optional[dict]:
+        result = self.validate()
+        if result is None:
+            return None
+        value = self._monitored(result)
+        if logger is not None:
+            logger.log("val", self.step, metrics=result["metrics"], loss=result["loss"])
+        if self.progress:
+            tqdm.write(f"step {self.step} validation:\n{format_table(result['metrics'], detail=False)}")
+        if self.best is None or value < self.best:
+            self.best = value
+            self._save("best.pt")
+        return result
+
+    def _epoch_end(self, logger: Optional[RunLogger]) -> None:
+        means = {k: self.epoch_loss_sums[k] / self.epoch_loss_counts[k] for k in self.epoch_loss_sums}
+        if hasattr(self.weighting, "epoch_end"):
+            self.weighting.epoch_end(means)
+        if logger is not None:
+            logger.log("epoch", self.step, epoch=self.step // self.steps_per_epoch, loss=means)
+        self.epoch_loss_sums, self.epoch_loss_counts = {}, {}
+
+    def close(self) -> None:
+        cleanup(self.ctx)
+
+
+def train(config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None, progress: bool = True,
+          until: Optional[int] = None) -> dict:
+    """Train from ``config`` into ``out_dir`` (see :class:`Trainer`); returns the run summary.
+
+    ``until``: stop at that step with ``last.pt`` saved (see :meth:`Trainer.fit`).
+    """
+    trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress)
+    try:
+        return trainer.fit(until=until)
+    finally:
+        trainer.close()
