@@ -37,6 +37,9 @@ def atomic_save(obj: Any, path: PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -103,3 +106,19 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the config inside the file: {exc}") from exc
     return model.to(device).eval()
+
+
+def slim_checkpoint(src: PathLike, dst: PathLike, half: bool = True) -> dict:
+    """Write the inference part of a Hydranet checkpoint: config, weights, meta.
+
+    Drops the training state (optimiser, scheduler, RNG, ...) and, with ``half``, stores
+    floating-point weights as fp16 (``load_model`` casts them back to the model's fp32).
+    Returns the written checkpoint.
+    """
+    ckpt = read_checkpoint(src)
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    slim = {"format": FORMAT, "version": VERSION, "config": ckpt["config"], "model": weights,
+            "meta": {**dict(ckpt.get("meta") or {}), "source": Path(src).name,
+                     "trained_steps": ckpt.get("step"), "dtype": "float16" if half else "float32"}}
+    atomic_save(slim, dst)
+    return slim
