@@ -15,7 +15,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/hydranet summary
+	$(VENV)/bin/hydranet demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

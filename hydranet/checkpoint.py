@@ -60,9 +60,13 @@ def safe_load(path: PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused: the file holds objects other than tensors and plain data "
-            f"(it could run code when loaded), so it is not loaded. Details: {exc}") from exc
+        text = str(exc)
+        if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:")[-1]:
+            culprit = text.split("WeightsUnpickler error:")[-1].strip().split(".")[0]
+            raise CheckpointError(
+                f"{path}: refused: the file holds objects other than tensors and plain data "
+                f"(it could run code when loaded), so it is not loaded ({culprit})") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt or another format)") from exc
     except Exception as exc:  # zip/EOF errors from truncated or foreign files
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
 

@@ -218,3 +218,17 @@ def test_eval_cli_defaults_to_synthetic_validation(tmp_path):
     assert "miou" in results["metrics"]["segm"] and "rmse" in results["metrics"]["depth"]
     bad = _cli("eval", "--weights", str(tmp_path / "missing.pt"))
     assert bad.returncode == 2 and "missing.pt" in bad.stderr
+
+
+BUNDLED = Path(__file__).resolve().parents[1] / "weights" / "hydranet_synthetic.pt"
+
+
+@pytest.mark.skipif(not BUNDLED.is_file(), reason="bundled checkpoint not in this checkout")
+def test_bundled_checkpoint_reproduces_its_stated_figures():
+    # Stated in weights/README.md: synthetic validation set (128 scenes, 120x160, seed 0).
+    results = evaluate_checkpoint(BUNDLED, progress=False)
+    assert results["samples"] == 128
+    m = results["metrics"]
+    assert m["segm"]["miou"] == pytest.approx(0.767, abs=0.005)
+    assert m["depth"]["abs_rel"] == pytest.approx(0.149, abs=0.003)
+    assert m["depth"]["rmse"] == pytest.approx(0.680, abs=0.01)

@@ -17,10 +17,15 @@ from ..errors import HydranetError
 # Subcommand name -> module in this package.
 COMMANDS = {
     "summary": "summary",
+    "bench": "bench",
+    "export": "export",
     "convert": "convert",
     "train": "train",
     "eval": "eval",
     "plot": "plot",
+    "predict": "predict",
+    "demo": "demo",
+    "pseudolabel": "pseudolabel",
 }
 
 

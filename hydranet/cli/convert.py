@@ -30,9 +30,13 @@ def _slim(args) -> int:
 
 def run(args) -> int:
     from ..checkpoint import FORMAT, safe_load, slim_checkpoint
+    from ..errors import CheckpointError
     from ..weights import convert
 
-    source = safe_load(args.src)
+    try:
+        source = safe_load(args.src)
+    except CheckpointError:
+        source = None  # maybe an original file with NumPy values: convert() reads those
     if isinstance(source, dict) and source.get("format") == FORMAT:
         return _slim(args)
 

@@ -1,0 +1,73 @@
+"""hydranet demo: the video overlay demo (default: a synthetic clip and the bundled checkpoint, offline)."""
+from __future__ import annotations
+
+from .common import add_device_arg, parse_size, resolve_device, write_json
+
+HELP = ("video overlay demo: segmentation blended over the frames, depth beside them, legend and FPS, "
+        "written as MP4 (no --input: a built-in synthetic clip)")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--input", help="a video file, a folder of frames (sorted by name) or a camera index "
+                                   "(default: a clip rendered from the built-in synthetic scene set)")
+    p.add_argument("--weights", help="a Hydranet checkpoint (default: $HYDRANET_WEIGHTS, else the bundled "
+                                     "weights/hydranet_synthetic.pt)")
+    p.add_argument("--out", default="demo_out/demo.mp4", help="output MP4 (default: demo_out/demo.mp4)")
+    p.add_argument("--frame-png", help="also save one output frame as PNG (default: frame.png beside --out)")
+    add_device_arg(p)
+    p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
+    p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
+    p.add_argument("--batch", type=int, default=1, help="frames per network call (default 1)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--show", action="store_true", help="also show the frames in a window (needs a display and "
+                                                       "OpenCV with GUI support; q or Esc stops)")
+    p.add_argument("--size", type=parse_size, metavar="WxH", help="network input size (frames are resized to it; "
+                                                                  "results are drawn at the frame's size)")
+    p.add_argument("--fps", type=float, help="frame rate of the written MP4 (default: the source's; folders 10, "
+                                             "the synthetic clip 12)")
+    p.add_argument("--max-depth", type=float, help="top of the depth colour scale in metres "
+                                                  "(default: the model's max_depth, else from the first frame)")
+    p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
+                   help="depth colour map")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the segmentation over the frame")
+    clip = p.add_argument_group("the synthetic clip (no --input)")
+    clip.add_argument("--clip-frames", type=int, default=48, help="frames of the clip (default 48)")
+    clip.add_argument("--clip-size", type=parse_size, default=(240, 320), metavar="WxH",
+                      help="frame size of the clip (default 320x240)")
+    clip.add_argument("--seed", type=int, default=0, help="scene of the clip")
+    p.add_argument("--json", help="write the run's statistics (frames, FPS, paths) as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..inference import Predictor, resolve_weights
+    from ..video import check_display, open_source, run_demo
+
+    if args.show:
+        check_display()
+    device = resolve_device(args.device)
+    weights = resolve_weights(args.weights)
+    clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
+    source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
+    predictor = Predictor(weights, device=device, half=args.half, fast=not args.plain, size=args.size)
+    frame_png = Path(args.frame_png) if args.frame_png else Path(args.out).parent / "frame.png"
+    print(f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
+          f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})")
+    stats = run_demo(source, predictor, args.out, batch=args.batch, max_frames=args.max_frames, show=args.show,
+                     progress=not args.no_progress, frame_png=frame_png, fps=args.fps, max_depth=args.max_depth,
+                     cmap=args.cmap, alpha=args.alpha)
+    stats["weights"] = str(weights)
+
+    def rate(v):
+        return f"{v:.1f}" if v else "n/a"
+
+    h, w = stats["output_size"]
+    note = " (stopped by Ctrl-C; the video holds the frames done)" if stats["interrupted"] else ""
+    print(f"wrote {stats['frames']} frames ({w}x{h}) to {stats['output']} and one frame to {stats['frame_png']}{note}")
+    print(f"FPS after warm-up on {stats['device']}: end-to-end {rate(stats['end_to_end_fps'])} "
+          f"(read + predict + draw + encode) | inference {rate(stats['inference_fps'])} "
+          f"(pre + model + post) | model only {rate(stats['model_fps'])}")
+    write_json(args.json, stats)
+    return 0

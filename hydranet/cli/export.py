@@ -1,0 +1,51 @@
+"""hydranet export: write a model as ONNX or TorchScript and check the file against PyTorch."""
+from __future__ import annotations
+
+from .common import add_model_args, parse_size, write_json
+
+HELP = "export a model to ONNX (dynamic batch and size) or TorchScript, checked against PyTorch"
+
+
+def add_arguments(p) -> None:
+    add_model_args(p)
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default onnx)")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default 18)")
+    p.add_argument("--size", default="640x480",
+                   help="WIDTHxHEIGHT of the example input and of the first check (default 640x480)")
+    p.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
+    p.add_argument("--json", help="write the export report (with the check) as JSON")
+
+
+def run(args) -> int:
+    import argparse
+
+    from ..errors import ConfigError
+    from ..export import export_onnx, export_torchscript, format_check
+    from .common import model_from_args
+
+    if not args.weights and not args.config:
+        raise ConfigError("give --weights CKPT (a Hydranet checkpoint) or --config FILE")
+    try:
+        size = parse_size(args.size)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"--size: {exc}") from None
+    if not args.weights:
+        from ..config import load_config
+
+        cfg = load_config(args.config)
+        cfg["model"]["encoder_weights"] = None  # an architecture export; weights come with --weights
+        args.config = cfg
+    model = model_from_args(args)
+    if args.format == "onnx":
+        report = export_onnx(model, args.out, opset=args.opset, size=size, check=not args.no_check)
+        print(f"wrote {args.out}: ONNX opset {report['opset']}, input 'image' (batch, 3, height, width), "
+              f"outputs {', '.join(report['outputs'])}")
+    else:
+        report = export_torchscript(model, args.out, size=size, check=not args.no_check)
+        print(f"wrote {args.out}: TorchScript (torch.jit.load), outputs {{{', '.join(report['outputs'])}}}")
+    if "check" in report:
+        print("check against PyTorch (onnxruntime)" if args.format == "onnx" else "check against PyTorch")
+        print(format_check(report["check"]))
+    write_json(args.json, report)
+    return 0

@@ -1,0 +1,281 @@
+"""Export a HydraNet to ONNX or TorchScript, and check the exported file against PyTorch.
+
+    report = export_onnx(model, "model.onnx")            # opset 18, dynamic batch and size
+    report = export_torchscript(model, "model.pt")
+    print(format_check(report["check"]))
+
+ONNX files have one input, ``image`` (float ``N x 3 x H x W``, ImageNet-normalised RGB,
+batch, height and width dynamic), and one output per task, named after the task, in task
+order. They are made with PyTorch's ``torch.export``-based exporter, whose bilinear
+``Resize`` uses ``coordinate_transformation_mode=half_pixel`` (the same sampling as PyTorch's
+``align_corners=False``; the legacy exporter's ``pytorch_half_pixel`` makes onnxruntime
+reorder layouts around every Resize). BatchNorm is folded before export (exact up to fp32
+rounding), so the graph holds Conv, Clip, MaxPool, Add, Mul, Resize and the heads only.
+
+TorchScript files are ``torch.jit.trace`` of the same network returning ``{task: tensor}``;
+sizes are traced symbolically, so one file serves any input size. Load one with
+``torch.jit.load(path)``.
+
+Both exporters check the file after writing it: random inputs at two sizes (the export size
+and an odd one) go through the file (onnxruntime for ONNX) and through PyTorch, and the
+largest absolute and relative difference per task is reported.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
+           "TaskTuple", "format_check", "DEFAULT_OPSET", "MIN_SIZE"]
+
+DEFAULT_OPSET = 18   # the torch.export-based exporter's own opset; 17 is converted down from it
+MIN_SIZE = 32        # smallest height/width the exported graph is declared for
+
+
+class TaskTuple(nn.Module):
+    """``model(image)`` as a tuple in task order (ONNX outputs are positional)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.task_names = list(model.task_names)
+
+    def forward(self, image: torch.Tensor):
+        out = self.model(image)
+        return tuple(out[name] for name in self.task_names)
+
+
+class TaskDict(nn.Module):
+    """``model(image)`` with a single argument (``torch.jit.trace`` traces positional inputs only)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(image)
+
+
+def _export_copy(model: nn.Module) -> nn.Module:
+    """An fp32 CPU eval copy with BatchNorm folded (the caller's model is left alone)."""
+    from .fast import FastModel, fold_batchnorm
+
+    if isinstance(model, FastModel):
+        raise ConfigError("export the original model, not a FastModel (its CPU-only rewrites do not export)")
+    net = copy.deepcopy(model).float().cpu().eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    fold_batchnorm(net)
+    return net
+
+
+def _check_sizes(size: tuple[int, int], check_sizes: Optional[Sequence[tuple[int, int]]]) -> list[tuple[int, int]]:
+    if check_sizes:
+        return [tuple(s) for s in check_sizes]
+    h, w = size
+    return [(h, w), (max(MIN_SIZE, h // 2 + 1), max(MIN_SIZE, w // 2 + 3))]  # the second one odd-sized
+
+
+def _validate_size(size) -> tuple[int, int]:
+    h, w = (int(v) for v in size)
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ConfigError(f"export size {w}x{h}: height and width must be at least {MIN_SIZE}")
+    return h, w
+
+
+def _difference(ref: torch.Tensor, got: torch.Tensor) -> dict:
+    ref, got = ref.double(), got.double()
+    diff = float((ref - got).abs().max()) if ref.numel() else 0.0
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    return {"abs": diff, "rel": diff / scale if scale > 0 else diff}
+
+
+def _compare(reference: nn.Module, run, task_names: list[str], sizes, batch: int, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    results = []
+    for i, (h, w) in enumerate(sizes):
+        x = torch.randn(batch + i, 3, h, w, generator=gen)  # batch varies too: it is dynamic
+        with torch.no_grad():
+            ref = reference(x)
+        got = run(x)
+        if list(got) != task_names:
+            raise RuntimeError(f"exported outputs {list(got)} differ from the tasks {task_names}")
+        per_task = {name: _difference(ref[name], got[name]) for name in task_names}
+        results.append({"batch": batch + i, "size": f"{w}x{h}", "tasks": per_task,
+                        "max_abs": max(d["abs"] for d in per_task.values()),
+                        "max_rel": max(d["rel"] for d in per_task.values())})
+    return results
+
+
+# --- ONNX -----------------------------------------------------------------------------------
+
+def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
+    """An onnxruntime session with all graph optimisations and ``threads`` intra-op threads.
+
+    ``threads`` defaults to ``torch.get_num_threads()`` (the cores PyTorch uses). On a CUDA
+    device the CUDA execution provider is used, and a clear error is raised without it.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu)")
+        index = torch.device(device).index or 0
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+def _onnx_runner(session, task_names):
+    def run(x: torch.Tensor) -> dict:
+        outs = session.run(task_names, {"image": x.numpy()})
+        return {name: torch.from_numpy(o) for name, o in zip(task_names, outs)}
+    return run
+
+
+def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
+               batch: int = 1, seed: int = 0) -> list[dict]:
+    """Run the ONNX file in onnxruntime and ``model`` in PyTorch on the same random inputs.
+
+    Returns one entry per size: ``{"batch", "size", "tasks": {task: {"abs", "rel"}}, "max_abs",
+    "max_rel"}``; ``rel`` is the largest difference over the largest magnitude of PyTorch's output.
+    """
+    net = copy.deepcopy(model).float().cpu().eval()
+    session = onnx_session(path, "cpu")
+    names = [o.name for o in session.get_outputs()]
+    if names != list(net.task_names):
+        raise RuntimeError(f"{path}: outputs {names} are not the tasks {list(net.task_names)}")
+    return _compare(net, _onnx_runner(session, names), names, sizes, batch, seed)
+
+
+def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[int, int] = (480, 640),
+                batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None) -> dict:
+    """Write ``model`` as an ONNX file with dynamic batch, height and width.
+
+    Args:
+        model: a HydraNet (left unchanged).
+        path: the ``.onnx`` file to write (one file, weights inside).
+        opset: ONNX opset, at least 17. 18 and later use the ``torch.export``-based
+            exporter; 17 uses the TorchScript-based one (the newer one cannot write 17).
+        size: ``(height, width)`` of the example input used for export and the first check.
+        batch: batch of the example input.
+        check: run the file in onnxruntime against PyTorch at two sizes (see :func:`check_onnx`).
+        check_sizes: the sizes to check instead of ``size`` and an odd one near half of it.
+
+    Returns:
+        ``{"path", "format", "opset", "inputs", "outputs", "check"}``.
+    """
+    if int(opset) < 17:
+        raise ConfigError(f"--opset {opset}: use 17 or later (Resize and the exporter need it)")
+    h, w = _validate_size(size)
+    net = _export_copy(model)
+    names = list(net.task_names)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(batch, 3, h, w)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if int(opset) >= 18:
+            dims = {0: torch.export.Dim("batch", min=1, max=1024),
+                    2: torch.export.Dim("height", min=MIN_SIZE, max=8192),
+                    3: torch.export.Dim("width", min=MIN_SIZE, max=8192)}
+            program = torch.onnx.export(TaskTuple(net), (example,), None, input_names=["image"], output_names=names,
+                                        opset_version=int(opset), dynamo=True, dynamic_shapes={"image": dims},
+                                        external_data=False, verbose=False)
+            program.save(str(tmp), external_data=False)
+        else:
+            # The torch.export-based exporter cannot convert its graph down to 17; the
+            # TorchScript-based one writes 17 natively (and also uses half_pixel Resize).
+            axes = {"image": {0: "batch", 2: "height", 3: "width"}}
+            axes.update({name: {0: "batch"} for name in names})
+            torch.onnx.export(TaskTuple(net), (example,), str(tmp), input_names=["image"], output_names=names,
+                              opset_version=int(opset), dynamo=False, dynamic_axes=axes)
+    os.replace(tmp, path)
+    _check_graph(path, names)
+    report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names}
+    if check:
+        report["check"] = check_onnx(path, model, _check_sizes((h, w), check_sizes), batch=batch)
+    return report
+
+
+def _file_opset(path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _check_graph(path, names: list[str]) -> None:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inputs = [i.name for i in graph.input]
+    outputs = [o.name for o in graph.output]
+    if inputs != ["image"] or outputs != names:
+        raise RuntimeError(f"{path}: unexpected graph interface: inputs {inputs}, outputs {outputs}")
+
+
+# --- TorchScript ----------------------------------------------------------------------------
+
+def check_torchscript(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
+                      batch: int = 1, seed: int = 0) -> list[dict]:
+    """Load the TorchScript file and compare it with ``model`` on random inputs (see :func:`check_onnx`)."""
+    net = copy.deepcopy(model).float().cpu().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(x):
+        with torch.no_grad():
+            return dict(loaded(x))
+    return _compare(net, run, list(net.task_names), sizes, batch, seed)
+
+
+def export_torchscript(model: nn.Module, path, size: tuple[int, int] = (480, 640), batch: int = 1,
+                       check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None) -> dict:
+    """Write ``model`` as a traced TorchScript module returning ``{task: tensor}``.
+
+    The trace records shapes symbolically, so the file accepts any batch and size; the
+    check runs it at two sizes against PyTorch (see :func:`check_torchscript`).
+    """
+    h, w = _validate_size(size)
+    net = _export_copy(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(batch, 3, h, w)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(TaskDict(net), (example,), strict=False, check_trace=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    traced.save(str(tmp))
+    os.replace(tmp, path)
+    report = {"path": str(path), "format": "torchscript", "inputs": ["image"], "outputs": list(net.task_names)}
+    if check:
+        report["check"] = check_torchscript(path, model, _check_sizes((h, w), check_sizes), batch=batch)
+    return report
+
+
+def format_check(check: list[dict]) -> str:
+    """The check results as text: one line per size and task."""
+    lines = []
+    for entry in check:
+        lines.append(f"batch {entry['batch']}, {entry['size']}: largest difference "
+                     f"{entry['max_abs']:.3g} (relative {entry['max_rel']:.3g})")
+        for name, d in entry["tasks"].items():
+            lines.append(f"  {name:<16} abs {d['abs']:.3g}  rel {d['rel']:.3g}")
+    return "\n".join(lines)

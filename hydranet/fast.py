@@ -1,0 +1,494 @@
+"""The fast inference path every front end uses by default.
+
+    fast = hydranet.fast.optimize_for_inference(model)            # CPU, fp32, exact
+    outputs = fast(images)                                        # {task: tensor}, like model(images)
+    fast = optimize_for_inference(model, device="cuda", dtype=torch.float16)
+    runner = CudaGraphRunner(fast, example)                       # fixed input size on CUDA
+
+:func:`optimize_for_inference` returns an eval-mode copy (the caller's model is never
+touched) with the same forward signature and dict output, rewritten as follows; every
+step keeps fp32 outputs equal to the plain model's within rounding (see
+``tests/test_fast.py``):
+
+* **BatchNorm folded** into the preceding convolution (``Sequential(conv, bn, ...)`` pairs,
+  as in both MobileNetV2 encoders, and the ``convN``/``bnN`` pairs of ResNet blocks).
+* **channels_last** weights and input: MKL-DNN convolutions run without layout reorders,
+  and pooling and bilinear upsampling get their vectorised channels-last kernels.
+* **Exact fast max pooling** in the chained residual pools (``nn.MaxPool2d(5, 1, 2)``,
+  16 calls in the light-weight decoder, about 72% of the plain model's CPU time). A k x k
+  max with stride 1 and -inf padding is separable, and a window of 5 is the max of a
+  window of 4 and one element, a window of 4 the max of two windows of 2: six elementwise
+  ``torch.maximum`` over shifted views replace PyTorch's CPU kernel (which also writes
+  int64 indices), computed band by band so the intermediates stay in the caches. The
+  result is bit-identical (max is exact). On CUDA the native kernel is kept.
+* **Per-channel 1x1 convolutions** (``groups == channels``: the last CRP block and the
+  first layer of each dense head) become a broadcast multiply, the same single product
+  per element (the last CRP stage multiplies and adds in one ``addcmul_``).
+* In-place residual sums in the chained residual pools, and ``torch.inference_mode``.
+
+Measured on a 2-core CPU at 640x480 (``docs/benchmarks.md``): channels_last alone is
+worth about 3-4x over the plain model, the pooling about 1.5x more; folding and the
+multiplies a few percent each.
+
+On CUDA, ``dtype=torch.float16`` or ``torch.bfloat16`` converts weights and input (outputs
+come back as float32), and :class:`CudaGraphRunner` replays the whole network as one CUDA
+graph for a fixed input size. ``compile=True`` (or a mode string) wraps the network in
+``torch.compile``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models.refinenet import ChainedResidualPool
+
+__all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm",
+           "fuse_conv_bn", "SeparableMaxPool2d", "ChannelScale", "FastChainedResidualPool",
+           "separable_max_pool2d"]
+
+DeviceLike = Union[str, torch.device]
+
+
+# --- BatchNorm folding ----------------------------------------------------------------
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new convolution computing ``bn(conv(x))`` (eval-mode BN statistics).
+
+    The scale ``gamma / sqrt(var + eps)`` is computed in float64, so the folded weights
+    differ from the two-step computation by fp32 rounding only.
+    """
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics")
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        w = conv.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64,
+                                                                         device=w.device)
+        scale = bn.running_var.double().add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        shift = -bn.running_mean.double() * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+        fused.weight.copy_(w * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(b * scale + shift)
+    fused.train(conv.training)
+    return fused
+
+
+def _is_conv_bn(a: nn.Module, b: nn.Module) -> bool:
+    return (type(a) is nn.Conv2d and isinstance(b, nn.BatchNorm2d) and b.num_features == a.out_channels
+            and b.track_running_stats and b.running_mean is not None)
+
+
+# Modules whose forward applies ``bnN`` directly to ``convN``'s output (torchvision ResNets).
+def _attribute_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    if isinstance(module, (BasicBlock, Bottleneck)):
+        return [(f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(module, f"conv{i}")]
+    return []
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution, in place.
+
+    Folds adjacent ``(Conv2d, BatchNorm2d)`` children of every ``nn.Sequential`` (both
+    MobileNetV2 encoders, torchvision's ``Conv2dNormActivation``, the ResNet stem and
+    downsample paths) and the ``convN``/``bnN`` pairs of torchvision's ResNet blocks. The
+    BatchNorm is replaced by ``nn.Identity``. Returns the number of folded pairs; a
+    BatchNorm in any other place is left as it is (still correct, just not folded).
+    """
+    count = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                conv, bn = module._modules[first], module._modules[second]
+                if _is_conv_bn(conv, bn):
+                    module._modules[first] = fuse_conv_bn(conv, bn)
+                    module._modules[second] = nn.Identity()
+                    count += 1
+        for conv_name, bn_name in _attribute_pairs(module):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if _is_conv_bn(conv, bn):
+                setattr(module, conv_name, fuse_conv_bn(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+                count += 1
+    return count
+
+
+# --- exact fast max pooling -------------------------------------------------------------
+
+def _window_max(x: torch.Tensor, dim: int, kernel: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Max over windows of ``kernel`` consecutive elements along ``dim`` (no padding).
+
+    Doubling: maxima over windows of 2, 4, 8, ... elements, then the windows of the powers of
+    two in ``kernel``'s binary form side by side, so a window of k costs about
+    log2(k) + popcount(k) - 1 elementwise maxima instead of k - 1 (3 for k = 5). The last
+    maximum is written into ``out`` when given.
+    """
+    n_out = x.shape[dim] - kernel + 1
+    parts = []                      # (tensor of maxima over windows of `width`, width)
+    power, width, remaining = x, 1, kernel
+    while True:
+        if remaining & 1:
+            parts.append((power, width))
+        remaining >>= 1
+        if not remaining:
+            break
+        n = power.shape[dim] - width
+        power = torch.maximum(power.narrow(dim, 0, n), power.narrow(dim, width, n))
+        width *= 2
+    terms, offset = [], 0
+    for tensor, w in parts:
+        terms.append(tensor.narrow(dim, offset, n_out))
+        offset += w
+    result = terms[0]
+    for i, term in enumerate(terms[1:], start=2):
+        if out is not None and i == len(terms):
+            return torch.maximum(result, term, out=out)
+        result = torch.maximum(result, term)
+    if out is not None:
+        return out.copy_(result)
+    return result
+
+
+TILE_BYTES = 2 << 20   # row bands of about this size stay in the caches between the passes
+
+
+def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
+                         tile_bytes: Optional[int] = TILE_BYTES) -> torch.Tensor:
+    """``F.max_pool2d(x, kernel_size, stride=1, padding=padding)``, bit for bit.
+
+    Max pooling with stride 1 pads with -inf, so it is separable: a 1 x k max along the
+    width, then a k x 1 max along the height, each computed by doubling with
+    ``torch.maximum`` on shifted views (the input's memory format is kept). Large maps
+    are processed in bands of rows of about ``tile_bytes`` (each band with its
+    ``kernel_size - 1`` halo rows, copied into one reused -inf-bordered buffer), so the
+    intermediate maxima stay in the caches instead of streaming the whole map through
+    memory six times; ``None`` disables banding.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected an N x C x H x W tensor, got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    k, p = int(kernel_size), int(padding)
+    if not 0 <= p <= k // 2:
+        raise ValueError(f"padding {p} must be between 0 and kernel_size // 2 ({k // 2})")
+    out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"a {k}x{k} window does not fit a {h}x{w} map with padding {p}")
+    neg = float("-inf")
+    row_bytes = n * c * (w + 2 * p) * x.element_size()
+    rows = out_h if not tile_bytes else max(4, -(-int(tile_bytes) // max(1, row_bytes)))
+    if k == 1:
+        return x.clone()
+    if rows >= out_h:
+        if p:
+            x = F.pad(x, (p, p, p, p), value=neg)
+        return _window_max(_window_max(x, 3, k), 2, k)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=fmt)
+    buf = torch.empty((n, c, rows + k - 1, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
+    if p:
+        buf[..., :p].fill_(neg)
+        buf[..., p + w:].fill_(neg)
+    for r0 in range(0, out_h, rows):
+        r1 = min(r0 + rows, out_h)
+        # Output rows r0..r1 read padded rows r0..r1+k-1, i.e. input rows r0-p..r1+k-1-p.
+        a, b = max(r0 - p, 0), min(r1 + k - 1 - p, h)
+        top, bottom = a - (r0 - p), (r1 + k - 1 - p) - b
+        band = buf[:, :, :r1 - r0 + k - 1]
+        if top:
+            band[:, :, :top, p:p + w].fill_(neg)
+        if bottom:
+            band[:, :, band.shape[2] - bottom:, p:p + w].fill_(neg)
+        band[:, :, top:top + b - a, p:p + w].copy_(x[:, :, a:b])
+        _window_max(_window_max(band, 3, k), 2, k, out=out[:, :, r0:r1])
+    return out
+
+
+class SeparableMaxPool2d(nn.Module):
+    """Drop-in for ``nn.MaxPool2d(k, stride=1, padding=p)``: same result, faster on CPU.
+
+    On CPU it uses :func:`separable_max_pool2d`; elsewhere (CUDA, where the native kernel
+    is fast) and under TorchScript/ONNX tracing it calls ``F.max_pool2d``.
+    """
+
+    def __init__(self, kernel_size: int, padding: int, tile_bytes: Optional[int] = TILE_BYTES):
+        super().__init__()
+        self.kernel_size = int(kernel_size)
+        self.padding = int(padding)
+        self.tile_bytes = tile_bytes
+
+    @classmethod
+    def from_pool(cls, pool: nn.MaxPool2d) -> "SeparableMaxPool2d":
+        k, s, p, d = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
+        k, s, p, d = (v if isinstance(v, int) else v[0] if len(set(v)) == 1 else None for v in (k, s, p, d))
+        if None in (k, s, p, d) or s != 1 or d != 1 or pool.ceil_mode or p > k // 2:
+            raise ValueError(f"not a square stride-1 max pool: {pool}")
+        return cls(k, p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and not torch.jit.is_tracing() and not torch.jit.is_scripting():
+            return separable_max_pool2d(x, self.kernel_size, self.padding, self.tile_bytes)
+        return F.max_pool2d(x, self.kernel_size, 1, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, padding={self.padding}"
+
+
+# --- per-channel 1x1 convolutions -----------------------------------------------------------
+
+class ChannelScale(nn.Module):
+    """``x * weight[c] (+ bias[c])``: a 1x1 convolution with ``groups == channels``."""
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
+        self.bias = (nn.Parameter(bias.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
+                     if bias is not None else None)
+
+    @staticmethod
+    def applies_to(conv: nn.Module) -> bool:
+        return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+                and conv.padding in ((0, 0), "valid") and conv.groups == conv.in_channels == conv.out_channels)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "ChannelScale":
+        return cls(conv.weight, conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self.weight
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self) -> str:
+        return f"channels={self.weight.shape[1]}, bias={self.bias is not None}"
+
+
+class FastChainedResidualPool(nn.Module):
+    """:class:`~hydranet.models.refinenet.ChainedResidualPool` with in-place residual sums."""
+
+    def __init__(self, crp: ChainedResidualPool, pool: nn.Module):
+        super().__init__()
+        self.pool = pool
+        self.convs = crp.convs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, out = x, None
+        last = len(self.convs) - 1
+        for i, conv in enumerate(self.convs):
+            pooled = self.pool(top)
+            if i == last and out is not None and isinstance(conv, ChannelScale) and conv.bias is None:
+                return out.addcmul_(pooled, conv.weight)  # the last scaled map is not needed alone
+            top = conv(pooled)
+            out = top + x if out is None else out.add_(top)
+        return x if out is None else out
+
+
+def _replace_modules(model: nn.Module, fn: Callable[[nn.Module], Optional[nn.Module]]) -> int:
+    """Replace every submodule ``m`` for which ``fn(m)`` returns a module. Returns the count."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            new = fn(child)
+            if new is not None:
+                parent._modules[name] = new
+                count += 1
+    return count
+
+
+# --- the optimised model --------------------------------------------------------------------
+
+class FastModel(nn.Module):
+    """An inference-only copy of a HydraNet, made by :func:`optimize_for_inference`.
+
+    ``fast(images, upsample=True)`` takes what the model takes (float ``N x 3 x H x W``,
+    ImageNet-normalised RGB, on any device: it is moved to ``fast.device``) and returns
+    ``{task: tensor}`` in float32, on ``fast.device``. ``fast.model`` is the rewritten
+    network; ``fast.report`` says what was changed. With ``channels_last`` the dense outputs
+    are channels-last strided (same shape and values): call ``.contiguous()`` before
+    ``.view()`` if NCHW memory is needed.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool,
+                 report: dict, compiled: Optional[Callable] = None):
+        super().__init__()
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.report = report
+        # Not registered as a submodule: a compiled wrapper would duplicate the parameters.
+        object.__setattr__(self, "_run", compiled if compiled is not None else model)
+        super().train(False)
+
+    # The attributes front ends read from a HydraNet.
+    @property
+    def tasks(self):
+        return self.model.tasks
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.model.tasks]
+
+    @property
+    def config(self) -> dict:
+        return self.model.config
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` on the model's device, dtype and memory format."""
+        images = images.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def forward(self, images: torch.Tensor, upsample: bool = True) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            outputs = self._run(self.prepare(images), upsample)
+            if self.dtype != torch.float32:
+                outputs = {k: v.float() for k, v in outputs.items()}
+        return outputs
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError("a FastModel is for inference only; train the original model")
+        return super().train(False)
+
+
+def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: Optional[torch.dtype] = None,
+                           channels_last: bool = True, fold_bn: bool = True, fast_pool: bool = True,
+                           fast_depthwise: bool = True, compile: Union[bool, str] = False) -> FastModel:
+    """An inference-optimised copy of ``model`` (a HydraNet); ``model`` itself is not changed.
+
+    Args:
+        model: the network (any HydraNet; train or eval mode, any device).
+        device: where the copy runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``).
+        dtype: ``None`` / ``torch.float32`` (exact), or ``torch.float16`` / ``torch.bfloat16``
+            (reduced precision; CUDA only). Outputs are returned as float32 either way.
+        channels_last: convert weights and inputs to the channels-last memory format.
+        fold_bn: fold BatchNorm into the preceding convolutions.
+        fast_pool: exact separable max pooling in the chained residual pools (on CPU).
+        fast_depthwise: per-channel 1x1 convolutions as broadcast multiplies.
+        compile: ``False``, ``True`` (``torch.compile`` default mode) or a
+            ``torch.compile`` mode such as ``"max-autotune"`` or ``"reduce-overhead"``.
+
+    Returns:
+        A :class:`FastModel`: ``fast(images, upsample=True) -> {task: tensor}``.
+    """
+    from .errors import ConfigError
+
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device}: CUDA is not available on this machine (use cpu)")
+    dtype = dtype or torch.float32
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ConfigError(f"dtype {dtype}: use float32, float16 or bfloat16")
+    if dtype != torch.float32 and device.type != "cuda":
+        raise ConfigError(f"dtype {dtype} is for CUDA; on {device.type} use float32 "
+                          "(reduced precision is slower than fp32 on most CPUs)")
+
+    net = copy.deepcopy(model).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    report = {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last}
+    report["folded_batchnorms"] = fold_batchnorm(net) if fold_bn else 0
+
+    def rewrite(m: nn.Module) -> Optional[nn.Module]:
+        if fast_depthwise and ChannelScale.applies_to(m):
+            return ChannelScale.from_conv(m)
+        if isinstance(m, ChainedResidualPool):
+            pool = m.pool
+            if fast_pool and isinstance(pool, nn.MaxPool2d):
+                try:
+                    pool = SeparableMaxPool2d.from_pool(pool)
+                except ValueError:
+                    pass
+            return FastChainedResidualPool(m, pool)
+        return None
+
+    # Channel scales first (they live inside the CRPs), then the CRPs themselves.
+    report["channel_scales"] = _replace_modules(net, lambda m: rewrite(m) if not isinstance(m, ChainedResidualPool)
+                                                else None)
+    report["fast_crps"] = _replace_modules(net, lambda m: rewrite(m) if isinstance(m, ChainedResidualPool) else None)
+    report["fast_pool"] = bool(fast_pool)
+
+    net = net.to(device=device, dtype=dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+
+    compiled = None
+    if compile:
+        mode = None if compile is True else str(compile)
+        compiled = torch.compile(net, mode=mode, dynamic=False)
+        report["compile"] = mode or "default"
+    return FastModel(net, device, dtype, channels_last, report, compiled)
+
+
+# --- CUDA graphs -------------------------------------------------------------------------------
+
+class CudaGraphRunner:
+    """Replay a model as one CUDA graph for a fixed input shape.
+
+    ``runner = CudaGraphRunner(model, example)`` captures ``model(example)`` (any callable
+    returning a dict of tensors, e.g. a :class:`FastModel` or a HydraNet on CUDA);
+    ``runner(images)`` copies ``images`` into the static input buffer, replays the graph and
+    returns clones of the static outputs (so they survive the next replay; pass
+    ``clone=False`` to get the static buffers themselves). Inputs of another shape raise
+    ``ValueError``: capture one runner per size.
+    """
+
+    def __init__(self, model: Callable, example: torch.Tensor, warmup: int = 3, upsample: bool = True):
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need CUDA, which is not available on this machine")
+        inner = model
+        dtype, channels_last = example.dtype, False
+        if isinstance(model, FastModel):  # capture the network itself, with the input already prepared
+            inner, dtype, channels_last = model._run, model.dtype, model.channels_last
+            device = model.device
+        else:
+            device = next(iter(model.parameters())).device if isinstance(model, nn.Module) else example.device
+        if device.type != "cuda":
+            raise RuntimeError(f"CUDA graphs need a model on CUDA, this one is on {device}")
+        self.shape = tuple(example.shape)
+        self.static_input = torch.empty(self.shape, device=device, dtype=dtype)
+        if channels_last:
+            self.static_input = self.static_input.contiguous(memory_format=torch.channels_last)
+        self.static_input.copy_(example)
+        self._float_out = dtype != torch.float32
+
+        def step():
+            out = inner(self.static_input, upsample)
+            return {k: (v.float() if self._float_out else v) for k, v in out.items()}
+
+        with torch.inference_mode():
+            stream = torch.cuda.Stream(device=device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(max(1, warmup)):
+                    step()
+            torch.cuda.current_stream(device).wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_outputs = step()
+        torch.cuda.synchronize(device)
+        self.device = device
+
+    def __call__(self, images: torch.Tensor, clone: bool = True) -> dict[str, torch.Tensor]:
+        if tuple(images.shape) != self.shape:
+            raise ValueError(f"this CUDA graph was captured for input {self.shape}, got {tuple(images.shape)}")
+        with torch.inference_mode():
+            self.static_input.copy_(images, non_blocking=True)
+            self.graph.replay()
+            if not clone:
+                return self.static_outputs
+            return {k: v.clone() for k, v in self.static_outputs.items()}

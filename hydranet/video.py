@@ -1,0 +1,464 @@
+"""The video overlay demo: frames in (a video file, a folder of frames, a camera or the
+built-in synthetic clip), an MP4 out with the segmentation blended over each frame and
+the depth colour map beside it.
+
+    from hydranet.inference import Predictor
+    from hydranet.video import open_source, run_demo
+    stats = run_demo(open_source("walk.mp4"), Predictor("model.pt"), "demo_out/demo.mp4")
+
+Each output frame is laid out as
+
+    +----------------------+----------------------+-----+
+    | frame + segmentation | depth colour map     | m   |   <- scale bar in metres
+    | (FPS in the corner)  |                      |     |
+    +----------------------+----------------------+-----+
+    | legend: classes present in this frame, largest area first    |
+    +---------------------------------------------------------------+
+
+(without a depth task the normals are shown instead; without either, only the overlay).
+Three rates are measured after a warm-up (see DESIGN.md, "Pitfalls" about FPS):
+``model_fps`` (the network alone, synchronised on CUDA), ``inference_fps`` (pre-processing +
+network + post-processing) and ``end_to_end_fps`` (everything per frame: reading/decoding,
+inference, drawing and encoding the MP4). The FPS drawn on each frame is the running
+end-to-end rate and the running model-only rate.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+__all__ = ["FrameSource", "VideoSource", "CameraSource", "FolderSource", "SyntheticSource", "open_source",
+           "DemoRenderer", "run_demo", "check_display", "VIDEO_EXTENSIONS"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+SYNTHETIC_CLIP_FRAMES = 48
+SYNTHETIC_CLIP_SIZE = (240, 320)
+
+
+# --------------------------------------------------------------------------- sources
+
+class FrameSource:
+    """Iterates over uint8 RGB frames. ``name``, ``kind``, ``fps`` (the source's rate) and
+    ``frame_count`` (None when unknown, e.g. a camera) describe it; ``close()`` releases it."""
+
+    name: str = ""
+    kind: str = ""
+    fps: float = 25.0
+    frame_count: Optional[int] = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, frames={self.frame_count}, fps={self.fps:g})"
+
+
+class _CaptureSource(FrameSource):
+    def __init__(self, cap, name: str, default_fps: float):
+        import cv2
+
+        self.cap = cap
+        self.name = name
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else default_fps
+
+    def _read(self) -> Optional[np.ndarray]:
+        ok, bgr = self.cap.read()
+        if not ok or bgr is None:
+            return None
+        if bgr.ndim == 2:
+            bgr = np.repeat(bgr[..., None], 3, axis=2)
+        return np.ascontiguousarray(bgr[..., 2::-1])
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class VideoSource(_CaptureSource):
+    """A video file read with OpenCV.
+
+    Raises:
+        DataError: the file is missing, or OpenCV cannot open it or decode its first frame.
+    """
+
+    kind = "video"
+
+    def __init__(self, path: Union[str, Path]):
+        import cv2
+
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"video {str(path)!r} does not exist")
+        if not path.is_file():
+            raise DataError(f"video {str(path)!r} is not a file")
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            cap.release()
+            raise DataError(f"{path}: cannot be opened as a video (unknown format, or corrupt file)")
+        super().__init__(cap, str(path), default_fps=25.0)
+        self._first = self._read()
+        if self._first is None:
+            self.close()
+            raise DataError(f"{path}: no frame could be decoded (empty or corrupt video)")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while self.cap is not None:
+            frame = self._read()
+            if frame is None:
+                return
+            yield frame
+
+
+class CameraSource(_CaptureSource):
+    """A camera (OpenCV device index); runs until stopped (Ctrl-C, ``q``/Esc with ``--show``, or ``max_frames``)."""
+
+    kind = "camera"
+
+    def __init__(self, index: int):
+        import cv2
+
+        cap = cv2.VideoCapture(int(index))
+        if not cap.isOpened():
+            cap.release()
+            raise DataError(f"camera {index} could not be opened (no such device, or it is busy)")
+        super().__init__(cap, f"camera {index}", default_fps=30.0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while self.cap is not None:
+            frame = self._read()
+            if frame is None:
+                return
+            yield frame
+
+
+class FolderSource(FrameSource):
+    """The images of a folder in sorted name order; frames of another size than the first
+    are resized to it (a video has one frame size)."""
+
+    kind = "folder"
+
+    def __init__(self, folder: Union[str, Path], fps: float = 10.0):
+        from .inference import IMAGE_EXTENSIONS
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"folder {str(folder)!r} does not exist")
+        self.files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise DataError(f"folder {str(folder)!r} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
+        self.name = str(folder)
+        self.fps = float(fps)
+        self.frame_count = len(self.files)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import cv2
+
+        from .inference import read_image
+
+        size = None
+        for path in self.files:
+            frame = read_image(path)
+            if size is None:
+                size = frame.shape[:2]
+            elif frame.shape[:2] != size:
+                frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            yield frame
+
+
+class SyntheticSource(FrameSource):
+    """A clip of the built-in synthetic scene set: one scene, a camera gliding through it
+    (:func:`hydranet.data.synthetic.render_clip`). Rendered on first iteration, no files needed."""
+
+    kind = "synthetic"
+
+    def __init__(self, num_frames: int = SYNTHETIC_CLIP_FRAMES, size: Sequence[int] = SYNTHETIC_CLIP_SIZE,
+                 seed: int = 0, fps: float = 12.0):
+        if num_frames < 1:
+            raise ConfigError(f"the synthetic clip needs at least one frame, got {num_frames}")
+        self.num_frames = int(num_frames)
+        self.size = (int(size[0]), int(size[1]))
+        self.seed = int(seed)
+        self.fps = float(fps)
+        self.frame_count = self.num_frames
+        self.name = f"synthetic clip ({self.num_frames} frames, {self.size[1]}x{self.size[0]}, seed {self.seed})"
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from .data.synthetic import render_clip
+
+        for rgb, _depth, _labels in render_clip(self.num_frames, self.size, self.seed):
+            yield rgb
+
+
+def open_source(spec: Optional[Union[str, int, Path]] = None, clip_frames: int = SYNTHETIC_CLIP_FRAMES,
+                clip_size: Sequence[int] = SYNTHETIC_CLIP_SIZE, seed: int = 0,
+                folder_fps: float = 10.0) -> FrameSource:
+    """A frame source from a command-line ``--input``: None -> the synthetic clip, an integer
+    (or a string of digits that is not an existing path) -> a camera, a folder -> its frames,
+    anything else -> a video file."""
+    if spec is None or spec == "":
+        return SyntheticSource(clip_frames, clip_size, seed)
+    if isinstance(spec, int):
+        return CameraSource(spec)
+    path = Path(spec)
+    if str(spec).isdigit() and not path.exists():
+        return CameraSource(int(spec))
+    if path.is_dir():
+        return FolderSource(path, fps=folder_fps)
+    return VideoSource(path)
+
+
+# --------------------------------------------------------------------------- drawing
+
+class DemoRenderer:
+    """Composes the demo's output frames (see the module docstring for the layout).
+
+    Args:
+        tasks: the model's task specs (the first segmentation and depth/normals tasks are drawn).
+        frame_size: ``(H, W)`` of the input frames; the output size follows from it.
+        config: the model config (its ``meta`` may hold the depth range).
+        max_depth: top of the depth colour scale in metres (default: the task's
+            ``max_depth``, else fixed from the first frame's 99th percentile).
+        cmap: depth colour map (``magma`` or ``turbo``; see :data:`hydranet.visualize.DEPTH_CMAPS`).
+        alpha: opacity of the segmentation colours over the frame.
+        legend_rows: rows of the legend band under the panels.
+    """
+
+    def __init__(self, tasks: Sequence, frame_size: Sequence[int], config: Optional[dict] = None,
+                 max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, legend_rows: int = 2):
+        from . import visualize as vis
+
+        self.vis = vis
+        self.h, self.w = int(frame_size[0]), int(frame_size[1])
+        self.seg = next((t for t in tasks if t.kind == "segmentation"), None)
+        self.depth = next((t for t in tasks if t.kind == "depth"), None)
+        self.normals = next((t for t in tasks if t.kind == "normals"), None) if self.depth is None else None
+        self.config = config or {}
+        self.cmap = cmap
+        vis._cmap_lut(cmap)  # validates the name now
+        self.alpha = float(alpha)
+        self.font_scale = vis.font_scale_for(self.h)
+        self.palette = vis.palette_for(self.seg) if self.seg else None
+        self.names = vis.class_names_for(self.seg) if self.seg else ()
+        self.legend_rows = legend_rows if self.seg else 0
+        self.max_depth = max_depth or (vis.max_depth_for(self.depth, self.config) if self.depth else None)
+        self._bar = None
+        self.output_size: Optional[tuple[int, int]] = None
+
+    def _scale_bar(self, depth: np.ndarray) -> np.ndarray:
+        if self._bar is None:
+            if not self.max_depth:
+                valid = depth[np.isfinite(depth) & (depth > 0)]
+                self.max_depth = self.vis.nice_ceil(float(np.percentile(valid, 99))) if valid.size else 1.0
+            self._bar = self.vis.depth_scale_bar(self.h, self.max_depth, self.cmap, font_scale=self.font_scale)
+        return self._bar
+
+    def render(self, frame: np.ndarray, pred, fps_text: Optional[str] = None) -> np.ndarray:
+        """The output frame (RGB uint8) for ``frame`` and its prediction."""
+        vis = self.vis
+        if frame.shape[:2] != (self.h, self.w):
+            raise ValueError(f"frame of size {frame.shape[:2]}, the renderer was made for {(self.h, self.w)}")
+        panels = []
+        if self.seg:
+            ids = pred[self.seg.name]
+            left = vis.overlay(frame, vis.colorize_segmentation(ids, self.palette), self.alpha)
+        else:
+            left = frame.copy()
+        if fps_text:
+            vis.put_label(left, fps_text, (3, 3), self.font_scale)
+        panels.append(left)
+        if self.depth:
+            depth = pred[self.depth.name]
+            bar = self._scale_bar(depth)
+            panels += [vis.put_label(vis.colorize_depth(depth, self.max_depth, self.cmap), self.depth.name,
+                                     (3, 3), self.font_scale), bar]
+        elif self.normals:
+            panels.append(vis.put_label(vis.normals_to_rgb(pred[self.normals.name]), self.normals.name, (3, 3),
+                                        self.font_scale))
+        top = np.concatenate(panels, axis=1)
+        parts = [top]
+        if self.seg and self.legend_rows:
+            present = vis.present_classes(ids, self.seg.classes)
+            parts.append(vis.draw_legend(present, self.names, self.palette, font_scale=self.font_scale,
+                                         width=top.shape[1], rows=self.legend_rows))
+        canvas = np.concatenate(parts, axis=0)
+        ph, pw = canvas.shape[0] % 2, canvas.shape[1] % 2   # MPEG-4 wants even sizes
+        if ph or pw:
+            canvas = np.pad(canvas, ((0, ph), (0, pw), (0, 0)), constant_values=vis.BACKGROUND[0])
+        self.output_size = canvas.shape[:2]
+        return canvas
+
+
+# --------------------------------------------------------------------------- the loop
+
+def check_display() -> None:
+    """Raise ConfigError unless OpenCV can open a window here (``--show``)."""
+    import cv2
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError("--show needs a display, and none is set here (no $DISPLAY or $WAYLAND_DISPLAY); "
+                          "drop --show and open the written MP4 instead")
+    try:
+        cv2.namedWindow("hydranet", cv2.WINDOW_NORMAL)
+    except cv2.error as exc:
+        raise ConfigError("--show needs OpenCV with GUI support; this build has none (opencv-python-headless?). "
+                          "Install opencv-python, or drop --show and open the written MP4 instead. "
+                          f"OpenCV said: {str(exc).strip().splitlines()[-1]}") from exc
+
+
+def _open_writer(path: Path, fps: float, size_hw: Sequence[int]):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                             (int(size_hw[1]), int(size_hw[0])))
+    if not writer.isOpened():
+        writer.release()
+        raise DataError(f"{path}: cannot open a video writer (codec mp4v, {size_hw[1]}x{size_hw[0]}); "
+                        f"check the folder is writable and the name ends in .mp4")
+    return writer
+
+
+def _chunks(source: FrameSource, batch: int, max_frames: Optional[int]) -> Iterator[list]:
+    chunk, n = [], 0
+    for frame in source:
+        if max_frames is not None and n >= max_frames:
+            break
+        chunk.append(frame)
+        n += 1
+        if len(chunk) == batch:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _rate(frames: int, seconds: float) -> Optional[float]:
+    return frames / seconds if seconds > 0 and frames else None
+
+
+def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int = 1,
+             max_frames: Optional[int] = None, show: bool = False, progress: bool = True,
+             frame_png: Optional[Union[str, Path]] = None, fps: Optional[float] = None,
+             max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, warmup: int = 2) -> dict:
+    """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4, mp4v).
+
+    Ctrl-C stops the loop cleanly: the frames done so far are written and the file is
+    finalised. Returns the run's statistics: ``frames``, ``output_size`` ``(H, W)``, the
+    three rates (``model_fps``, ``inference_fps``, ``end_to_end_fps``), ``interrupted``, and
+    the paths written. ``frame_png`` gets one output frame (the middle one when the length is
+    known, else the first) as a PNG.
+    """
+    import cv2
+
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
+    if show:
+        check_display()
+    out = Path(out)
+    total = source.frame_count
+    if max_frames is not None:
+        total = min(total, max_frames) if total is not None else max_frames
+    png_index = (total // 2) if total else 0
+    out_fps = float(fps or source.fps)
+
+    writer = renderer = bar = saved = None
+    frames = 0
+    interrupted = stopped = False
+    t_start = None
+    try:
+        if progress and source.frame_count is not None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
+        for chunk in _chunks(source, batch, max_frames):
+            if renderer is None:
+                renderer = DemoRenderer(predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha)
+                predictor.warmup(chunk[0], iterations=warmup, batch=len(chunk))
+                predictor.reset_timing()
+                t_start = time.perf_counter()
+            preds = predictor.predict_batch(chunk)
+            for frame, pred in zip(chunk, preds):
+                if frame.shape[:2] != (renderer.h, renderer.w):   # a video changing size mid-stream
+                    frame = cv2.resize(frame, (renderer.w, renderer.h), interpolation=cv2.INTER_AREA)
+                    pred = predictor.predict(frame)
+                rates = predictor.fps()
+                e2e = _rate(frames, time.perf_counter() - t_start)
+                text = (f"{e2e:.1f} FPS" if e2e else "-- FPS") + f" | model {rates['model_fps']:.1f}"
+                canvas = renderer.render(frame, pred, text)
+                if writer is None:
+                    writer = _open_writer(out, out_fps, canvas.shape[:2])
+                writer.write(np.ascontiguousarray(canvas[..., ::-1]))
+                if frames == png_index or saved is None:
+                    saved = canvas
+                frames += 1
+                if show:
+                    cv2.imshow("hydranet", canvas[..., ::-1])
+                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                        stopped = True
+                        break
+            if bar is not None:
+                bar.update(len(chunk))
+            if stopped:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        wall = time.perf_counter() - t_start if t_start is not None else 0.0
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.release()
+        source.close()
+        if show:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass
+    if frames == 0:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise DataError(f"{source.name}: no frame was read")
+    if frame_png is not None and saved is not None:
+        frame_png = Path(frame_png)
+        frame_png.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(frame_png), np.ascontiguousarray(saved[..., ::-1]))
+    t = predictor.timing
+    return {
+        "input": source.name, "source": source.kind, "frames": frames, "output": str(out),
+        "frame_png": str(frame_png) if frame_png is not None else None,
+        "output_size": list(renderer.output_size), "output_fps": out_fps, "batch": batch,
+        "device": str(predictor.device), "dtype": str(predictor.dtype).replace("torch.", ""),
+        "fast": predictor.fast, "warmup_iterations": warmup,
+        "model_fps": _rate(t["frames"], t["model_s"]),
+        "inference_fps": _rate(t["frames"], t["end_to_end_s"]),
+        "end_to_end_fps": _rate(frames, wall),
+        "wall_s": wall, "max_depth": renderer.max_depth, "interrupted": interrupted, "stopped_by_key": stopped,
+        "fps_notes": {"model_fps": "network only (input on the device; CUDA synchronised)",
+                      "inference_fps": "pre-processing + network + post-processing to NumPy",
+                      "end_to_end_fps": "the whole loop per frame: read/decode, inference, drawing, MP4 encoding"},
+    }

@@ -1,0 +1,434 @@
+"""Drawing predictions: class palettes, colour maps, overlays, legends and depth scale bars.
+
+Every function takes and returns NumPy arrays; images are RGB ``uint8`` ``H x W x 3`` (not
+OpenCV's BGR: convert with ``img[..., ::-1]`` before ``cv2.imwrite``).
+
+Palettes are ``(classes, 3)`` uint8 arrays indexed by class id:
+
+* **NYUD-40** (:data:`NYUD40_PALETTE`): the PASCAL VOC bit-interleaved colour map, shifted by
+  one as in the authors' ``cmap_nyud.npy`` (their notebooks draw ``cmap[argmax + 1]``): class
+  id ``i`` gets VOC colour ``i + 1``, so colour 0 (black) is left for unlabelled / ignore (255).
+* **KITTI/Cityscapes-19** (:data:`CITYSCAPES19_PALETTE`): the Cityscapes ``trainId`` colours.
+* **KITTI-6** (:data:`KITTI6_PALETTE`): six distinct Cityscapes colours. The class names of
+  the original KITTI-6 checkpoint are unknown (see ``weights/README.md``), so these are
+  colours for channels 0..5, not a claim about what the classes are.
+* **synthetic-8** (:data:`SYNTHETIC8_PALETTE`): the built-in synthetic scene classes.
+
+:func:`palette_for` picks one from a task spec (class names first, then the class count);
+any other class count gets the VOC colours 1..N. Ids outside the palette (255 = ignore)
+are drawn black.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "voc_colormap", "NYUD40_NAMES", "NYUD40_PALETTE", "CITYSCAPES19_NAMES", "CITYSCAPES19_PALETTE",
+    "KITTI6_PALETTE", "SYNTHETIC8_NAMES", "SYNTHETIC8_PALETTE", "palette_for", "class_names_for",
+    "colorize_segmentation", "overlay", "colorize_depth", "depth_scale_bar", "normals_to_rgb",
+    "draw_legend", "legend_height", "present_classes", "put_label", "max_depth_for", "nice_ceil",
+    "font_scale_for", "hstack", "DEPTH_CMAPS",
+]
+
+IGNORE_COLOR = (0, 0, 0)
+BACKGROUND = (32, 32, 32)      # panels (scale bar, legend)
+TEXT_COLOR = (255, 255, 255)
+
+
+# --------------------------------------------------------------------------- palettes
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map: colour ``i`` spreads the bits of ``i`` over R, G and B.
+
+    Bit ``3k`` of the id goes to bit ``7 - k`` of red, bit ``3k + 1`` to green and ``3k + 2``
+    to blue, so ids 0, 1, 2, 3 are black, (128, 0, 0), (0, 128, 0), (128, 128, 0).
+    """
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for k in range(8):
+            r |= ((c >> 0) & 1) << (7 - k)
+            g |= ((c >> 1) & 1) << (7 - k)
+            b |= ((c >> 2) & 1) << (7 - k)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+def _read_nyud_names() -> tuple:
+    path = Path(__file__).parent / "data" / "nyud" / "class_names40.txt"
+    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return names if len(names) == 40 else tuple(f"class_{i}" for i in range(40))
+
+
+NYUD40_NAMES = _read_nyud_names()
+NYUD40_PALETTE = voc_colormap(41)[1:]
+
+CITYSCAPES19_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+                      "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
+                      "bus", "train", "motorcycle", "bicycle")
+CITYSCAPES19_PALETTE = np.array([
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+], dtype=np.uint8)
+
+# Six well-separated Cityscapes colours (road, building, vegetation, sky, car, person).
+KITTI6_PALETTE = CITYSCAPES19_PALETTE[[0, 2, 8, 10, 13, 11]].copy()
+
+SYNTHETIC8_NAMES = ("floor", "wall", "ceiling", "box", "cabinet", "ball", "cylinder", "table")
+SYNTHETIC8_PALETTE = np.array([
+    (176, 122, 66),    # floor: brown
+    (96, 140, 200),    # wall: steel blue
+    (222, 222, 130),   # ceiling: pale yellow
+    (230, 45, 45),     # box: red
+    (160, 80, 215),    # cabinet: purple
+    (255, 160, 20),    # ball: orange
+    (40, 190, 80),     # cylinder: green
+    (0, 210, 210),     # table: cyan
+], dtype=np.uint8)
+
+DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
+
+
+def _task_classes(task) -> tuple[int, Optional[tuple]]:
+    """(number of classes, class names or None) of a TaskSpec, an int or a list of names."""
+    if isinstance(task, (int, np.integer)):
+        return int(task), None
+    if isinstance(task, (list, tuple)):
+        return len(task), tuple(str(n) for n in task)
+    names = getattr(task, "class_names", None)
+    return int(task.classes), (tuple(names) if names else None)
+
+
+def palette_for(task) -> np.ndarray:
+    """The ``(classes, 3)`` uint8 palette of a segmentation task.
+
+    ``task`` is a :class:`~hydranet.tasks.TaskSpec`, a class count or a list of class names.
+    Chosen by class names (NYUD-40, Cityscapes-19, synthetic-8), then by count (40 -> NYUD,
+    19 -> Cityscapes, 6 -> KITTI-6, 8 -> synthetic); otherwise VOC colours 1..N.
+    """
+    n, names = _task_classes(task)
+    tables = ((NYUD40_NAMES, NYUD40_PALETTE), (CITYSCAPES19_NAMES, CITYSCAPES19_PALETTE),
+              (SYNTHETIC8_NAMES, SYNTHETIC8_PALETTE))
+    if names is not None:
+        for known, palette in tables:
+            if tuple(names) == known:
+                return palette.copy()
+    by_count = {40: NYUD40_PALETTE, 19: CITYSCAPES19_PALETTE, 6: KITTI6_PALETTE, 8: SYNTHETIC8_PALETTE}
+    if n in by_count:
+        return by_count[n].copy()
+    return voc_colormap(n + 1)[1:]
+
+
+def class_names_for(task) -> tuple:
+    """Class names of a segmentation/classification task: its own, else the known set's, else ``class i``."""
+    n, names = _task_classes(task)
+    if names:
+        return names
+    return {40: NYUD40_NAMES, 19: CITYSCAPES19_NAMES}.get(n, tuple(f"class {i}" for i in range(n)))
+
+
+# --------------------------------------------------------------------------- segmentation
+
+def colorize_segmentation(ids: np.ndarray, palette, ignore_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+    """Class ids ``H x W`` -> RGB ``H x W x 3`` uint8; ids outside the palette (e.g. 255) get ``ignore_color``.
+
+    ``palette`` is a ``(classes, 3)`` array or anything :func:`palette_for` takes.
+    """
+    palette = _as_palette(palette)
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"colorize_segmentation expects H x W class ids, got shape {ids.shape}")
+    lut = np.empty((len(palette) + 1, 3), dtype=np.uint8)
+    lut[:-1] = palette
+    lut[-1] = ignore_color
+    idx = ids.astype(np.int64)
+    idx = np.where((idx >= 0) & (idx < len(palette)), idx, len(palette))
+    return lut[idx]
+
+
+def _as_palette(palette) -> np.ndarray:
+    if isinstance(palette, np.ndarray) and palette.ndim == 2 and palette.shape[1] == 3:
+        return palette.astype(np.uint8, copy=False)
+    return palette_for(palette)
+
+
+def overlay(frame: np.ndarray, colour_mask: np.ndarray, alpha: float = 0.5,
+            valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """Blend ``colour_mask`` over ``frame``: ``round((1 - alpha) * frame + alpha * colour)``.
+
+    Rounding is half up (``floor(x + 0.5)``), computed in float64, so the result is exact and
+    predictable (e.g. frame 100, colour 201, alpha 0.5 -> 151). Where ``valid`` (an ``H x W``
+    bool mask) is False the frame is left unchanged (e.g. ignore pixels).
+    """
+    frame = np.asarray(frame)
+    colour_mask = np.asarray(colour_mask)
+    if frame.shape != colour_mask.shape or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"overlay needs two H x W x 3 images of the same size, got {frame.shape} and "
+                         f"{colour_mask.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    out = np.floor(frame.astype(np.float64) * (1.0 - alpha) + colour_mask.astype(np.float64) * alpha + 0.5)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if valid is not None:
+        out = np.where(np.asarray(valid, dtype=bool)[..., None], out, frame)
+    return out
+
+
+def present_classes(ids: np.ndarray, num_classes: int) -> list[int]:
+    """Class ids present in ``ids`` (ignoring ids outside ``0..num_classes-1``), largest area first."""
+    ids = np.asarray(ids).ravel().astype(np.int64)
+    ids = ids[(ids >= 0) & (ids < num_classes)]
+    counts = np.bincount(ids, minlength=num_classes)
+    order = np.argsort(-counts, kind="stable")
+    return [int(c) for c in order if counts[c] > 0]
+
+
+# --------------------------------------------------------------------------- depth and normals
+
+@lru_cache(maxsize=None)
+def _cmap_lut(name: str) -> np.ndarray:
+    """256 x 3 RGB uint8 lookup table of a colour map (OpenCV's, same as matplotlib's)."""
+    import cv2
+
+    codes = {"magma": "COLORMAP_MAGMA", "turbo": "COLORMAP_TURBO", "plasma": "COLORMAP_PLASMA",
+             "inferno": "COLORMAP_INFERNO", "viridis": "COLORMAP_VIRIDIS"}
+    if name not in codes:
+        raise ValueError(f"unknown depth colour map {name!r}; valid: {', '.join(DEPTH_CMAPS)}")
+    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    bgr = cv2.applyColorMap(ramp, getattr(cv2, codes[name]))
+    return np.ascontiguousarray(bgr[:, 0, ::-1])
+
+
+def colorize_depth(depth: np.ndarray, max_depth: float, cmap: str = "magma", min_depth: float = 0.0,
+                   invalid_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+    """Depth in metres ``H x W`` -> RGB uint8: ``min_depth`` is the dark end of ``cmap``,
+    ``max_depth`` the bright end (values beyond are clipped). Non-finite or non-positive
+    depth (no measurement) gets ``invalid_color``. The same mapping as :func:`depth_scale_bar`.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"colorize_depth expects H x W depth, got shape {depth.shape}")
+    if not max_depth > min_depth:
+        raise ValueError(f"max_depth ({max_depth}) must be greater than min_depth ({min_depth})")
+    lut = _cmap_lut(cmap)
+    valid = np.isfinite(depth) & (depth > 0)
+    t = (np.where(valid, depth, min_depth) - min_depth) / (max_depth - min_depth)
+    idx = np.clip(np.rint(t * 255.0), 0, 255).astype(np.uint8)
+    out = lut[idx]
+    out[~valid] = invalid_color
+    return out
+
+
+def _nice_step(span: float, max_ticks: int) -> float:
+    """The smallest step of the form {1, 2, 2.5, 5} x 10^k giving at most ``max_ticks`` intervals."""
+    max_ticks = max(1, max_ticks)
+    raw = span / max_ticks
+    exp = math.floor(math.log10(raw)) if raw > 0 else 0
+    for mult in (1, 2, 2.5, 5, 10):
+        step = mult * 10 ** exp
+        if span / step <= max_ticks + 1e-9:
+            return step
+    return 10 ** (exp + 1)
+
+
+def _fmt_metres(v: float, step: float) -> str:
+    decimals = 0 if step >= 1 else min(3, max(1, -math.floor(math.log10(step) + 1e-9)))
+    if step < 1 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+        decimals += 1  # e.g. 0.25
+    return f"{v:.{decimals}f} m"
+
+
+def font_scale_for(height: int) -> float:
+    """A legible OpenCV font scale for a panel of this height (0.4 at 240 px, at least 0.3)."""
+    return max(0.3, min(1.0, 0.4 * height / 240.0))
+
+
+def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_depth: float = 0.0,
+                    font_scale: Optional[float] = None) -> np.ndarray:
+    """A vertical colour bar ``height x W x 3`` (RGB uint8) with ticks labelled in metres.
+
+    The top is ``max_depth`` (far), the bottom ``min_depth``; the colours are exactly those of
+    :func:`colorize_depth` with the same arguments. Ticks fall on round values (steps of 1, 2,
+    2.5 or 5 x 10^k), as many as fit legibly; the width follows from the longest label.
+    """
+    import cv2
+
+    height = int(height)
+    if height < 8:
+        raise ValueError(f"depth_scale_bar needs a height of at least 8 pixels, got {height}")
+    if not max_depth > min_depth:
+        raise ValueError(f"max_depth ({max_depth}) must be greater than min_depth ({min_depth})")
+    fs = font_scale or font_scale_for(height)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
+    (_, th), _ = cv2.getTextSize("0", font, fs, thick)
+    pad = th // 2 + 2                     # room above the top label and below the bottom one
+    y0, y1 = pad, height - 1 - pad        # gradient rows: y0 = max_depth, y1 = min_depth
+    span = max_depth - min_depth
+    max_ticks = max(1, (y1 - y0) // max(1, int(2.2 * th)))
+    step = _nice_step(span, max_ticks)
+    ticks = [min_depth + k * step for k in range(int(math.floor(span / step + 1e-9)) + 1)]
+    labels = [_fmt_metres(v, step) for v in ticks]
+    text_w = max(cv2.getTextSize(s, font, fs, thick)[0][0] for s in labels)
+    bar_w = max(6, height // 24)
+    margin, tick_len = 4, 4
+    width = margin + bar_w + tick_len + 2 + text_w + margin
+    img = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+
+    rows = np.arange(y0, y1 + 1)
+    values = max_depth - (rows - y0) / max(1, y1 - y0) * span
+    colours = colorize_depth(np.maximum(values, 1e-6)[:, None].astype(np.float32), max_depth, cmap, min_depth)
+    img[y0:y1 + 1, margin:margin + bar_w] = colours
+    x_tick = margin + bar_w
+    for v, s in zip(ticks, labels):
+        y = int(round(y0 + (max_depth - v) / span * (y1 - y0)))
+        cv2.line(img, (x_tick, y), (x_tick + tick_len - 1, y), TEXT_COLOR, 1)
+        cv2.putText(img, s, (x_tick + tick_len + 2, y + th // 2), font, fs, TEXT_COLOR, thick, cv2.LINE_AA)
+    return img
+
+
+def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
+    """Unit normals (``H x W x 3`` or ``3 x H x W``) -> RGB uint8 ``round((n + 1) / 2 * 255)``.
+
+    In Hydranet's camera frame (x right, y up, z towards the viewer) a surface facing the
+    camera is (0, 0, 1) -> (128, 128, 255), light blue-violet; a floor (0, 1, 0) is green.
+    """
+    n = np.asarray(normals, dtype=np.float32)
+    if n.ndim == 3 and n.shape[-1] != 3 and n.shape[0] == 3:
+        n = n.transpose(1, 2, 0)
+    if n.ndim != 3 or n.shape[-1] != 3:
+        raise ValueError(f"normals_to_rgb expects H x W x 3 or 3 x H x W, got shape {np.shape(normals)}")
+    return np.clip(np.floor((n + 1.0) * 0.5 * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+def max_depth_for(task=None, config: Optional[dict] = None) -> Optional[float]:
+    """The depth range to draw for a depth task: ``options.display_max_depth``, then
+    ``options.max_depth``, then the checkpoint meta's ``depth.max_depth``; None if unknown."""
+    opts = dict(getattr(task, "options", None) or {})
+    for key in ("display_max_depth", "max_depth"):
+        if opts.get(key):
+            return float(opts[key])
+    meta = (config or {}).get("meta") or {}
+    depth_meta = meta.get("depth") or {}
+    if depth_meta.get("max_depth"):
+        return float(depth_meta["max_depth"])
+    return None
+
+
+def nice_ceil(value: float) -> float:
+    """``value`` rounded up to 1, 2, 2.5 or 5 x 10^k (a readable scale-bar maximum)."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    exp = math.floor(math.log10(value))
+    for mult in (1, 2, 2.5, 5, 10):
+        if mult * 10 ** exp >= value * (1 - 1e-9):
+            return float(mult * 10 ** exp)
+    return float(10 ** (exp + 1))
+
+
+# --------------------------------------------------------------------------- text and legends
+
+def put_label(img: np.ndarray, text: str, org: tuple[int, int] = (4, 4), font_scale: Optional[float] = None,
+              color: Sequence[int] = TEXT_COLOR, box: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """Write ``text`` on ``img`` in place, top-left corner at ``org``, on a filled ``box``
+    rectangle so it stays legible over any picture. Returns ``img``."""
+    import cv2
+
+    fs = font_scale or font_scale_for(img.shape[0])
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, fs, 1)
+    x, y = int(org[0]), int(org[1])
+    cv2.rectangle(img, (x, y), (x + tw + 6, y + th + base + 4), tuple(int(c) for c in box), -1)
+    cv2.putText(img, text, (x + 3, y + th + 2), font, fs, tuple(int(c) for c in color), 1, cv2.LINE_AA)
+    return img
+
+
+def _legend_layout(labels: Sequence[str], font_scale: float):
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (_, th), base = cv2.getTextSize("Ag", font, font_scale, 1)
+    row_h = th + base + 6
+    sw = row_h - 4                           # swatch side
+    items = [(s, 4 + sw + 4 + cv2.getTextSize(s, font, font_scale, 1)[0][0] + 8) for s in labels]
+    return row_h, sw, th, items
+
+
+def draw_legend(class_ids: Iterable[int], names: Sequence[str], palette, font_scale: float = 0.45,
+                width: Optional[int] = None, rows: Optional[int] = None) -> np.ndarray:
+    """An RGB image listing ``class_ids`` as a colour swatch (the exact palette colour) and a name.
+
+    Without ``width`` the entries are stacked one per row. With ``width`` they flow left to
+    right and wrap into rows of that width. With ``rows`` as well the image has exactly
+    that many rows; entries that do not fit are dropped and ``+N more`` closes the last row.
+    An empty ``class_ids`` gives a panel reading ``(no classes)``.
+    """
+    import cv2
+
+    palette = _as_palette(palette)
+    ids = [int(c) for c in class_ids]
+    labels = [str(names[c]) if c < len(names) else f"class {c}" for c in ids]
+    row_h, sw, th, items = _legend_layout(labels or ["(no classes)"], font_scale)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if width is None:
+        width = max(w for _, w in items) + 4
+        n_rows = max(1, len(ids)) if rows is None else rows
+        keep = len(ids) if len(ids) <= n_rows else n_rows - 1   # the last row then says "+N more"
+        placed = [(i, 0, i) for i in range(keep)]
+    else:
+        placed, x, r = [], 0, 0
+        for i, (_, w) in enumerate(items if ids else []):
+            if x > 0 and x + w > width:
+                r, x = r + 1, 0
+            placed.append((i, x, r))
+            x += w
+        n_rows = (placed[-1][2] + 1 if placed else 1) if rows is None else rows
+        if rows is not None and any(p[2] >= rows for p in placed):
+            kept = [p for p in placed if p[2] < rows]
+            more_w = cv2.getTextSize("+00 more", font, font_scale, 1)[0][0] + 8
+            while kept and kept[-1][2] == rows - 1 and kept[-1][1] + items[kept[-1][0]][1] + more_w > width:
+                kept.pop()
+            placed = kept
+    img = np.full((n_rows * row_h + 4, int(width), 3), BACKGROUND, dtype=np.uint8)
+    for i, x, r in placed:
+        y = 2 + r * row_h
+        colour = tuple(int(v) for v in palette[ids[i]]) if ids[i] < len(palette) else IGNORE_COLOR
+        cv2.rectangle(img, (x + 4, y + 2), (x + 4 + sw - 1, y + 2 + sw - 1), colour, -1)
+        cv2.putText(img, labels[i], (x + 4 + sw + 4, y + 2 + th + (sw - th) // 2), font, font_scale,
+                    TEXT_COLOR, 1, cv2.LINE_AA)
+    dropped = len(ids) - len(placed)
+    if not ids:
+        cv2.putText(img, "(no classes)", (4, 2 + th + 2), font, font_scale, TEXT_COLOR, 1, cv2.LINE_AA)
+    elif dropped > 0:
+        last_r = n_rows - 1
+        x = max([px + items[i][1] for i, px, r in placed if r == last_r], default=0)
+        cv2.putText(img, f"+{dropped} more", (x + 4, 2 + last_r * row_h + 2 + th + (sw - th) // 2), font,
+                    font_scale, TEXT_COLOR, 1, cv2.LINE_AA)
+    return img
+
+
+def legend_height(rows: int, font_scale: float) -> int:
+    """Height in pixels of a :func:`draw_legend` image with ``rows`` rows."""
+    row_h, _, _, _ = _legend_layout(["Ag"], font_scale)
+    return rows * row_h + 4
+
+
+def hstack(images: Sequence[np.ndarray], height: Optional[int] = None, gap: int = 0,
+           fill: Sequence[int] = BACKGROUND) -> np.ndarray:
+    """Images side by side, top-aligned, padded with ``fill`` to the tallest (or ``height``)."""
+    h = height or max(im.shape[0] for im in images)
+    parts = []
+    for k, im in enumerate(images):
+        if im.shape[0] < h:
+            im = np.concatenate([im, np.full((h - im.shape[0], im.shape[1], 3), fill, np.uint8)], axis=0)
+        parts.append(im[:h])
+        if gap and k < len(images) - 1:
+            parts.append(np.full((h, gap, 3), fill, np.uint8))
+    return np.concatenate(parts, axis=1)

@@ -1,0 +1,211 @@
+"""The fast inference path: same outputs as the plain model, exact pieces, no side effects."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hydranet
+from hydranet.errors import ConfigError
+from hydranet.fast import (ChannelScale, CudaGraphRunner, FastModel, SeparableMaxPool2d, fold_batchnorm,
+                           optimize_for_inference, separable_max_pool2d)
+
+from conftest import ALL_KINDS_TASKS, tiny_config
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: with other jobs on the cores, OpenMP barriers in every op make a
+    2-thread run of a tiny model many times slower; results do not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine terms, so folding is really exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(c, generator=gen) * 0.4 - 0.2)
+    return model
+
+
+def build(decoder="lightweight", encoder="mobilenet_v2", tasks=None):
+    torch.manual_seed(0)
+    return randomize_batchnorm(hydranet.build_model(tiny_config(decoder, encoder, tasks))).eval()
+
+
+def assert_close_rel(got: dict, ref: dict, tol: float = 1e-4):
+    assert list(got) == list(ref)
+    for name in ref:
+        assert got[name].shape == ref[name].shape, name
+        assert got[name].dtype == torch.float32, name
+        scale = ref[name].abs().max().clamp_min(1e-12)
+        rel = float((got[name] - ref[name]).abs().max() / scale)
+        assert rel <= tol, f"{name}: relative difference {rel:.3g} > {tol}"
+
+
+def plain(model, x, upsample=True):
+    with torch.no_grad():
+        return model(x, upsample=upsample)
+
+
+@pytest.mark.parametrize("decoder", ["lightweight", "refinenet"])
+@pytest.mark.parametrize("encoder", ["mobilenet_v2", "mtrn_mobilenet_v2", "resnet18"])
+def test_default_path_equals_plain_model(decoder, encoder):
+    model = build(decoder, encoder)
+    fast = optimize_for_inference(model)
+    x = torch.randn(2, 3, 97, 130)
+    assert_close_rel(fast(x), plain(model, x))
+    assert_close_rel(fast(x, upsample=False), plain(model, x, upsample=False))
+    assert fast.report["folded_batchnorms"] == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    if decoder == "lightweight":
+        assert fast.report["channel_scales"] > 0  # the last CRP's per-channel convs and the dense heads
+    assert any(isinstance(m, SeparableMaxPool2d) for m in fast.model.modules())
+
+
+@pytest.mark.parametrize("options", [dict(channels_last=False), dict(fold_bn=False), dict(fast_pool=False),
+                                     dict(fast_depthwise=False)])
+def test_each_rewrite_can_be_switched_off(options):
+    model = build()
+    x = torch.randn(1, 3, 64, 64)
+    assert_close_rel(optimize_for_inference(model, **options)(x), plain(model, x))
+
+
+def test_dense_task_subsets_and_image_level_only():
+    x = torch.randn(1, 3, 64, 64)
+    for tasks in ([ALL_KINDS_TASKS[1]], [ALL_KINDS_TASKS[3], ALL_KINDS_TASKS[4]]):
+        model = build(tasks=tasks)
+        assert_close_rel(optimize_for_inference(model)(x), plain(model, x))
+
+
+@pytest.mark.parametrize("encoder", ["mobilenet_v2", "mtrn_mobilenet_v2", "resnet18"])
+def test_batchnorm_folding_alone(encoder):
+    model = build("lightweight", encoder)
+    folded = copy.deepcopy(model)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert fold_batchnorm(folded) == n_bn > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 97, 130)
+    assert_close_rel(plain(folded, x), plain(model, x), tol=1e-4)  # fp32 rounding only
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("tile_bytes", [None, 1, 4096, 2 << 20])
+def test_separable_pool_is_bit_identical(channels_last, tile_bytes):
+    gen = torch.Generator().manual_seed(1)
+    for shape in [(2, 16, 97, 130), (1, 3, 7, 5), (1, 4, 1, 1), (3, 8, 25, 33)]:
+        x = torch.randn(shape, generator=gen)
+        x.view(-1)[0] = float("inf")
+        x.view(-1)[-1] = float("-inf")
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for k in (2, 3, 5):
+            for p in range(k // 2 + 1):
+                if x.shape[-1] + 2 * p < k or x.shape[-2] + 2 * p < k:
+                    continue
+                ref = F.max_pool2d(x, k, 1, p)
+                got = separable_max_pool2d(x, k, p, tile_bytes)
+                assert torch.equal(got, ref), (shape, k, p)
+                if channels_last and min(shape[1:]) > 1:  # (N, C, 1, 1) is both formats at once
+                    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_separable_pool_module_replaces_maxpool():
+    pool = nn.MaxPool2d(5, stride=1, padding=2)
+    fast = SeparableMaxPool2d.from_pool(pool)
+    x = torch.randn(1, 32, 121, 160).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast(x), pool(x))
+    with pytest.raises(ValueError):
+        SeparableMaxPool2d.from_pool(nn.MaxPool2d(3, stride=2, padding=1))
+
+
+def test_channel_scale_equals_depthwise_conv():
+    for bias in (False, True):
+        conv = nn.Conv2d(24, 24, 1, groups=24, bias=bias)
+        assert ChannelScale.applies_to(conv)
+        scale = ChannelScale.from_conv(conv)
+        x = torch.randn(2, 24, 31, 17)
+        with torch.no_grad():
+            torch.testing.assert_close(scale(x), conv(x), rtol=1e-6, atol=1e-7)
+    assert not ChannelScale.applies_to(nn.Conv2d(24, 24, 3, padding=1, groups=24))
+    assert not ChannelScale.applies_to(nn.Conv2d(24, 24, 1))
+
+
+def test_input_model_is_not_mutated():
+    model = build()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modules_before = [type(m) for m in model.modules()]
+    fast = optimize_for_inference(model)
+    fast(torch.randn(1, 3, 64, 64))
+    assert model.training
+    assert [type(m) for m in model.modules()] == modules_before
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_fast_model_interface():
+    model = build()
+    fast = optimize_for_inference(model)
+    assert isinstance(fast, FastModel) and not fast.training
+    assert fast.task_names == model.task_names and fast.tasks == model.tasks and fast.config == model.config
+    out = fast(torch.randn(1, 3, 64, 64).double())  # any input dtype: converted to the model's
+    assert all(v.dtype == torch.float32 and not v.requires_grad for v in out.values())
+    with pytest.raises(RuntimeError):
+        fast.train()
+    fast.eval()
+
+
+def test_unavailable_device_and_dtype_are_clear_errors():
+    model = build()
+    with pytest.raises(ConfigError):
+        optimize_for_inference(model, dtype=torch.float16)  # fp16 is for CUDA
+    with pytest.raises(ConfigError):
+        optimize_for_inference(model, dtype=torch.int8)
+    if not CUDA:
+        with pytest.raises(ConfigError, match="CUDA"):
+            optimize_for_inference(model, device="cuda")
+        with pytest.raises(RuntimeError, match="CUDA"):
+            CudaGraphRunner(optimize_for_inference(model), torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_path_and_reduced_precision(dtype):
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bfloat16 on this GPU")
+    model = build()
+    x = torch.randn(2, 3, 97, 130)
+    ref = plain(model, x)
+    out = optimize_for_inference(model, device="cuda", dtype=dtype)(x.cuda())
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    assert_close_rel({k: v.cpu() for k, v in out.items()}, ref, tol=tol)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_graph_runner_replays_and_clones():
+    model = build()
+    fast = optimize_for_inference(model, device="cuda")
+    x1, x2 = torch.randn(1, 3, 64, 96, device="cuda"), torch.randn(1, 3, 64, 96, device="cuda")
+    runner = CudaGraphRunner(fast, x1)
+    out1 = runner(x1)
+    out2 = runner(x2)
+    assert_close_rel({k: v.cpu() for k, v in out1.items()}, {k: v.cpu() for k, v in fast(x1).items()}, tol=1e-5)
+    assert_close_rel({k: v.cpu() for k, v in out2.items()}, {k: v.cpu() for k, v in fast(x2).items()}, tol=1e-5)
+    assert not torch.equal(out1["segm"], out2["segm"])  # the first result survived the second replay
+    with pytest.raises(ValueError):
+        runner(torch.randn(1, 3, 64, 64, device="cuda"))
