@@ -24,5 +24,16 @@ def tiny_config(decoder="lightweight", encoder="mobilenet_v2", tasks=None, width
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: with other jobs on the two cores, OpenMP barriers
+    in every op make a 2-thread run of a tiny model many times slower. Results do not
+    depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_cfg():
     return tiny_config()

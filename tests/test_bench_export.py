@@ -17,14 +17,8 @@ from conftest import tiny_config
 CUDA = torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: with other jobs on the cores, OpenMP barriers in every op make a
-    2-thread run of a tiny model many times slower; results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FP32_SETTINGS = {"default", "channels_last", "fold_bn", "compile", "onnxruntime", "cuda_graphs"}
 
 

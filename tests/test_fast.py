@@ -16,14 +16,7 @@ from conftest import ALL_KINDS_TASKS, tiny_config
 CUDA = torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: with other jobs on the cores, OpenMP barriers in every op make a
-    2-thread run of a tiny model many times slower; results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -15,13 +15,7 @@ from conftest import ALL_KINDS_TASKS, tiny_config
 cv2 = pytest.importorskip("cv2")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and a busy 2-core machine makes them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tasks():

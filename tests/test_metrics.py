@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
+from hydranet.losses import denormalize_prediction
+
 from hydranet.errors import ConfigError
 from hydranet.evaluation import (
     MultiTaskMetrics,
     build_metrics,
-    denormalize_regression,
     depth_crop_mask,
     format_table,
 )
@@ -277,7 +278,7 @@ def test_regression_mae_rmse_in_target_units():
     # third sample absent.
     z = torch.tensor([[0.0, 1.0], [1.0, -1.0], [5.0, 5.0]])
     y = torch.tensor([[11.0, 140.0], [12.0, float("nan")], [0.0, 0.0]])
-    assert denormalize_regression(z[:2], spec).tolist() == [[10.0, 150.0], [12.0, 50.0]]
+    assert denormalize_prediction(spec, z[:2]).tolist() == [[10.0, 150.0], [12.0, 50.0]]
     acc.update(z[:1], y[:1])
     acc.update(z[1:], y[1:], torch.tensor([True, False]))
     r = acc.compute()
@@ -328,10 +329,10 @@ def test_multitask_resize_predictions():
 def test_denormalize_regression_scalar_and_aliases():
     z = torch.tensor([[0.0], [1.0], [-2.0]])
     plain = parse_task({"name": "d", "kind": "regression", "outputs": 1})
-    assert torch.equal(denormalize_regression(z, plain), z)
+    assert torch.equal(denormalize_prediction(plain, z), z)
     short = parse_task({"name": "d", "kind": "regression", "outputs": 1, "options": {"mean": 4.0, "std": 0.5}})
-    assert denormalize_regression(z, short).reshape(-1).tolist() == [4.0, 4.5, 3.0]
+    assert denormalize_prediction(short, z).reshape(-1).tolist() == [4.0, 4.5, 3.0]
     bad = parse_task({"name": "d", "kind": "regression", "outputs": 1,
                       "options": {"target_mean": 0.0, "target_std": 0.0}})
     with pytest.raises(ConfigError):
-        denormalize_regression(z, bad)
+        denormalize_prediction(bad, z)

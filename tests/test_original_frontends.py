@@ -17,12 +17,7 @@ LAYOUTS = {  # name: (segmentation channels, normals head, expected task names)
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

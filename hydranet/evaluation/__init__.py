@@ -10,7 +10,6 @@ from .metrics import (
     RegressionMetrics,
     SegmentationMetrics,
     build_metrics,
-    denormalize_regression,
     depth_crop_mask,
     format_table,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "RegressionMetrics",
     "SegmentationMetrics",
     "build_metrics",
-    "denormalize_regression",
     "depth_crop_mask",
     "format_table",
 ]

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..losses.task_losses import denormalize_prediction
 from ..tasks import TaskSpec, parse_task
 
 __all__ = [
@@ -64,7 +65,6 @@ __all__ = [
     "MultiTaskMetrics",
     "build_metrics",
     "depth_crop_mask",
-    "denormalize_regression",
     "format_table",
     "DEPTH_CROPS",
 ]
@@ -125,35 +125,6 @@ def depth_crop_mask(crop: Optional[str], height: int, width: int,
         raise ConfigError(f"depth crop: unknown crop {crop!r}; valid: {', '.join(DEPTH_CROPS)} or None")
     mask[r0:r1, c0:c1] = True
     return mask
-
-
-def _option_vector(value: Any, k: int, name: str, where: str) -> torch.Tensor:
-    vec = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
-    if vec.numel() == 1:
-        vec = vec.expand(k)
-    if vec.numel() != k:
-        raise ConfigError(f"{where}.options.{name}: {vec.numel()} values for {k} outputs")
-    return vec
-
-
-def denormalize_regression(pred: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
-    """Regression predictions back in the target's units: ``y = z * std + mean``.
-
-    Applies only when ``spec.options`` holds ``target_mean`` and ``target_std`` (or
-    their short forms ``mean`` and ``std``; scalars or one value per output);
-    otherwise ``pred`` is returned unchanged.
-    """
-    opts = spec.options or {}
-    mean, std = opts.get("target_mean", opts.get("mean")), opts.get("target_std", opts.get("std"))
-    if mean is None or std is None:
-        return pred
-    k = pred.shape[-1]
-    where = f"tasks[{spec.name}]"
-    mean = _option_vector(mean, k, "target_mean", where).to(pred.device, pred.dtype)
-    std = _option_vector(std, k, "target_std", where).to(pred.device, pred.dtype)
-    if not bool((std > 0).all()):
-        raise ConfigError(f"{where}.options.target_std: must be positive, got {std.tolist()}")
-    return pred * std + mean
 
 
 def _check_same_size(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -603,7 +574,7 @@ class RegressionMetrics(MetricAccumulator):
     """MAE and RMSE in the target's units, per output and pooled over all outputs.
 
     Predictions are converted back from normalised units with
-    :func:`denormalize_regression` when ``spec.options`` holds ``target_mean`` and
+    :func:`hydranet.losses.denormalize_prediction` when ``spec.options`` holds ``target_mean`` and
     ``target_std``. A target value that is NaN, or a sample whose label is absent, is
     skipped. ``mae`` / ``rmse`` pool every valid (sample, output) value;
     with more than one output, ``mae/<name>`` and ``rmse/<name>`` are reported per
@@ -631,7 +602,7 @@ class RegressionMetrics(MetricAccumulator):
         self._to(device)
         target = target.to(device=device, dtype=torch.float32)
         present = _as_bool_present(present, n, device)
-        y = denormalize_regression(pred, self.spec)
+        y = denormalize_prediction(self.spec, pred)
         valid = torch.isfinite(target) & present[:, None]
         err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=device))
         self.abs_sum += err.abs().sum(dim=0, dtype=torch.float64)
