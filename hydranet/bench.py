@@ -12,18 +12,22 @@ Every (batch, size) is measured for each **setting** (see :data:`SETTINGS`) in o
 * ``channels_last``, ``fold_bn``: one rewrite each, to show what each is worth.
 * ``compile``: the default path under ``torch.compile`` (Inductor; needs a C++ compiler on
   CPU), with PyTorch's own max pooling, which Inductor generates code for.
-* ``onnxruntime``: the model exported to ONNX (:func:`hydranet.export.export_onnx`) and run by
-  onnxruntime with all graph optimisations and as many intra-op threads as PyTorch uses.
-* ``fp16``, ``bf16``: the default path in half precision (CUDA only).
+* ``onnxruntime``: the model exported to ONNX (:func:`hydranet.export.export_onnx`, dynamic
+  batch and size) and run by onnxruntime with all graph optimisations and as many intra-op
+  threads as PyTorch uses; ``onnxruntime_static``: the same, exported for the measured batch
+  and size only (constant Resize sizes let onnxruntime keep its blocked layout).
+* ``fp16``, ``bf16``: the default path in half precision (on CUDA, and on CPUs with native
+  kernels for it; elsewhere skipped with the reason).
 * ``cuda_graphs``, ``cuda_graphs_fp16``: the default path replayed as a CUDA graph (fixed size).
 
 Settings that cannot run here (CUDA settings on a CPU machine, a missing compiler) become
 rows with ``status: "skipped"`` and the reason; a setting that fails becomes ``"failed"``
 with the error. Nothing is dropped silently.
 
-**Timing.** Each setting is warmed up, then the settings are timed in interleaved rounds
-(one call of each setting per round), so a load change on a shared machine hits all of them
-alike and the ratios stay fair. On CUDA each call is timed with CUDA events and
+**Timing.** Each setting is warmed up, then the settings are timed in 4 rounds; in each
+round every setting runs one untimed call (which absorbs the switch: caches, the previous
+setting's worker threads still spinning) and then its share of the ``reps`` timed calls.
+A load change on a shared machine thus hits all settings alike and the ratios stay fair. On CUDA each call is timed with CUDA events and
 synchronised; on CPU with ``time.perf_counter``. Each row reports the median and the 90th
 percentile latency and FPS = images per second at the median.
 
@@ -35,12 +39,19 @@ percentile latency and FPS = images per second at the median.
   model -> segmentation argmax, depth absolute value, normals normalised to unit length,
   class argmax, dense outputs at frame size -> numpy arrays in host memory.
 
+**Allocator.** On CPU, :func:`hydranet.fast.tune_cpu_allocator` (part of the default path)
+is called before anything is measured, so every row, the baseline included, runs with the
+same process-wide glibc settings; ``machine.allocator_tuned`` records it.
+
 **Memory** (``peak_memory_mb``): on CUDA, ``torch.cuda.max_memory_allocated`` during one
 call minus what was allocated before it (activations and outputs; not the weights). On CPU,
 the growth of the process's peak resident set during one call: the peak (``VmHWM``) is reset
 by writing 5 to ``/proc/self/clear_refs`` before the call and read from ``/proc/self/status``
-after it; where that is not possible, ``ru_maxrss`` growth (a lower bound, 0 when an earlier
-call already reached a higher peak). ``memory_method`` names the method used.
+after it, with free heap memory first returned to the OS (``malloc_trim``) so the growth
+counts the pages the call touches; where that is not possible, ``ru_maxrss`` growth (a lower
+bound, 0 when an earlier call already reached a higher peak). onnxruntime keeps its buffers
+in its own arena between calls, so its growth is near 0 (its memory is already resident).
+``memory_method`` names the method used.
 
 **Correctness** (``max_abs_diff``, ``max_rel_diff``, ``diff_per_task``): each setting's outputs
 on the timing input against the baseline's, per task; ``rel`` is the largest absolute
@@ -69,7 +80,7 @@ import torch.nn.functional as F
 from .errors import ConfigError
 
 __all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "preprocess",
-           "postprocess", "machine_info", "parse_sizes", "parse_batches", "parse_settings"]
+           "postprocess", "argmax_channels", "machine_info", "parse_sizes", "parse_batches", "parse_settings"]
 
 SETTINGS = {
     "baseline": "eager fp32, NCHW, nn.MaxPool2d, BatchNorm unfolded (the original network)",
@@ -77,16 +88,17 @@ SETTINGS = {
                "per-channel convs as multiplies, inference_mode",
     "channels_last": "channels_last only",
     "fold_bn": "BatchNorm folding only",
-    "compile": "default path under torch.compile (Inductor), native max pool",
-    "onnxruntime": "ONNX export run by onnxruntime (all graph optimisations)",
-    "fp16": "default path in float16 (CUDA)",
-    "bf16": "default path in bfloat16 (CUDA)",
+    "compile": "default path under torch.compile (Inductor, weight freezing), native max pool",
+    "onnxruntime": "ONNX export (dynamic batch and size) run by onnxruntime (all graph optimisations)",
+    "onnxruntime_static": "ONNX export fixed to this batch and size, run by onnxruntime",
+    "fp16": "default path in float16 (CUDA; CPUs with AVX512-FP16/AMX-FP16)",
+    "bf16": "default path in bfloat16 (CUDA; CPUs with AVX512-BF16/AMX)",
     "cuda_graphs": "default path replayed as a CUDA graph (fp32, fixed size)",
     "cuda_graphs_fp16": "default path in float16 replayed as a CUDA graph (fixed size)",
 }
-DEFAULT_SETTINGS = ("baseline", "default", "channels_last", "fold_bn", "compile", "onnxruntime", "fp16", "bf16",
-                    "cuda_graphs", "cuda_graphs_fp16")
-CUDA_ONLY = {"fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16"}
+DEFAULT_SETTINGS = ("baseline", "default", "channels_last", "fold_bn", "compile", "onnxruntime", "onnxruntime_static",
+                    "fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16")
+CUDA_ONLY = {"cuda_graphs", "cuda_graphs_fp16"}  # fp16/bf16 also run on CPUs with native kernels
 
 # Every row has every one of these keys (None where a value does not apply).
 ROW_FIELDS = (
@@ -175,6 +187,24 @@ def preprocess(frames: np.ndarray, size: tuple[int, int], device: torch.device, 
     return x.sub_(mean).mul_(inv_std)
 
 
+def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
+    """``y.argmax(1)`` of an ``N x C x H x W`` tensor, as ``dtype``, fast in either layout.
+
+    On channels-last memory PyTorch's argmax is fast; on NCHW it reduces over a strided
+    dimension (about 40 ms for 40 x 480 x 640 here), so there the channel maximum (a fast
+    vectorised reduction) is taken first and each channel, last to first, marks where it
+    reaches it: the first maximal index wins, as in ``argmax`` (about 4x faster).
+    """
+    if y.dim() != 4 or y.shape[1] == 1 or y.is_contiguous(memory_format=torch.channels_last) \
+            or y.device.type != "cpu":
+        return y.argmax(1).to(dtype)
+    top = y.amax(1)
+    idx = torch.zeros(top.shape, dtype=dtype, device=y.device)
+    for c in range(y.shape[1] - 1, 0, -1):
+        idx.masked_fill_(y[:, c] == top, c)
+    return idx
+
+
 def postprocess(outputs: dict, tasks, frame_size: tuple[int, int]) -> dict[str, np.ndarray]:
     """Model outputs -> per-task results at frame size, as numpy arrays in host memory.
 
@@ -188,7 +218,7 @@ def postprocess(outputs: dict, tasks, frame_size: tuple[int, int]) -> dict[str, 
         if task.dense and tuple(y.shape[-2:]) != tuple(frame_size):
             y = F.interpolate(y, size=frame_size, mode="bilinear", align_corners=False)
         if task.kind == "segmentation":
-            y = y.argmax(1).to(torch.uint8 if task.channels <= 256 else torch.int32)
+            y = argmax_channels(y, torch.uint8 if task.channels <= 256 else torch.int32)
         elif task.kind == "depth":
             y = y[:, 0].abs()
         elif task.kind == "normals":
@@ -271,6 +301,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _release_free_memory() -> bool:
+    """``malloc_trim(0)``: give free heap memory back to the OS, so RSS counts live memory."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def _measure_memory(call: Callable[[], object], device: torch.device) -> tuple[Optional[float], str]:
     gc.collect()
     if device.type == "cuda":
@@ -282,13 +325,15 @@ def _measure_memory(call: Callable[[], object], device: torch.device) -> tuple[O
         peak = torch.cuda.max_memory_allocated(device) - before
         del out
         return peak / 2**20, "cuda max_memory_allocated minus allocated before the call"
+    trimmed = _release_free_memory()
     rss = _read_status_kb("VmRSS")
     if rss is not None and _reset_peak_rss():
         out = call()
         peak = _read_status_kb("VmHWM")
         del out
         if peak is not None:
-            return max(0, peak - rss) / 1024, "cpu peak RSS growth (VmHWM reset via /proc/self/clear_refs)"
+            how = "after malloc_trim, " if trimmed else ""
+            return max(0, peak - rss) / 1024, f"cpu peak RSS growth ({how}VmHWM reset via /proc/self/clear_refs)"
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = call()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -319,9 +364,13 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
     from .fast import CudaGraphRunner, optimize_for_inference
 
     tasks = model.tasks
-    if name in CUDA_ONLY and device.type != "cuda":
-        if name in ("fp16", "bf16"):
-            raise Skip(f"{name} runs on CUDA only (CPU convolutions in {name} are slower than fp32 here)")
+    if name in ("fp16", "bf16") and device.type == "cpu":
+        from .fast import cpu_reduced_precision_unsupported
+
+        reason = cpu_reduced_precision_unsupported(torch.float16 if name == "fp16" else torch.bfloat16)
+        if reason:
+            raise Skip(reason)
+    elif name in CUDA_ONLY and device.type != "cuda":
         raise Skip("CUDA graphs need CUDA, which this device is not")
 
     def e2e_from(run, dtype=torch.float32, channels_last=False, host=False):
@@ -339,15 +388,16 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
                 return net(x)
         return _Runner(name, run, e2e_from(run), time.perf_counter() - start)
 
-    if name == "onnxruntime":
+    if name in ("onnxruntime", "onnxruntime_static"):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise Skip("onnxruntime is not installed") from None
         from .export import export_onnx, onnx_session
 
-        path = os.path.join(workdir, "model.onnx")
-        export_onnx(model, path, size=size, batch=batch, check=False)
+        static = name == "onnxruntime_static"
+        path = os.path.join(workdir, f"{name}_{batch}_{size[0]}x{size[1]}.onnx")
+        export_onnx(model, path, size=size, batch=batch, check=False, static=static)
         try:
             session = onnx_session(path, str(device))
         except ConfigError as exc:
@@ -363,7 +413,7 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
         "default": {},
         "channels_last": dict(fold_bn=False, fast_pool=False, fast_depthwise=False),
         "fold_bn": dict(channels_last=False, fast_pool=False, fast_depthwise=False),
-        "compile": dict(fast_pool=False, compile=True),
+        "compile": dict(compile=True),
         "fp16": dict(dtype=torch.float16),
         "bf16": dict(dtype=torch.bfloat16),
         "cuda_graphs": {},
@@ -412,14 +462,25 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def _interleaved(calls: dict, device: torch.device, warmup: int, reps: int, events: bool) -> dict[str, list[float]]:
+def _interleaved(calls: dict, device: torch.device, warmup: int, reps: int, events: bool,
+                 blocks: int = 4) -> dict[str, list[float]]:
+    """Time each call ``reps`` times, in ``blocks`` rounds over the settings.
+
+    Each round runs every setting for a block of consecutive calls, after one untimed call
+    that absorbs the switch (caches, and the previous setting's worker threads still
+    spinning), so a load change on a shared machine hits all settings alike.
+    """
     for fn in calls.values():
         for _ in range(warmup):
             _timed_call(fn, device, events=False)
+    blocks = max(1, min(reps, blocks))
+    sizes = [reps // blocks + (1 if i < reps % blocks else 0) for i in range(blocks)]
     times = {name: [] for name in calls}
-    for _ in range(reps):
+    for size in sizes:
         for name, fn in calls.items():
-            times[name].append(_timed_call(fn, device, events))
+            _timed_call(fn, device, events=False)
+            for _ in range(size):
+                times[name].append(_timed_call(fn, device, events))
     return times
 
 
@@ -444,7 +505,7 @@ def _empty_row(setting: str, device: torch.device, batch: int, size: tuple[int, 
 def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequence[tuple[int, int]] = ((480, 640),),
               settings: Sequence[str] = DEFAULT_SETTINGS, warmup: int = 5, reps: int = 30,
               frame_size: Optional[tuple[int, int]] = None, end_to_end: bool = True, seed: int = 0,
-              log: Optional[Callable[[str], None]] = None) -> dict:
+              tune_allocator: bool = True, log: Optional[Callable[[str], None]] = None) -> dict:
     """Measure ``model`` (a HydraNet) under each setting, for each batch and size.
 
     Args:
@@ -459,6 +520,9 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
             (default: the input size, so no resize).
         end_to_end: also time the end-to-end path.
         seed: seed of the random input and frames.
+        tune_allocator: on CPU, call :func:`hydranet.fast.tune_cpu_allocator` first. It is
+            process-wide, so it applies to every row, the baseline included (the default
+            path would otherwise switch it on halfway through the run).
         log: called with progress messages (e.g. ``print``).
 
     Returns:
@@ -479,6 +543,9 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
         settings = ["baseline"] + settings
     if warmup < 0 or reps < 1:
         raise ConfigError("--warmup must be >= 0 and --reps >= 1")
+    from .fast import tune_cpu_allocator
+
+    allocator_tuned = tune_cpu_allocator() if tune_allocator and device.type == "cpu" else False
     base = copy.deepcopy(model).to(device).float().eval()  # the caller's model stays as it is
     events = device.type == "cuda"
     if events:
@@ -494,8 +561,10 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
         shutil.rmtree(workdir, ignore_errors=True)
     machine = machine_info(device)
     machine["loadavg_after"] = _loadavg()
+    machine["allocator_tuned"] = allocator_tuned
     return {"machine": machine, "settings": {s: SETTINGS[s] for s in settings},
-            "timing": "interleaved rounds; CUDA events on GPU, perf_counter on CPU; median and p90 of reps",
+            "timing": "4 rounds over the settings, each an untimed call then reps/4 timed calls per setting; "
+                      "CUDA events on GPU, perf_counter on CPU; median and p90 of reps",
             "rows": rows}
 
 
@@ -537,7 +606,7 @@ def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, e
             rows[name].update(diff_per_task=per_task, max_abs_diff=max(d["abs"] for d in per_task.values()),
                               max_rel_diff=max(d["rel"] for d in per_task.values()))
 
-    log(f"[{batch} x {w}x{h}] timing {', '.join(runners)} (model only, {reps} interleaved rounds)")
+    log(f"[{batch} x {w}x{h}] timing {', '.join(runners)} (model only, {reps} calls each in 4 rounds)")
     model_times = _interleaved({n: (lambda r=r: r.model(x)) for n, r in runners.items()}, device, warmup, reps, events)
     e2e_times = {}
     if end_to_end:

@@ -10,7 +10,10 @@ order. They are made with PyTorch's ``torch.export``-based exporter, whose bilin
 ``Resize`` uses ``coordinate_transformation_mode=half_pixel`` (the same sampling as PyTorch's
 ``align_corners=False``; the legacy exporter's ``pytorch_half_pixel`` makes onnxruntime
 reorder layouts around every Resize). BatchNorm is folded before export (exact up to fp32
-rounding), so the graph holds Conv, Clip, MaxPool, Add, Mul, Resize and the heads only.
+rounding), so the graph holds Conv, Clip, MaxPool, Add, Resize and the heads only, and each
+chained residual pool sums its chain before adding its input (see
+:class:`SumFirstChainedResidualPool`: ~1e-7 relative difference, about 5% faster in
+onnxruntime). ``static=True`` fixes batch and size instead (about 10% faster again).
 
 TorchScript files are ``torch.jit.trace`` of the same network returning ``{task: tensor}``;
 sizes are traced symbolically, so one file serves any input size. Load one with
@@ -64,9 +67,33 @@ class TaskDict(nn.Module):
         return self.model(image)
 
 
-def _export_copy(model: nn.Module) -> nn.Module:
+class SumFirstChainedResidualPool(nn.Module):
+    """A chained residual pool that sums the chain first: ``x + (t1 + t2 + ...)``.
+
+    The same sum in another order (outputs differ by fp32 rounding, ~1e-7 relative). In
+    ONNX it lets onnxruntime keep the chain of Conv/MaxPool/Add in its blocked layout: the
+    ReLU6 (``Clip``) before each CRP cannot be fused into a convolution that already adds
+    another input, so ``x`` is in plain NCHW, and adding it at every stage (as the model
+    does) reorders every stage's output; adding it once at the end reorders once.
+    """
+
+    def __init__(self, crp: nn.Module):
+        super().__init__()
+        self.pool = crp.pool
+        self.convs = crp.convs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, acc = x, None
+        for conv in self.convs:
+            top = conv(self.pool(top))
+            acc = top if acc is None else acc + top
+        return x if acc is None else x + acc
+
+
+def _export_copy(model: nn.Module, sum_first_crp: bool = False) -> nn.Module:
     """An fp32 CPU eval copy with BatchNorm folded (the caller's model is left alone)."""
-    from .fast import FastModel, fold_batchnorm
+    from .fast import FastModel, _replace_modules, fold_batchnorm
+    from .models.refinenet import ChainedResidualPool
 
     if isinstance(model, FastModel):
         raise ConfigError("export the original model, not a FastModel (its CPU-only rewrites do not export)")
@@ -74,6 +101,8 @@ def _export_copy(model: nn.Module) -> nn.Module:
     for p in net.parameters():
         p.requires_grad_(False)
     fold_batchnorm(net)
+    if sum_first_crp:
+        _replace_modules(net, lambda m: SumFirstChainedResidualPool(m) if isinstance(m, ChainedResidualPool) else None)
     return net
 
 
@@ -98,18 +127,20 @@ def _difference(ref: torch.Tensor, got: torch.Tensor) -> dict:
     return {"abs": diff, "rel": diff / scale if scale > 0 else diff}
 
 
-def _compare(reference: nn.Module, run, task_names: list[str], sizes, batch: int, seed: int) -> list[dict]:
+def _compare(reference: nn.Module, run, task_names: list[str], sizes, batch: int, seed: int,
+             vary_batch: bool = True) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     results = []
     for i, (h, w) in enumerate(sizes):
-        x = torch.randn(batch + i, 3, h, w, generator=gen)  # batch varies too: it is dynamic
+        n = batch + i if vary_batch else batch  # the batch varies too: it is dynamic
+        x = torch.randn(n, 3, h, w, generator=gen)
         with torch.no_grad():
             ref = reference(x)
         got = run(x)
         if list(got) != task_names:
             raise RuntimeError(f"exported outputs {list(got)} differ from the tasks {task_names}")
         per_task = {name: _difference(ref[name], got[name]) for name in task_names}
-        results.append({"batch": batch + i, "size": f"{w}x{h}", "tasks": per_task,
+        results.append({"batch": n, "size": f"{w}x{h}", "tasks": per_task,
                         "max_abs": max(d["abs"] for d in per_task.values()),
                         "max_rel": max(d["rel"] for d in per_task.values())})
     return results
@@ -148,7 +179,7 @@ def _onnx_runner(session, task_names):
 
 
 def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
-               batch: int = 1, seed: int = 0) -> list[dict]:
+               batch: int = 1, seed: int = 0, vary_batch: bool = True) -> list[dict]:
     """Run the ONNX file in onnxruntime and ``model`` in PyTorch on the same random inputs.
 
     Returns one entry per size: ``{"batch", "size", "tasks": {task: {"abs", "rel"}}, "max_abs",
@@ -159,12 +190,18 @@ def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480,
     names = [o.name for o in session.get_outputs()]
     if names != list(net.task_names):
         raise RuntimeError(f"{path}: outputs {names} are not the tasks {list(net.task_names)}")
-    return _compare(net, _onnx_runner(session, names), names, sizes, batch, seed)
+    return _compare(net, _onnx_runner(session, names), names, sizes, batch, seed, vary_batch)
 
 
 def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[int, int] = (480, 640),
-                batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None) -> dict:
+                batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None,
+                static: bool = False) -> dict:
     """Write ``model`` as an ONNX file with dynamic batch, height and width.
+
+    With ``static=True`` the file is fixed to ``batch x 3 x size``: every Resize then has
+    constant sizes, which onnxruntime turns into its blocked-layout Upsample (about 10%
+    faster here), at the price of one file per input size. (The check then runs at
+    ``size`` only.)
 
     Args:
         model: a HydraNet (left unchanged).
@@ -175,6 +212,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
         batch: batch of the example input.
         check: run the file in onnxruntime against PyTorch at two sizes (see :func:`check_onnx`).
         check_sizes: the sizes to check instead of ``size`` and an odd one near half of it.
+        static: fix batch and size (see above).
 
     Returns:
         ``{"path", "format", "opset", "inputs", "outputs", "check"}``.
@@ -182,7 +220,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
     if int(opset) < 17:
         raise ConfigError(f"--opset {opset}: use 17 or later (Resize and the exporter need it)")
     h, w = _validate_size(size)
-    net = _export_copy(model)
+    net = _export_copy(model, sum_first_crp=True)
     names = list(net.task_names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +233,8 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
                     2: torch.export.Dim("height", min=MIN_SIZE, max=8192),
                     3: torch.export.Dim("width", min=MIN_SIZE, max=8192)}
             program = torch.onnx.export(TaskTuple(net), (example,), None, input_names=["image"], output_names=names,
-                                        opset_version=int(opset), dynamo=True, dynamic_shapes={"image": dims},
+                                        opset_version=int(opset), dynamo=True,
+                                        dynamic_shapes=None if static else {"image": dims},
                                         external_data=False, verbose=False)
             program.save(str(tmp), external_data=False)
         else:
@@ -204,12 +243,14 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
             axes = {"image": {0: "batch", 2: "height", 3: "width"}}
             axes.update({name: {0: "batch"} for name in names})
             torch.onnx.export(TaskTuple(net), (example,), str(tmp), input_names=["image"], output_names=names,
-                              opset_version=int(opset), dynamo=False, dynamic_axes=axes)
+                              opset_version=int(opset), dynamo=False, dynamic_axes=None if static else axes)
     os.replace(tmp, path)
     _check_graph(path, names)
-    report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names}
+    report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names,
+              "static": bool(static), "input_shape": [batch, 3, h, w] if static else ["batch", 3, "height", "width"]}
     if check:
-        report["check"] = check_onnx(path, model, _check_sizes((h, w), check_sizes), batch=batch)
+        sizes = [(h, w)] if static else _check_sizes((h, w), check_sizes)
+        report["check"] = check_onnx(path, model, sizes, batch=batch, vary_batch=not static)
     return report
 
 

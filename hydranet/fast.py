@@ -31,7 +31,7 @@ worth about 3-4x over the plain model, the pooling about 1.5x more; folding and 
 multiplies a few percent each.
 
 On CUDA, ``dtype=torch.float16`` or ``torch.bfloat16`` converts weights and input (outputs
-come back as float32), and :class:`CudaGraphRunner` replays the whole network as one CUDA
+come back as float32; bfloat16 also on CPUs with native bf16 kernels), and :class:`CudaGraphRunner` replays the whole network as one CUDA
 graph for a fixed input size. ``compile=True`` (or a mode string) wraps the network in
 ``torch.compile``.
 """
@@ -46,7 +46,8 @@ from torch import nn
 
 from .models.refinenet import ChainedResidualPool
 
-__all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm",
+__all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm", "tune_cpu_allocator",
+           "cpu_reduced_precision_unsupported",
            "fuse_conv_bn", "SeparableMaxPool2d", "ChannelScale", "FastChainedResidualPool",
            "separable_max_pool2d"]
 
@@ -185,8 +186,8 @@ def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
     if out_h <= 0 or out_w <= 0:
         raise ValueError(f"a {k}x{k} window does not fit a {h}x{w} map with padding {p}")
     neg = float("-inf")
-    row_bytes = n * c * (w + 2 * p) * x.element_size()
-    rows = out_h if not tile_bytes else max(4, -(-int(tile_bytes) // max(1, row_bytes)))
+    row_bytes = c * (w + 2 * p) * x.element_size()  # one padded row of one image
+    rows = out_h if not tile_bytes else max(8, -(-int(tile_bytes) // max(1, row_bytes)))
     if k == 1:
         return x.clone()
     if rows >= out_h:
@@ -196,22 +197,23 @@ def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=fmt)
-    buf = torch.empty((n, c, rows + k - 1, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
+    buf = torch.empty((1, c, rows + k - 1, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
     if p:
         buf[..., :p].fill_(neg)
         buf[..., p + w:].fill_(neg)
-    for r0 in range(0, out_h, rows):
-        r1 = min(r0 + rows, out_h)
-        # Output rows r0..r1 read padded rows r0..r1+k-1, i.e. input rows r0-p..r1+k-1-p.
-        a, b = max(r0 - p, 0), min(r1 + k - 1 - p, h)
-        top, bottom = a - (r0 - p), (r1 + k - 1 - p) - b
-        band = buf[:, :, :r1 - r0 + k - 1]
-        if top:
-            band[:, :, :top, p:p + w].fill_(neg)
-        if bottom:
-            band[:, :, band.shape[2] - bottom:, p:p + w].fill_(neg)
-        band[:, :, top:top + b - a, p:p + w].copy_(x[:, :, a:b])
-        _window_max(_window_max(band, 3, k), 2, k, out=out[:, :, r0:r1])
+    for i in range(n):  # image by image: a band of one image is one contiguous block
+        for r0 in range(0, out_h, rows):
+            r1 = min(r0 + rows, out_h)
+            # Output rows r0..r1 read padded rows r0..r1+k-1, i.e. input rows r0-p..r1+k-1-p.
+            a, b = max(r0 - p, 0), min(r1 + k - 1 - p, h)
+            top, bottom = a - (r0 - p), (r1 + k - 1 - p) - b
+            band = buf[:, :, :r1 - r0 + k - 1]
+            if top:
+                band[:, :, :top, p:p + w].fill_(neg)
+            if bottom:
+                band[:, :, band.shape[2] - bottom:, p:p + w].fill_(neg)
+            band[:, :, top:top + b - a, p:p + w].copy_(x[i:i + 1, :, a:b])
+            _window_max(_window_max(band, 3, k), 2, k, out=out[i:i + 1, :, r0:r1])
     return out
 
 
@@ -285,10 +287,13 @@ class FastChainedResidualPool(nn.Module):
         top, out = x, None
         last = len(self.convs) - 1
         for i, conv in enumerate(self.convs):
-            pooled = self.pool(top)
-            if i == last and out is not None and isinstance(conv, ChannelScale) and conv.bias is None:
-                return out.addcmul_(pooled, conv.weight)  # the last scaled map is not needed alone
-            top = conv(pooled)
+            pooled = self.pool(top)  # a new tensor: free to scale in place
+            if isinstance(conv, ChannelScale) and conv.bias is None:
+                if i == last and out is not None:
+                    return out.addcmul_(pooled, conv.weight)  # the last scaled map is not needed alone
+                top = pooled.mul_(conv.weight)
+            else:
+                top = conv(pooled)
             out = top + x if out is None else out.add_(top)
         return x if out is None else out
 
@@ -305,6 +310,49 @@ def _replace_modules(model: nn.Module, fn: Callable[[nn.Module], Optional[nn.Mod
                 parent._modules[name] = new
                 count += 1
     return count
+
+
+# --- the CPU allocator -----------------------------------------------------------------------
+
+_ALLOCATOR_TUNED: Optional[bool] = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory for reuse instead of returning it to the OS (glibc, process-wide).
+
+    glibc serves large blocks with ``mmap`` and gives them back on ``free``, so every
+    large tensor of every forward pass is a fresh mapping whose pages the kernel must
+    fault in and zero. Measured here: 26k page faults and 40-50 ms of system time per
+    640x480 frame (a third of the fast path's time) in a plain process, and 260k faults,
+    0.5 s of system time per batch of 4 (the fast path went from 683 to 357 ms without
+    them). Serving every block from the heap (no mmap; glibc's 32 MiB mmap threshold
+    alone leaves the larger maps of a batch mapped afresh) and switching heap trimming
+    off makes freed blocks come back already mapped. The cost: the process keeps its
+    peak memory, as PyTorch's CUDA caching allocator does on GPU (jemalloc or tcmalloc,
+    preloaded, are the usual alternatives). Safe to call more than once; returns True
+    when the allocator was tuned (False off glibc).
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    try:
+        import ctypes
+        import ctypes.util
+        import platform
+
+        if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+            return False
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold, m_mmap_max = -1, -2, -3, -4  # from malloc.h
+        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1
+        ok &= libc.mallopt(m_mmap_max, 0) == 1  # no mmap at all: blocks above 32 MiB come from the heap too
+        ok &= libc.mallopt(m_trim_threshold, 1 << 30) == 1
+        ok &= libc.mallopt(m_top_pad, 64 << 20) == 1
+        _ALLOCATOR_TUNED = bool(ok)
+    except (OSError, AttributeError):
+        pass
+    return _ALLOCATOR_TUNED
 
 
 # --- the optimised model --------------------------------------------------------------------
@@ -365,22 +413,47 @@ class FastModel(nn.Module):
         return super().train(False)
 
 
+def cpu_reduced_precision_unsupported(dtype: torch.dtype) -> Optional[str]:
+    """Why ``dtype`` convolutions are not worth running on this CPU, or None when they are.
+
+    bfloat16 needs AVX512-BF16 or AMX (oneDNN's native bf16 kernels: about 20% faster than
+    fp32 on the 2-core AMD EPYC of docs/benchmarks.md); float16 needs AVX512-FP16 or AMX-FP16
+    (without, PyTorch falls back to reference kernels: 18x slower than fp32 there).
+    """
+    if dtype == torch.bfloat16:
+        ok, name = torch.ops.mkldnn._is_mkldnn_bf16_supported(), "AVX512-BF16/AMX"
+    elif dtype == torch.float16:
+        ok, name = torch.ops.mkldnn._is_mkldnn_fp16_supported(), "AVX512-FP16/AMX-FP16"
+    else:
+        return None
+    if ok:
+        return None
+    return (f"this CPU has no native {str(dtype).replace('torch.', '')} convolutions ({name}); "
+            "PyTorch would fall back to reference kernels many times slower than float32")
+
+
 def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: Optional[torch.dtype] = None,
                            channels_last: bool = True, fold_bn: bool = True, fast_pool: bool = True,
-                           fast_depthwise: bool = True, compile: Union[bool, str] = False) -> FastModel:
+                           fast_depthwise: bool = True, compile: Union[bool, str] = False,
+                           tune_allocator: bool = True) -> FastModel:
     """An inference-optimised copy of ``model`` (a HydraNet); ``model`` itself is not changed.
 
     Args:
         model: the network (any HydraNet; train or eval mode, any device).
         device: where the copy runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``).
         dtype: ``None`` / ``torch.float32`` (exact), or ``torch.float16`` / ``torch.bfloat16``
-            (reduced precision; CUDA only). Outputs are returned as float32 either way.
+            (reduced precision: on CUDA, and on CPUs with native kernels for it, see
+            :func:`cpu_reduced_precision_unsupported`). Outputs are returned as float32.
         channels_last: convert weights and inputs to the channels-last memory format.
         fold_bn: fold BatchNorm into the preceding convolutions.
         fast_pool: exact separable max pooling in the chained residual pools (on CPU).
         fast_depthwise: per-channel 1x1 convolutions as broadcast multiplies.
-        compile: ``False``, ``True`` (``torch.compile`` default mode) or a
-            ``torch.compile`` mode such as ``"max-autotune"`` or ``"reduce-overhead"``.
+        compile: ``False``, ``True`` (``torch.compile`` with Inductor's weight freezing) or a
+            ``torch.compile`` mode such as ``"max-autotune"`` or ``"reduce-overhead"``. The
+            input size is fixed per compilation (a new size recompiles); ``fast_pool`` is
+            ignored (Inductor writes its own pooling code).
+        tune_allocator: on CPU, call :func:`tune_cpu_allocator` (process-wide: freed memory
+            is kept for reuse, which saves the page faults of every large tensor).
 
     Returns:
         A :class:`FastModel`: ``fast(images, upsample=True) -> {task: tensor}``.
@@ -394,32 +467,37 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ConfigError(f"dtype {dtype}: use float32, float16 or bfloat16")
     if dtype != torch.float32 and device.type != "cuda":
-        raise ConfigError(f"dtype {dtype} is for CUDA; on {device.type} use float32 "
-                          "(reduced precision is slower than fp32 on most CPUs)")
+        reason = cpu_reduced_precision_unsupported(dtype) if device.type == "cpu" else "not supported"
+        if reason:
+            raise ConfigError(f"dtype {str(dtype).replace('torch.', '')} on {device.type}: {reason}; use float32")
 
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     report = {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last}
     report["folded_batchnorms"] = fold_batchnorm(net) if fold_bn else 0
+    report["allocator_tuned"] = tune_cpu_allocator() if tune_allocator and device.type == "cpu" else False
 
-    def rewrite(m: nn.Module) -> Optional[nn.Module]:
-        if fast_depthwise and ChannelScale.applies_to(m):
-            return ChannelScale.from_conv(m)
-        if isinstance(m, ChainedResidualPool):
-            pool = m.pool
-            if fast_pool and isinstance(pool, nn.MaxPool2d):
-                try:
-                    pool = SeparableMaxPool2d.from_pool(pool)
-                except ValueError:
-                    pass
-            return FastChainedResidualPool(m, pool)
-        return None
+    if compile:
+        fast_pool = False  # Inductor generates its own pooling loops (and cannot trace the banded one)
+
+    def channel_scale(m: nn.Module) -> Optional[nn.Module]:
+        return ChannelScale.from_conv(m) if ChannelScale.applies_to(m) else None
+
+    def fast_crp(m: nn.Module) -> Optional[nn.Module]:
+        if not isinstance(m, ChainedResidualPool):
+            return None
+        pool = m.pool
+        if fast_pool and isinstance(pool, nn.MaxPool2d):
+            try:
+                pool = SeparableMaxPool2d.from_pool(pool)
+            except ValueError:
+                pass
+        return FastChainedResidualPool(m, pool)
 
     # Channel scales first (they live inside the CRPs), then the CRPs themselves.
-    report["channel_scales"] = _replace_modules(net, lambda m: rewrite(m) if not isinstance(m, ChainedResidualPool)
-                                                else None)
-    report["fast_crps"] = _replace_modules(net, lambda m: rewrite(m) if isinstance(m, ChainedResidualPool) else None)
+    report["channel_scales"] = _replace_modules(net, channel_scale) if fast_depthwise else 0
+    report["fast_crps"] = _replace_modules(net, fast_crp) if (fast_pool or fast_depthwise) else 0
     report["fast_pool"] = bool(fast_pool)
 
     net = net.to(device=device, dtype=dtype)
@@ -428,9 +506,14 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
 
     compiled = None
     if compile:
-        mode = None if compile is True else str(compile)
-        compiled = torch.compile(net, mode=mode, dynamic=False)
-        report["compile"] = mode or "default"
+        if compile is True:
+            # Freezing: weights become constants, so Inductor prepacks them for MKL-DNN and
+            # folds what it can (measured 25% faster than without on this CPU).
+            compiled = torch.compile(net, dynamic=False, options={"freezing": True})
+            report["compile"] = "default, freezing"
+        else:
+            compiled = torch.compile(net, mode=str(compile), dynamic=False)
+            report["compile"] = str(compile)
     return FastModel(net, device, dtype, channels_last, report, compiled)
 
 

@@ -19,7 +19,7 @@ CUDA = torch.cuda.is_available()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FP32_SETTINGS = {"default", "channels_last", "fold_bn", "compile", "onnxruntime", "cuda_graphs"}
+FP32_SETTINGS = {"default", "channels_last", "fold_bn", "compile", "onnxruntime", "onnxruntime_static", "cuda_graphs"}
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +57,23 @@ def check_rows(result, n_expected):
 
 def test_bench_cli_end_to_end_json(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    settings = "baseline,default,channels_last,fold_bn,onnxruntime,fp16,bf16,cuda_graphs,cuda_graphs_fp16"
+    settings = "baseline,default,channels_last,fold_bn,onnxruntime,onnxruntime_static,fp16,bf16,cuda_graphs,cuda_graphs_fp16"
     rc = main(["bench", "--config", str(tiny_yaml), "--size", "64x64", "--batch", "1", "--settings", settings,
                "--warmup", "1", "--reps", "2", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "baseline" in text and "speed-up" in text
     result = json.loads(out.read_text())
-    check_rows(result, 9)
+    check_rows(result, 10)
     by_setting = {r["setting"]: r for r in result["rows"]}
-    assert by_setting["onnxruntime"]["status"] == "ok"
+    assert by_setting["onnxruntime"]["status"] == by_setting["onnxruntime_static"]["status"] == "ok"
     assert by_setting["default"]["status"] == "ok"
     if not CUDA:
-        for name in ("fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16"):
+        for name in ("cuda_graphs", "cuda_graphs_fp16"):
             assert by_setting[name]["status"] == "skipped" and "CUDA" in by_setting[name]["reason"]
+        for name in ("fp16", "bf16"):  # on CPU: run where the CPU has native kernels, else skipped
+            row = by_setting[name]
+            assert row["status"] == "ok" or (row["status"] == "skipped" and "native" in row["reason"])
     assert result["machine"]["torch"] == torch.__version__
 
 
@@ -90,6 +93,17 @@ def test_bench_does_not_change_the_model(tiny_model):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     benchmark(tiny_model, sizes=[(64, 64)], settings=["baseline", "default"], warmup=0, reps=1, end_to_end=False)
     assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
+
+
+def test_argmax_channels_equals_argmax():
+    from hydranet.bench import argmax_channels
+
+    y = torch.randn(2, 7, 13, 17)
+    y[0, 3, 0, 0] = y[0, 5, 0, 0] = 100.0  # a tie: the first index wins
+    for t in (y, y.contiguous(memory_format=torch.channels_last)):
+        got = argmax_channels(t, torch.uint8)
+        assert got.dtype == torch.uint8 and torch.equal(got.long(), y.argmax(1))
+    assert int(argmax_channels(y)[0, 0, 0]) == 3
 
 
 def test_pre_and_postprocessing(tiny_model):
@@ -165,6 +179,17 @@ def test_onnx_matches_pytorch_at_two_sizes_from_one_file(tiny_model, onnx_file):
         for name, got in zip(tiny_model.task_names, outs):
             scale = float(ref[name].abs().max())
             assert np.abs(got - ref[name].numpy()).max() <= 1e-4 * scale, (shape, name)
+
+
+def test_onnx_static_export(tiny_model, tmp_path):
+    import onnx
+
+    report = export_onnx(tiny_model, tmp_path / "static.onnx", size=(49, 67), batch=2, static=True)
+    assert report["static"] and report["input_shape"] == [2, 3, 49, 67]
+    assert [(c["batch"], c["size"]) for c in report["check"]] == [(2, "67x49")]
+    assert report["check"][0]["max_rel"] < 1e-4
+    dims = [d.dim_value for d in onnx.load(str(tmp_path / "static.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 3, 49, 67]
 
 
 def test_onnx_opset_17(tiny_model, tmp_path):

@@ -1,5 +1,6 @@
 """The fast inference path: same outputs as the plain model, exact pieces, no side effects."""
 import copy
+import shutil
 
 import pytest
 import torch
@@ -165,8 +166,12 @@ def test_fast_model_interface():
 
 def test_unavailable_device_and_dtype_are_clear_errors():
     model = build()
-    with pytest.raises(ConfigError):
-        optimize_for_inference(model, dtype=torch.float16)  # fp16 is for CUDA
+    from hydranet.fast import cpu_reduced_precision_unsupported
+
+    for dtype in (torch.float16, torch.bfloat16):
+        if cpu_reduced_precision_unsupported(dtype):
+            with pytest.raises(ConfigError, match="native"):
+                optimize_for_inference(model, dtype=dtype)
     with pytest.raises(ConfigError):
         optimize_for_inference(model, dtype=torch.int8)
     if not CUDA:
@@ -202,3 +207,24 @@ def test_cuda_graph_runner_replays_and_clones():
     assert not torch.equal(out1["segm"], out2["segm"])  # the first result survived the second replay
     with pytest.raises(ValueError):
         runner(torch.randn(1, 3, 64, 64, device="cuda"))
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler")
+def test_compile_option_matches_plain_model():
+    model = build()
+    fast = optimize_for_inference(model, compile=True)
+    assert fast.report["compile"] and not fast.report["fast_pool"]
+    x = torch.randn(2, 3, 97, 130)
+    assert_close_rel(fast(x), plain(model, x))
+
+
+def test_bfloat16_on_cpu_when_supported():
+    from hydranet.fast import cpu_reduced_precision_unsupported
+
+    if cpu_reduced_precision_unsupported(torch.bfloat16):
+        pytest.skip("no native bfloat16 kernels on this CPU")
+    model = build()
+    x = torch.randn(2, 3, 97, 130)
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    assert fast.dtype == torch.bfloat16
+    assert_close_rel(fast(x), plain(model, x), tol=5e-2)

@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--reps", type=int, default=30, help="timed calls per setting (default 30)")
     p.add_argument("--frame-size", help="WIDTHxHEIGHT of the uint8 frames timed end to end (default: --size)")
     p.add_argument("--no-e2e", action="store_true", help="time the model only")
+    p.add_argument("--no-tune-allocator", action="store_true",
+                   help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
+                        "row alike: see hydranet.fast.tune_cpu_allocator)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
     p.add_argument("--json", help="write the rows and the machine description as JSON")
 
@@ -57,6 +60,7 @@ def run(args) -> int:
     model = model_from_args(args)
     result = benchmark(model, device=device, batches=batches, sizes=sizes, settings=settings, warmup=args.warmup,
                        reps=args.reps, frame_size=frame_size, end_to_end=not args.no_e2e,
+                       tune_allocator=not args.no_tune_allocator,
                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(result))
     write_json(args.json, result)
