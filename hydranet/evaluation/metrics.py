@@ -162,6 +162,13 @@ class MetricAccumulator:
     def _reset(self) -> None:
         raise NotImplementedError
 
+    def _dense_inputs(self, pred, target, present):
+        """Check sizes, move the state to ``pred``'s device; float target and bool present there."""
+        _check_same_size(pred, target, self.name)
+        self._to(pred.device)
+        target = target.to(device=pred.device, dtype=torch.float32)
+        return target, _as_bool_present(present, target.shape[0], pred.device)
+
     def _to(self, device: torch.device) -> None:
         for key in ("samples",) + self._state:
             t = getattr(self, key)
@@ -357,11 +364,7 @@ class DepthMetrics(MetricAccumulator):
         if target.dim() != 4 or target.shape[1] != 1 or pred.dim() != 4 or pred.shape[1] != 1:
             raise ValueError(f"task {self.name!r}: depth prediction and target must be N x 1 x H x W, "
                              f"got {tuple(pred.shape)} and {tuple(target.shape)}")
-        _check_same_size(pred, target, self.name)
-        device = pred.device
-        self._to(device)
-        target = target.to(device=device, dtype=torch.float32)
-        present = _as_bool_present(present, target.shape[0], device)
+        target, present = self._dense_inputs(pred, target, present)
         valid = self.valid_mask(target) & present[:, None, None, None]
 
         d = pred.detach().float().abs()
@@ -370,7 +373,7 @@ class DepthMetrics(MetricAccumulator):
         d = d.clamp(min=self.min_depth, max=self.max_depth)
         # Invalid pixels get d = g = 1 so every term there is exactly 0 (and no inf/NaN
         # from the invalid ground truth); the deltas are masked explicitly.
-        one = torch.ones((), device=device)
+        one = torch.ones((), device=pred.device)
         d = torch.where(valid, d, one)
         g = torch.where(valid, target, one)
         diff = d - g
@@ -466,11 +469,7 @@ class NormalsMetrics(MetricAccumulator):
         if pred.dim() != 4 or pred.shape[1] != 3 or target.dim() != 4 or target.shape[1] != 3:
             raise ValueError(f"task {self.name!r}: normals prediction and target must be N x 3 x H x W, "
                              f"got {tuple(pred.shape)} and {tuple(target.shape)}")
-        _check_same_size(pred, target, self.name)
-        device = pred.device
-        self._to(device)
-        target = target.to(device=device, dtype=torch.float32)
-        present = _as_bool_present(present, target.shape[0], device)
+        target, present = self._dense_inputs(pred, target, present)
         finite = torch.isfinite(target).all(dim=1)
         tnorm = torch.linalg.vector_norm(torch.nan_to_num(target), dim=1)
         valid = finite & (tnorm > 1e-6) & present[:, None, None]
@@ -489,7 +488,7 @@ class NormalsMetrics(MetricAccumulator):
         index = torch.where(finite_angle, index, torch.full_like(index, self.bins + 1))
         index = torch.where(valid, index, torch.full_like(index, self.bins))
         self.hist += torch.bincount(index.reshape(-1), minlength=self.bins + 2)
-        self.angle_sum += torch.where(valid, angle, torch.zeros((), device=device)).sum(dtype=torch.float64)
+        self.angle_sum += torch.where(valid, angle, torch.zeros((), device=pred.device)).sum(dtype=torch.float64)
         self.within += torch.stack([((angle < t) & valid).sum() for t in self.THRESHOLDS])
         self.count += valid.sum()
         self.samples += present.sum()
