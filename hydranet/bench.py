@@ -27,8 +27,9 @@ with the error. Nothing is dropped silently.
 **Timing.** Each setting is warmed up, then the settings are timed in 4 rounds; in each
 round every setting runs one untimed call (which absorbs the switch: caches, the previous
 setting's worker threads still spinning) and then its share of the ``reps`` timed calls.
-A load change on a shared machine thus hits all settings alike and the ratios stay fair. On CUDA each call is timed with CUDA events and
-synchronised; on CPU with ``time.perf_counter``. Each row reports the median and the 90th
+A load change on a shared machine thus hits all settings alike and the ratios stay fair.
+On CUDA each call is timed with CUDA events and synchronised; on CPU with
+``time.perf_counter``. Each row reports the median and the 90th
 percentile latency and FPS = images per second at the median.
 
 * **model-only** (``model_*`` fields): a float ``N x 3 x H x W`` ImageNet-normalised NCHW
@@ -546,6 +547,7 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
     from .fast import tune_cpu_allocator
 
     allocator_tuned = tune_cpu_allocator() if tune_allocator and device.type == "cpu" else False
+    machine = machine_info(device)  # before measuring: its date and loadavg are the run's start
     base = copy.deepcopy(model).to(device).float().eval()  # the caller's model stays as it is
     events = device.type == "cuda"
     if events:
@@ -559,7 +561,6 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
                                        end_to_end, seed, events, workdir, log))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    machine = machine_info(device)
     machine["loadavg_after"] = _loadavg()
     machine["allocator_tuned"] = allocator_tuned
     return {"machine": machine, "settings": {s: SETTINGS[s] for s in settings},
