@@ -86,6 +86,13 @@ class _CaptureSource(FrameSource):
             bgr = np.repeat(bgr[..., None], 3, axis=2)
         return np.ascontiguousarray(bgr[..., 2::-1])
 
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while self.cap is not None:
+            frame = self._read()
+            if frame is None:
+                return
+            yield frame
+
     def close(self) -> None:
         if self.cap is not None:
             self.cap.release()
@@ -125,11 +132,7 @@ class VideoSource(_CaptureSource):
         if self._first is not None:
             first, self._first = self._first, None
             yield first
-        while self.cap is not None:
-            frame = self._read()
-            if frame is None:
-                return
-            yield frame
+        yield from super().__iter__()
 
 
 class CameraSource(_CaptureSource):
@@ -145,13 +148,6 @@ class CameraSource(_CaptureSource):
             cap.release()
             raise DataError(f"camera {index} could not be opened (no such device, or it is busy)")
         super().__init__(cap, f"camera {index}", default_fps=30.0)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        while self.cap is not None:
-            frame = self._read()
-            if frame is None:
-                return
-            yield frame
 
 
 class FolderSource(FrameSource):

@@ -32,15 +32,20 @@ log = logging.getLogger("hydranet.data")
 Vocab = dict  # {task name: [class name, ...]}, list position = class id
 
 
+def _read_json(path: Path, what: str, content: str) -> Any:
+    """Parsed JSON of ``path``; DataError naming the file when it is missing or unreadable."""
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read {content}: {exc}") from exc
+
+
 def read_records(json_file: Union[str, Path]) -> list[dict]:
     """The records of a JSON dataset file; DataError naming the file on any format problem."""
     path = Path(json_file)
-    if not path.is_file():
-        raise DataError(f"{path}: JSON file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read JSON: {exc}") from exc
+    data = _read_json(path, "JSON file", "JSON")
     if isinstance(data, Mapping):
         data = data.get("records", data.get("samples"))
     if not isinstance(data, list):
@@ -81,12 +86,7 @@ def save_vocab(vocab: Vocab, path: Union[str, Path]) -> None:
 def load_vocab(path: Union[str, Path]) -> Vocab:
     """Read a vocabulary written by :func:`save_vocab`; DataError naming the file if malformed."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: vocabulary file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read vocabulary JSON: {exc}") from exc
+    data = _read_json(path, "vocabulary file", "vocabulary JSON")
     if not isinstance(data, Mapping) or not all(
             isinstance(v, list) and all(isinstance(n, str) for n in v) for v in data.values()):
         raise DataError(f"{path}: a vocabulary must map task names to lists of class names")
