@@ -412,8 +412,8 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
 
     options = {
         "default": {},
-        "channels_last": dict(fold_bn=False, fast_pool=False, fast_depthwise=False),
-        "fold_bn": dict(channels_last=False, fast_pool=False, fast_depthwise=False),
+        "channels_last": dict(fold_bn=False, fast_pool=False, fast_depthwise=False, tap_convs=False),
+        "fold_bn": dict(channels_last=False, fast_pool=False, fast_depthwise=False, tap_convs=False),
         "compile": dict(compile=True),
         "fp16": dict(dtype=torch.float16),
         "bf16": dict(dtype=torch.bfloat16),

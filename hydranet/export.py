@@ -10,10 +10,12 @@ order. They are made with PyTorch's ``torch.export``-based exporter, whose bilin
 ``Resize`` uses ``coordinate_transformation_mode=half_pixel`` (the same sampling as PyTorch's
 ``align_corners=False``; the legacy exporter's ``pytorch_half_pixel`` makes onnxruntime
 reorder layouts around every Resize). BatchNorm is folded before export (exact up to fp32
-rounding), so the graph holds Conv, Clip, MaxPool, Add, Resize and the heads only, and each
-chained residual pool sums its chain before adding its input (see
-:class:`SumFirstChainedResidualPool`: ~1e-7 relative difference, about 5% faster in
-onnxruntime). ``static=True`` fixes batch and size instead (about 10% faster again).
+rounding), so the graph holds Conv, Clip, MaxPool, Add, Resize and the heads only.
+By default a few layers are written in equivalent forms that onnxruntime runs faster
+(:mod:`hydranet.rewrites`: chain-first residual pools, the depth/normals heads as taps,
+the decoder's ReLU6 behind an identity convolution; ~1e-6 relative difference, together
+about 10% faster at 640x480); ``runtime_forms=False`` writes the layers as they are.
+``static=True`` fixes batch and size (about 10% faster again).
 
 TorchScript files are ``torch.jit.trace`` of the same network returning ``{task: tensor}``;
 sizes are traced symbolically, so one file serves any input size. Load one with
@@ -67,33 +69,16 @@ class TaskDict(nn.Module):
         return self.model(image)
 
 
-class SumFirstChainedResidualPool(nn.Module):
-    """A chained residual pool that sums the chain first: ``x + (t1 + t2 + ...)``.
+def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
+    """An fp32 CPU eval copy with BatchNorm folded (the caller's model is left alone).
 
-    The same sum in another order (outputs differ by fp32 rounding, ~1e-7 relative). In
-    ONNX it lets onnxruntime keep the chain of Conv/MaxPool/Add in its blocked layout: the
-    ReLU6 (``Clip``) before each CRP cannot be fused into a convolution that already adds
-    another input, so ``x`` is in plain NCHW, and adding it at every stage (as the model
-    does) reorders every stage's output; adding it once at the end reorders once.
+    ``runtime_forms`` swaps in the equivalent layers of :mod:`hydranet.rewrites` that
+    onnxruntime runs faster (chain-first residual pools, few-output heads as taps, the
+    decoder's ReLU6 behind an identity per-channel convolution).
     """
-
-    def __init__(self, crp: nn.Module):
-        super().__init__()
-        self.pool = crp.pool
-        self.convs = crp.convs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, acc = x, None
-        for conv in self.convs:
-            top = conv(self.pool(top))
-            acc = top if acc is None else acc + top
-        return x if acc is None else x + acc
-
-
-def _export_copy(model: nn.Module, sum_first_crp: bool = False) -> nn.Module:
-    """An fp32 CPU eval copy with BatchNorm folded (the caller's model is left alone)."""
-    from .fast import FastModel, _replace_modules, fold_batchnorm
-    from .models.refinenet import ChainedResidualPool
+    from .fast import FastModel, fold_batchnorm
+    from .models.refinenet import ChainedResidualPool, LightRefineNet
+    from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
     if isinstance(model, FastModel):
         raise ConfigError("export the original model, not a FastModel (its CPU-only rewrites do not export)")
@@ -101,8 +86,12 @@ def _export_copy(model: nn.Module, sum_first_crp: bool = False) -> nn.Module:
     for p in net.parameters():
         p.requires_grad_(False)
     fold_batchnorm(net)
-    if sum_first_crp:
-        _replace_modules(net, lambda m: SumFirstChainedResidualPool(m) if isinstance(m, ChainedResidualPool) else None)
+    if runtime_forms:
+        replace_modules(net, lambda m: SumFirstChainedResidualPool(m) if isinstance(m, ChainedResidualPool) else None)
+        replace_modules(net, lambda m: TapConv2d(m) if TapConv2d.applies_to(m) else None)
+        for decoder in net.modules():
+            if isinstance(decoder, LightRefineNet):
+                decoder.relu = ChannelIdentityReLU6(decoder.out_channels)
     return net
 
 
@@ -195,7 +184,7 @@ def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480,
 
 def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[int, int] = (480, 640),
                 batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None,
-                static: bool = False) -> dict:
+                static: bool = False, runtime_forms: bool = True) -> dict:
     """Write ``model`` as an ONNX file with dynamic batch, height and width.
 
     With ``static=True`` the file is fixed to ``batch x 3 x size``: every Resize then has
@@ -213,6 +202,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
         check: run the file in onnxruntime against PyTorch at two sizes (see :func:`check_onnx`).
         check_sizes: the sizes to check instead of ``size`` and an odd one near half of it.
         static: fix batch and size (see above).
+        runtime_forms: write the equivalent layers onnxruntime runs faster (see above).
 
     Returns:
         ``{"path", "format", "opset", "inputs", "outputs", "check"}``.
@@ -220,7 +210,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
     if int(opset) < 17:
         raise ConfigError(f"--opset {opset}: use 17 or later (Resize and the exporter need it)")
     h, w = _validate_size(size)
-    net = _export_copy(model, sum_first_crp=True)
+    net = _export_copy(model, runtime_forms=runtime_forms)
     names = list(net.task_names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +237,8 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
     os.replace(tmp, path)
     _check_graph(path, names)
     report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names,
-              "static": bool(static), "input_shape": [batch, 3, h, w] if static else ["batch", 3, "height", "width"]}
+              "static": bool(static), "runtime_forms": bool(runtime_forms),
+              "input_shape": [batch, 3, h, w] if static else ["batch", 3, "height", "width"]}
     if check:
         sizes = [(h, w)] if static else _check_sizes((h, w), check_sizes)
         report["check"] = check_onnx(path, model, sizes, batch=batch, vary_batch=not static)

@@ -192,6 +192,23 @@ def test_onnx_static_export(tiny_model, tmp_path):
     assert dims == [2, 3, 49, 67]
 
 
+def test_onnx_runtime_forms_and_plain_layers(tmp_path):
+    """The default export writes the equivalent layers (hydranet.rewrites); both files match PyTorch."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = hydranet.build_model(tiny_config(width=48)).eval()  # wide enough for tap heads
+    convs = {}
+    for forms in (True, False):
+        path = tmp_path / f"forms_{forms}.onnx"
+        report = export_onnx(model, path, size=(64, 64), runtime_forms=forms, check_sizes=[(64, 64), (41, 57)])
+        assert report["runtime_forms"] is forms
+        assert all(c["max_rel"] < 1e-4 for c in report["check"])
+        convs[forms] = sum(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
+    # +1 per tap head (depth, normals: taps + shift) and +1 identity conv per decoder path (4)
+    assert convs[True] == convs[False] + 2 + 4
+
+
 def test_onnx_opset_17(tiny_model, tmp_path):
     report = export_onnx(tiny_model, tmp_path / "m17.onnx", opset=17, size=(64, 64))
     assert report["opset"] == 17
@@ -231,7 +248,8 @@ def test_export_cli(tiny_yaml, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [(["--size", "640x"], "WIDTHxHEIGHT"), (["--size", "8x8"], "at least"),
-                                           (["--opset", "11"], "opset")])
+                                           (["--opset", "11"], "opset"),
+                                           (["--format", "torchscript", "--plain-layers"], "apply to --format onnx")])
 def test_export_cli_bad_arguments_exit_2(tiny_yaml, tmp_path, capsys, argv, message):
     assert main(["export", "--config", str(tiny_yaml), "--out", str(tmp_path / "m.onnx")] + argv) == 2
     assert message in capsys.readouterr().err

@@ -12,6 +12,8 @@ from hydranet.errors import ConfigError
 from hydranet.fast import (ChannelScale, CudaGraphRunner, FastModel, SeparableMaxPool2d, fold_batchnorm,
                            optimize_for_inference, separable_max_pool2d)
 
+from hydranet.rewrites import TapConv2d
+
 from conftest import ALL_KINDS_TASKS, tiny_config
 
 CUDA = torch.cuda.is_available()
@@ -77,8 +79,23 @@ def test_default_path_equals_plain_model(decoder, encoder):
     assert any(isinstance(m, SeparableMaxPool2d) for m in fast.model.modules())
 
 
+def test_few_output_heads_become_tap_convolutions():
+    """Wide enough for taps to pay (width 48): depth and normals heads, not segmentation."""
+    torch.manual_seed(0)
+    model = randomize_batchnorm(hydranet.build_model(tiny_config(width=48))).eval()
+    with torch.no_grad():
+        model.heads["depth"][2].bias.fill_(2.0)  # metric depth, see build_metric_depth
+    fast = optimize_for_inference(model)
+    assert fast.report["tap_convs"] == 2
+    assert {name for name, m in fast.model.named_modules() if isinstance(m, TapConv2d)} == \
+        {"heads.depth.2", "heads.normals.2"}
+    x = torch.randn(2, 3, 97, 130)
+    assert_close_rel(fast(x), plain(model, x), tol=1e-5)
+    assert optimize_for_inference(build()).report["tap_convs"] == 0  # width 16: no gain
+
+
 @pytest.mark.parametrize("options", [dict(channels_last=False), dict(fold_bn=False), dict(fast_pool=False),
-                                     dict(fast_depthwise=False)])
+                                     dict(fast_depthwise=False), dict(tap_convs=False)])
 def test_each_rewrite_can_be_switched_off(options):
     model = build()
     x = torch.randn(1, 3, 64, 64)

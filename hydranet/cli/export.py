@@ -15,6 +15,8 @@ def add_arguments(p) -> None:
                    help="WIDTHxHEIGHT of the example input and of the first check (default 640x480)")
     p.add_argument("--static", action="store_true",
                    help="ONNX fixed to --size and batch 1 (onnxruntime runs it about 10%% faster; one file per size)")
+    p.add_argument("--plain-layers", action="store_true",
+                   help="ONNX with every layer as the model has it (default: equivalent forms onnxruntime runs faster)")
     p.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
     p.add_argument("--json", help="write the export report (with the check) as JSON")
 
@@ -41,13 +43,13 @@ def run(args) -> int:
     model = model_from_args(args)
     if args.format == "onnx":
         report = export_onnx(model, args.out, opset=args.opset, size=size, check=not args.no_check,
-                             static=args.static)
+                             static=args.static, runtime_forms=not args.plain_layers)
         shape = ", ".join(str(d) for d in report["input_shape"])
         print(f"wrote {args.out}: ONNX opset {report['opset']}, input 'image' ({shape}), "
               f"outputs {', '.join(report['outputs'])}")
     else:
-        if args.static:
-            raise ConfigError("--static applies to --format onnx")
+        if args.static or args.plain_layers:
+            raise ConfigError("--static and --plain-layers apply to --format onnx")
         report = export_torchscript(model, args.out, size=size, check=not args.no_check)
         print(f"wrote {args.out}: TorchScript (torch.jit.load), outputs {{{', '.join(report['outputs'])}}}")
     if "check" in report:
