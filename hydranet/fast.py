@@ -480,6 +480,9 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
     def channel_scale(m: nn.Module) -> Optional[nn.Module]:
         return ChannelScale.from_conv(m) if ChannelScale.applies_to(m) else None
 
+    def tap_conv(m: nn.Module) -> Optional[nn.Module]:
+        return TapConv2d(m) if TapConv2d.applies_to(m) else None
+
     def fast_crp(m: nn.Module) -> Optional[nn.Module]:
         if not isinstance(m, ChainedResidualPool):
             return None
@@ -495,9 +498,6 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
     report["channel_scales"] = replace_modules(net, channel_scale) if fast_depthwise else 0
     report["fast_crps"] = replace_modules(net, fast_crp) if (fast_pool or fast_depthwise) else 0
     report["fast_pool"] = bool(fast_pool)
-    def tap_conv(m: nn.Module) -> Optional[nn.Module]:
-        return TapConv2d(m) if TapConv2d.applies_to(m) else None
-
     report["tap_convs"] = replace_modules(net, tap_conv) if tap_convs and device.type == "cpu" else 0
 
     net = net.to(device=device, dtype=dtype)

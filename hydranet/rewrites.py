@@ -44,6 +44,10 @@ def replace_modules(model: nn.Module, fn: Callable[[nn.Module], Optional[nn.Modu
     return count
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 class TapConv2d(nn.Module):
     """A ``k x k`` convolution as ``taps`` (1x1, ``C_in -> C_out*k*k``) then ``shift`` (fixed ``k x k``).
 
@@ -58,7 +62,7 @@ class TapConv2d(nn.Module):
         super().__init__()
         cout, cin, kh, kw = conv.weight.shape
         n_taps = kh * kw
-        channels = -(-cout * n_taps // multiple) * multiple
+        channels = _round_up(cout * n_taps, multiple)
         weight = conv.weight.detach()
         taps = weight.new_zeros(channels, cin, 1, 1)
         taps[:cout * n_taps, :, 0, 0] = weight.permute(0, 2, 3, 1).reshape(cout * n_taps, cin)
@@ -87,13 +91,9 @@ class TapConv2d(nn.Module):
             return False
         if conv.padding_mode != "zeros":
             return False
-
-        def pad(n: int) -> int:
-            return -(-n // multiple) * multiple
-        cin, cout, n_taps = conv.in_channels, conv.out_channels, kh * kw
-        direct = cin * n_taps * pad(cout)
-        taps = cin * pad(cout * n_taps) + pad(cout * n_taps) * n_taps * pad(cout)
-        return taps < direct
+        cin, n_taps = conv.in_channels, kh * kw
+        outputs, tap_channels = _round_up(conv.out_channels, multiple), _round_up(conv.out_channels * n_taps, multiple)
+        return cin * tap_channels + tap_channels * n_taps * outputs < cin * n_taps * outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shift(self.taps(x))
