@@ -247,6 +247,13 @@ def test_export_cli(tiny_yaml, tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["outputs"] == ["segm", "depth", "normals", "maker", "diameter"]
 
 
+def test_export_cli_plain_layers(tiny_yaml, tmp_path):
+    out, report = tmp_path / "plain.onnx", tmp_path / "r.json"
+    assert main(["export", "--config", str(tiny_yaml), "--out", str(out), "--size", "64x64", "--plain-layers",
+                 "--no-check", "--json", str(report)]) == 0
+    assert out.is_file() and json.loads(report.read_text())["runtime_forms"] is False
+
+
 @pytest.mark.parametrize("argv, message", [(["--size", "640x"], "WIDTHxHEIGHT"), (["--size", "8x8"], "at least"),
                                            (["--opset", "11"], "opset"),
                                            (["--format", "torchscript", "--plain-layers"], "apply to --format onnx")])
