@@ -22,8 +22,8 @@ _LAZY = {
     "save_config": ".config",
     "TaskSpec": ".tasks",
 }
-_SUBMODULES = ("models", "losses", "data", "evaluation", "training", "inference", "export", "bench",
-               "weights", "video", "fast", "visualize")
+_SUBMODULES = ("tasks", "models", "losses", "data", "evaluation", "training", "inference", "tools", "weights",
+               "visualize")
 
 __all__ = sorted(_LAZY) + ["HydranetError", "ConfigError", "DataError", "CheckpointError",
                            "WeightsUnavailableError", "__version__"]

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import hydranet
-from hydranet.bench import ROW_FIELDS, benchmark, format_table, postprocess, preprocess
+from hydranet.inference.bench import ROW_FIELDS, benchmark, format_table, postprocess, preprocess
 from hydranet.cli import main
 from hydranet.config import save_config
 from hydranet.errors import ConfigError
-from hydranet.export import check_onnx, export_onnx, export_torchscript
+from hydranet.inference.export import check_onnx, export_onnx, export_torchscript
 
 from conftest import tiny_config
 
@@ -96,7 +96,7 @@ def test_bench_does_not_change_the_model(tiny_model):
 
 
 def test_argmax_channels_equals_argmax():
-    from hydranet.bench import argmax_channels
+    from hydranet.inference.bench import argmax_channels
 
     y = torch.randn(2, 7, 13, 17)
     y[0, 3, 0, 0] = y[0, 5, 0, 0] = 100.0  # a tie: the first index wins
@@ -193,7 +193,7 @@ def test_onnx_static_export(tiny_model, tmp_path):
 
 
 def test_onnx_runtime_forms_and_plain_layers(tmp_path):
-    """The default export writes the equivalent layers (hydranet.rewrites); both files match PyTorch."""
+    """The default export writes the equivalent layers (hydranet.inference.rewrites); both files match PyTorch."""
     import onnx
 
     torch.manual_seed(0)

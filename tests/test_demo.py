@@ -9,7 +9,7 @@ import hydranet
 from hydranet import visualize as vis
 from hydranet.cli import main
 from hydranet.inference import Prediction, Predictor
-from hydranet.video import DemoRenderer, FrameSource, open_source, run_demo
+from hydranet.tools.video import DemoRenderer, FrameSource, open_source, run_demo
 
 from conftest import tiny_config
 

@@ -9,10 +9,10 @@ from torch import nn
 
 import hydranet
 from hydranet.errors import ConfigError
-from hydranet.fast import (ChannelScale, CudaGraphRunner, FastModel, SeparableMaxPool2d, fold_batchnorm,
+from hydranet.inference.fast import (ChannelScale, CudaGraphRunner, FastModel, SeparableMaxPool2d, fold_batchnorm,
                            optimize_for_inference, separable_max_pool2d)
 
-from hydranet.rewrites import TapConv2d
+from hydranet.inference.rewrites import TapConv2d
 
 from conftest import ALL_KINDS_TASKS, tiny_config
 
@@ -192,7 +192,7 @@ def test_fast_model_interface():
 
 def test_unavailable_device_and_dtype_are_clear_errors():
     model = build()
-    from hydranet.fast import cpu_reduced_precision_unsupported
+    from hydranet.inference.fast import cpu_reduced_precision_unsupported
 
     for dtype in (torch.float16, torch.bfloat16):
         if cpu_reduced_precision_unsupported(dtype):
@@ -245,7 +245,7 @@ def test_compile_option_matches_plain_model():
 
 
 def test_bfloat16_on_cpu_when_supported():
-    from hydranet.fast import cpu_reduced_precision_unsupported
+    from hydranet.inference.fast import cpu_reduced_precision_unsupported
 
     if cpu_reduced_precision_unsupported(torch.bfloat16):
         pytest.skip("no native bfloat16 kernels on this CPU")

@@ -7,8 +7,10 @@ import hydranet
 from hydranet import visualize as vis
 from hydranet.cli import main
 from hydranet.errors import CheckpointError, ConfigError
-from hydranet.inference import Predictor, depth_to_png_mm, read_image
-from hydranet.pointcloud import default_intrinsics, depth_to_points, read_ply_header, write_ply
+from hydranet.data.io import read_image
+from hydranet.inference import Predictor
+from hydranet.tools.predict import depth_to_png_mm
+from hydranet.tools.pointcloud import default_intrinsics, depth_to_points, read_ply_header, write_ply
 
 from conftest import ALL_KINDS_TASKS, tiny_config
 

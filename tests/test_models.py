@@ -5,7 +5,7 @@ import hydranet
 from hydranet.config import load_config, save_config
 from hydranet.errors import ConfigError, WeightsUnavailableError
 from hydranet.models import build_encoder
-from hydranet.summary import summarize
+from hydranet.tools.summary import summarize
 
 from conftest import ALL_KINDS_TASKS, tiny_config
 

@@ -1,11 +1,11 @@
-"""Equivalent layer forms (hydranet.rewrites): same outputs as the layers they replace."""
+"""Equivalent layer forms (hydranet.inference.rewrites): same outputs as the layers they replace."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hydranet.models.refinenet import ChainedResidualPool
-from hydranet.rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
+from hydranet.inference.rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-e2e", action="store_true", help="time the model only")
     p.add_argument("--no-tune-allocator", action="store_true",
                    help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
-                        "row alike: see hydranet.fast.tune_cpu_allocator)")
+                        "row alike: see hydranet.inference.fast.tune_cpu_allocator)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
     p.add_argument("--json", help="write the rows and the machine description as JSON")
 
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     import torch
 
-    from ..bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
+    from ..inference.bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
     from ..config import load_config
     from ..errors import ConfigError
     from .common import model_from_args, resolve_device

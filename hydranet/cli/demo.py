@@ -43,7 +43,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..inference import Predictor, resolve_weights
-    from ..video import check_display, open_source, run_demo
+    from ..tools.video import check_display, open_source, run_demo
 
     if args.show:
         check_display()

@@ -25,7 +25,7 @@ def run(args) -> int:
     import argparse
 
     from ..errors import ConfigError
-    from ..export import export_onnx, export_torchscript, format_check
+    from ..inference.export import export_onnx, export_torchscript, format_check
     from .common import model_from_args
 
     if not args.weights and not args.config:

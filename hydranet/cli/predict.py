@@ -37,7 +37,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..inference import Predictor, predict_images, resolve_weights
+    from ..inference import Predictor, resolve_weights
+    from ..tools.predict import predict_images
 
     device = resolve_device(args.device)
     predictor = Predictor(resolve_weights(args.weights), device=device, half=args.half, fast=not args.plain,

@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..pseudolabel import pseudolabel
+    from ..tools.pseudolabel import pseudolabel
 
     report = pseudolabel(args.teacher, args.list, args.out, root=args.root, depth_scale=args.depth_scale,
                          confidence=args.confidence, device=resolve_device(args.device))

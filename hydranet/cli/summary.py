@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..config import load_config
-    from ..summary import format_summary, summarize
+    from ..tools.summary import format_summary, summarize
 
     if not args.weights:
         # The summary describes the architecture; it needs no pretrained encoder.

@@ -23,6 +23,8 @@ from ..errors import DataError
 
 PathLike = Union[str, Path]
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 
 def _cv2():
     import cv2  # lazy: keeps `import hydranet` light
@@ -49,7 +51,7 @@ def _imread(path: PathLike, what: str, flags: int) -> np.ndarray:
         raise DataError(f"{path}: cannot read {what} file: {exc}") from exc
     img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
-        raise DataError(f"{path}: cannot decode {what} (corrupt or not an image file)")
+        raise DataError(f"{path}: cannot decode {what}: it cannot be read as an image (corrupt or not an image file)")
     return img
 
 
@@ -70,6 +72,35 @@ def read_image(path: PathLike) -> np.ndarray:
     else:
         raise DataError(f"{path}: image has {img.shape[2]} channels, expected 1, 3 or 4")
     return np.ascontiguousarray(img)
+
+
+def write_png(path: PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` (RGB ``H x W x 3`` or one channel, uint8 or uint16) as a PNG file.
+
+    The file is encoded in memory and written under a temporary name, then renamed, so a
+    full disk or an unwritable folder leaves no partial file. Parent folders are created.
+
+    Raises:
+        DataError: naming the path, when it cannot be encoded or written.
+    """
+    cv2 = _cv2()
+    path = Path(path)
+    arr = np.ascontiguousarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = np.ascontiguousarray(arr[..., ::-1])  # RGB -> OpenCV's BGR
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise DataError(f"{path}: cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+        raise DataError(f"{path}: cannot write the PNG file: {exc.strerror or exc}") from exc
+    return path
 
 
 def _palette_lookup(rgb: np.ndarray, palette: np.ndarray, path: PathLike) -> np.ndarray:

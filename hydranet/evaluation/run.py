@@ -41,7 +41,7 @@ def evaluate_checkpoint(weights: str, config: Optional[str] = None, overrides: S
                         collate_fn=make_collate(model.tasks))
     runner = model
     if fast:
-        from ..fast import optimize_for_inference
+        from ..inference.fast import optimize_for_inference
 
         runner = optimize_for_inference(model, device=device)
     result = evaluate(runner, loader, model.tasks, device, progress=progress)

@@ -22,7 +22,6 @@ pre-processing, the upload, the network, post-processing and the download to Num
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,48 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import CheckpointError, ConfigError, DataError
-from .tasks import TaskSpec
+from ..errors import ConfigError, DataError
+from ..tasks import TaskSpec
 
-__all__ = ["Predictor", "Prediction", "default_weights_path", "resolve_weights", "read_image",
-           "collect_images", "IMAGE_EXTENSIONS", "as_rgb_frame"]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-BUNDLED_WEIGHTS_NAME = "hydranet_synthetic.pt"
-
-
-# --------------------------------------------------------------------------- weights
-
-def default_weights_path() -> Path:
-    """``$HYDRANET_WEIGHTS`` if set, else the bundled ``<repo>/weights/hydranet_synthetic.pt``."""
-    env = os.environ.get("HYDRANET_WEIGHTS")
-    if env:
-        return Path(env).expanduser()
-    import hydranet
-
-    return Path(hydranet.__file__).resolve().parents[1] / "weights" / BUNDLED_WEIGHTS_NAME
-
-
-def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
-    """The checkpoint to use: ``weights`` if given, else :func:`default_weights_path`.
-
-    Raises:
-        CheckpointError: the file does not exist; for the default, the message says how to
-            create the bundled checkpoint.
-    """
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-        return path
-    path = default_weights_path()
-    if not path.is_file():
-        source = "$HYDRANET_WEIGHTS" if os.environ.get("HYDRANET_WEIGHTS") else "the bundled checkpoint"
-        raise CheckpointError(
-            f"no --weights given and {source} {str(path)!r} does not exist. Pass --weights CKPT, or create it "
-            f"(see weights/README.md): `hydranet train --out runs/synthetic` (the built-in synthetic set), then "
-            f"`hydranet convert runs/synthetic/best.pt {path} --half`.")
-    return path
+__all__ = ["Predictor", "Prediction", "as_rgb_frame"]
 
 
 # --------------------------------------------------------------------------- images
@@ -92,46 +53,6 @@ def as_rgb_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DataError(f"{where}: expected an H x W x 3 RGB image, got shape {np.shape(frame)}")
     return arr
-
-
-def read_image(path: Union[str, Path]) -> np.ndarray:
-    """Read an image file as uint8 RGB ``H x W x 3``.
-
-    Raises:
-        DataError: the file is missing or not a readable image (the message names it).
-    """
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image {str(path)!r} does not exist")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{path}: cannot be read as an image (unknown format or corrupt file)")
-    return np.ascontiguousarray(bgr[..., ::-1])
-
-
-def collect_images(inputs: Sequence[Union[str, Path]]) -> list[Path]:
-    """Image files named by ``inputs``: files as given, folders expanded to their images (sorted).
-
-    Raises:
-        DataError: an input does not exist, or a folder holds no image.
-    """
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise DataError(f"folder {str(path)!r} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"image {str(path)!r} does not exist")
-    if not files:
-        raise DataError("no input images given")
-    return files
 
 
 # --------------------------------------------------------------------------- results
@@ -183,7 +104,7 @@ class Prediction:
             elif kind == "regression":
                 out[name] = [float(v) for v in np.ravel(value)]
             elif kind == "segmentation":
-                from .visualize import class_names_for, present_classes
+                from ..visualize import class_names_for, present_classes
 
                 names = class_names_for(self.tasks[name])
                 ids = present_classes(value, self.tasks[name].classes)
@@ -208,11 +129,11 @@ class Predictor:
     Args:
         model_or_checkpoint_path: a checkpoint file of the project's format (the model is
             rebuilt from its config), a ``HydraNet``, or a model already made by
-            :func:`hydranet.fast.optimize_for_inference`.
+            :func:`hydranet.inference.fast.optimize_for_inference`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
         half: fp16 weights and activations (CUDA only; a ConfigError on CPU). Results are
             returned in float32 either way.
-        fast: run the model through :func:`hydranet.fast.optimize_for_inference` (exact in
+        fast: run the model through :func:`hydranet.inference.fast.optimize_for_inference` (exact in
             fp32); ``False`` runs the plain model.
         size: ``(h, w)`` to resize every frame to before the network (None: the frame's own size).
         pad_to: pad the network input to a multiple of this stride (off by default: the
@@ -245,7 +166,7 @@ class Predictor:
 
         model = model_or_checkpoint_path
         if isinstance(model, (str, Path)):
-            from .checkpoint import load_model
+            from ..checkpoint import load_model
 
             self.checkpoint = Path(model)
             model = load_model(model, device="cpu")
@@ -313,7 +234,7 @@ class Predictor:
         unpadded network size ``(h, w)``."""
         import cv2
 
-        from .data.transforms import normalize_image
+        from ..data.transforms import normalize_image
 
         tensors = []
         for frame in frames:
@@ -341,7 +262,7 @@ class Predictor:
     def postprocess(self, outputs: Mapping[str, torch.Tensor], net_size: tuple[int, int],
                     frame_size: tuple[int, int]) -> list[dict]:
         """Network outputs (on the device) -> one ``{task: result}`` dict per frame (NumPy)."""
-        from .losses.task_losses import denormalize_prediction
+        from ..losses.task_losses import denormalize_prediction
 
         n = next(iter(outputs.values())).shape[0]
         results = [dict() for _ in range(n)]
@@ -365,7 +286,7 @@ class Predictor:
                     probs = y.softmax(1)
                     p, c = probs.max(1)
                     p, c = p.cpu().tolist(), c.cpu().tolist()
-                    from .visualize import class_names_for
+                    from ..visualize import class_names_for
 
                     names = class_names_for(task)
                     for i in range(n):
@@ -425,177 +346,3 @@ class Predictor:
                 f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size})")
 
 
-# --------------------------------------------------------------------------- files (hydranet predict)
-
-def display_max_depth(task: TaskSpec, config: Optional[dict], depth: Optional[np.ndarray] = None,
-                      override: Optional[float] = None) -> float:
-    """The top of the depth colour scale: ``override``, else the task's/checkpoint's
-    ``max_depth``, else the 99th percentile of ``depth`` rounded up to a readable value."""
-    from .visualize import max_depth_for, nice_ceil
-
-    if override:
-        return float(override)
-    known = max_depth_for(task, config)
-    if known:
-        return known
-    if depth is not None:
-        valid = depth[np.isfinite(depth) & (depth > 0)]
-        if valid.size:
-            return nice_ceil(float(np.percentile(valid, 99)))
-    return 10.0
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
-    if not cv2.imwrite(str(path), np.ascontiguousarray(arr)):
-        raise DataError(f"{path}: could not be written")
-
-
-def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:
-    """Depth in metres -> uint16 millimetres ``round(depth * 1000)`` (0 = invalid; saturates at 65.535 m)."""
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float64)
-    return np.clip(np.rint(d * 1000.0), 0, 65535).astype(np.uint16)
-
-
-def render_figure(frame: np.ndarray, pred: Prediction, config: Optional[dict] = None,
-                  max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5) -> np.ndarray:
-    """The side-by-side figure: input | segmentation overlay | depth colour map with scale bar,
-    a legend of the classes present underneath (panels present only for the tasks the model has)."""
-    from . import visualize as vis
-
-    h, w = frame.shape[:2]
-    fs = vis.font_scale_for(h)
-    panels = [vis.put_label(frame.copy(), "input", font_scale=fs)]
-    legend = None
-    seg = pred.first("segmentation")
-    if seg:
-        spec = pred.tasks[seg]
-        palette = vis.palette_for(spec)
-        ids = pred[seg]
-        panels.append(vis.put_label(vis.overlay(frame, vis.colorize_segmentation(ids, palette), alpha), seg,
-                                    font_scale=fs))
-        legend = (vis.present_classes(ids, spec.classes), vis.class_names_for(spec), palette)
-    dep = pred.first("depth")
-    if dep:
-        top = display_max_depth(pred.tasks[dep], config, pred[dep], max_depth)
-        panels.append(vis.put_label(vis.colorize_depth(pred[dep], top, cmap), dep, font_scale=fs))
-        panels.append(vis.depth_scale_bar(h, top, cmap, font_scale=fs))
-    elif pred.first("normals"):
-        nor = pred.first("normals")
-        panels.append(vis.put_label(vis.normals_to_rgb(pred[nor]), nor, font_scale=fs))
-    figure = vis.hstack(panels, gap=4)
-    if legend is not None:
-        strip = vis.draw_legend(*legend, font_scale=fs, width=figure.shape[1])
-        figure = np.concatenate([figure, strip], axis=0)
-    return figure
-
-
-def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Path], stem: str,
-                    depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                    config: Optional[dict] = None, max_depth: Optional[float] = None, cmap: str = "magma") -> dict:
-    """Write the files of one prediction into ``out_dir``; returns ``{label: path}``.
-
-    Per segmentation task ``T``: ``STEM_T.png`` (colours) and ``STEM_T_ids.png`` (class ids,
-    8-bit, or 16-bit above 256 classes). Per depth task: ``STEM_T.png`` (colour map with a
-    scale bar in metres) and ``STEM_T_mm.png`` (uint16 millimetres, ``round(depth * 1000)``,
-    0 = invalid) or ``STEM_T.npy`` (float32 metres). Per normals task: ``STEM_T.png``. Always
-    ``STEM_figure.png`` (see :func:`render_figure`). With ``ply`` (``"binary"`` or ``"ascii"``)
-    and a depth task, ``STEM.ply``: one coloured point per valid depth pixel.
-    """
-    from . import visualize as vis
-
-    if depth_format not in ("png", "npy"):
-        raise ConfigError(f"depth format must be png or npy, got {depth_format!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    h = frame.shape[0]
-    for name, value in pred.items():
-        spec = pred.tasks[name]
-        if spec.kind == "segmentation":
-            _write_png(out_dir / f"{stem}_{name}.png", vis.colorize_segmentation(value, vis.palette_for(spec)))
-            ids = value.astype(np.uint8 if spec.classes <= 256 else np.uint16)
-            _write_png(out_dir / f"{stem}_{name}_ids.png", ids)
-            files[name] = str(out_dir / f"{stem}_{name}.png")
-            files[f"{name}_ids"] = str(out_dir / f"{stem}_{name}_ids.png")
-        elif spec.kind == "depth":
-            top = display_max_depth(spec, config, value, max_depth)
-            coloured = vis.hstack([vis.colorize_depth(value, top, cmap), vis.depth_scale_bar(h, top, cmap)])
-            _write_png(out_dir / f"{stem}_{name}.png", coloured)
-            files[name] = str(out_dir / f"{stem}_{name}.png")
-            if depth_format == "png":
-                raw = out_dir / f"{stem}_{name}_mm.png"
-                _write_png(raw, depth_to_png_mm(value))
-            else:
-                raw = out_dir / f"{stem}_{name}.npy"
-                np.save(raw, value.astype(np.float32))
-            files[f"{name}_raw"] = str(raw)
-        elif spec.kind == "normals":
-            _write_png(out_dir / f"{stem}_{name}.png", vis.normals_to_rgb(value))
-            files[name] = str(out_dir / f"{stem}_{name}.png")
-    fig = out_dir / f"{stem}_figure.png"
-    _write_png(fig, render_figure(frame, pred, config, max_depth, cmap))
-    files["figure"] = str(fig)
-    dep = pred.first("depth")
-    if ply and dep:
-        from .pointcloud import default_intrinsics, depth_to_points, write_ply
-
-        if ply not in ("binary", "ascii"):
-            raise ConfigError(f"PLY format must be binary or ascii, got {ply!r}")
-        k = default_intrinsics(frame.shape[0], frame.shape[1], config, list(pred.tasks.values()))
-        k.update({key: float(v) for key, v in (intrinsics or {}).items() if v is not None})
-        points, colours = depth_to_points(pred[dep], k["fx"], k["fy"], k["cx"], k["cy"], rgb=frame)
-        write_ply(out_dir / f"{stem}.ply", points, colours, binary=(ply == "binary"))
-        files["ply"] = str(out_dir / f"{stem}.ply")
-        files["ply_points"] = int(len(points))
-        files["intrinsics"] = {key: (round(v, 4) if isinstance(v, float) else v) for key, v in k.items()}
-    return files
-
-
-def predict_images(inputs: Sequence[Union[str, Path]], predictor: Predictor, out_dir: Union[str, Path],
-                   depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                   max_depth: Optional[float] = None, cmap: str = "magma", log=print) -> dict:
-    """Run ``predictor`` on image files and folders and write every result (:func:`save_prediction`).
-
-    Returns ``{"images": [{"image", "size", "predictions", "files", "timing"}], "timing": ...}``;
-    ``log`` gets one line per image with its image-level predictions.
-    """
-    files = collect_images(inputs)
-    records, used = [], set()
-    predictor.reset_timing()
-    for path in files:
-        frame = read_image(path)
-        pred = predictor.predict(frame)
-        stem, k = path.stem, 2
-        while stem in used:
-            stem, k = f"{path.stem}_{k}", k + 1
-        used.add(stem)
-        written = save_prediction(frame, pred, out_dir, stem, depth_format, ply, intrinsics, predictor.config,
-                                  max_depth, cmap)
-        summary = pred.summary()
-        records.append({"image": str(path), "size": list(pred.size), "predictions": summary, "files": written,
-                        "timing": {k2: round(v, 3) for k2, v in pred.timing.items()}})
-        if log:
-            log(f"{path}: " + _one_line(pred, summary))
-    return {"weights": str(predictor.checkpoint) if predictor.checkpoint else None,
-            "device": str(predictor.device), "fast": predictor.fast, "out": str(out_dir),
-            "images": records, "timing": predictor.fps()}
-
-
-def _one_line(pred: Prediction, summary: dict) -> str:
-    parts = []
-    for name, spec in pred.tasks.items():
-        if spec.kind == "classification":
-            v = summary[name]
-            parts.append(f"{name}={v['name']} ({v['probability']:.2f})")
-        elif spec.kind == "regression":
-            parts.append(f"{name}=" + ",".join(f"{v:.3g}" for v in summary[name]))
-        elif spec.kind == "segmentation":
-            top = summary[name]["classes_present"][:3]
-            parts.append(f"{name}: " + ", ".join(f"{c['name']} {100 * c['fraction']:.0f}%" for c in top))
-        elif spec.kind == "depth" and summary[name]:
-            parts.append(f"{name}: median {summary[name]['median_m']:.2f} m")
-    return "; ".join(parts)

@@ -1,18 +1,18 @@
 """Inference benchmarks, measured the way the field reports them, and honestly.
 
-    result = hydranet.bench.benchmark(model, device="cpu", batches=(1,), sizes=((480, 640),))
-    print(hydranet.bench.format_table(result))
+    result = hydranet.inference.bench.benchmark(model, device="cpu", batches=(1,), sizes=((480, 640),))
+    print(hydranet.inference.bench.format_table(result))
 
 Every (batch, size) is measured for each **setting** (see :data:`SETTINGS`) in one run:
 
 * ``baseline``: the model as the original network runs: eager fp32, NCHW, ``nn.MaxPool2d``,
   BatchNorm unfolded, under ``torch.no_grad()``. It is always measured (added when not asked
   for): every other row's speed-up and output difference are relative to it.
-* ``default``: :func:`hydranet.fast.optimize_for_inference`, what every front end uses.
+* ``default``: :func:`hydranet.inference.fast.optimize_for_inference`, what every front end uses.
 * ``channels_last``, ``fold_bn``: one rewrite each, to show what each is worth.
 * ``compile``: the default path under ``torch.compile`` (Inductor; needs a C++ compiler on
   CPU), with PyTorch's own max pooling, which Inductor generates code for.
-* ``onnxruntime``: the model exported to ONNX (:func:`hydranet.export.export_onnx`, dynamic
+* ``onnxruntime``: the model exported to ONNX (:func:`hydranet.inference.export.export_onnx`, dynamic
   batch and size) and run by onnxruntime with all graph optimisations and as many intra-op
   threads as PyTorch uses; ``onnxruntime_static``: the same, exported for the measured batch
   and size only (constant Resize sizes let onnxruntime keep its blocked layout).
@@ -40,7 +40,7 @@ percentile latency and FPS = images per second at the median.
   model -> segmentation argmax, depth absolute value, normals normalised to unit length,
   class argmax, dense outputs at frame size -> numpy arrays in host memory.
 
-**Allocator.** On CPU, :func:`hydranet.fast.tune_cpu_allocator` (part of the default path)
+**Allocator.** On CPU, :func:`hydranet.inference.fast.tune_cpu_allocator` (part of the default path)
 is called before anything is measured, so every row, the baseline included, runs with the
 same process-wide glibc settings; ``machine.allocator_tuned`` records it.
 
@@ -78,7 +78,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "preprocess",
            "postprocess", "argmax_channels", "machine_info", "parse_sizes", "parse_batches", "parse_settings"]
@@ -521,7 +521,7 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
             (default: the input size, so no resize).
         end_to_end: also time the end-to-end path.
         seed: seed of the random input and frames.
-        tune_allocator: on CPU, call :func:`hydranet.fast.tune_cpu_allocator` first. It is
+        tune_allocator: on CPU, call :func:`hydranet.inference.fast.tune_cpu_allocator` first. It is
             process-wide, so it applies to every row, the baseline included (the default
             path would otherwise switch it on halfway through the run).
         log: called with progress messages (e.g. ``print``).

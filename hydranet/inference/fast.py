@@ -1,6 +1,6 @@
 """The fast inference path every front end uses by default.
 
-    fast = hydranet.fast.optimize_for_inference(model)            # CPU, fp32, exact
+    fast = hydranet.inference.fast.optimize_for_inference(model)            # CPU, fp32, exact
     outputs = fast(images)                                        # {task: tensor}, like model(images)
     fast = optimize_for_inference(model, device="cuda", dtype=torch.float16)
     runner = CudaGraphRunner(fast, example)                       # fixed input size on CUDA
@@ -26,7 +26,7 @@ step keeps fp32 outputs equal to the plain model's within rounding (see
   per element (the last CRP stage multiplies and adds in one ``addcmul_``).
 * **Few-output heads as taps** (on CPU): the 3x3 convolution of the depth (and normals)
   head, 256 -> 1 channel, is padded to 16 outputs by MKL-DNN; as
-  :class:`~hydranet.rewrites.TapConv2d` (1x1 to 9 taps, then a fixed 3x3 shift-and-sum)
+  :class:`~hydranet.inference.rewrites.TapConv2d` (1x1 to 9 taps, then a fixed 3x3 shift-and-sum)
   it costs a quarter (sums in another order: ~1e-6 relative).
 * In-place residual sums in the chained residual pools, and ``torch.inference_mode``.
 * On CPU, :func:`tune_cpu_allocator` (process-wide; ``tune_allocator=False`` to skip): freed
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.refinenet import ChainedResidualPool
+from ..models.refinenet import ChainedResidualPool
 from .rewrites import TapConv2d, replace_modules
 
 __all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm", "tune_cpu_allocator",
@@ -443,7 +443,7 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
         fast_pool: exact separable max pooling in the chained residual pools (on CPU).
         fast_depthwise: per-channel 1x1 convolutions as broadcast multiplies.
         tap_convs: on CPU, few-output 3x3 convolutions (depth, normals heads) as
-            :class:`~hydranet.rewrites.TapConv2d` (~1e-6 relative difference).
+            :class:`~hydranet.inference.rewrites.TapConv2d` (~1e-6 relative difference).
         compile: ``False``, ``True`` (``torch.compile`` with Inductor's weight freezing) or a
             ``torch.compile`` mode such as ``"max-autotune"`` or ``"reduce-overhead"``. The
             input size is fixed per compilation (a new size recompiles); ``fast_pool`` is
@@ -454,7 +454,7 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
     Returns:
         A :class:`FastModel`: ``fast(images, upsample=True) -> {task: tensor}``.
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():

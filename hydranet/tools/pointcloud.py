@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["default_intrinsics", "depth_to_points", "write_ply", "read_ply_header"]
 
@@ -41,7 +41,7 @@ def _model_dataset(config: Optional[dict], tasks: Sequence = ()) -> Optional[str
     if datasets:
         return "nyud" if any("nyu" in d for d in datasets) else ("kitti" if any("kitti" in d for d in datasets)
                                                                  else None)
-    from .visualize import NYUD40_NAMES
+    from ..visualize import NYUD40_NAMES
 
     for t in tasks:
         if getattr(t, "kind", None) == "segmentation":

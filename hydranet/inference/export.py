@@ -12,7 +12,7 @@ order. They are made with PyTorch's ``torch.export``-based exporter, whose bilin
 reorder layouts around every Resize). BatchNorm is folded before export (exact up to fp32
 rounding), so the graph holds Conv, Clip, MaxPool, Add, Resize and the heads only.
 By default a few layers are written in equivalent forms that onnxruntime runs faster
-(:mod:`hydranet.rewrites`: chain-first residual pools, the depth/normals heads as taps,
+(:mod:`hydranet.inference.rewrites`: chain-first residual pools, the depth/normals heads as taps,
 the decoder's ReLU6 behind an identity convolution; ~1e-6 relative difference, together
 about 10% faster at 640x480); ``runtime_forms=False`` writes the layers as they are.
 ``static=True`` fixes batch and size (about 10% faster again).
@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
            "TaskTuple", "format_check", "DEFAULT_OPSET", "MIN_SIZE"]
@@ -72,12 +72,12 @@ class TaskDict(nn.Module):
 def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
     """An fp32 CPU eval copy with BatchNorm folded (the caller's model is left alone).
 
-    ``runtime_forms`` swaps in the equivalent layers of :mod:`hydranet.rewrites` that
+    ``runtime_forms`` swaps in the equivalent layers of :mod:`hydranet.inference.rewrites` that
     onnxruntime runs faster (chain-first residual pools, few-output heads as taps, the
     decoder's ReLU6 behind an identity per-channel convolution).
     """
     from .fast import FastModel, fold_batchnorm
-    from .models.refinenet import ChainedResidualPool, LightRefineNet
+    from ..models.refinenet import ChainedResidualPool, LightRefineNet
     from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
     if isinstance(model, FastModel):

@@ -3,7 +3,7 @@ built-in synthetic clip), an MP4 out with the segmentation blended over each fra
 the depth colour map beside it.
 
     from hydranet.inference import Predictor
-    from hydranet.video import open_source, run_demo
+    from hydranet.tools.video import open_source, run_demo
     stats = run_demo(open_source("walk.mp4"), Predictor("model.pt"), "demo_out/demo.mp4")
 
 Each output frame is laid out as
@@ -32,7 +32,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = ["FrameSource", "VideoSource", "CameraSource", "FolderSource", "SyntheticSource", "open_source",
            "DemoRenderer", "run_demo", "check_display", "VIDEO_EXTENSIONS"]
@@ -157,7 +157,7 @@ class FolderSource(FrameSource):
     kind = "folder"
 
     def __init__(self, folder: Union[str, Path], fps: float = 10.0):
-        from .inference import IMAGE_EXTENSIONS
+        from ..data.io import IMAGE_EXTENSIONS
 
         folder = Path(folder)
         if not folder.is_dir():
@@ -172,7 +172,7 @@ class FolderSource(FrameSource):
     def __iter__(self) -> Iterator[np.ndarray]:
         import cv2
 
-        from .inference import read_image
+        from ..data.io import read_image
 
         size = None
         for path in self.files:
@@ -202,7 +202,7 @@ class SyntheticSource(FrameSource):
         self.name = f"synthetic clip ({self.num_frames} frames, {self.size[1]}x{self.size[0]}, seed {self.seed})"
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from .data.synthetic import render_clip
+        from ..data.synthetic import render_clip
 
         for rgb, _depth, _labels in render_clip(self.num_frames, self.size, self.seed):
             yield rgb
@@ -244,7 +244,7 @@ class DemoRenderer:
 
     def __init__(self, tasks: Sequence, frame_size: Sequence[int], config: Optional[dict] = None,
                  max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, legend_rows: int = 2):
-        from . import visualize as vis
+        from .. import visualize as vis
 
         self.vis = vis
         self.h, self.w = int(frame_size[0]), int(frame_size[1])

@@ -20,24 +20,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import load_model
-from .data.io import encode_normals_png, read_image
-from .data.listfile import parse_list_file
-from .data.transforms import normalize_image
-from .errors import DataError
+from ..checkpoint import load_model
+from ..data.io import encode_normals_png, read_image, write_png
+from ..data.listfile import parse_list_file
+from ..data.transforms import normalize_image
+from ..errors import DataError
 
 PathLike = Union[str, Path]
 FILLABLE = ("segmentation", "depth", "normals")
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        raise DataError(f"{path}: could not write the pseudo-label")
 
 
 @torch.inference_mode()
@@ -81,7 +71,7 @@ def pseudolabel(teacher: PathLike, list_file: PathLike, out_dir: PathLike, root:
                 path = out_dir / kind / f"{stem}.png"
                 if path.resolve() in {Path(p) for p in columns.values()}:
                     raise DataError(f"{path}: would overwrite a listed file")
-                _write_png(path, _encode(kind, outputs[by_kind[kind].name][0], by_kind[kind], depth_scale,
+                write_png(path, _encode(kind, outputs[by_kind[kind].name][0], by_kind[kind], depth_scale,
                                          confidence))
                 columns[kind] = str(path.resolve())
                 filled[kind] += 1

@@ -1,0 +1,2 @@
+"""User-facing tools built on the library: predict (files), demo (video), pseudolabel,
+summary, point clouds."""
