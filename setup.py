@@ -29,6 +29,6 @@ setup(
         "onnxscript>=0.1",
         "onnxruntime>=1.17",
     ],
-    extras_require={"dev": ["pytest>=7"]},
+    extras_require={"dev": ["pytest>=7", "ruff>=0.5"]},
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
 )

@@ -1,7 +1,8 @@
 """Configs: plain dicts (or YAML files) validated into a canonical form.
 
 A config has a ``model`` section, a ``tasks`` list and optional sections read by the
-commands that need them (``data``, ``train``, ``loss``, ``eval``, ``meta``)::
+commands that need them (``data``, ``train``, ``loss``; ``meta`` holds facts about the
+weights, e.g. ``meta.normalization``, the input mean and std every front end applies)::
 
     model: {encoder: mobilenet_v2, decoder: lightweight, width: 256}
     tasks:
@@ -21,7 +22,7 @@ from .tasks import parse_tasks
 
 ConfigLike = Union[Mapping[str, Any], str, Path]
 
-SECTIONS = ("model", "tasks", "data", "train", "loss", "eval", "meta")
+SECTIONS = ("model", "tasks", "data", "train", "loss", "meta")
 MODEL_DEFAULTS = {
     "encoder": "mobilenet_v2",
     "encoder_weights": None,
@@ -67,7 +68,7 @@ def load_config(config: ConfigLike) -> dict:
         raise ConfigError("tasks: missing (a config needs at least one task)")
     cfg["model"] = _model_section(cfg.get("model") or {})
     cfg["tasks"] = [t.to_dict() for t in parse_tasks(cfg["tasks"])]
-    for section in ("data", "train", "loss", "eval", "meta"):
+    for section in ("data", "train", "loss", "meta"):
         if section in cfg and cfg[section] is not None and not isinstance(cfg[section], Mapping):
             raise ConfigError(f"{section}: must be a mapping")
     return cfg
@@ -97,6 +98,24 @@ def _model_section(raw: Mapping[str, Any]) -> dict:
         raise ConfigError("model.encoder_options: must be a mapping")
     model["encoder_options"] = dict(model["encoder_options"])
     return model
+
+
+def parse_size(text: Any, minimum: int = 1, what: str = "size") -> tuple[int, int]:
+    """``"640x480"`` (WIDTHxHEIGHT) or ``(h, w)`` -> ``(h, w)``; ConfigError naming ``what`` if malformed."""
+    if isinstance(text, (list, tuple)) and len(text) == 2:
+        h, w = text
+    else:
+        try:
+            w, h = (int(v) for v in str(text).strip().lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"{what} {text!r}: expected WIDTHxHEIGHT such as 640x480") from None
+    try:
+        h, w = int(h), int(w)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} {text!r}: expected two integers") from None
+    if h < minimum or w < minimum:
+        raise ConfigError(f"{what} {text!r}: width and height must be at least {minimum} pixel(s)")
+    return h, w
 
 
 def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+from .data.nyud import nyud40_class_names
+from .tasks.kind import DrawStyle
 
 __all__ = [
     "voc_colormap", "NYUD40_NAMES", "NYUD40_PALETTE", "CITYSCAPES19_NAMES", "CITYSCAPES19_PALETTE",
     "KITTI6_PALETTE", "SYNTHETIC8_NAMES", "SYNTHETIC8_PALETTE", "palette_for", "class_names_for",
     "colorize_segmentation", "overlay", "colorize_depth", "depth_scale_bar", "normals_to_rgb",
     "draw_legend", "legend_height", "present_classes", "put_label", "max_depth_for", "nice_ceil",
-    "font_scale_for", "hstack", "DEPTH_CMAPS",
+    "font_scale_for", "hstack", "DEPTH_CMAPS", "DrawStyle", "drawn_tasks", "render_figure",
 ]
 
 IGNORE_COLOR = (0, 0, 0)
@@ -61,13 +63,7 @@ def voc_colormap(n: int = 256) -> np.ndarray:
     return cmap
 
 
-def _read_nyud_names() -> tuple:
-    path = Path(__file__).parent / "data" / "nyud" / "class_names40.txt"
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return names if len(names) == 40 else tuple(f"class_{i}" for i in range(40))
-
-
-NYUD40_NAMES = _read_nyud_names()
+NYUD40_NAMES = tuple(nyud40_class_names())
 NYUD40_PALETTE = voc_colormap(41)[1:]
 
 CITYSCAPES19_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -432,3 +428,35 @@ def hstack(images: Sequence[np.ndarray], height: Optional[int] = None, gap: int 
         if gap and k < len(images) - 1:
             parts.append(np.full((h, gap, 3), fill, np.uint8))
     return np.concatenate(parts, axis=1)
+
+
+# --------------------------------------------------------------------------- figures of predictions
+
+def drawn_tasks(tasks: Sequence) -> tuple:
+    """``(overlay task, map task)`` drawn in figures and videos: the first task whose kind
+    blends over the frame (segmentation), and the ``"map"`` task of the lowest draw
+    priority (depth before normals); either may be None."""
+    overlay = next((t for t in tasks if t.task_kind.draw_role == "overlay"), None)
+    maps = [t for t in tasks if t.task_kind.draw_role == "map"]
+    return overlay, min(maps, key=lambda t: t.task_kind.draw_priority, default=None)
+
+
+def render_figure(frame: np.ndarray, pred, style: Optional[DrawStyle] = None) -> np.ndarray:
+    """The side-by-side figure of one prediction: input | overlay | value map with its scale,
+    a legend of the classes present underneath (panels only for the tasks the model has)."""
+    style = style or DrawStyle(font_scale=font_scale_for(frame.shape[0]))
+    overlay_task, map_task = drawn_tasks(list(pred.tasks.values()))
+    fs = style.font_scale
+    panels = [put_label(frame.copy(), "input", font_scale=fs)]
+    legend = None
+    if overlay_task is not None:
+        kind, value = overlay_task.task_kind, pred[overlay_task.name]
+        blended = overlay(frame, kind.colour_mask(overlay_task, value, style), style.alpha)
+        panels.append(put_label(blended, overlay_task.name, font_scale=fs))
+        legend = kind.legend(overlay_task, value, style)
+    if map_task is not None:
+        panels += map_task.task_kind.draw_map(map_task, pred[map_task.name], style)
+    figure = hstack(panels, gap=4)
+    if legend is not None:
+        figure = np.concatenate([figure, draw_legend(*legend, font_scale=fs, width=figure.shape[1])], axis=0)
+    return figure

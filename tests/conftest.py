@@ -2,25 +2,14 @@ import os
 
 import pytest
 import torch
+from support import ALL_KINDS_TASKS, tiny_config
 
-# Two cores here: keep intra-op threads bounded so parallel helpers do not thrash.
+# Two cores here: keep intra-op threads bounded so parallel jobs do not thrash.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-ALL_KINDS_TASKS = [
-    {"name": "segm", "kind": "segmentation", "classes": 5},
-    {"name": "depth", "kind": "depth"},
-    {"name": "normals", "kind": "normals"},
-    {"name": "maker", "kind": "classification", "classes": 3},
-    {"name": "diameter", "kind": "regression", "outputs": 2},
-]
 
-
-def tiny_config(decoder="lightweight", encoder="mobilenet_v2", tasks=None, width=16):
-    """A small model config for fast CPU tests."""
-    model = {"encoder": encoder, "decoder": decoder, "width": width}
-    if encoder == "mobilenet_v2":
-        model["encoder_options"] = {"width_mult": 0.35}
-    return {"model": model, "tasks": [dict(t) for t in (tasks or ALL_KINDS_TASKS)]}
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test that takes more than about 20 s on two cores")
 
 
 @pytest.fixture
@@ -36,4 +25,10 @@ def one_thread():
 
 @pytest.fixture
 def tiny_cfg():
+    """A tiny config with one task of every kind (see support.tiny_config)."""
     return tiny_config()
+
+
+@pytest.fixture
+def all_kinds_tasks():
+    return [dict(t) for t in ALL_KINDS_TASKS]

@@ -6,13 +6,15 @@ import pytest
 import torch
 
 import hydranet
-from hydranet.inference.bench import ROW_FIELDS, benchmark, format_table, postprocess, preprocess
+from hydranet.inference import processing
+from hydranet.inference.bench import ROW_FIELDS, benchmark, format_table
+from hydranet.inference.processing import postprocess, preprocess
 from hydranet.cli import main
 from hydranet.config import save_config
 from hydranet.errors import ConfigError
 from hydranet.inference.export import check_onnx, export_onnx, export_torchscript
 
-from conftest import tiny_config
+from support import tiny_config
 
 CUDA = torch.cuda.is_available()
 
@@ -96,7 +98,7 @@ def test_bench_does_not_change_the_model(tiny_model):
 
 
 def test_argmax_channels_equals_argmax():
-    from hydranet.inference.bench import argmax_channels
+    from hydranet.tasks.segmentation import argmax_channels
 
     y = torch.randn(2, 7, 13, 17)
     y[0, 3, 0, 0] = y[0, 5, 0, 0] = 100.0  # a tie: the first index wins
@@ -108,19 +110,39 @@ def test_argmax_channels_equals_argmax():
 
 def test_pre_and_postprocessing(tiny_model):
     frames = np.random.default_rng(0).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
-    x = preprocess(frames, (64, 96), torch.device("cpu"), channels_last=True)
-    assert x.shape == (2, 3, 64, 96) and x.dtype == torch.float32
+    x, net_size = preprocess(frames, torch.device("cpu"), (64, 96), channels_last=True)
+    assert x.shape == (2, 3, 64, 96) and x.dtype == torch.float32 and net_size == (64, 96)
     with torch.no_grad():
         out = tiny_model(x)
-    res = postprocess(out, tiny_model.tasks, (50, 70))
-    assert res["segm"].shape == (2, 50, 70) and res["segm"].dtype == np.uint8
-    assert res["depth"].shape == (2, 50, 70) and (res["depth"] >= 0).all()
-    assert np.allclose(np.linalg.norm(res["normals"], axis=1), 1, atol=1e-4)
-    assert res["maker"].shape == (2,) and res["diameter"].shape == (2, 2)
+    res = postprocess(out, tiny_model.tasks, net_size, (50, 70))
+    assert len(res) == 2
+    assert all(r["segm"].shape == (50, 70) and r["segm"].dtype == np.uint8 for r in res)
+    assert all(r["depth"].shape == (50, 70) and (r["depth"] >= 0).all() for r in res)
+    assert all(np.allclose(np.linalg.norm(r["normals"], axis=-1), 1, atol=1e-4) for r in res)
+    assert all(0 <= r["maker"]["class_id"] < 3 and r["diameter"].shape == (2,) for r in res)
     # Plain normalisation: the same as (x / 255 - mean) / std.
     ref = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
            - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    torch.testing.assert_close(preprocess(frames, (50, 70), torch.device("cpu")), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(preprocess(frames, torch.device("cpu"), (50, 70))[0], ref, rtol=1e-5, atol=1e-5)
+    # Padding to a stride: zeros (the mean colour) right and bottom, the unpadded size kept.
+    padded, net_size = preprocess(frames, torch.device("cpu"), pad_to=32)
+    assert padded.shape == (2, 3, 64, 96) and net_size == (50, 70) and (padded[..., 50:, :] == 0).all()
+
+
+def test_bench_end_to_end_times_the_predictor_pipeline(tiny_model, monkeypatch):
+    """bench's end-to-end rows call the very functions Predictor calls (no pipeline of their own)."""
+    from hydranet.inference import Predictor
+
+    calls = []
+    for name in ("preprocess", "postprocess"):
+        original = getattr(processing, name)
+        monkeypatch.setattr(processing, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    benchmark(tiny_model, batches=(1,), sizes=((64, 64),), settings=("baseline",), warmup=1, reps=1,
+              end_to_end=True)
+    assert "preprocess" in calls and "postprocess" in calls
+    calls.clear()
+    Predictor(tiny_model, fast=False).predict(np.zeros((64, 64, 3), np.uint8))
+    assert calls == ["preprocess", "postprocess"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -9,7 +9,7 @@ from hydranet.checkpoint import atomic_save, read_checkpoint, slim_checkpoint
 from hydranet.cli import main
 from hydranet.errors import CheckpointError
 
-from conftest import tiny_config
+from support import tiny_config
 
 
 def test_slim_half_checkpoint_round_trip(tmp_path):

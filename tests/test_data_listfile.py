@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hydranet.data import (KITTI_MAX_DEPTH, KittiDataset, ListDataset, collate, kitti_eval_mask,
-                           kitti_valid_mask, read_kitti_depth)
+from hydranet.data import KITTI_MAX_DEPTH, KittiDataset, ListDataset, collate, read_kitti_depth
+from hydranet.evaluation.metrics import depth_crop_mask
 from hydranet.errors import DataError
 from hydranet.tasks import TaskSpec
 
@@ -192,12 +192,12 @@ def test_kitti_depth_and_crops(tmp_path):
     assert item["depth"][0, 3, 4].item() == pytest.approx(12.0) and "segm" not in item
 
     h, w = 375, 1242
-    garg = kitti_eval_mask(h, w, "garg")
+    garg = depth_crop_mask("garg", h, w).numpy()
     rows, cols = np.flatnonzero(garg.any(1)), np.flatnonzero(garg.any(0))
     assert (rows[0], rows[-1] + 1) == (int(0.40810811 * h), int(0.99189189 * h))
     assert (cols[0], cols[-1] + 1) == (int(0.03594771 * w), int(0.96405229 * w))
-    eigen = kitti_eval_mask(h, w, "eigen")
+    eigen = depth_crop_mask("eigen", h, w).numpy()
     rows = np.flatnonzero(eigen.any(1))
     assert (rows[0], rows[-1] + 1) == (int(0.3324324 * h), int(0.91351351 * h))
-    valid = kitti_valid_mask(d, crop=None)
+    valid = (d > 1e-3) & (d < KITTI_MAX_DEPTH)   # what DepthMetrics counts with max_depth 80 (no crop)
     assert valid[3, 4] and not valid[4, 4] and not valid[0, 0] and KITTI_MAX_DEPTH == 80.0

@@ -11,7 +11,7 @@ from hydranet.cli import main
 from hydranet.inference import Prediction, Predictor
 from hydranet.tools.video import DemoRenderer, FrameSource, open_source, run_demo
 
-from conftest import tiny_config
+from support import tiny_config
 
 cv2 = pytest.importorskip("cv2")
 

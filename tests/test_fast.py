@@ -14,7 +14,7 @@ from hydranet.inference.fast import (ChannelScale, CudaGraphRunner, FastModel, S
 
 from hydranet.inference.rewrites import TapConv2d
 
-from conftest import ALL_KINDS_TASKS, tiny_config
+from support import ALL_KINDS_TASKS, tiny_config
 
 CUDA = torch.cuda.is_available()
 
@@ -94,12 +94,29 @@ def test_few_output_heads_become_tap_convolutions():
     assert optimize_for_inference(build()).report["tap_convs"] == 0  # width 16: no gain
 
 
-@pytest.mark.parametrize("options", [dict(channels_last=False), dict(fold_bn=False), dict(fast_pool=False),
-                                     dict(fast_depthwise=False), dict(tap_convs=False)])
-def test_each_rewrite_can_be_switched_off(options):
-    model = build()
+def _rewrites_present(fast) -> dict:
+    """Which rewrites a FastModel's network holds (read from its modules and memory format)."""
+    from hydranet.inference.rewrites import ChannelScale, SeparableMaxPool2d, TapConv2d
+
+    modules = list(fast.model.modules())
+    conv = next(m for m in modules if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+    return {"channels_last": conv.weight.is_contiguous(memory_format=torch.channels_last),
+            "fold_bn": not any(isinstance(m, nn.BatchNorm2d) for m in modules),
+            "fast_pool": any(isinstance(m, SeparableMaxPool2d) for m in modules),
+            "fast_depthwise": any(isinstance(m, ChannelScale) for m in modules),
+            "tap_convs": any(isinstance(m, TapConv2d) for m in modules)}
+
+
+@pytest.mark.parametrize("switch", ["channels_last", "fold_bn", "fast_pool", "fast_depthwise", "tap_convs"])
+def test_each_rewrite_can_be_switched_off(switch):
+    torch.manual_seed(0)
+    model = randomize_batchnorm(hydranet.build_model(tiny_config(width=48))).eval()  # wide enough for taps
     x = torch.randn(1, 3, 64, 64)
-    assert_close_rel(optimize_for_inference(model, **options)(x), plain(model, x))
+    assert all(_rewrites_present(optimize_for_inference(model)).values())    # all on by default
+    fast = optimize_for_inference(model, **{switch: False})
+    present = _rewrites_present(fast)
+    assert not present[switch] and all(v for k, v in present.items() if k != switch), present
+    assert_close_rel(fast(x), plain(model, x))
 
 
 def test_dense_task_subsets_and_image_level_only():

@@ -12,7 +12,7 @@ from hydranet.inference import Predictor
 from hydranet.tools.predict import depth_to_png_mm
 from hydranet.tools.pointcloud import default_intrinsics, depth_to_points, read_ply_header, write_ply
 
-from conftest import ALL_KINDS_TASKS, tiny_config
+from support import ALL_KINDS_TASKS, tiny_config
 
 cv2 = pytest.importorskip("cv2")
 
@@ -281,3 +281,21 @@ def test_predict_errors_name_the_file(ckpt, tmp_path, capsys):
     assert main(["predict", str(path), "--weights", str(junk), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "junk.pt" in err
+
+
+def test_input_normalisation_travels_with_the_checkpoint(tmp_path):
+    """A checkpoint whose meta says mean 0 / std 1 is fed rgb / 255; one without it ImageNet's."""
+    cfg = tiny_config(tasks=[{"name": "depth", "kind": "depth"}])
+    cfg["meta"] = {"normalization": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}
+    hydranet.save_model(hydranet.build_model(cfg), tmp_path / "plain01.pt")
+    frame = np.full((8, 10, 3), 51, np.uint8)            # 51 / 255 = 0.2
+    x, size = Predictor(tmp_path / "plain01.pt", fast=False).preprocess([frame])
+    assert size == (8, 10) and torch.allclose(x, torch.full_like(x, 0.2))
+    cfg.pop("meta")
+    hydranet.save_model(hydranet.build_model(cfg), tmp_path / "imagenet.pt")
+    x, _ = Predictor(tmp_path / "imagenet.pt", fast=False).preprocess([frame])
+    assert x[0, 0, 0, 0].item() == pytest.approx((0.2 - 0.485) / 0.229, abs=1e-5)
+    bad = dict(cfg, meta={"normalization": {"mean": [0.5], "std": [1, 1, 1]}})
+    hydranet.save_model(hydranet.build_model(bad), tmp_path / "bad.pt")
+    with pytest.raises(hydranet.ConfigError, match="meta.normalization.mean"):
+        Predictor(tmp_path / "bad.pt", fast=False)

@@ -7,7 +7,7 @@ from hydranet.errors import ConfigError, WeightsUnavailableError
 from hydranet.models import build_encoder
 from hydranet.tools.summary import summarize
 
-from conftest import ALL_KINDS_TASKS, tiny_config
+from support import ALL_KINDS_TASKS, tiny_config
 
 ENCODERS = ["mobilenet_v2", "mtrn_mobilenet_v2", "resnet18"]
 

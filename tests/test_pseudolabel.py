@@ -8,7 +8,7 @@ from hydranet.data import ListDataset
 from hydranet.data.transforms import normalize_image
 from hydranet.tasks import parse_tasks
 
-from conftest import tiny_config
+from support import tiny_config
 
 TASKS = [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}]
 

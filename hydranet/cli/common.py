@@ -7,14 +7,14 @@ from pathlib import Path
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"640x480"`` -> ``(480, 640)`` (height, width)."""
+    """``"640x480"`` -> ``(480, 640)`` (height, width), for argparse."""
+    from ..config import parse_size as parse
+    from ..errors import ConfigError
+
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
+        return parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def write_json(path, data) -> None:

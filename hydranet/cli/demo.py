@@ -51,7 +51,8 @@ def run(args) -> int:
     weights = resolve_weights(args.weights)
     clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
     source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
-    predictor = Predictor(weights, device=device, half=args.half, fast=not args.plain, size=args.size)
+    predictor = Predictor(weights, device=device, half=args.half, fast=not args.plain, size=args.size,
+                          tune_allocator=True)
     frame_png = Path(args.frame_png) if args.frame_png else Path(args.out).parent / "frame.png"
     print(f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
           f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})")

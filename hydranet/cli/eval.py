@@ -27,7 +27,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     results = evaluate_checkpoint(args.weights, config=args.config, overrides=args.set, device=device,
                                   batch_size=args.batch_size, workers=args.workers, fast=not args.plain,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, tune_allocator=True)
     print(f"{results['data']} ({results['samples']} samples)")
     print(format_table(results["metrics"]))
     write_json(args.json, results)

@@ -42,7 +42,7 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     predictor = Predictor(resolve_weights(args.weights), device=device, half=args.half, fast=not args.plain,
-                          size=args.size)
+                          size=args.size, tune_allocator=True)
     intrinsics = {"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy}
     results = predict_images(args.images, predictor, args.out, depth_format=args.depth_format, ply=args.ply,
                              intrinsics=intrinsics, max_depth=args.max_depth, cmap=args.cmap)

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--encoder-weights", help="local encoder weights file (offline ImageNet weights)")
     p.add_argument("--weighting", help="uncertainty | fixed | equal | gradnorm | dwa")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    legacy = p.add_argument_group("flags of the mission's uncertainty-weighting trainer")
+    legacy = p.add_argument_group("flags of the classic uncertainty-weighting JSON trainer")
     legacy.add_argument("--train_json", help="JSON records of image-level targets (infers the tasks)")
     legacy.add_argument("--val_json", help="JSON records for validation")
     legacy.add_argument("--use_uncertainty_weighting", metavar="BOOL",

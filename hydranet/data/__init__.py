@@ -10,7 +10,7 @@ from .collate import collate, make_collate
 from .factory import DATASET_TYPES, build_dataset
 from .io import read_depth, read_image, read_normals, read_segmentation
 from .jsonset import JsonDataset, build_vocab, load_vocab, save_vocab
-from .kitti import KITTI_MAX_DEPTH, KittiDataset, kitti_eval_mask, kitti_valid_mask, read_kitti_depth
+from .kitti import KITTI_MAX_DEPTH, KittiDataset, read_kitti_depth
 from .listfile import ListDataset
 from .nyud import NYUD_MAX_DEPTH, NYUDv2Mat, load_mapping40, load_splits, nyud40_class_names, nyud_tasks
 from .sample import task_field, to_tensor_sample
@@ -22,8 +22,8 @@ __all__ = [
     "LabelledDataset", "SyntheticScenes", "ListDataset", "KittiDataset", "NYUDv2Mat", "JsonDataset",
     "build_dataset", "DATASET_TYPES", "collate", "make_collate", "build_transforms", "JointTransform",
     "IMAGENET_MEAN", "IMAGENET_STD", "normalize_image", "denormalize_image", "to_tensor_sample", "task_field",
-    "read_image", "read_segmentation", "read_depth", "read_normals", "read_kitti_depth", "kitti_eval_mask",
-    "kitti_valid_mask", "KITTI_MAX_DEPTH", "NYUD_MAX_DEPTH", "load_mapping40", "load_splits",
+    "read_image", "read_segmentation", "read_depth", "read_normals", "read_kitti_depth",
+    "KITTI_MAX_DEPTH", "NYUD_MAX_DEPTH", "load_mapping40", "load_splits",
     "nyud40_class_names", "nyud_tasks", "build_vocab", "save_vocab", "load_vocab", "SYNTHETIC_CLASSES",
     "synthetic_tasks", "render_scene", "render_clip", "sample_scene",
 ]

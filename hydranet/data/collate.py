@@ -22,21 +22,6 @@ from ..errors import DataError
 from ..tasks import TaskSpec
 
 
-def _fill(spec: TaskSpec, h: int, w: int) -> torch.Tensor:
-    """The invalid stand-in for a missing label of ``spec`` at image size h x w."""
-    if spec.kind == "segmentation":
-        return torch.full((h, w), spec.ignore_index, dtype=torch.int64)
-    if spec.kind == "depth":
-        return torch.full((1, h, w), float("nan"), dtype=torch.float32)
-    if spec.kind == "normals":
-        return torch.full((3, h, w), float("nan"), dtype=torch.float32)
-    if spec.kind == "classification":
-        return torch.tensor(spec.ignore_index, dtype=torch.int64)
-    if spec.kind == "regression":
-        return torch.full((spec.outputs,), float("nan"), dtype=torch.float32)
-    raise DataError(f"task {spec.name!r}: cannot collate kind {spec.kind!r}")
-
-
 def collate(samples: Sequence[dict], tasks: Sequence[TaskSpec]) -> dict:
     """Stack dataset items into a batch (see the module docstring)."""
     if not samples:
@@ -51,7 +36,7 @@ def collate(samples: Sequence[dict], tasks: Sequence[TaskSpec]) -> dict:
     targets, present = {}, {}
     for spec in tasks:
         have = [spec.name in s for s in samples]
-        stacked = [s[spec.name] if ok else _fill(spec, h, w) for s, ok in zip(samples, have)]
+        stacked = [s[spec.name] if ok else spec.task_kind.fill(spec, h, w) for s, ok in zip(samples, have)]
         try:
             targets[spec.name] = torch.stack(stacked)
         except RuntimeError as exc:

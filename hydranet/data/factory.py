@@ -21,7 +21,7 @@ from .kitti import KittiDataset
 from .listfile import ListDataset
 from .nyud import NYUDv2Mat
 from .synthetic import SyntheticScenes
-from .transforms import build_transforms
+from .transforms import IMAGENET, build_transforms
 
 # type -> (class, required keys, optional keys, {config key: argument name})
 DATASET_TYPES = {
@@ -37,12 +37,13 @@ DATASET_TYPES = {
 }
 
 
-def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool):
+def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool, normalization=None):
     """Build a dataset from ``cfg`` (see the module docstring) for ``tasks``.
 
     Defaults that depend on ``train``: the synthetic ``split`` ("train" / "val"), NYUD's
     ``split`` ("train" / "test"), and the synthetic ``num_samples`` (1000 / 200). The synthetic
-    set renders at ``size`` (default the transforms' size, else 64 x 64).
+    set renders at ``size`` (default the transforms' size, else 64 x 64). ``normalization``
+    (a :class:`~hydranet.data.transforms.Normalization`, default ImageNet's) is the network's.
 
     Raises:
         ConfigError: an unknown type (listing the valid ones), a missing or unknown key.
@@ -70,5 +71,5 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
         kwargs.setdefault("size", tf_cfg.get("size", (64, 64)))
     if kind == "nyud_mat":
         kwargs.setdefault("split", "train" if train else "test")
-    transform = build_transforms(tf_cfg, train=train)
+    transform = build_transforms(tf_cfg, train=train, normalization=normalization or IMAGENET)
     return cls(tasks=tasks, transform=transform, **kwargs)

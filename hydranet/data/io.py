@@ -23,6 +23,8 @@ from ..errors import DataError
 
 PathLike = Union[str, Path]
 
+# Depth PNG units per metre of NYUDv2-style files (uint16 = metres x 5000); KITTI uses 256.
+NYUD_DEPTH_SCALE = 5000.0
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -196,7 +198,7 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
         raise DataError(f"{path}: cannot read {what} .npy file: {exc}") from exc
 
 
-def read_depth(path: PathLike, depth_scale: float = 5000.0) -> np.ndarray:
+def read_depth(path: PathLike, depth_scale: float = NYUD_DEPTH_SCALE) -> np.ndarray:
     """Read a depth map in metres (float32 H x W, 0 = no measurement).
 
     A PNG holds uint16 values of ``metres * depth_scale`` (NYUD: 5000, KITTI: 256); a ``.npy``

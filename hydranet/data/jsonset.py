@@ -20,12 +20,11 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..tasks import DENSE_KINDS, TaskSpec, parse_tasks
+from ..tasks import LabelSources, TaskSpec, parse_tasks
 from .base import LabelledDataset
-from .io import load_palette, read_depth, read_image, read_normals, read_segmentation
+from .io import NYUD_DEPTH_SCALE, load_palette, read_image
 from .sample import task_field
 
 log = logging.getLogger("hydranet.data")
@@ -66,7 +65,7 @@ def build_vocab(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec],
     names its classes, else the sorted distinct string values found in ``records``."""
     vocab = {}
     for spec in parse_tasks(list(tasks)):
-        if spec.kind != "classification":
+        if not spec.task_kind.vocabulary:
             continue
         if spec.class_names:
             vocab[spec.name] = list(spec.class_names)
@@ -111,13 +110,14 @@ class JsonDataset(LabelledDataset):
     def __init__(self, json_file: Union[str, Path], tasks: Sequence[TaskSpec], root=None,
                  vocab: Union[None, Vocab, str, Path] = None, transform: Optional[Callable] = None,
                  fields: Optional[Mapping[str, str]] = None, skip_bad: bool = False,
-                 depth_scale: float = 5000.0, palette=None):
+                 depth_scale: float = NYUD_DEPTH_SCALE, palette=None):
         super().__init__(tasks, fields, transform, skip_bad)
         self.json_file = Path(json_file)
         self.root = Path(root) if root is not None else self.json_file.parent
         self.records = read_records(self.json_file)
         self.depth_scale = float(depth_scale)
         self.palette = load_palette(palette)
+        self.label_sources = LabelSources(self.palette, self.depth_scale)
         if vocab is None:
             vocab = build_vocab(self.records, self.tasks, self.fields)
         elif isinstance(vocab, (str, Path)):
@@ -125,7 +125,7 @@ class JsonDataset(LabelledDataset):
         self.vocab: Vocab = {k: list(v) for k, v in dict(vocab).items()}
         self._index = {}
         for spec in self.tasks:
-            if spec.kind != "classification":
+            if not spec.task_kind.vocabulary:
                 continue
             names = self.vocab.get(spec.name)
             if names is None and spec.class_names:
@@ -159,41 +159,13 @@ class JsonDataset(LabelledDataset):
             value = rec.get(field)
             if value is None:
                 continue
-            if spec.kind in DENSE_KINDS:
+            if spec.dense:
                 if not isinstance(value, str):
                     raise DataError(f"{where}: field {field!r} must be a path, got {value!r}")
                 path = self._path(value)
                 sources[spec.name] = str(path)
-                if spec.kind == "segmentation":
-                    sample[spec.name] = read_segmentation(path, self.palette)
-                elif spec.kind == "depth":
-                    sample[spec.name] = read_depth(path, self.depth_scale)
-                else:
-                    sample[spec.name] = read_normals(path)
+                sample[spec.name] = spec.task_kind.read_label(spec, path, self.label_sources)
                 continue
             sources[spec.name] = where
-            if spec.kind == "classification":
-                sample[spec.name] = self._class_id(spec, value, field, where)
-            else:
-                sample[spec.name] = self._numbers(spec, value, field, where)
+            sample[spec.name] = spec.task_kind.parse_value(spec, value, where, self._index)
         return sample, sources
-
-    def _class_id(self, spec: TaskSpec, value, field: str, where: str) -> int:
-        if isinstance(value, bool):
-            raise DataError(f"{where}: field {field!r} must be a class id or name, got {value!r}")
-        if isinstance(value, str):
-            index = self._index.get(spec.name, {})
-            if value not in index:
-                raise DataError(f"{where}: unknown class name {value!r} for task {spec.name!r} "
-                                f"(vocabulary has {len(index)} names)")
-            return index[value]
-        if isinstance(value, (int, float)) and float(value).is_integer():
-            return int(value)
-        raise DataError(f"{where}: field {field!r} must be a class id or name, got {value!r}")
-
-    def _numbers(self, spec: TaskSpec, value, field: str, where: str) -> list:
-        values = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise DataError(f"{where}: field {field!r} must be a number or a list of numbers, got {value!r}")
-        arr = np.asarray(values, dtype=np.float64)
-        return arr.tolist()

@@ -23,12 +23,11 @@ import logging
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-import numpy as np
 
 from ..errors import DataError
-from ..tasks import DENSE_KINDS, TaskSpec
+from ..tasks import LabelSources, TaskSpec
 from .base import LabelledDataset
-from .io import load_palette, read_depth, read_image, read_normals, read_segmentation
+from .io import NYUD_DEPTH_SCALE, load_palette, read_image
 from .sample import task_field
 
 log = logging.getLogger("hydranet.data")
@@ -94,7 +93,7 @@ class ListDataset(LabelledDataset):
     """
 
     def __init__(self, list_file: Union[str, Path], tasks: Sequence[TaskSpec], root=None,
-                 depth_scale: float = 5000.0, fields: Optional[Mapping[str, str]] = None,
+                 depth_scale: float = NYUD_DEPTH_SCALE, fields: Optional[Mapping[str, str]] = None,
                  transform: Optional[Callable] = None, skip_bad: bool = False, palette=None,
                  columns: Optional[Sequence[str]] = None):
         super().__init__(tasks, fields, transform, skip_bad)
@@ -104,6 +103,7 @@ class ListDataset(LabelledDataset):
             raise DataError(f"{self.list_file}: depth_scale must be positive, got {depth_scale}")
         self.depth_scale = float(depth_scale)
         self.palette = load_palette(palette)
+        self.label_sources = LabelSources(self.palette, self.depth_scale)
         self.columns, self.rows = parse_list_file(self.list_file, columns)
         self.task_columns = {}
         for spec in self.tasks:
@@ -133,29 +133,11 @@ class ListDataset(LabelledDataset):
             if col is None or col not in entry:
                 continue
             text = entry[col]
-            if spec.kind in DENSE_KINDS:
+            if spec.dense:
                 path = self._path(text)
                 sources[spec.name] = str(path)
-                sample[spec.name] = self._read_dense(spec, path)
+                sample[spec.name] = spec.task_kind.read_label(spec, path, self.label_sources)
             else:
                 sources[spec.name] = f"{self.list_file}:{lineno}"
-                sample[spec.name] = parse_scalar(spec, text, f"{self.list_file}:{lineno}")
+                sample[spec.name] = spec.task_kind.parse_value(spec, text, f"{self.list_file}:{lineno}")
         return sample, sources
-
-    def _read_dense(self, spec: TaskSpec, path: Path) -> np.ndarray:
-        if spec.kind == "segmentation":
-            return read_segmentation(path, self.palette)
-        if spec.kind == "depth":
-            return read_depth(path, self.depth_scale)
-        return read_normals(path)
-
-
-def parse_scalar(spec: TaskSpec, text: str, where: str):
-    """An image-level value from text: an int class id, or comma-separated numbers."""
-    try:
-        if spec.kind == "classification":
-            return int(text)
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        want = "an integer class id" if spec.kind == "classification" else "comma-separated numbers"
-        raise DataError(f"{where}: task {spec.name!r} value {text!r} is not {want}") from None

@@ -33,6 +33,7 @@ NYUD_NUM_CLASSES = 40
 NYUD_IGNORE = 255
 NYUD_MAX_DEPTH = 10.0
 #: dataset field -> key in the .mat file (other field names are used as keys directly)
+# The labelled .mat file's label arrays: default HDF5 key of the task kinds it has labels for.
 FIELD_KEYS = {"segmentation": "labels", "depth": "depths"}
 SPLITS = ("train", "test", "all")
 
@@ -128,9 +129,16 @@ def load_splits(splits=None) -> dict:
 
 
 def nyud40_class_names() -> list[str]:
-    """The 40 class names of the NYUD-40 mapping, in class-id order (0..39)."""
+    """The 40 class names of the NYUD-40 mapping, in class-id order (0..39); the one reader
+    of the shipped ``class_names40.txt`` (palettes, legends, converted checkpoints use it)."""
     path = NYUD_DIR / "class_names40.txt"
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the NYUD-40 class names: {exc}") from exc
+    if len(names) != NYUD_NUM_CLASSES:
+        raise DataError(f"{path}: expected {NYUD_NUM_CLASSES} class names, found {len(names)}")
+    return names
 
 
 def nyud_tasks() -> list[TaskSpec]:
@@ -169,12 +177,12 @@ class NYUDv2Mat(LabelledDataset):
         self.keys = {}
         for spec in self.tasks:
             field = task_field(spec, self.fields)
-            if spec.kind == "segmentation" and spec.classes < NYUD_NUM_CLASSES:
-                raise ConfigError(f"task {spec.name!r}: NYUD-40 labels need classes >= 40, got {spec.classes}")
-            if spec.kind in ("segmentation", "depth"):
-                self.keys[spec.name] = FIELD_KEYS.get(field, field)
-            else:
+            if spec.kind not in FIELD_KEYS:
                 log.info("%s: NYUDv2Mat has no %s labels; task %r is absent", self.mat_path, spec.kind, spec.name)
+                continue
+            if spec.classes is not None and spec.classes < NYUD_NUM_CLASSES:
+                raise ConfigError(f"task {spec.name!r}: NYUD-40 labels need classes >= 40, got {spec.classes}")
+            self.keys[spec.name] = FIELD_KEYS.get(field, field)
         n = self._inspect()
         if split == "all":
             frames = np.arange(1, n + 1)
@@ -252,12 +260,9 @@ class NYUDv2Mat(LabelledDataset):
                     continue
                 arr = np.asarray(f[key][frame - 1]).T
                 sources[spec.name] = f"{where} ({key})"
-                if spec.kind == "segmentation":
-                    sample[spec.name] = self._map_labels(arr, where)
-                else:
-                    depth = np.ascontiguousarray(arr, dtype=np.float32)
-                    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
-                    sample[spec.name] = depth
+                # segmentation arrays hold raw NYUD ids (mapped to 40 classes), depth arrays metres
+                convert = self._map_labels if spec.classes is not None else (lambda a, _: _metres(a))
+                sample[spec.name] = convert(arr, where)
         except (OSError, KeyError) as exc:
             raise DataError(f"{where}: cannot read: {exc}") from exc
         return sample, sources
@@ -267,3 +272,10 @@ class NYUDv2Mat(LabelledDataset):
         if raw.min() < 0 or raw.max() >= len(self.lut):
             raise DataError(f"{where}: raw label {int(raw.max())} outside the mapping's 0..{len(self.lut) - 1}")
         return self.lut[raw].astype(np.int64)
+
+
+def _metres(raw: np.ndarray) -> np.ndarray:
+    """The .mat depth array as float32 metres, invalid (non-finite, negative) -> 0."""
+    depth = np.ascontiguousarray(raw, dtype=np.float32)
+    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    return depth

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..tasks import DENSE_KINDS, TaskSpec
+from ..tasks import TaskSpec
 
 
 def task_field(spec: TaskSpec, fields: Optional[Mapping[str, str]] = None) -> str:
@@ -30,7 +30,7 @@ def task_field(spec: TaskSpec, fields: Optional[Mapping[str, str]] = None) -> st
     (``segmentation``/``depth``/``normals``) and the task name for image-level tasks."""
     if fields and spec.name in fields:
         return fields[spec.name]
-    return spec.kind if spec.kind in DENSE_KINDS else spec.name
+    return spec.kind if spec.dense else spec.name
 
 
 def check_fields(tasks: Sequence[TaskSpec], fields: Optional[Mapping[str, str]]) -> None:
@@ -57,51 +57,13 @@ def validate_raw(sample: dict, tasks: Sequence[TaskSpec], sources: Optional[Mapp
         raise DataError(f"{img_src}: image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     for spec in tasks:
-        if spec.name not in sample:
-            continue
-        value = sample[spec.name]
-        src = sources.get(spec.name, img_src)
-        if spec.dense:
-            if value.shape[:2] != (h, w):
-                raise DataError(f"{src}: {spec.kind} size {value.shape[1]}x{value.shape[0]} (WxH) does not "
-                                f"match the image {img_src} size {w}x{h}")
-            if spec.kind == "normals" and (value.ndim != 3 or value.shape[2] != 3):
-                raise DataError(f"{src}: normals must be H x W x 3, got shape {value.shape}")
-            if spec.kind in ("depth",) and value.ndim != 2:
-                raise DataError(f"{src}: depth must be H x W, got shape {value.shape}")
-            if spec.kind == "segmentation":
-                _check_ids(np.asarray(value), spec, src)
-        elif spec.kind == "classification":
-            _check_ids(np.asarray([value]), spec, src)
-        elif spec.kind == "regression":
-            arr = np.asarray(value, dtype=np.float64).reshape(-1)
-            if arr.size != spec.outputs:
-                raise DataError(f"{src}: task {spec.name!r} expects {spec.outputs} value(s), got {arr.size}")
-            if not np.isfinite(arr).all():
-                raise DataError(f"{src}: task {spec.name!r} has a non-finite value {arr.tolist()}")
-
-
-def _check_ids(ids: np.ndarray, spec: TaskSpec, src: str) -> None:
-    bad = (ids != spec.ignore_index) & ((ids < 0) | (ids >= spec.classes))
-    if bad.any():
-        values = np.unique(ids[bad])[:8].tolist()
-        raise DataError(f"{src}: task {spec.name!r} has class ids {values} out of range "
-                        f"(valid 0..{spec.classes - 1}, ignore {spec.ignore_index})")
+        if spec.name in sample:
+            spec.task_kind.check_label(spec, sample[spec.name], (h, w), sources.get(spec.name, img_src))
 
 
 def label_to_tensor(spec: TaskSpec, value) -> torch.Tensor:
     """One raw label -> its tensor form (see the module docstring for shapes and dtypes)."""
-    if spec.kind == "segmentation":
-        return torch.from_numpy(np.ascontiguousarray(value, dtype=np.int64))
-    if spec.kind == "depth":
-        return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)[None])
-    if spec.kind == "normals":
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32).transpose(2, 0, 1)))
-    if spec.kind == "classification":
-        return torch.tensor(int(value), dtype=torch.int64)
-    if spec.kind == "regression":
-        return torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1))
-    raise ConfigError(f"task {spec.name!r}: unknown kind {spec.kind!r}")
+    return spec.task_kind.label_to_tensor(spec, value)
 
 
 def to_tensor_sample(sample: dict, tasks: Sequence[TaskSpec]) -> dict:

@@ -34,7 +34,10 @@ CLASS_ID = {name: i for i, name in enumerate(SYNTHETIC_CLASSES)}
 OBJECT_CLASSES = SYNTHETIC_CLASSES[3:]
 #: the shape each object class is drawn with
 CLASS_SHAPE = {"box": "box", "cabinet": "box", "ball": "sphere", "cylinder": "cylinder", "table": "table"}
-SYNTHETIC_FIELDS = ("segmentation", "depth", "normals", "count", "dominant")
+# Each rendered field and the task kind that reads it.
+FIELD_KINDS = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
+               "count": "regression", "dominant": "classification"}
+SYNTHETIC_FIELDS = tuple(FIELD_KINDS)
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 MAX_DEPTH = 10.0
 _EPS = 1e-4
@@ -533,15 +536,14 @@ class SyntheticScenes(LabelledDataset):
             if field not in SYNTHETIC_FIELDS:
                 raise ConfigError(f"task {spec.name!r}: the synthetic set has no field {field!r}; "
                                   f"fields: {', '.join(SYNTHETIC_FIELDS)}")
-            need = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
-                    "count": "regression", "dominant": "classification"}[field]
+            need = FIELD_KINDS[field]
             if spec.kind != need:
                 raise ConfigError(f"task {spec.name!r} ({spec.kind}) cannot read the synthetic field "
                                   f"{field!r} ({need})")
-            if spec.kind in ("segmentation", "classification") and spec.classes < len(SYNTHETIC_CLASSES):
+            if field in ("segmentation", "dominant") and spec.classes < len(SYNTHETIC_CLASSES):
                 raise ConfigError(f"task {spec.name!r}: the synthetic set has {len(SYNTHETIC_CLASSES)} "
                                   f"classes, the task only {spec.classes}")
-            if spec.kind == "regression" and spec.outputs != 1:
+            if field == "count" and spec.outputs != 1:
                 raise ConfigError(f"task {spec.name!r}: 'count' is one value, the task has outputs={spec.outputs}")
             self.sources[spec.name] = field
         self.label_dropout = dict(label_dropout or {})
@@ -571,9 +573,5 @@ class SyntheticScenes(LabelledDataset):
             value = out[self.sources[spec.name]]
             if value is None:
                 continue
-            if spec.kind == "segmentation":
-                value = value.astype(np.int64)
-            elif spec.kind == "regression":
-                value = [value]
-            sample[spec.name] = value
+            sample[spec.name] = [value] if self.sources[spec.name] == "count" else value
         return sample, {"image": self.sample_id(index)}

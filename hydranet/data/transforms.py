@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -36,12 +37,54 @@ _STD = np.array(IMAGENET_STD, dtype=np.float32)
 PAD_RGB = tuple(int(round(m * 255)) for m in IMAGENET_MEAN)
 
 
-def normalize_image(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 RGB H x W x 3 -> float32 3 x H x W: ``(rgb / 255 - IMAGENET_MEAN) / IMAGENET_STD``."""
+@dataclass(frozen=True)
+class Normalization:
+    """The input normalisation a network was trained with: ``(rgb / 255 - mean) / std``.
+
+    It travels with the checkpoint (``config["meta"]["normalization"]``), so every front end
+    feeds a network what it was trained on; configs without it mean ImageNet's.
+    """
+
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    @classmethod
+    def from_config(cls, config: Optional[Mapping[str, Any]]) -> "Normalization":
+        meta = (config or {}).get("meta") or {}
+        raw = meta.get("normalization")
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"meta.normalization: must be a mapping with mean and std, got {raw!r}")
+        values = {}
+        for key in ("mean", "std"):
+            v = raw.get(key, getattr(cls, key))
+            try:
+                v = tuple(float(x) for x in v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"meta.normalization.{key}: three numbers, got {v!r}") from None
+            if len(v) != 3 or not all(np.isfinite(v)) or (key == "std" and min(v) <= 0):
+                raise ConfigError(f"meta.normalization.{key}: three finite numbers (std > 0), got {list(v)}")
+            values[key] = v
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+IMAGENET = Normalization()
+
+
+def normalize_image(rgb: np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:
+    """uint8 RGB H x W x 3 -> float32 3 x H x W: ``(rgb / 255 - mean) / std`` (ImageNet's by default)."""
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"normalize_image expects H x W x 3 RGB, got shape {arr.shape}")
-    x = (arr.astype(np.float32) / np.float32(255.0) - _MEAN) / _STD
+    if normalization == IMAGENET:
+        mean, std = _MEAN, _STD
+    else:
+        mean, std = (np.array(v, dtype=np.float32) for v in (normalization.mean, normalization.std))
+    x = (arr.astype(np.float32) / np.float32(255.0) - mean) / std
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
@@ -117,7 +160,8 @@ class JointTransform:
     """
 
     def __init__(self, geometric: Sequence[Any] = (), photometric: Sequence[Any] = (),
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, normalization: Normalization = IMAGENET):
+        self.normalization = normalization
         self.geometric = list(geometric)
         self.photometric = list(photometric)
         self.seed = seed
@@ -180,16 +224,16 @@ class JointTransform:
         if pipe is not None:
             data = {"image": image}
             for spec, key in zip(dense, keys):
-                data[key] = _encode_label(spec, sample[spec.name])
+                data[key] = spec.task_kind.to_mask(spec, sample[spec.name])
             out = pipe(**data)
             image = out["image"]
             linear = applied_linear_map(out.get("applied_transforms", []))
             for spec, key in zip(dense, keys):
-                labels[spec.name] = _decode_label(spec, out[key], linear)
+                labels[spec.name] = spec.task_kind.from_mask(spec, out[key], linear)
         result = dict(sample)
         result["image"] = image
         result.update(labels)
-        item = {"image": normalize_image(image), "id": str(sample.get("id", ""))}
+        item = {"image": normalize_image(image, self.normalization), "id": str(sample.get("id", ""))}
         for spec in tasks:
             if result.get(spec.name) is not None:
                 item[spec.name] = label_to_tensor(spec, result[spec.name])
@@ -198,23 +242,6 @@ class JointTransform:
     def __repr__(self) -> str:
         names = [type(t).__name__ for t in self.photometric + self.geometric]
         return f"JointTransform({', '.join(names) or 'normalise only'})"
-
-
-def _encode_label(spec: TaskSpec, value: np.ndarray) -> np.ndarray:
-    """Labels travel as float32 masks whose fill value 0 means invalid."""
-    if spec.kind == "segmentation":
-        return np.asarray(value, dtype=np.float32) + 1.0  # ignore_index + 1 stays > 0
-    return np.ascontiguousarray(value, dtype=np.float32)
-
-
-def _decode_label(spec: TaskSpec, value: np.ndarray, linear: np.ndarray) -> np.ndarray:
-    if spec.kind == "segmentation":
-        ids = np.rint(value).astype(np.int64) - 1
-        ids[ids < 0] = spec.ignore_index
-        return ids
-    if spec.kind == "normals":
-        return reorient_normals(value.astype(np.float32), linear)
-    return value.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- from a config
@@ -230,7 +257,8 @@ def _pair(value, name: str, cast=float) -> tuple:
     raise ConfigError(f"transforms.{name}: expected a number or a pair, got {value!r}")
 
 
-def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None) -> JointTransform:
+def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
+                     normalization: Normalization = IMAGENET) -> JointTransform:
     """Build the train or eval pipeline from a config mapping.
 
     Keys (all optional): ``size`` [H, W] (or the ``size`` argument), ``scale`` [lo, hi] random
@@ -260,7 +288,7 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None) -
         if hw is not None and cfg.get("eval_resize", True):
             geometric.append(A.Resize(hw[0], hw[1], interpolation=cv2.INTER_LINEAR,
                                       mask_interpolation=cv2.INTER_NEAREST))
-        return JointTransform(geometric, [], seed=seed)
+        return JointTransform(geometric, [], seed=seed, normalization=normalization)
 
     photometric = []
     cj = cfg.get("color_jitter", 0)
@@ -297,4 +325,4 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None) -
         raise ConfigError(f"transforms.hflip: a probability in [0, 1], got {hflip!r}")
     if hflip > 0:
         geometric.append(A.HorizontalFlip(p=hflip))
-    return JointTransform(geometric, photometric, seed=seed)
+    return JointTransform(geometric, photometric, seed=seed, normalization=normalization)

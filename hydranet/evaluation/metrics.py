@@ -52,7 +52,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..losses.task_losses import denormalize_prediction
 from ..tasks import TaskSpec, parse_task
 
 __all__ = [
@@ -601,7 +600,7 @@ class RegressionMetrics(MetricAccumulator):
         self._to(device)
         target = target.to(device=device, dtype=torch.float32)
         present = _as_bool_present(present, n, device)
-        y = denormalize_prediction(self.spec, pred)
+        y = self.spec.task_kind.denormalize(self.spec, pred)
         valid = torch.isfinite(target) & present[:, None]
         err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=device))
         self.abs_sum += err.abs().sum(dim=0, dtype=torch.float64)
@@ -631,19 +630,13 @@ class RegressionMetrics(MetricAccumulator):
 
 # ------------------------------------------------------------------------ multi-task
 
-_ACCUMULATORS = {
-    cls.kind: cls
-    for cls in (SegmentationMetrics, DepthMetrics, NormalsMetrics, ClassificationMetrics, RegressionMetrics)
-}
-
-
 def _specs(tasks: Iterable[Any]) -> list[TaskSpec]:
     return [parse_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)]
 
 
 def build_metrics(tasks: Iterable[Any]) -> dict:
     """One accumulator per task: ``{task name: MetricAccumulator}`` (specs or mappings)."""
-    return {spec.name: _ACCUMULATORS[spec.kind](spec) for spec in _specs(tasks)}
+    return {spec.name: spec.task_kind.metrics(spec) for spec in _specs(tasks)}
 
 
 class MultiTaskMetrics:

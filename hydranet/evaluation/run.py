@@ -26,23 +26,25 @@ def resolve_val_data(model_config: dict, config: Optional[str] = None, overrides
 
 def evaluate_checkpoint(weights: str, config: Optional[str] = None, overrides: Sequence[str] = (),
                         device="cpu", batch_size: int = 8, workers: int = 0, fast: bool = True,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, tune_allocator: bool = False) -> dict:
     """Metrics of the checkpoint ``weights`` on its validation data (see :func:`resolve_val_data`).
 
-    ``fast`` runs the optimised inference path (same outputs within 1e-4 relative).
+    ``fast`` runs the optimised inference path (same outputs within 1e-4 relative);
+    ``tune_allocator`` see :func:`hydranet.inference.fast.optimize_for_inference`.
     """
     from ..data import build_dataset, make_collate
+    from ..data.transforms import Normalization
 
     device = torch.device(device)
     model = load_model(weights, device=device)
     val_cfg = resolve_val_data(model.config, config, overrides)
-    dataset = build_dataset(val_cfg, model.tasks, train=False)
+    dataset = build_dataset(val_cfg, model.tasks, train=False, normalization=Normalization.from_config(model.config))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=make_collate(model.tasks))
     runner = model
     if fast:
         from ..inference.fast import optimize_for_inference
 
-        runner = optimize_for_inference(model, device=device)
+        runner = optimize_for_inference(model, device=device, tune_allocator=tune_allocator)
     result = evaluate(runner, loader, model.tasks, device, progress=progress)
     return {"weights": str(weights), "data": val_cfg, "samples": len(dataset), **result}

@@ -76,12 +76,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data.transforms import Normalization
+from ..config import parse_size
 from ..errors import ConfigError
+from . import processing
 
-__all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "preprocess",
-           "postprocess", "argmax_channels", "machine_info", "parse_sizes", "parse_batches", "parse_settings"]
+__all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "machine_info", "parse_sizes",
+           "parse_batches", "parse_settings"]
 
 SETTINGS = {
     "baseline": "eager fp32, NCHW, nn.MaxPool2d, BatchNorm unfolded (the original network)",
@@ -110,10 +112,6 @@ ROW_FIELDS = (
     "setup_s", "warmup", "reps",
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 # --- argument parsing (shared with the CLI) -----------------------------------------------------
 
 def parse_sizes(text) -> list[tuple[int, int]]:
@@ -122,18 +120,7 @@ def parse_sizes(text) -> list[tuple[int, int]]:
         items = list(text)
     else:
         items = [s for s in str(text).split(",") if s.strip()]
-    sizes = []
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            h, w = item
-        else:
-            try:
-                w, h = (int(v) for v in str(item).strip().lower().split("x"))
-            except ValueError:
-                raise ConfigError(f"--size {item!r}: expected WIDTHxHEIGHT such as 640x480") from None
-        if int(h) < 32 or int(w) < 32:
-            raise ConfigError(f"--size {item!r}: width and height must be at least 32 pixels")
-        sizes.append((int(h), int(w)))
+    sizes = [parse_size(item, minimum=32, what="--size") for item in items]
     if not sizes:
         raise ConfigError("--size: give at least one WIDTHxHEIGHT")
     return sizes
@@ -162,72 +149,6 @@ def parse_settings(text) -> list[str]:
     if not items:
         raise ConfigError("--settings: give at least one setting")
     return list(dict.fromkeys(items))
-
-
-# --- pre- and post-processing (the end-to-end part) -----------------------------------------------
-
-def preprocess(frames: np.ndarray, size: tuple[int, int], device: torch.device, dtype=torch.float32,
-               channels_last: bool = False) -> torch.Tensor:
-    """uint8 RGB frames ``N x H x W x 3`` (or one ``H x W x 3``) -> normalised ``N x 3 x h x w``.
-
-    The frames are moved to ``device`` as uint8 (4x less to copy), then converted, resized
-    to ``size = (h, w)`` when they differ (bilinear, ``align_corners=False``) and
-    normalised with the ImageNet mean and std.
-    """
-    if frames.ndim == 3:
-        frames = frames[None]
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2)  # a channels-last view of the NHWC buffer, no copy
-    if not channels_last:
-        x = x.contiguous()
-    x = x.to(dtype)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1) * 255.0)
-    return x.sub_(mean).mul_(inv_std)
-
-
-def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
-    """``y.argmax(1)`` of an ``N x C x H x W`` tensor, as ``dtype``, fast in either layout.
-
-    On channels-last memory PyTorch's argmax is fast; on NCHW it reduces over a strided
-    dimension (about 40 ms for 40 x 480 x 640 here), so there the channel maximum (a fast
-    vectorised reduction) is taken first and each channel, last to first, marks where it
-    reaches it: the first maximal index wins, as in ``argmax`` (about 4x faster).
-    """
-    if y.dim() != 4 or y.shape[1] == 1 or y.is_contiguous(memory_format=torch.channels_last) \
-            or y.device.type != "cpu":
-        return y.argmax(1).to(dtype)
-    top = y.amax(1)
-    idx = torch.zeros(top.shape, dtype=dtype, device=y.device)
-    for c in range(y.shape[1] - 1, 0, -1):
-        idx.masked_fill_(y[:, c] == top, c)
-    return idx
-
-
-def postprocess(outputs: dict, tasks, frame_size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Model outputs -> per-task results at frame size, as numpy arrays in host memory.
-
-    segmentation: ``N x H x W`` class ids (uint8 up to 256 classes, else int32);
-    depth: ``N x H x W`` metres (absolute value); normals: ``N x 3 x H x W`` unit vectors;
-    classification: ``N`` class ids; regression: ``N x k`` values.
-    """
-    results = {}
-    for task in tasks:
-        y = outputs[task.name]
-        if task.dense and tuple(y.shape[-2:]) != tuple(frame_size):
-            y = F.interpolate(y, size=frame_size, mode="bilinear", align_corners=False)
-        if task.kind == "segmentation":
-            y = argmax_channels(y, torch.uint8 if task.channels <= 256 else torch.int32)
-        elif task.kind == "depth":
-            y = y[:, 0].abs()
-        elif task.kind == "normals":
-            y = F.normalize(y, dim=1)
-        elif task.kind == "classification":
-            y = y.argmax(1)
-        results[task.name] = y.cpu().numpy()
-    return results
 
 
 # --- machine and memory -------------------------------------------------------------------------
@@ -374,10 +295,14 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
     elif name in CUDA_ONLY and device.type != "cuda":
         raise Skip("CUDA graphs need CUDA, which this device is not")
 
+    normalization = Normalization.from_config(getattr(model, "config", None))
+
     def e2e_from(run, dtype=torch.float32, channels_last=False, host=False):
+        # Predictor's own pipeline (hydranet.inference.processing), so the figure is what users run.
         def e2e(frames):
-            x = preprocess(frames, size, torch.device("cpu") if host else device, dtype, channels_last)
-            return postprocess(run(x), tasks, frame_size)
+            x, net_size = processing.preprocess(frames, torch.device("cpu") if host else device, size,
+                                                normalization, dtype=dtype, channels_last=channels_last)
+            return processing.postprocess(run(x), tasks, net_size, frame_size)
         return e2e
 
     start = time.perf_counter()

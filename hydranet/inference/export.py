@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..config import parse_size
 from ..errors import ConfigError
 
 __all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
@@ -89,9 +90,9 @@ def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
     if runtime_forms:
         replace_modules(net, lambda m: SumFirstChainedResidualPool(m) if isinstance(m, ChainedResidualPool) else None)
         replace_modules(net, lambda m: TapConv2d(m) if TapConv2d.applies_to(m) else None)
-        for decoder in net.modules():
-            if isinstance(decoder, LightRefineNet):
-                decoder.relu = ChannelIdentityReLU6(decoder.out_channels)
+        for decoder in [m for m in net.modules() if isinstance(m, LightRefineNet)]:
+            channels = decoder.out_channels   # the decoder's sums are all at its width
+            replace_modules(decoder, lambda m, c=channels: ChannelIdentityReLU6(c) if isinstance(m, nn.ReLU6) else None)
     return net
 
 
@@ -103,10 +104,7 @@ def _check_sizes(size: tuple[int, int], check_sizes: Optional[Sequence[tuple[int
 
 
 def _validate_size(size) -> tuple[int, int]:
-    h, w = (int(v) for v in size)
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ConfigError(f"export size {w}x{h}: height and width must be at least {MIN_SIZE}")
-    return h, w
+    return parse_size(size, minimum=MIN_SIZE, what="export size")
 
 
 def _difference(ref: torch.Tensor, got: torch.Tensor) -> dict:

@@ -29,9 +29,9 @@ step keeps fp32 outputs equal to the plain model's within rounding (see
   :class:`~hydranet.inference.rewrites.TapConv2d` (1x1 to 9 taps, then a fixed 3x3 shift-and-sum)
   it costs a quarter (sums in another order: ~1e-6 relative).
 * In-place residual sums in the chained residual pools, and ``torch.inference_mode``.
-* On CPU, :func:`tune_cpu_allocator` (process-wide; ``tune_allocator=False`` to skip): freed
-  blocks are kept for reuse instead of being unmapped, which saves the page faults of
-  every large tensor.
+* On CPU with ``tune_allocator=True`` (the command-line tools' choice; process-wide, so
+  off by default), :func:`tune_cpu_allocator`: freed blocks are kept for reuse instead of
+  being unmapped, which saves the page faults of every large tensor.
 
 Measured on a 2-core CPU at 640x480 (``docs/benchmarks.md``): the plain model spends 76%
 of its time in ``nn.MaxPool2d`` on NCHW tensors; channels_last alone makes it about 4.5x
@@ -48,11 +48,11 @@ import copy
 from typing import Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..models.refinenet import ChainedResidualPool
-from .rewrites import TapConv2d, replace_modules
+from .rewrites import (ChannelScale, FastChainedResidualPool, SeparableMaxPool2d, TapConv2d, replace_modules,
+                       separable_max_pool2d)
 
 __all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm", "tune_cpu_allocator",
            "cpu_reduced_precision_unsupported",
@@ -131,179 +131,6 @@ def fold_batchnorm(model: nn.Module) -> int:
                 setattr(module, bn_name, nn.Identity())
                 count += 1
     return count
-
-
-# --- exact fast max pooling -------------------------------------------------------------
-
-def _window_max(x: torch.Tensor, dim: int, kernel: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Max over windows of ``kernel`` consecutive elements along ``dim`` (no padding).
-
-    Doubling: maxima over windows of 2, 4, 8, ... elements, then the windows of the powers of
-    two in ``kernel``'s binary form side by side, so a window of k costs about
-    log2(k) + popcount(k) - 1 elementwise maxima instead of k - 1 (3 for k = 5). The last
-    maximum is written into ``out`` when given.
-    """
-    n_out = x.shape[dim] - kernel + 1
-    parts = []                      # (tensor of maxima over windows of `width`, width)
-    power, width, remaining = x, 1, kernel
-    while True:
-        if remaining & 1:
-            parts.append((power, width))
-        remaining >>= 1
-        if not remaining:
-            break
-        n = power.shape[dim] - width
-        power = torch.maximum(power.narrow(dim, 0, n), power.narrow(dim, width, n))
-        width *= 2
-    terms, offset = [], 0
-    for tensor, w in parts:
-        terms.append(tensor.narrow(dim, offset, n_out))
-        offset += w
-    result = terms[0]
-    for i, term in enumerate(terms[1:], start=2):
-        if out is not None and i == len(terms):
-            return torch.maximum(result, term, out=out)
-        result = torch.maximum(result, term)
-    if out is not None:
-        return out.copy_(result)
-    return result
-
-
-TILE_BYTES = 2 << 20   # row bands of about this size stay in the caches between the passes
-
-
-def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
-                         tile_bytes: Optional[int] = TILE_BYTES) -> torch.Tensor:
-    """``F.max_pool2d(x, kernel_size, stride=1, padding=padding)``, bit for bit.
-
-    Max pooling with stride 1 pads with -inf, so it is separable: a 1 x k max along the
-    width, then a k x 1 max along the height, each computed by doubling with
-    ``torch.maximum`` on shifted views (the input's memory format is kept). Large maps
-    are processed in bands of rows of about ``tile_bytes`` (each band with its
-    ``kernel_size - 1`` halo rows, copied into one reused -inf-bordered buffer), so the
-    intermediate maxima stay in the caches instead of streaming the whole map through
-    memory six times; ``None`` disables banding.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"expected an N x C x H x W tensor, got shape {tuple(x.shape)}")
-    n, c, h, w = x.shape
-    k, p = int(kernel_size), int(padding)
-    if not 0 <= p <= k // 2:
-        raise ValueError(f"padding {p} must be between 0 and kernel_size // 2 ({k // 2})")
-    out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"a {k}x{k} window does not fit a {h}x{w} map with padding {p}")
-    neg = float("-inf")
-    row_bytes = c * (w + 2 * p) * x.element_size()  # one padded row of one image
-    rows = out_h if not tile_bytes else max(8, -(-int(tile_bytes) // max(1, row_bytes)))
-    if k == 1:
-        return x.clone()
-    if rows >= out_h:
-        if p:
-            x = F.pad(x, (p, p, p, p), value=neg)
-        return _window_max(_window_max(x, 3, k), 2, k)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=fmt)
-    buf = torch.empty((1, c, rows + k - 1, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
-    if p:
-        buf[..., :p].fill_(neg)
-        buf[..., p + w:].fill_(neg)
-    for i in range(n):  # image by image: a band of one image is one contiguous block
-        for r0 in range(0, out_h, rows):
-            r1 = min(r0 + rows, out_h)
-            # Output rows r0..r1 read padded rows r0..r1+k-1, i.e. input rows r0-p..r1+k-1-p.
-            a, b = max(r0 - p, 0), min(r1 + k - 1 - p, h)
-            top, bottom = a - (r0 - p), (r1 + k - 1 - p) - b
-            band = buf[:, :, :r1 - r0 + k - 1]
-            if top:
-                band[:, :, :top, p:p + w].fill_(neg)
-            if bottom:
-                band[:, :, band.shape[2] - bottom:, p:p + w].fill_(neg)
-            band[:, :, top:top + b - a, p:p + w].copy_(x[i:i + 1, :, a:b])
-            _window_max(_window_max(band, 3, k), 2, k, out=out[i:i + 1, :, r0:r1])
-    return out
-
-
-class SeparableMaxPool2d(nn.Module):
-    """Drop-in for ``nn.MaxPool2d(k, stride=1, padding=p)``: same result, faster on CPU.
-
-    On CPU it uses :func:`separable_max_pool2d`; elsewhere (CUDA, where the native kernel
-    is fast) and under TorchScript/ONNX tracing it calls ``F.max_pool2d``.
-    """
-
-    def __init__(self, kernel_size: int, padding: int, tile_bytes: Optional[int] = TILE_BYTES):
-        super().__init__()
-        self.kernel_size = int(kernel_size)
-        self.padding = int(padding)
-        self.tile_bytes = tile_bytes
-
-    @classmethod
-    def from_pool(cls, pool: nn.MaxPool2d) -> "SeparableMaxPool2d":
-        k, s, p, d = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
-        k, s, p, d = (v if isinstance(v, int) else v[0] if len(set(v)) == 1 else None for v in (k, s, p, d))
-        if None in (k, s, p, d) or s != 1 or d != 1 or pool.ceil_mode or p > k // 2:
-            raise ValueError(f"not a square stride-1 max pool: {pool}")
-        return cls(k, p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and not torch.jit.is_tracing() and not torch.jit.is_scripting():
-            return separable_max_pool2d(x, self.kernel_size, self.padding, self.tile_bytes)
-        return F.max_pool2d(x, self.kernel_size, 1, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, padding={self.padding}"
-
-
-# --- per-channel 1x1 convolutions -----------------------------------------------------------
-
-class ChannelScale(nn.Module):
-    """``x * weight[c] (+ bias[c])``: a 1x1 convolution with ``groups == channels``."""
-
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None):
-        super().__init__()
-        self.weight = nn.Parameter(weight.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
-        self.bias = (nn.Parameter(bias.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
-                     if bias is not None else None)
-
-    @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
-        return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-                and conv.padding in ((0, 0), "valid") and conv.groups == conv.in_channels == conv.out_channels)
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "ChannelScale":
-        return cls(conv.weight, conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x * self.weight
-        return y + self.bias if self.bias is not None else y
-
-    def extra_repr(self) -> str:
-        return f"channels={self.weight.shape[1]}, bias={self.bias is not None}"
-
-
-class FastChainedResidualPool(nn.Module):
-    """:class:`~hydranet.models.refinenet.ChainedResidualPool` with in-place residual sums."""
-
-    def __init__(self, crp: ChainedResidualPool, pool: nn.Module):
-        super().__init__()
-        self.pool = pool
-        self.convs = crp.convs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, out = x, None
-        last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
-            pooled = self.pool(top)  # a new tensor: free to scale in place
-            if isinstance(conv, ChannelScale) and conv.bias is None:
-                if i == last and out is not None:
-                    return out.addcmul_(pooled, conv.weight)  # the last scaled map is not needed alone
-                top = pooled.mul_(conv.weight)
-            else:
-                top = conv(pooled)
-            out = top + x if out is None else out.add_(top)
-        return x if out is None else out
 
 
 # --- the CPU allocator -----------------------------------------------------------------------
@@ -429,7 +256,7 @@ def cpu_reduced_precision_unsupported(dtype: torch.dtype) -> Optional[str]:
 def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: Optional[torch.dtype] = None,
                            channels_last: bool = True, fold_bn: bool = True, fast_pool: bool = True,
                            fast_depthwise: bool = True, tap_convs: bool = True, compile: Union[bool, str] = False,
-                           tune_allocator: bool = True) -> FastModel:
+                           tune_allocator: bool = False) -> FastModel:
     """An inference-optimised copy of ``model`` (a HydraNet); ``model`` itself is not changed.
 
     Args:

@@ -15,7 +15,7 @@ optional zero padding (after normalisation: the mean colour) to a multiple of ``
 Dense outputs are cropped back and resized to the frame's own size (bilinear on logits and
 values, before the argmax), so every dense result is at full frame resolution.
 
-Timing (see ``docs``/DESIGN "Pitfalls" about FPS): ``model`` time covers the network alone
+Timing (warmed up and synchronised, pre/post-processing said): ``model`` time covers the network alone
 (input already on the device; CUDA synchronised before and after), ``end_to_end`` covers
 pre-processing, the upload, the network, post-processing and the download to NumPy. Call
 :meth:`Predictor.warmup` first (the demo does) so the first call's one-off costs are left out.
@@ -29,10 +29,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data.transforms import Normalization
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec
+from . import processing
 
 __all__ = ["Predictor", "Prediction", "as_rgb_frame"]
 
@@ -96,29 +97,14 @@ class Prediction:
 
     def summary(self) -> dict:
         """Plain data for JSON: image-level results in full, dense results summarised."""
-        out = {}
-        for name, value in self.outputs.items():
-            kind = self.tasks[name].kind
-            if kind == "classification":
-                out[name] = dict(value)
-            elif kind == "regression":
-                out[name] = [float(v) for v in np.ravel(value)]
-            elif kind == "segmentation":
-                from ..visualize import class_names_for, present_classes
+        return {name: self.tasks[name].task_kind.summarize(self.tasks[name], value)
+                for name, value in self.outputs.items()}
 
-                names = class_names_for(self.tasks[name])
-                ids = present_classes(value, self.tasks[name].classes)
-                counts = np.bincount(value.ravel().astype(np.int64), minlength=self.tasks[name].classes)
-                total = float(value.size)
-                out[name] = {"classes_present": [{"class_id": c, "name": names[c],
-                                                  "fraction": round(float(counts[c]) / total, 5)} for c in ids]}
-            elif kind == "depth":
-                valid = value[np.isfinite(value) & (value > 0)]
-                out[name] = ({"min_m": float(valid.min()), "median_m": float(np.median(valid)),
-                              "max_m": float(valid.max())} if valid.size else {})
-            else:
-                out[name] = {"shape": list(value.shape)}
-        return out
+    def describe(self) -> str:
+        """One log line: each task's short description (``segm: floor 40%, ...; depth: median 2.1 m``)."""
+        summary = self.summary()
+        parts = (self.tasks[name].task_kind.describe(self.tasks[name], summary[name]) for name in self.outputs)
+        return "; ".join(p for p in parts if p)
 
 
 # --------------------------------------------------------------------------- the predictor
@@ -138,6 +124,9 @@ class Predictor:
         size: ``(h, w)`` to resize every frame to before the network (None: the frame's own size).
         pad_to: pad the network input to a multiple of this stride (off by default: the
             model takes any size); outputs are cropped back.
+        tune_allocator: on CPU, keep freed memory mapped for reuse
+            (:func:`hydranet.inference.fast.tune_cpu_allocator`: process-wide, so off by
+            default for library users; the command-line tools switch it on).
 
     Raises:
         CheckpointError: the checkpoint is missing or not a Hydranet checkpoint.
@@ -145,7 +134,8 @@ class Predictor:
     """
 
     def __init__(self, model_or_checkpoint_path, device: Union[str, torch.device] = "cpu", half: bool = False,
-                 fast: bool = True, size: Optional[Sequence[int]] = None, pad_to: Optional[int] = None):
+                 fast: bool = True, size: Optional[Sequence[int]] = None, pad_to: Optional[int] = None,
+                 tune_allocator: bool = False):
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device}: CUDA is not available on this machine (use cpu)")
@@ -182,13 +172,15 @@ class Predictor:
             self.dtype = model.dtype
         elif fast:
             self.fast = True
-            self.net = optimize_for_inference(model, device=device, dtype=self.dtype if half else None)
+            self.net = optimize_for_inference(model, device=device, dtype=self.dtype if half else None,
+                                              tune_allocator=tune_allocator)
         else:
             self.fast = False
             self.net = model.to(device=device, dtype=self.dtype).eval()
         self.tasks: list[TaskSpec] = list(model.tasks)
         self.task_map = {t.name: t for t in self.tasks}
         self.config: dict = dict(getattr(model, "config", {}) or {})
+        self.normalization = Normalization.from_config(self.config)
         self.reset_timing()
 
     # ----------------------------------------------------------------- info
@@ -230,27 +222,9 @@ class Predictor:
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Frames of one size -> normalised ``N x 3 x h x w`` float tensor (CPU) and the
-        unpadded network size ``(h, w)``."""
-        import cv2
-
-        from ..data.transforms import normalize_image
-
-        tensors = []
-        for frame in frames:
-            if self.size is not None and frame.shape[:2] != self.size:
-                h, w = self.size
-                interp = cv2.INTER_AREA if h * w < frame.shape[0] * frame.shape[1] else cv2.INTER_LINEAR
-                frame = cv2.resize(frame, (w, h), interpolation=interp)
-            tensors.append(normalize_image(frame))
-        x = torch.stack(tensors)
-        net_size = tuple(x.shape[-2:])
-        if self.pad_to:
-            s = self.pad_to
-            ph, pw = (-net_size[0]) % s, (-net_size[1]) % s
-            if ph or pw:
-                x = F.pad(x, (0, pw, 0, ph), value=0.0)  # zero = the mean colour after normalisation
-        return x, net_size
+        """Frames of one size -> the normalised network input on the device and the unpadded
+        network size ``(h, w)`` (see :func:`hydranet.inference.processing.preprocess`)."""
+        return processing.preprocess(frames, self.device, self.size, self.normalization, self.pad_to)
 
     def _run_model(self, x: torch.Tensor) -> dict:
         if self.fast:
@@ -262,41 +236,7 @@ class Predictor:
     def postprocess(self, outputs: Mapping[str, torch.Tensor], net_size: tuple[int, int],
                     frame_size: tuple[int, int]) -> list[dict]:
         """Network outputs (on the device) -> one ``{task: result}`` dict per frame (NumPy)."""
-        from ..losses.task_losses import denormalize_prediction
-
-        n = next(iter(outputs.values())).shape[0]
-        results = [dict() for _ in range(n)]
-        with torch.inference_mode():
-            for task in self.tasks:
-                y = outputs[task.name].float()
-                if task.dense:
-                    y = y[..., :net_size[0], :net_size[1]]
-                    if tuple(y.shape[-2:]) != tuple(frame_size):
-                        y = F.interpolate(y, size=frame_size, mode="bilinear", align_corners=False)
-                    if task.kind == "segmentation":
-                        dtype = torch.uint8 if task.classes <= 256 else torch.int32
-                        arr = y.argmax(1).to(dtype).cpu().numpy()
-                    elif task.kind == "depth":
-                        arr = y[:, 0].abs().cpu().numpy()
-                    else:  # normals
-                        arr = F.normalize(y, dim=1, eps=1e-6).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-                    for i in range(n):
-                        results[i][task.name] = arr[i]
-                elif task.kind == "classification":
-                    probs = y.softmax(1)
-                    p, c = probs.max(1)
-                    p, c = p.cpu().tolist(), c.cpu().tolist()
-                    from ..visualize import class_names_for
-
-                    names = class_names_for(task)
-                    for i in range(n):
-                        results[i][task.name] = {"class_id": int(c[i]), "name": names[c[i]],
-                                                 "probability": float(p[i])}
-                else:  # regression
-                    values = denormalize_prediction(task, y).cpu().numpy().astype(np.float32)
-                    for i in range(n):
-                        results[i][task.name] = values[i]
-        return results
+        return processing.postprocess(outputs, self.tasks, net_size, frame_size)
 
     # ----------------------------------------------------------------- public
     def predict(self, frame: np.ndarray) -> Prediction:
@@ -322,7 +262,6 @@ class Predictor:
         self._sync()
         t0 = time.perf_counter()
         x, net_size = self.preprocess(frames)
-        x = x.to(self.device, non_blocking=True)
         self._sync()
         t1 = time.perf_counter()
         outputs = self._run_model(x)

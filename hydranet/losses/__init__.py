@@ -8,24 +8,17 @@
 """
 from .clipping import clip_head_gradients
 from .task_losses import (
-    KIND_LOSSES,
     LOSSES,
-    VALIDITY,
     angular,
     berhu,
-    classification_valid,
     compute_losses,
     cosine,
     cross_entropy,
     denormalize_prediction,
-    depth_valid,
     l1,
     mse,
     normalize_target,
-    normals_valid,
-    regression_valid,
     resolve_loss,
-    segmentation_valid,
     silog,
     smooth_l1,
     task_loss,
@@ -44,10 +37,9 @@ from .weighting import (
 
 __all__ = [
     "build_weighting", "compute_losses", "task_loss", "clip_head_gradients", "LOSSES",
-    "KIND_LOSSES", "VALIDITY", "STRATEGIES", "resolve_loss", "normalize_target",
+    "STRATEGIES", "resolve_loss", "normalize_target",
     "denormalize_prediction", "weighting_param_group",
     "Weighting", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting", "GradNormWeighting",
     "DWAWeighting",
     "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
-    "segmentation_valid", "depth_valid", "normals_valid", "classification_valid", "regression_valid",
 ]

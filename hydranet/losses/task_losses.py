@@ -1,10 +1,10 @@
 """Per-task losses, averaged over valid elements only.
 
-Two small tables split the work:
+Two pieces split the work:
 
-* ``VALIDITY[kind](target, present, spec)`` decides *which* target elements carry a label
-  (ignore index, depth <= 0 or NaN, zero or NaN normals, NaN regression values, samples
-  whose ``present`` flag is False);
+* the task's kind (``spec.task_kind.valid(spec, target, present)``) decides *which* target
+  elements carry a label (ignore index, depth <= 0 or NaN, zero or NaN normals, NaN
+  regression values, samples whose ``present`` flag is False) and which losses apply;
 * ``LOSSES[name](pred, target, valid, **options)`` decides *how* to compare prediction and
   target on those elements, and averages over them.
 
@@ -26,7 +26,7 @@ regression      N x k raw             N x k float           N x k
 ==============  ====================  ====================  ==========================
 
 ``present`` (the data contract's per-sample flag, bool of shape N) is folded into the
-valid mask by the ``*_valid`` helpers; ``None`` means every sample is present.
+valid mask by the kind; ``None`` means every sample is present.
 """
 from __future__ import annotations
 
@@ -39,65 +39,15 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..tasks import TaskSpec
+from ..tasks.normals import valid_normals
 
 __all__ = [
     "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
-    "LOSSES", "KIND_LOSSES", "LOSS_OPTION_ALIASES", "VALIDITY",
-    "segmentation_valid", "depth_valid", "normals_valid", "classification_valid",
-    "regression_valid", "normalize_target", "denormalize_prediction", "resolve_loss",
+    "LOSSES", "LOSS_OPTION_ALIASES", "normalize_target", "denormalize_prediction", "resolve_loss",
     "task_loss", "compute_losses",
 ]
 
 _IGNORE = -100  # sentinel label handed to F.cross_entropy for invalid elements
-
-
-# --------------------------------------------------------------------------- validity
-def _per_sample(present: Optional[Tensor], target: Tensor) -> Tensor:
-    """``present`` (N bools, or None = all) reshaped to broadcast against ``target``."""
-    n = target.shape[0]
-    if present is None:
-        return torch.ones(n, dtype=torch.bool, device=target.device).view(n, *[1] * (target.dim() - 1))
-    present = torch.as_tensor(present, device=target.device).bool()
-    if present.shape != (n,):
-        raise ValueError(f"present must have shape ({n},) (one flag per sample), got {tuple(present.shape)}")
-    return present.view(n, *[1] * (target.dim() - 1))
-
-
-def segmentation_valid(target: Tensor, present: Optional[Tensor] = None, ignore_index: int = 255) -> Tensor:
-    """N x H x W mask: labelled pixels (label != ``ignore_index``) of present samples."""
-    return (target != ignore_index) & _per_sample(present, target)
-
-
-def classification_valid(target: Tensor, present: Optional[Tensor] = None, ignore_index: int = 255) -> Tensor:
-    """N mask: present samples whose label is not ``ignore_index``."""
-    return (target != ignore_index) & _per_sample(present, target)
-
-
-def depth_valid(target: Tensor, present: Optional[Tensor] = None) -> Tensor:
-    """Mask of target's shape: finite depth > 0 of present samples (0, < 0 and NaN = no measurement)."""
-    return torch.isfinite(target) & (target > 0) & _per_sample(present, target)
-
-
-def normals_valid(target: Tensor, present: Optional[Tensor] = None, eps: float = 1e-6) -> Tensor:
-    """N x H x W mask (per pixel): all 3 components finite and a non-zero vector."""
-    finite = torch.isfinite(target).all(dim=1)
-    norm2 = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).pow(2).sum(dim=1)
-    per_sample = _per_sample(present, target)[:, 0]
-    return finite & (norm2 > eps * eps) & per_sample
-
-
-def regression_valid(target: Tensor, present: Optional[Tensor] = None) -> Tensor:
-    """N x k mask: finite values of present samples (NaN = this value is missing)."""
-    return torch.isfinite(target) & _per_sample(present, target)
-
-
-VALIDITY: dict[str, Callable[..., Tensor]] = {
-    "segmentation": lambda t, p, spec: segmentation_valid(t, p, spec.ignore_index),
-    "classification": lambda t, p, spec: classification_valid(t, p, spec.ignore_index),
-    "depth": lambda t, p, spec: depth_valid(t, p),
-    "normals": lambda t, p, spec: normals_valid(t, p),
-    "regression": lambda t, p, spec: regression_valid(t, p),
-}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -206,7 +156,7 @@ def _normal_pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
     if pred.shape != target.shape or pred.dim() < 2 or pred.shape[1] != 3:
         raise ValueError(f"normals: prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
                          "must both be N x 3 [x H x W]")
-    mask = normals_valid(target) if valid is None else normals_valid(target) & _pixel_mask(valid, target)
+    mask = valid_normals(target) if valid is None else valid_normals(target) & _pixel_mask(valid, target)
     if not bool(mask.any()):
         return None
     p = pred.float().movedim(1, -1)[mask]  # M x 3
@@ -255,48 +205,20 @@ LOSSES: dict[str, Callable[..., Optional[Tensor]]] = {
     "angular": angular,
 }
 
-# The losses each task kind accepts; the first is the kind's default (as in tasks.KINDS).
-KIND_LOSSES: dict[str, tuple] = {
-    "segmentation": ("cross_entropy",),
-    "depth": ("l1", "berhu", "silog"),
-    "normals": ("cosine", "angular"),
-    "classification": ("cross_entropy",),
-    "regression": ("l1", "mse", "smooth_l1"),
-}
-
 # Config spellings that are not Python identifiers (``lambda`` is a keyword).
 LOSS_OPTION_ALIASES = {"lambda": "lam"}
 
 
 # --------------------------------------------------------------------------- normalisation
-def _norm_stats(spec: TaskSpec, like: Tensor):
-    opts = spec.options or {}
-    mean = opts.get("target_mean", opts.get("mean"))
-    std = opts.get("target_std", opts.get("std"))
-    if mean is None and std is None:
-        return None
-    mean_t = torch.as_tensor(0.0 if mean is None else mean, dtype=like.dtype, device=like.device)
-    std_t = torch.as_tensor(1.0 if std is None else std, dtype=like.dtype, device=like.device)
-    if bool((std_t <= 0).any()) or not bool(torch.isfinite(std_t).all()):
-        raise ConfigError(f"task {spec.name!r}: options.target_std must be positive, got {std!r}")
-    return mean_t, std_t
-
-
 def normalize_target(spec: TaskSpec, y: Tensor) -> Tensor:
-    """Target in the head's units: z = (y - mean) / std.
-
-    mean/std come from ``spec.options["target_mean"]`` / ``["target_std"]`` (``mean`` / ``std``
-    are accepted too), each a number or a list of k values; without them y is returned
-    unchanged. NaN (missing) values stay NaN.
-    """
-    stats = _norm_stats(spec, y)
-    return y if stats is None else (y - stats[0]) / stats[1]
+    """Target in the head's units (regression: z = (y - mean) / std with ``options.target_mean``
+    / ``target_std``; unchanged for other kinds and without options). NaN stays NaN."""
+    return spec.task_kind.normalize(spec, y)
 
 
 def denormalize_prediction(spec: TaskSpec, z: Tensor) -> Tensor:
-    """Prediction in the target's units: y = z * std + mean (inverse of :func:`normalize_target`)."""
-    stats = _norm_stats(spec, z)
-    return z if stats is None else z * stats[1] + stats[0]
+    """Prediction in the target's units (inverse of :func:`normalize_target`)."""
+    return spec.task_kind.denormalize(spec, z)
 
 
 # --------------------------------------------------------------------------- per task
@@ -308,7 +230,7 @@ def resolve_loss(spec: TaskSpec) -> tuple[Callable[..., Optional[Tensor]], dict]
             option; the message lists the valid choices.
     """
     name = spec.loss_name
-    allowed = KIND_LOSSES[spec.kind]
+    allowed = spec.task_kind.losses
     if name not in LOSSES:
         raise ConfigError(f"task {spec.name!r}: unknown loss {name!r}; valid losses for kind "
                           f"{spec.kind!r}: {', '.join(allowed)}")
@@ -337,11 +259,9 @@ def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor, present: Optional[Te
         present: bool of shape N, the samples that carry this label (None = all).
     """
     fn, options = resolve_loss(spec)
-    if spec.kind == "depth" and target.dim() == 3:
-        target = target.unsqueeze(1)
-    if spec.kind == "regression":
-        target = normalize_target(spec, target.float())
-    valid = VALIDITY[spec.kind](target, present, spec)
+    kind = spec.task_kind
+    target = kind.loss_target(spec, target)
+    valid = kind.valid(spec, target, present)
     if not bool(valid.any()):
         return None
     return fn(pred, target, valid, **options)

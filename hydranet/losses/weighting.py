@@ -55,11 +55,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..tasks import TaskSpec, parse_task
+from ..tasks import KINDS, TaskSpec, parse_task
 
 __all__ = [
     "Weighting", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting", "GradNormWeighting",
-    "DWAWeighting", "STRATEGIES", "UW_FORMS", "KIND_UW_FORM", "build_weighting",
+    "DWAWeighting", "STRATEGIES", "UW_FORMS", "build_weighting",
     "weighting_param_group",
 ]
 
@@ -238,13 +238,6 @@ UW_FORMS = {
     # 1/sigma^2 L + log sigma: scaled softmax likelihood (cross-entropy); optimum sigma^2 = 2 L.
     "classification": 1.0,
 }
-KIND_UW_FORM = {
-    "depth": "regression",
-    "normals": "regression",
-    "regression": "regression",
-    "segmentation": "classification",
-    "classification": "classification",
-}
 
 
 class UncertaintyWeighting(Weighting):
@@ -289,7 +282,8 @@ class UncertaintyWeighting(Weighting):
             if form is None:
                 raise ConfigError(f"weighting: uncertainty needs the kind of task {name!r}: pass task specs "
                                   "or forms={task: 'regression'|'classification'}")
-            form = KIND_UW_FORM.get(form, form)
+            if form in KINDS:
+                form = KINDS[form].uw_form
             if form not in UW_FORMS:
                 raise ConfigError(f"weighting: unknown uncertainty form {form!r} for {name!r}; "
                                   f"valid: {', '.join(UW_FORMS)} (or a task kind)")

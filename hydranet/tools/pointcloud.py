@@ -35,7 +35,7 @@ DEFAULT_HFOV_DEG = 60.0
 
 
 def _model_dataset(config: Optional[dict], tasks: Sequence = ()) -> Optional[str]:
-    """``"nyud"``, ``"kitti"`` or None, from the checkpoint's meta or its segmentation classes."""
+    """``"nyud"``, ``"kitti"`` or None, from the checkpoint's meta or its tasks' class names."""
     meta = (config or {}).get("meta") or {}
     datasets = [str(d).lower() for d in (meta.get("datasets") or [])]
     if datasets:
@@ -44,12 +44,11 @@ def _model_dataset(config: Optional[dict], tasks: Sequence = ()) -> Optional[str
     from ..visualize import NYUD40_NAMES
 
     for t in tasks:
-        if getattr(t, "kind", None) == "segmentation":
-            names = tuple(getattr(t, "class_names", None) or ())
-            if names == NYUD40_NAMES:
-                return "nyud"
-            if names and all(n.startswith("kitti") for n in names):
-                return "kitti"
+        names = tuple(getattr(t, "class_names", None) or ())
+        if names == NYUD40_NAMES:
+            return "nyud"
+        if names and all(n.startswith("kitti") for n in names):
+            return "kitti"
     return None
 
 

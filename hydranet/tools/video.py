@@ -16,7 +16,7 @@ Each output frame is laid out as
     +---------------------------------------------------------------+
 
 (without a depth task the normals are shown instead; without either, only the overlay).
-Three rates are measured after a warm-up (see DESIGN.md, "Pitfalls" about FPS):
+Three rates are measured after a warm-up (CUDA synchronised; what each includes is stated):
 ``model_fps`` (the network alone, synchronised on CUDA), ``inference_fps`` (pre-processing +
 network + post-processing) and ``end_to_end_fps`` (everything per frame: reading/decoding,
 inference, drawing and encoding the MP4). The FPS drawn on each frame is the running
@@ -32,6 +32,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from ..data.io import write_png
 from ..errors import ConfigError, DataError
 
 __all__ = ["FrameSource", "VideoSource", "CameraSource", "FolderSource", "SyntheticSource", "open_source",
@@ -232,7 +233,8 @@ class DemoRenderer:
     """Composes the demo's output frames (see the module docstring for the layout).
 
     Args:
-        tasks: the model's task specs (the first segmentation and depth/normals tasks are drawn).
+        tasks: the model's task specs (the overlay and map tasks of
+            :func:`hydranet.visualize.drawn_tasks` are drawn: segmentation, then depth or normals).
         frame_size: ``(H, W)`` of the input frames; the output size follows from it.
         config: the model config (its ``meta`` may hold the depth range).
         max_depth: top of the depth colour scale in metres (default: the task's
@@ -248,57 +250,42 @@ class DemoRenderer:
 
         self.vis = vis
         self.h, self.w = int(frame_size[0]), int(frame_size[1])
-        self.seg = next((t for t in tasks if t.kind == "segmentation"), None)
-        self.depth = next((t for t in tasks if t.kind == "depth"), None)
-        self.normals = next((t for t in tasks if t.kind == "normals"), None) if self.depth is None else None
-        self.config = config or {}
-        self.cmap = cmap
+        self.overlay_task, self.map_task = vis.drawn_tasks(list(tasks))
         vis._cmap_lut(cmap)  # validates the name now
-        self.alpha = float(alpha)
-        self.font_scale = vis.font_scale_for(self.h)
-        self.palette = vis.palette_for(self.seg) if self.seg else None
-        self.names = vis.class_names_for(self.seg) if self.seg else ()
-        self.legend_rows = legend_rows if self.seg else 0
-        self.max_depth = max_depth or (vis.max_depth_for(self.depth, self.config) if self.depth else None)
-        self._bar = None
+        self.style = vis.DrawStyle(config=dict(config or {}), max_depth=max_depth, cmap=cmap, alpha=float(alpha),
+                                   font_scale=vis.font_scale_for(self.h), fixed_range=True)
+        self.legend_rows = legend_rows if self.overlay_task else 0
         self.output_size: Optional[tuple[int, int]] = None
 
-    def _scale_bar(self, depth: np.ndarray) -> np.ndarray:
-        if self._bar is None:
-            if not self.max_depth:
-                valid = depth[np.isfinite(depth) & (depth > 0)]
-                self.max_depth = self.vis.nice_ceil(float(np.percentile(valid, 99))) if valid.size else 1.0
-            self._bar = self.vis.depth_scale_bar(self.h, self.max_depth, self.cmap, font_scale=self.font_scale)
-        return self._bar
+    @property
+    def max_depth(self) -> Optional[float]:
+        """The depth colour range in use (fixed by the first frame when not given)."""
+        cached = self.style.cache.get(self.map_task.name) if self.map_task else None
+        return cached[0] if cached else self.style.max_depth
 
     def render(self, frame: np.ndarray, pred, fps_text: Optional[str] = None) -> np.ndarray:
         """The output frame (RGB uint8) for ``frame`` and its prediction."""
-        vis = self.vis
+        vis, style = self.vis, self.style
         if frame.shape[:2] != (self.h, self.w):
             raise ValueError(f"frame of size {frame.shape[:2]}, the renderer was made for {(self.h, self.w)}")
-        panels = []
-        if self.seg:
-            ids = pred[self.seg.name]
-            left = vis.overlay(frame, vis.colorize_segmentation(ids, self.palette), self.alpha)
+        legend = None
+        if self.overlay_task:
+            spec, kind = self.overlay_task, self.overlay_task.task_kind
+            value = pred[spec.name]
+            left = vis.overlay(frame, kind.colour_mask(spec, value, style), style.alpha)
+            legend = kind.legend(spec, value, style)
         else:
             left = frame.copy()
         if fps_text:
-            vis.put_label(left, fps_text, (3, 3), self.font_scale)
-        panels.append(left)
-        if self.depth:
-            depth = pred[self.depth.name]
-            bar = self._scale_bar(depth)
-            panels += [vis.put_label(vis.colorize_depth(depth, self.max_depth, self.cmap), self.depth.name,
-                                     (3, 3), self.font_scale), bar]
-        elif self.normals:
-            panels.append(vis.put_label(vis.normals_to_rgb(pred[self.normals.name]), self.normals.name, (3, 3),
-                                        self.font_scale))
+            vis.put_label(left, fps_text, (3, 3), style.font_scale)
+        panels = [left]
+        if self.map_task:
+            panels += self.map_task.task_kind.draw_map(self.map_task, pred[self.map_task.name], style)
         top = np.concatenate(panels, axis=1)
         parts = [top]
-        if self.seg and self.legend_rows:
-            present = vis.present_classes(ids, self.seg.classes)
-            parts.append(vis.draw_legend(present, self.names, self.palette, font_scale=self.font_scale,
-                                         width=top.shape[1], rows=self.legend_rows))
+        if legend is not None and self.legend_rows:
+            parts.append(vis.draw_legend(*legend, font_scale=style.font_scale, width=top.shape[1],
+                                         rows=self.legend_rows))
         canvas = np.concatenate(parts, axis=0)
         ph, pw = canvas.shape[0] % 2, canvas.shape[1] % 2   # MPEG-4 wants even sizes
         if ph or pw:
@@ -440,9 +427,7 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
             raise KeyboardInterrupt
         raise DataError(f"{source.name}: no frame was read")
     if frame_png is not None and saved is not None:
-        frame_png = Path(frame_png)
-        frame_png.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(frame_png), np.ascontiguousarray(saved[..., ::-1]))
+        frame_png = write_png(frame_png, saved)
     t = predictor.timing
     return {
         "input": source.name, "source": source.kind, "frames": frames, "output": str(out),

@@ -1,4 +1,4 @@
-"""A training config for JSON image-level targets, as users of the mission's trainer pass them.
+"""A training config for JSON image-level targets, as users of uncertainty-weighting trainers pass them.
 
 ``hydranet train --train_json train.json --val_json val.json`` with no ``--config``
 infers one task per target field of the training records:

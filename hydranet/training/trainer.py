@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import load_config, save_config
 from ..data import build_dataset, make_collate
+from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
 from ..evaluation import batch_to, evaluate, format_table
 from ..losses import GradNormWeighting, build_weighting, clip_head_gradients, compute_losses
@@ -132,6 +133,9 @@ class Trainer:
         tc = self.train_cfg
 
         _seed_everything(int(tc["seed"]))
+        # The input normalisation is written into the config, so every checkpoint carries it.
+        self.normalization = Normalization.from_config(self.cfg)
+        self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
         w_opts = dict(self.loss_cfg["options"] or {})
         if self.loss_cfg["initial_log_vars"] is not None:
@@ -142,8 +146,10 @@ class Trainer:
                               "run it without torchrun")
 
         data_cfg = self.cfg["data"]
-        self.train_set = SeededSamples(build_dataset(data_cfg["train"], self.tasks, train=True), int(tc["seed"]))
-        self.val_set = build_dataset(data_cfg["val"], self.tasks, train=False) if data_cfg.get("val") else None
+        self.train_set = SeededSamples(build_dataset(data_cfg["train"], self.tasks, train=True,
+                                                        normalization=self.normalization), int(tc["seed"]))
+        self.val_set = (build_dataset(data_cfg["val"], self.tasks, train=False, normalization=self.normalization)
+                        if data_cfg.get("val") else None)
         self.collate = make_collate(self.tasks)
         self.steps_per_epoch = ResumableBatchSampler.batches_per_epoch(
             len(self.train_set), int(tc["batch_size"]), self.ctx.world_size) // int(tc["accumulate"])

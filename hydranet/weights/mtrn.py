@@ -40,6 +40,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
+from ..data.transforms import IMAGENET
 from ..errors import CheckpointError
 
 PathLike = Union[str, Path]
@@ -50,12 +51,7 @@ ORIGINAL_HEADS = ("segm", "depth", "normal")
 HEAD_TASKS = {"segm": ("segmentation", "segm"), "depth": ("depth", "depth"), "normal": ("normals", "normals")}
 
 #: Input normalisation of every original network: RGB / 255, then ImageNet mean and std.
-NORMALIZATION = {
-    "color": "RGB",
-    "scale": 1.0 / 255.0,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
+NORMALIZATION = {"color": "RGB", "scale": 1.0 / 255.0, **IMAGENET.to_dict()}
 
 #: What each dataset brings: segmentation classes, depth PNG units per metre, evaluation cap.
 DATASETS = {
@@ -83,21 +79,15 @@ _PACKAGE = Path(__file__).resolve().parent
 #: Keys, shapes and dtypes of the authors' three-task (40 classes + depth + normals) network.
 THREE_TASK_KEYS_FILE = _PACKAGE / "mtrn_three_task_keys.tsv"
 #: NYUD-40 class names (Gupta et al. 2013), shipped with the NYUD data tools.
-NYUD_CLASS_NAMES_FILE = _PACKAGE.parent / "data" / "nyud" / "class_names40.txt"
 #: The KITTI-6 class names are not published with the checkpoints; these are placeholders.
 KITTI_CLASS_NAMES = tuple(f"kitti_class_{i}" for i in range(6))
 
 
 def nyud_class_names() -> tuple:
     """The 40 NYUD-40 class names, in label order (id 0 = ``wall``)."""
-    try:
-        names = tuple(line.strip() for line in NYUD_CLASS_NAMES_FILE.read_text(encoding="utf-8").splitlines()
-                      if line.strip())
-    except OSError as exc:
-        raise CheckpointError(f"cannot read the NYUD-40 class names ({NYUD_CLASS_NAMES_FILE}): {exc}") from exc
-    if len(names) != 40:
-        raise CheckpointError(f"{NYUD_CLASS_NAMES_FILE}: expected 40 class names, found {len(names)}")
-    return names
+    from ..data.nyud import nyud40_class_names
+
+    return tuple(nyud40_class_names())
 
 
 # --- layout -------------------------------------------------------------------------------

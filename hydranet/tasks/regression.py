@@ -1,0 +1,95 @@
+"""Image-level regression: ``outputs`` values per image, in the target's units.
+
+Targets may be normalised for training (``options: {target_mean, target_std}``, a number or a
+list of ``outputs`` values each): the head learns ``(y - mean) / std`` and predictions are
+mapped back with :meth:`Regression.denormalize`. NaN marks a missing value.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from .kind import GAUSSIAN_UW, TaskKind, per_sample, register_kind
+
+
+def _norm_stats(spec, like: torch.Tensor):
+    opts = spec.options or {}
+    mean = opts.get("target_mean", opts.get("mean"))
+    std = opts.get("target_std", opts.get("std"))
+    if mean is None and std is None:
+        return None
+    mean_t = torch.as_tensor(0.0 if mean is None else mean, dtype=like.dtype, device=like.device)
+    std_t = torch.as_tensor(1.0 if std is None else std, dtype=like.dtype, device=like.device)
+    if bool((std_t <= 0).any()) or not bool(torch.isfinite(std_t).all()):
+        raise ConfigError(f"task {spec.name!r}: options.target_std must be positive, got {std!r}")
+    return mean_t, std_t
+
+
+class Regression(TaskKind):
+    name = "regression"
+    dense = False
+    size_field = "outputs"
+    losses = ("l1", "mse", "smooth_l1")
+    default_metrics = ("mae", "rmse")
+    uw_form = GAUSSIAN_UW
+
+    def parse_value(self, spec, value: Any, where: str, vocabulary: Optional[dict] = None) -> list:
+        """Numbers from comma-separated text, a number, or a list of numbers."""
+        if isinstance(value, str):
+            try:
+                return [float(v) for v in value.split(",")]
+            except ValueError:
+                raise DataError(f"{where}: task {spec.name!r} value {value!r} is not comma-separated numbers") \
+                    from None
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise DataError(f"{where}: task {spec.name!r} must be a number or a list of numbers, got {value!r}")
+        return np.asarray(values, dtype=np.float64).tolist()
+
+    def check_label(self, spec, value, image_hw, src) -> None:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        if arr.size != spec.outputs:
+            raise DataError(f"{src}: task {spec.name!r} expects {spec.outputs} value(s), got {arr.size}")
+        if not np.isfinite(arr).all():
+            raise DataError(f"{src}: task {spec.name!r} has a non-finite value {arr.tolist()}")
+
+    def label_to_tensor(self, spec, value) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1))
+
+    def fill(self, spec, h, w) -> torch.Tensor:
+        return torch.full((spec.outputs,), float("nan"), dtype=torch.float32)
+
+    def valid(self, spec, target, present) -> torch.Tensor:
+        return torch.isfinite(target) & per_sample(present, target)
+
+    def loss_target(self, spec, target) -> torch.Tensor:
+        return self.normalize(spec, target.float())
+
+    def normalize(self, spec, y: torch.Tensor) -> torch.Tensor:
+        """Target in the head's units: z = (y - mean) / std (unchanged without options)."""
+        stats = _norm_stats(spec, y)
+        return y if stats is None else (y - stats[0]) / stats[1]
+
+    def denormalize(self, spec, pred) -> torch.Tensor:
+        stats = _norm_stats(spec, pred)
+        return pred if stats is None else pred * stats[1] + stats[0]
+
+    def metrics(self, spec):
+        from ..evaluation.metrics import RegressionMetrics
+
+        return RegressionMetrics(spec)
+
+    def postprocess(self, spec, y) -> list:
+        return list(self.denormalize(spec, y).cpu().numpy().astype(np.float32))
+
+    def summarize(self, spec, value) -> list:
+        return [float(v) for v in np.ravel(value)]
+
+    def describe(self, spec, summary) -> Optional[str]:
+        return f"{spec.name}=" + ",".join(f"{v:.3g}" for v in summary)
+
+
+REGRESSION = register_kind(Regression())
