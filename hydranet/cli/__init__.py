@@ -22,6 +22,7 @@ COMMANDS = {
     "convert": "convert",
     "train": "train",
     "eval": "eval",
+    "compare": "compare",
     "plot": "plot",
     "predict": "predict",
     "demo": "demo",

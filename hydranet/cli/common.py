@@ -65,3 +65,24 @@ def model_from_args(args):
     if getattr(args, "weights", None):
         return hydranet.load_model(args.weights)
     return hydranet.build_model(args.config, progress=False)
+
+
+def add_baseline_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--baseline FILE...`` and ``--metrics``: Delta_m against single-task results."""
+    p.add_argument("--baseline", nargs="+", required=required, metavar="JSON",
+                   help="single-task results to compare with (eval --json files, or {task: {metric: "
+                        "value}}); prints Delta_m (Maninis et al. 2019) and each metric's relative change")
+    p.add_argument("--metrics", help="Delta_m over these only, e.g. segm/miou,depth/abs_rel,depth/rmse "
+                                     "(default: every summary metric of every task)")
+
+
+def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
+    """Print and return ``{"delta_m", "changes", "baseline"}`` of ``metrics`` against the baseline files."""
+    from ..evaluation.delta_m import delta_m, format_delta, load_results, parse_metric_list, relative_changes
+
+    base = load_results(baseline)
+    chosen = parse_metric_list(metric_list) if metric_list else None
+    changes = relative_changes(metrics, base, chosen)
+    value = delta_m(metrics, base, chosen)
+    print(format_delta(changes, value))
+    return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}

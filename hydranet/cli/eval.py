@@ -1,7 +1,7 @@
 """hydranet eval: metrics of a checkpoint over a data set (default: the synthetic validation set)."""
 from __future__ import annotations
 
-from .common import add_device_arg, resolve_device, write_json
+from .common import add_baseline_args, add_device_arg, compare_to_baseline, resolve_device, write_json
 
 HELP = "evaluate a checkpoint: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
 
@@ -18,6 +18,7 @@ def add_arguments(p) -> None:
     add_device_arg(p)
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--no-progress", action="store_true")
+    add_baseline_args(p)
 
 
 def run(args) -> int:
@@ -30,5 +31,7 @@ def run(args) -> int:
                                   progress=not args.no_progress, tune_allocator=True)
     print(f"{results['data']} ({results['samples']} samples)")
     print(format_table(results["metrics"]))
+    if args.baseline:
+        results["delta_m"] = compare_to_baseline(results["metrics"], args.baseline, args.metrics)
     write_json(args.json, results)
     return 0
