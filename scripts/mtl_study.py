@@ -15,7 +15,7 @@ on the same synthetic validation scenes:
 Writes ``study.json`` (every run) and ``study.md`` (the tables) to ``--out``; each run's
 result is kept in ``--out/runs/<name>/result.json`` and reused when the script is run again.
 
-    python scripts/mtl_study.py --seeds 0 1 2 --steps 300 --size 80x64 --width 32 --jobs 2 --out runs/mtl_study
+    python scripts/mtl_study.py --seeds 0 1 2 --steps 160 --size 64x64 --width 32 --jobs 2 --out runs/mtl_study
     python scripts/mtl_study.py --tiny --out /tmp/mtl_tiny        # smoke test, seconds
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ TASKS = ("segm", "depth", "normals")
 # Delta_m over the metrics Multi-Task-Learning-PyTorch reports on NYUD.
 DELTA_METRICS = {"segm": ["miou", "pixel_acc"], "depth": ["abs_rel", "rmse"],
                  "normals": ["mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"]}
-# Fixed-weight grid (segm, depth, normals): one up-weighting per task.
-FIXED_GRID = {"fixed_segm2": (2.0, 1.0, 1.0), "fixed_depth2": (1.0, 2.0, 1.0), "fixed_normals2": (1.0, 1.0, 2.0)}
+# Fixed-weight grid (segm, depth, normals): depth's L1 in metres starts ~5x normals' loss.
+FIXED_GRID = {"fixed_1-0.5-1": (1.0, 0.5, 1.0), "fixed_1-1-2": (1.0, 1.0, 2.0)}
 STRATEGIES = ("equal", *FIXED_GRID, "uncertainty", "gradnorm", "dwa")
 ASYM_TASKS = ("segm", "depth")
 ASYM_METRICS = {"segm": ["miou", "pixel_acc"], "depth": ["abs_rel", "rmse", "delta1"]}
@@ -72,7 +72,11 @@ def base_config(args, tasks, seed: int, weighting: str = "equal", options=None, 
 
 
 def run_one(job: dict) -> dict:
-    """Train one configuration (in a worker process) and return its result record."""
+    """Train one configuration (in a worker process) and return its result record.
+
+    A job with ``teacher`` (setting (c)) first waits for the teacher's run, pseudo-labels the
+    list of (b) with it, then trains on the completed list.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -83,7 +87,10 @@ def run_one(job: dict) -> dict:
     if done.is_file():
         return json.loads(done.read_text())
     t0 = time.time()
-    trainer = Trainer(job["config"], out, progress=False)
+    config = job["config"]
+    if job.get("teacher"):
+        config = dict(config, data=dict(config["data"], train=_pseudo_labelled(job)))
+    trainer = Trainer(config, out, progress=False)
     try:
         summary = trainer.fit()
     finally:
@@ -96,6 +103,21 @@ def run_one(job: dict) -> dict:
         record["sigma2"] = weighting.sigma2()
     done.write_text(json.dumps(record, indent=1))
     return record
+
+
+def _pseudo_labelled(job: dict) -> dict:
+    """Setting (c): the list of (b) completed by ``hydranet pseudolabel`` with the (b) model."""
+    from hydranet.tools.pseudolabel import pseudolabel
+
+    teacher = Path(job["teacher"])
+    while not (teacher / "result.json").is_file():  # (b) runs earlier in the same queue
+        time.sleep(2)
+    folder = Path(job["out"]).parent / f"pseudo_s{job['seed']}"
+    source = Path(job["config"]["data"]["train"]["list"])
+    completed = folder / source.name
+    if not completed.is_file():
+        pseudolabel(teacher / "last.pt", source, folder, progress=False)
+    return dict(job["config"]["data"]["train"], list=str(completed))
 
 
 def export_list(args, out: Path) -> dict:
@@ -132,10 +154,14 @@ def list_data(path) -> dict:
     return {"type": "list", "list": str(path), "depth_scale": 5000.0}
 
 
-def jobs_phase1(args, lists: dict) -> list:
+def study_jobs(args, lists: dict) -> list:
+    """Every run, seed by seed; within a seed (b) comes first so (c) never waits long for its teacher."""
     out = Path(args.out) / "runs"
     jobs = []
     for seed in args.seeds:
+        asym = {s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))
+                for s in "abc"}
+        jobs.append({"name": f"asym_b_s{seed}", "group": "asym", "strategy": "b", "seed": seed, "config": asym["b"]})
         for task in TASKS:
             jobs.append({"name": f"single_{task}_s{seed}", "group": "single", "strategy": task, "seed": seed,
                          "config": base_config(args, [task], seed)})
@@ -145,27 +171,12 @@ def jobs_phase1(args, lists: dict) -> list:
                 weighting, options = "fixed", {"weights": dict(zip(TASKS, FIXED_GRID[strategy]))}
             jobs.append({"name": f"multi_{strategy}_s{seed}", "group": "multi", "strategy": strategy, "seed": seed,
                          "config": base_config(args, TASKS, seed, weighting, options)})
-        for setting in ("a", "b"):
-            path = lists["all" if setting == "a" else "asym"]
-            jobs.append({"name": f"asym_{setting}_s{seed}", "group": "asym", "strategy": setting, "seed": seed,
-                         "config": base_config(args, ASYM_TASKS, seed, train_data=list_data(path))})
+        jobs.append({"name": f"asym_a_s{seed}", "group": "asym", "strategy": "a", "seed": seed, "config": asym["a"]})
+        jobs.append({"name": f"asym_c_s{seed}", "group": "asym", "strategy": "c", "seed": seed, "config": asym["c"],
+                     "teacher": str(out / f"asym_b_s{seed}")})
     for job in jobs:
         job["out"] = str(out / job["name"])
     return jobs
-
-
-def pseudo_job(args, lists: dict, teacher: dict) -> dict:
-    """Setting (c) of one seed: pseudo-label the list of (b) with the (b) model, then train on it."""
-    from hydranet.tools.pseudolabel import pseudolabel
-
-    seed = teacher["seed"]
-    folder = Path(args.out) / "runs" / f"pseudo_s{seed}"
-    completed = folder / Path(lists["asym"]).name
-    if not completed.is_file():
-        pseudolabel(teacher["checkpoint"], lists["asym"], folder, progress=False)
-    return {"name": f"asym_c_s{seed}", "group": "asym", "strategy": "c", "seed": seed,
-            "out": str(Path(args.out) / "runs" / f"asym_c_s{seed}"),
-            "config": base_config(args, ASYM_TASKS, seed, train_data=list_data(completed))}
 
 
 def run_jobs(jobs: list, workers: int) -> list:
@@ -265,13 +276,13 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--size", type=parse_size, default=(64, 80), help="WIDTHxHEIGHT (default 80x64)")
+    p.add_argument("--steps", type=int, default=160)
+    p.add_argument("--size", type=parse_size, default=(64, 64), help="WIDTHxHEIGHT (default 64x64)")
     p.add_argument("--width", type=int, default=32, help="decoder width")
     p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--train-samples", type=int, default=400)
-    p.add_argument("--val-samples", type=int, default=64)
+    p.add_argument("--train-samples", type=int, default=240)
+    p.add_argument("--val-samples", type=int, default=48)
     p.add_argument("--label-seed", type=int, default=0, help="which training images keep which label in (b)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
     p.add_argument("--out", default="runs/mtl_study")
@@ -285,9 +296,7 @@ def main(argv=None) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "jobs")}
     t0 = time.time()
     lists = export_list(args, out / "data")
-    records = run_jobs(jobs_phase1(args, lists), args.jobs)
-    teachers = [r for r in records if r["group"] == "asym" and r["strategy"] == "b"]
-    records += run_jobs([pseudo_job(args, lists, t) for t in teachers], args.jobs)
+    records = run_jobs(study_jobs(args, lists), args.jobs)
     wall = time.time() - t0
     summary = summarize(records, args)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
