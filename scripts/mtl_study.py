@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -245,6 +244,11 @@ def markdown(summary: dict, settings: dict) -> str:
         cells.append(fmt([p["delta_m"] for p in per_seed], 2))
         cells.append(f"{statistics.fmean(p['seconds'] for p in per_seed):.0f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "### Per-task relative change against single-task (mean ± std over seeds, %, + = better)", "",
+              "| strategy | " + " | ".join(f"Δ {t}" for t in TASKS) + " | Δm |", "|---" * (len(TASKS) + 2) + "|"]
+    for name, per_seed in summary["weighting"].items():
+        cells = [fmt([statistics.fmean(p["changes"][t].values()) for p in per_seed], 2) for t in TASKS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt([p['delta_m'] for p in per_seed], 2)} |")
     lines += ["", "### Final loss weights (mean over seeds; uncertainty: effective weight and σ²)", "",
               "| strategy | " + " | ".join(f"w {t}" for t in TASKS) + " | " + " | ".join(f"σ² {t}" for t in TASKS)
               + " |", "|---" * (2 * len(TASKS) + 1) + "|"]
@@ -252,9 +256,10 @@ def markdown(summary: dict, settings: dict) -> str:
         if name == "single-task":
             continue
         w = [f"{statistics.fmean(p['weights'][t] for p in per_seed):.3g}" for t in TASKS]
-        s = [f"{statistics.fmean(p['sigma2'][t] for p in per_seed):.3g}" if per_seed[0]["sigma2"] else "" for t in TASKS]
+        s = [f"{statistics.fmean(p['sigma2'][t] for p in per_seed):.3g}" if per_seed[0]["sigma2"] else ""
+             for t in TASKS]
         lines.append(f"| {name} | " + " | ".join(w + s) + " |")
-    lines += ["", f"### Asymmetric annotations (segm + depth, mean ± std over seeds)", "",
+    lines += ["", "### Asymmetric annotations (segm + depth, mean ± std over seeds)", "",
               "(a) all labels; (b) depth on 25 % of the training images, segmentation on a disjoint 25 %; "
               "(c) (b) + pseudo-labels from the (b) model for every missing label", ""]
     acols = [(t, k) for t in ASYM_TASKS for k in ASYM_METRICS[t]]
@@ -264,7 +269,8 @@ def markdown(summary: dict, settings: dict) -> str:
         if not per_seed:
             continue
         cells = [fmt([p["metrics"][t][k] for p in per_seed]) for t, k in acols]
-        lines.append(f"| ({setting}) | " + " | ".join(cells) + f" | {statistics.fmean(p['seconds'] for p in per_seed):.0f} |")
+        cells.append(f"{statistics.fmean(p['seconds'] for p in per_seed):.0f}")
+        lines.append(f"| ({setting}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
