@@ -15,7 +15,7 @@ on the same synthetic validation scenes:
 Writes ``study.json`` (every run) and ``study.md`` (the tables) to ``--out``; each run's
 result is kept in ``--out/runs/<name>/result.json`` and reused when the script is run again.
 
-    python scripts/mtl_study.py --seeds 0 1 2 --steps 160 --size 64x64 --width 32 --jobs 2 --out runs/mtl_study
+    python scripts/mtl_study.py --seeds 0 1 2 --steps 150 --batch-size 4 --size 64x64 --width 32 --jobs 2 --out runs/mtl_study
     python scripts/mtl_study.py --tiny --out /tmp/mtl_tiny        # smoke test, seconds
 """
 from __future__ import annotations
@@ -282,12 +282,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=160)
+    p.add_argument("--steps", type=int, default=150)
     p.add_argument("--size", type=parse_size, default=(64, 64), help="WIDTHxHEIGHT (default 64x64)")
     p.add_argument("--width", type=int, default=32, help="decoder width")
     p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--train-samples", type=int, default=240)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--train-samples", type=int, default=160)
     p.add_argument("--val-samples", type=int, default=48)
     p.add_argument("--label-seed", type=int, default=0, help="which training images keep which label in (b)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
