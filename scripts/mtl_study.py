@@ -1,4 +1,4 @@
-"""Does multi-task learning pay on the synthetic scenes? Baselines, weightings, asymmetric labels.
+r"""Does multi-task learning pay on the synthetic scenes? Baselines, weightings, asymmetric labels.
 
 Seeded and CPU-only. Every run trains the same MobileNetV2 + light-weight RefineNet for the
 same steps on the synthetic set (hydranet/configs/synthetic.yaml, shrunk) and is evaluated
@@ -15,9 +15,11 @@ on the same synthetic validation scenes:
 Writes ``study.json`` (every run) and ``study.md`` (the tables) to ``--out``; each run's
 result is kept in ``--out/runs/<name>/result.json`` and reused when the script is run again.
 
-    python scripts/mtl_study.py --seeds 0 1 2 --steps 150 --batch-size 4 --size 64x64 --width 32 --jobs 2 --out runs/mtl_study
+    python scripts/mtl_study.py --seeds 0 1 2 --steps 150 --batch-size 4 --size 64x64 --width 32 \
+        --jobs 2 --out runs/mtl_study
     python scripts/mtl_study.py --tiny --out /tmp/mtl_tiny        # smoke test, seconds
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +39,11 @@ if str(ROOT) not in sys.path:
 
 TASKS = ("segm", "depth", "normals")
 # Delta_m over the metrics Multi-Task-Learning-PyTorch reports on NYUD.
-DELTA_METRICS = {"segm": ["miou", "pixel_acc"], "depth": ["abs_rel", "rmse"],
-                 "normals": ["mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"]}
+DELTA_METRICS = {
+    "segm": ["miou", "pixel_acc"],
+    "depth": ["abs_rel", "rmse"],
+    "normals": ["mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"],
+}
 # Fixed-weight grid (segm, depth, normals): depth's L1 in metres starts ~5x normals' loss.
 FIXED_GRID = {"fixed_1-0.5-1": (1.0, 0.5, 1.0), "fixed_1-1-2": (1.0, 1.0, 2.0)}
 STRATEGIES = ("equal", *FIXED_GRID, "uncertainty", "gradnorm", "dwa")
@@ -58,14 +63,34 @@ def base_config(args, tasks, seed: int, weighting: str = "equal", options=None, 
     if args.width_mult != 1.0:
         cfg["model"]["encoder_options"] = {"width_mult": args.width_mult}
     transforms = dict(cfg["data"]["train"]["transforms"], size=[h, w])
-    cfg["data"]["train"] = train_data or {"type": "synthetic", "split": "train", "num_samples": args.train_samples,
-                                          "size": [h, w], "seed": 0}
+    cfg["data"]["train"] = train_data or {
+        "type": "synthetic",
+        "split": "train",
+        "num_samples": args.train_samples,
+        "size": [h, w],
+        "seed": 0,
+    }
     cfg["data"]["train"]["transforms"] = transforms
-    cfg["data"]["val"] = {"type": "synthetic", "split": "val", "num_samples": args.val_samples, "size": [h, w],
-                          "seed": 0}
-    cfg["train"].update(steps=args.steps, batch_size=args.batch_size, seed=seed, warmup_steps=max(1, args.steps // 10),
-                        val_every=args.steps, ckpt_every=args.steps, log_every=max(1, args.steps // 10),
-                        monitor="loss", plots=False, tensorboard=False, workers=0)
+    cfg["data"]["val"] = {
+        "type": "synthetic",
+        "split": "val",
+        "num_samples": args.val_samples,
+        "size": [h, w],
+        "seed": 0,
+    }
+    cfg["train"].update(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=seed,
+        warmup_steps=max(1, args.steps // 10),
+        val_every=args.steps,
+        ckpt_every=args.steps,
+        log_every=max(1, args.steps // 10),
+        monitor="loss",
+        plots=False,
+        tensorboard=False,
+        workers=0,
+    )
     cfg["loss"] = {"weighting": weighting, "options": dict(options or {})}
     return cfg
 
@@ -96,8 +121,12 @@ def run_one(job: dict) -> dict:
         trainer.close()
     weighting = trainer.weighting
     record = {k: job[k] for k in ("name", "group", "strategy", "seed")}
-    record.update(metrics=summary["validation"]["metrics"], seconds=time.time() - t0,
-                  weights=weighting.weights(), checkpoint=summary["last"])
+    record.update(
+        metrics=summary["validation"]["metrics"],
+        seconds=time.time() - t0,
+        weights=weighting.weights(),
+        checkpoint=summary["last"],
+    )
     if hasattr(weighting, "sigma2"):
         record["sigma2"] = weighting.sigma2()
     done.write_text(json.dumps(record, indent=1))
@@ -133,7 +162,7 @@ def export_list(args, out: Path) -> dict:
     n = len(data)
     order = np.random.default_rng(args.label_seed).permutation(n)
     k = int(round(LABEL_FRACTION * n))
-    depth_ids, segm_ids = set(order[:k].tolist()), set(order[k:2 * k].tolist())
+    depth_ids, segm_ids = set(order[:k].tolist()), set(order[k : 2 * k].tolist())
     rows_all, rows_part = ["# image segmentation depth"], ["# image segmentation depth"]
     for i in range(n):
         sample, _ = data.load_raw(i)
@@ -158,21 +187,45 @@ def study_jobs(args, lists: dict) -> list:
     out = Path(args.out) / "runs"
     jobs = []
     for seed in args.seeds:
-        asym = {s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))
-                for s in "abc"}
+        asym = {
+            s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))
+            for s in "abc"
+        }
         jobs.append({"name": f"asym_b_s{seed}", "group": "asym", "strategy": "b", "seed": seed, "config": asym["b"]})
         for task in TASKS:
-            jobs.append({"name": f"single_{task}_s{seed}", "group": "single", "strategy": task, "seed": seed,
-                         "config": base_config(args, [task], seed)})
+            jobs.append(
+                {
+                    "name": f"single_{task}_s{seed}",
+                    "group": "single",
+                    "strategy": task,
+                    "seed": seed,
+                    "config": base_config(args, [task], seed),
+                }
+            )
         for strategy in STRATEGIES:
             weighting, options = strategy, {}
             if strategy in FIXED_GRID:
                 weighting, options = "fixed", {"weights": dict(zip(TASKS, FIXED_GRID[strategy]))}
-            jobs.append({"name": f"multi_{strategy}_s{seed}", "group": "multi", "strategy": strategy, "seed": seed,
-                         "config": base_config(args, TASKS, seed, weighting, options)})
+            jobs.append(
+                {
+                    "name": f"multi_{strategy}_s{seed}",
+                    "group": "multi",
+                    "strategy": strategy,
+                    "seed": seed,
+                    "config": base_config(args, TASKS, seed, weighting, options),
+                }
+            )
         jobs.append({"name": f"asym_a_s{seed}", "group": "asym", "strategy": "a", "seed": seed, "config": asym["a"]})
-        jobs.append({"name": f"asym_c_s{seed}", "group": "asym", "strategy": "c", "seed": seed, "config": asym["c"],
-                     "teacher": str(out / f"asym_b_s{seed}")})
+        jobs.append(
+            {
+                "name": f"asym_c_s{seed}",
+                "group": "asym",
+                "strategy": "c",
+                "seed": seed,
+                "config": asym["c"],
+                "teacher": str(out / f"asym_b_s{seed}"),
+            }
+        )
     for job in jobs:
         job["out"] = str(out / job["name"])
     return jobs
@@ -186,6 +239,7 @@ def run_jobs(jobs: list, workers: int) -> list:
 
 
 # ------------------------------------------------------------------------------ tables
+
 
 def mean_std(values) -> tuple[float, float]:
     values = list(values)
@@ -214,28 +268,55 @@ def summarize(records: list, args) -> dict:
             else:
                 r = by[("multi", name, seed)]
                 metrics, seconds, weights, sigma2 = r["metrics"], r["seconds"], r["weights"], r.get("sigma2", {})
-            per_seed.append({"seed": seed, "metrics": {t: {k: metrics[t][k] for k in DELTA_METRICS[t]} for t in TASKS},
-                             "delta_m": delta_m(metrics, baselines[seed], DELTA_METRICS),
-                             "changes": relative_changes(metrics, baselines[seed], DELTA_METRICS),
-                             "seconds": seconds, "weights": weights, "sigma2": sigma2})
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "metrics": {t: {k: metrics[t][k] for k in DELTA_METRICS[t]} for t in TASKS},
+                    "delta_m": delta_m(metrics, baselines[seed], DELTA_METRICS),
+                    "changes": relative_changes(metrics, baselines[seed], DELTA_METRICS),
+                    "seconds": seconds,
+                    "weights": weights,
+                    "sigma2": sigma2,
+                }
+            )
         rows[name] = per_seed
     asym = {}
     for setting in ("a", "b", "c"):
-        asym[setting] = [{"seed": seed, "metrics": {t: {k: by[("asym", setting, seed)]["metrics"][t][k]
-                                                        for k in ASYM_METRICS[t]} for t in ASYM_TASKS},
-                          "seconds": by[("asym", setting, seed)]["seconds"]}
-                         for seed in args.seeds if ("asym", setting, seed) in by]
+        asym[setting] = [
+            {
+                "seed": seed,
+                "metrics": {
+                    t: {k: by[("asym", setting, seed)]["metrics"][t][k] for k in ASYM_METRICS[t]} for t in ASYM_TASKS
+                },
+                "seconds": by[("asym", setting, seed)]["seconds"],
+            }
+            for seed in args.seeds
+            if ("asym", setting, seed) in by
+        ]
     return {"weighting": rows, "asymmetric": asym}
 
 
-SHORT = {"miou": "mIoU ↑", "pixel_acc": "pix acc ↑", "abs_rel": "abs rel ↓", "rmse": "RMSE ↓", "delta1": "δ1 ↑",
-         "mean_angle": "mean ° ↓", "median_angle": "median ° ↓", "within_11.25": "<11.25° ↑",
-         "within_22.5": "<22.5° ↑", "within_30": "<30° ↑"}
+SHORT = {
+    "miou": "mIoU ↑",
+    "pixel_acc": "pix acc ↑",
+    "abs_rel": "abs rel ↓",
+    "rmse": "RMSE ↓",
+    "delta1": "δ1 ↑",
+    "mean_angle": "mean ° ↓",
+    "median_angle": "median ° ↓",
+    "within_11.25": "<11.25° ↑",
+    "within_22.5": "<22.5° ↑",
+    "within_30": "<30° ↑",
+}
 
 
 def markdown(summary: dict, settings: dict) -> str:
-    lines = [f"Settings: {json.dumps(settings)}", "",
-             "### Weighting strategies (mean ± std over seeds; Δm in %, + = better than single-task)", ""]
+    lines = [
+        f"Settings: {json.dumps(settings)}",
+        "",
+        "### Weighting strategies (mean ± std over seeds; Δm in %, + = better than single-task)",
+        "",
+    ]
     cols = [(t, k) for t in TASKS for k in DELTA_METRICS[t]]
     lines.append("| strategy | " + " | ".join(f"{t} {SHORT[k]}" for t, k in cols) + " | Δm % | time s |")
     lines.append("|---" * (len(cols) + 3) + "|")
@@ -244,24 +325,39 @@ def markdown(summary: dict, settings: dict) -> str:
         cells.append(fmt([p["delta_m"] for p in per_seed], 2))
         cells.append(f"{statistics.fmean(p['seconds'] for p in per_seed):.0f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "### Per-task relative change against single-task (mean ± std over seeds, %, + = better)", "",
-              "| strategy | " + " | ".join(f"Δ {t}" for t in TASKS) + " | Δm |", "|---" * (len(TASKS) + 2) + "|"]
+    lines += [
+        "",
+        "### Per-task relative change against single-task (mean ± std over seeds, %, + = better)",
+        "",
+        "| strategy | " + " | ".join(f"Δ {t}" for t in TASKS) + " | Δm |",
+        "|---" * (len(TASKS) + 2) + "|",
+    ]
     for name, per_seed in summary["weighting"].items():
         cells = [fmt([statistics.fmean(p["changes"][t].values()) for p in per_seed], 2) for t in TASKS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt([p['delta_m'] for p in per_seed], 2)} |")
-    lines += ["", "### Final loss weights (mean over seeds; uncertainty: effective weight and σ²)", "",
-              "| strategy | " + " | ".join(f"w {t}" for t in TASKS) + " | " + " | ".join(f"σ² {t}" for t in TASKS)
-              + " |", "|---" * (2 * len(TASKS) + 1) + "|"]
+    lines += [
+        "",
+        "### Final loss weights (mean over seeds; uncertainty: effective weight and σ²)",
+        "",
+        "| strategy | " + " | ".join(f"w {t}" for t in TASKS) + " | " + " | ".join(f"σ² {t}" for t in TASKS) + " |",
+        "|---" * (2 * len(TASKS) + 1) + "|",
+    ]
     for name, per_seed in summary["weighting"].items():
         if name == "single-task":
             continue
         w = [f"{statistics.fmean(p['weights'][t] for p in per_seed):.3g}" for t in TASKS]
-        s = [f"{statistics.fmean(p['sigma2'][t] for p in per_seed):.3g}" if per_seed[0]["sigma2"] else ""
-             for t in TASKS]
+        s = [
+            f"{statistics.fmean(p['sigma2'][t] for p in per_seed):.3g}" if per_seed[0]["sigma2"] else "" for t in TASKS
+        ]
         lines.append(f"| {name} | " + " | ".join(w + s) + " |")
-    lines += ["", "### Asymmetric annotations (segm + depth, mean ± std over seeds)", "",
-              "(a) all labels; (b) depth on 25 % of the training images, segmentation on a disjoint 25 %; "
-              "(c) (b) + pseudo-labels from the (b) model for every missing label", ""]
+    lines += [
+        "",
+        "### Asymmetric annotations (segm + depth, mean ± std over seeds)",
+        "",
+        "(a) all labels; (b) depth on 25 % of the training images, segmentation on a disjoint 25 %; "
+        "(c) (b) + pseudo-labels from the (b) model for every missing label",
+        "",
+    ]
     acols = [(t, k) for t in ASYM_TASKS for k in ASYM_METRICS[t]]
     lines.append("| setting | " + " | ".join(f"{t} {SHORT[k]}" for t, k in acols) + " | time s |")
     lines.append("|---" * (len(acols) + 2) + "|")
@@ -308,8 +404,13 @@ def main(argv=None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
     text = markdown(summary, settings) + f"\nWall time: {wall:.0f} s on {machine} ({args.jobs} parallel runs).\n"
     (out / "study.md").write_text(text, encoding="utf-8")
-    (out / "study.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, "machine": machine,
-                                                "summary": summary, "runs": records}, indent=1), encoding="utf-8")
+    (out / "study.json").write_text(
+        json.dumps(
+            {"settings": settings, "wall_seconds": wall, "machine": machine, "summary": summary, "runs": records},
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     print(text)
     return 0
 

@@ -1,23 +1,32 @@
 """Delta_m (Maninis et al. 2019) against hand-computed cases; hydranet compare / eval --baseline."""
+
 import json
 
 import pytest
+from support import tiny_config
 
 import hydranet
 from hydranet.cli import main
 from hydranet.errors import ConfigError, DataError
-from hydranet.evaluation.delta_m import (delta_m, load_results, metric_lower_is_better, parse_metric_list,
-                                         relative_changes)
+from hydranet.evaluation.delta_m import (
+    delta_m,
+    load_results,
+    metric_lower_is_better,
+    parse_metric_list,
+    relative_changes,
+)
 
-from conftest import tiny_config
-
-BASE = {"segm": {"miou": 0.50, "pixel_acc": 0.80, "samples": 10},
-        "depth": {"abs_rel": 0.20, "rmse": 1.0, "samples": 10, "pixels": 100}}
+BASE = {
+    "segm": {"miou": 0.50, "pixel_acc": 0.80, "samples": 10},
+    "depth": {"abs_rel": 0.20, "rmse": 1.0, "samples": 10, "pixels": 100},
+}
 
 
 def test_delta_m_hand_computed_higher_and_lower_is_better():
-    run = {"segm": {"miou": 0.55, "pixel_acc": 0.80, "samples": 10},
-           "depth": {"abs_rel": 0.18, "rmse": 1.2, "samples": 10, "pixels": 100}}
+    run = {
+        "segm": {"miou": 0.55, "pixel_acc": 0.80, "samples": 10},
+        "depth": {"abs_rel": 0.18, "rmse": 1.2, "samples": 10, "pixels": 100},
+    }
     changes = relative_changes(run, BASE)
     # miou +10 %, pixel_acc 0; abs_rel 0.20 -> 0.18 is 10 % better, rmse 1.0 -> 1.2 is 20 % worse
     assert changes["segm"] == pytest.approx({"miou": 10.0, "pixel_acc": 0.0})
@@ -51,8 +60,10 @@ def test_missing_baseline_task_or_metric_is_a_clear_error():
         delta_m({"segm": {"miou": 0.5}}, {"segm": {"miou": 0.0}})
     with pytest.raises(ConfigError, match="task/metric"):
         parse_metric_list("miou")
-    assert parse_metric_list("segm/miou, depth/rmse,segm/pixel_acc") == {"segm": ["miou", "pixel_acc"],
-                                                                       "depth": ["rmse"]}
+    assert parse_metric_list("segm/miou, depth/rmse,segm/pixel_acc") == {
+        "segm": ["miou", "pixel_acc"],
+        "depth": ["rmse"],
+    }
 
 
 def test_load_results_merges_eval_files(tmp_path):
@@ -73,8 +84,15 @@ def test_compare_cli(tmp_path, capsys):
     (tmp_path / "depth.json").write_text(json.dumps({"metrics": {"depth": BASE["depth"]}}))
     run = {"metrics": {"segm": {"miou": 0.6, "pixel_acc": 0.8}, "depth": {"abs_rel": 0.2, "rmse": 1.1}}}
     (tmp_path / "run.json").write_text(json.dumps(run))
-    args = ["compare", str(tmp_path / "run.json"), "--baseline", str(tmp_path / "segm.json"),
-            str(tmp_path / "depth.json"), "--json", str(tmp_path / "out.json")]
+    args = [
+        "compare",
+        str(tmp_path / "run.json"),
+        "--baseline",
+        str(tmp_path / "segm.json"),
+        str(tmp_path / "depth.json"),
+        "--json",
+        str(tmp_path / "out.json"),
+    ]
     assert main(args) == 0
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["delta_m"] == pytest.approx((10.0 + (-5.0)) / 2)
@@ -87,11 +105,31 @@ def test_compare_cli(tmp_path, capsys):
 def test_eval_baseline_adds_delta_m(tmp_path, one_thread):
     tasks = [{"name": "segm", "kind": "segmentation", "classes": 8}, {"name": "depth", "kind": "depth"}]
     hydranet.save_model(hydranet.build_model(tiny_config(tasks=tasks)), tmp_path / "m.pt")
-    common = ["--weights", str(tmp_path / "m.pt"), "--set", "data.val.num_samples=2", "--set",
-              "data.val.size=[64,64]", "--no-progress"]
+    common = [
+        "--weights",
+        str(tmp_path / "m.pt"),
+        "--set",
+        "data.val.num_samples=2",
+        "--set",
+        "data.val.size=[64,64]",
+        "--no-progress",
+    ]
     assert main(["eval", *common, "--json", str(tmp_path / "self.json")]) == 0
-    assert main(["eval", *common, "--baseline", str(tmp_path / "self.json"), "--metrics",
-                 "depth/abs_rel,depth/rmse", "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                *common,
+                "--baseline",
+                str(tmp_path / "self.json"),
+                "--metrics",
+                "depth/abs_rel,depth/rmse",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())["delta_m"]
     assert report["delta_m"] == pytest.approx(0.0, abs=1e-9)
     assert list(report["changes"]) == ["depth"] and list(report["changes"]["depth"]) == ["abs_rel", "rmse"]

@@ -1,4 +1,5 @@
 """scripts/mtl_study.py end to end at its --tiny setting: every run, both tables, the label split."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_mtl_study_tiny_writes_its_tables(tmp_path, one_thread):
     assert list(weighting) == ["single-task", *study.STRATEGIES]
     assert {"equal", "uncertainty", "gradnorm", "dwa"} <= set(weighting)
     assert sum(s.startswith("fixed") for s in weighting) >= 2
-    for name, per_seed in weighting.items():
+    for per_seed in weighting.values():
         assert [p["seed"] for p in per_seed] == [0]
         assert set(per_seed[0]["metrics"]) == {"segm", "depth", "normals"}
     # the baselines against themselves

@@ -1,4 +1,5 @@
 """hydranet compare: Delta_m of a run's results against single-task baselines."""
+
 from __future__ import annotations
 
 from .common import add_baseline_args, compare_to_baseline, write_json

@@ -9,6 +9,7 @@ over the T tasks and the N_t metrics of task t, with ``l_j = 1`` for a metric wh
 is better, so a positive Delta_m means better than the baselines on average.
 Results are ``{task: {metric: value}}`` as in ``hydranet eval --json``'s ``metrics``.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def metric_lower_is_better(name: str) -> bool:
         return True
     if base in HIGHER_IS_BETTER or base.startswith("within_"):
         return False
-    raise ConfigError(f"metric {name!r}: unknown direction (is lower or higher better?); "
-                      f"leave it out of the Delta_m metrics")
+    raise ConfigError(
+        f"metric {name!r}: unknown direction (is lower or higher better?); leave it out of the Delta_m metrics"
+    )
 
 
 def default_metrics(results: Results) -> dict[str, list[str]]:
@@ -47,8 +49,9 @@ def default_metrics(results: Results) -> dict[str, list[str]]:
     return {task: [k for k in m if k not in COUNTS and "/" not in k] for task, m in results.items()}
 
 
-def relative_changes(run: Results, baseline: Results,
-                     metrics: Optional[Mapping[str, Sequence[str]]] = None) -> dict[str, dict[str, float]]:
+def relative_changes(
+    run: Results, baseline: Results, metrics: Optional[Mapping[str, Sequence[str]]] = None
+) -> dict[str, dict[str, float]]:
     """``{task: {metric: sign * (run - base) / base * 100}}``, sign -1 where lower is better.
 
     ``metrics`` picks ``{task: [metric, ...]}`` (default: :func:`default_metrics` of ``run``).
@@ -62,8 +65,9 @@ def relative_changes(run: Results, baseline: Results,
     out: dict[str, dict[str, float]] = {}
     for task, names in chosen.items():
         if task not in baseline:
-            raise DataError(f"Delta_m: task {task!r} has no baseline result; baseline tasks: "
-                            f"{', '.join(baseline) or '(none)'}")
+            raise DataError(
+                f"Delta_m: task {task!r} has no baseline result; baseline tasks: {', '.join(baseline) or '(none)'}"
+            )
         if task not in run:
             raise DataError(f"Delta_m: task {task!r} is not in the run's results; run tasks: {', '.join(run)}")
         if not names:
@@ -72,8 +76,10 @@ def relative_changes(run: Results, baseline: Results,
         for name in names:
             for where, res in (("baseline", baseline), ("run", run)):
                 if name not in res[task]:
-                    raise DataError(f"Delta_m: metric {task}/{name} is missing from the {where}; it has "
-                                    f"{', '.join(k for k in res[task] if k not in COUNTS) or '(no metrics)'}")
+                    raise DataError(
+                        f"Delta_m: metric {task}/{name} is missing from the {where}; it has "
+                        f"{', '.join(k for k in res[task] if k not in COUNTS) or '(no metrics)'}"
+                    )
             base, value = float(baseline[task][name]), float(run[task][name])
             if base == 0:
                 raise DataError(f"Delta_m: baseline {task}/{name} is 0, a relative change is undefined")
@@ -106,8 +112,9 @@ def _results_of(data, path: Path) -> dict:
     if isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping):
         data = data["metrics"]
     if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
-        raise DataError(f"{path}: not a result file: expected `hydranet eval --json` output or "
-                        "{task: {metric: value}}")
+        raise DataError(
+            f"{path}: not a result file: expected `hydranet eval --json` output or {{task: {{metric: value}}}}"
+        )
     return {task: dict(m) for task, m in data.items()}
 
 
@@ -137,12 +144,17 @@ def load_results(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> dict:
 
 def format_delta(changes: Mapping[str, Mapping[str, float]], value: float) -> str:
     """A plain-text table of the relative changes (in %, + = better) and Delta_m."""
-    rows = [(task if i == 0 else "", name, f"{c:+.2f}") for task, m in changes.items()
-            for i, (name, c) in enumerate(m.items())]
+    rows = [
+        (task if i == 0 else "", name, f"{c:+.2f}")
+        for task, m in changes.items()
+        for i, (name, c) in enumerate(m.items())
+    ]
     rows.append(("Delta_m", "", f"{value:+.2f}"))
     header = ("task", "metric", "change %")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
-    lines = [f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]:>{widths[2]}}",
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]:>{widths[2]}}",
+        "  ".join("-" * w for w in widths),
+    ]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
     return "\n".join(lines)
