@@ -13,7 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["hydranet", "hydranet.*"]),
-    package_data={"hydranet": ["configs/*.yaml", "data/nyud/*.txt", "weights/*.tsv"]},
+    package_data={"hydranet": ["configs/*.yaml", "data/nyud/*.txt", "weights/*.tsv", "assets/*.pt"]},
+    license="BSD-3-Clause",
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

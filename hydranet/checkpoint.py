@@ -100,9 +100,16 @@ def read_checkpoint(path: PathLike) -> dict:
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
-    """Rebuild the model from a checkpoint file alone (config inside) and return it in eval mode."""
-    from .models import build_model
+    """Rebuild the model from a checkpoint file alone (config inside) and return it in eval mode.
 
+    ``path`` may also name one of the authors' models (``"mtrn-nyud-joint"``, see
+    :mod:`hydranet.weights.hub`): it is downloaded, verified and converted on first use.
+    """
+    from .models import build_model
+    from .weights.hub import fetch_model, is_known_model
+
+    if is_known_model(str(path)) and not Path(path).is_file():
+        path = fetch_model(str(path))
     ckpt = read_checkpoint(path)
     model = build_model(ckpt["config"], progress=False)
     try:

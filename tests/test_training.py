@@ -220,7 +220,7 @@ def test_eval_cli_defaults_to_synthetic_validation(tmp_path):
     assert bad.returncode == 2 and "missing.pt" in bad.stderr
 
 
-BUNDLED = Path(__file__).resolve().parents[1] / "weights" / "hydranet_synthetic.pt"
+BUNDLED = Path(__file__).resolve().parents[1] / "hydranet" / "assets" / "hydranet_synthetic.pt"
 
 
 @pytest.mark.skipif(not BUNDLED.is_file(), reason="bundled checkpoint not in this checkout")

@@ -26,7 +26,8 @@ def write_json(path, data) -> None:
 
 def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
     p.add_argument("--config", default=default_config, help="config YAML or a shipped name")
-    p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it)")
+    p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it) or a known model name "
+                                     "(mtrn-nyud-joint, mtrn-kitti-joint, ...: fetched on first use)")
 
 
 def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:

@@ -10,8 +10,10 @@ HELP = ("video overlay demo: segmentation blended over the frames, depth beside 
 def add_arguments(p) -> None:
     p.add_argument("--input", help="a video file, a folder of frames (sorted by name) or a camera index "
                                    "(default: a clip rendered from the built-in synthetic scene set)")
-    p.add_argument("--weights", help="a Hydranet checkpoint (default: $HYDRANET_WEIGHTS, else the bundled "
-                                     "weights/hydranet_synthetic.pt)")
+    p.add_argument("--weights", help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
+                                     "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
+                                     "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
+                                     "synthetic model")
     p.add_argument("--out", default="demo_out/demo.mp4", help="output MP4 (default: demo_out/demo.mp4)")
     p.add_argument("--frame-png", help="also save one output frame as PNG (default: frame.png beside --out)")
     add_device_arg(p)

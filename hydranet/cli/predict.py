@@ -8,8 +8,10 @@ HELP = "predict images: colour segmentation, depth (colour + raw), normals, figu
 
 def add_arguments(p) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders of images")
-    p.add_argument("--weights", help="a Hydranet checkpoint (default: $HYDRANET_WEIGHTS, else the bundled "
-                                     "weights/hydranet_synthetic.pt)")
+    p.add_argument("--weights", help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
+                                     "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
+                                     "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
+                                     "synthetic model")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")

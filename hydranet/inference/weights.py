@@ -1,4 +1,5 @@
-"""Which checkpoint a front end runs: a path given by the user, else the bundled default."""
+"""Which checkpoint a front end runs: a path or a known model name given by the user, else the
+bundled default (shipped inside the package, so it is found in a wheel install too)."""
 from __future__ import annotations
 
 import os
@@ -7,33 +8,45 @@ from typing import Optional, Union
 
 from ..errors import CheckpointError
 
-__all__ = ["BUNDLED_WEIGHTS_NAME", "default_weights_path", "resolve_weights"]
+__all__ = ["BUNDLED_WEIGHTS_NAME", "bundled_weights_path", "default_weights_path", "resolve_weights"]
 
 BUNDLED_WEIGHTS_NAME = "hydranet_synthetic.pt"
 
 
+def bundled_weights_path() -> Path:
+    """The checkpoint shipped in the package: ``hydranet/assets/hydranet_synthetic.pt``."""
+    from ..assets import ASSETS_DIR
+
+    return ASSETS_DIR / BUNDLED_WEIGHTS_NAME
+
+
 def default_weights_path() -> Path:
-    """``$HYDRANET_WEIGHTS`` if set, else the bundled ``<repo>/weights/hydranet_synthetic.pt``."""
+    """``$HYDRANET_WEIGHTS`` if set, else :func:`bundled_weights_path`."""
     env = os.environ.get("HYDRANET_WEIGHTS")
     if env:
         return Path(env).expanduser()
-    import hydranet
-
-    return Path(hydranet.__file__).resolve().parents[1] / "weights" / BUNDLED_WEIGHTS_NAME
+    return bundled_weights_path()
 
 
 def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
-    """The checkpoint to use: ``weights`` if given, else :func:`default_weights_path`.
+    """The checkpoint to use: ``weights`` (a file, or a known model name such as
+    ``mtrn-kitti-joint``, fetched and converted on first use), else :func:`default_weights_path`.
 
     Raises:
-        CheckpointError: the file does not exist; for the default, the message says how to
-            create the bundled checkpoint.
+        CheckpointError: the file does not exist (for the default, the message says how to
+            create the bundled checkpoint), or a downloaded model fails its check.
+        WeightsUnavailableError: a known model cannot be downloaded (offline).
     """
     if weights:
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-        return path
+        if path.is_file():
+            return path
+        from ..weights.hub import KNOWN_MODELS, fetch_model, is_known_model
+
+        if is_known_model(str(weights)):
+            return fetch_model(str(weights))
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist (nor is it a known model name: "
+                              f"{', '.join(KNOWN_MODELS)})")
     path = default_weights_path()
     if not path.is_file():
         source = "$HYDRANET_WEIGHTS" if os.environ.get("HYDRANET_WEIGHTS") else "the bundled checkpoint"
