@@ -9,19 +9,23 @@ Palettes are ``(classes, 3)`` uint8 arrays indexed by class id:
   one as in the authors' ``cmap_nyud.npy`` (their notebooks draw ``cmap[argmax + 1]``): class
   id ``i`` gets VOC colour ``i + 1``, so colour 0 (black) is left for unlabelled / ignore (255).
 * **KITTI/Cityscapes-19** (:data:`CITYSCAPES19_PALETTE`): the Cityscapes ``trainId`` colours.
-* **KITTI-6** (:data:`KITTI6_PALETTE`): six distinct Cityscapes colours. The class names of
-  the original KITTI-6 checkpoint are unknown (see ``weights/README.md``), so these are
-  colours for channels 0..5, not a claim about what the classes are.
+* **KITTI-6** (:data:`KITTI6_PALETTE`): the authors' ``cmap_kitti.npy`` (their notebooks draw
+  ``cmap[argmax]``, no shift): channel ``i`` gets row ``i``. The class names of the original
+  KITTI-6 checkpoint are unknown (see ``weights/README.md``), so these are colours for
+  channels 0..5, not a claim about what the classes are.
 * **synthetic-8** (:data:`SYNTHETIC8_PALETTE`): the built-in synthetic scene classes.
 
-:func:`palette_for` picks one from a task spec (class names first, then the class count);
-any other class count gets the VOC colours 1..N. Ids outside the palette (255 = ignore)
-are drawn black.
+:func:`palette_for` picks one from a task spec: the task's own ``options.palette`` (a
+checkpoint carries its colours: converted original checkpoints hold the authors' palettes),
+then by class names, then by class count; any other class count gets the VOC colours 1..N.
+:func:`resolve_palette` adds a user's override (``--palette``: a name or a file). Ids outside
+the palette (255 = ignore) are drawn black.
 """
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -32,6 +36,7 @@ from .tasks.kind import DrawStyle
 __all__ = [
     "voc_colormap", "NYUD40_NAMES", "NYUD40_PALETTE", "CITYSCAPES19_NAMES", "CITYSCAPES19_PALETTE",
     "KITTI6_PALETTE", "SYNTHETIC8_NAMES", "SYNTHETIC8_PALETTE", "palette_for", "class_names_for",
+    "NAMED_PALETTES", "resolve_palette",
     "colorize_segmentation", "overlay", "colorize_depth", "depth_scale_bar", "normals_to_rgb",
     "draw_legend", "legend_height", "present_classes", "put_label", "max_depth_for", "nice_ceil",
     "font_scale_for", "hstack", "DEPTH_CMAPS", "DrawStyle", "drawn_tasks", "render_figure",
@@ -75,8 +80,9 @@ CITYSCAPES19_PALETTE = np.array([
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
 ], dtype=np.uint8)
 
-# Six well-separated Cityscapes colours (road, building, vegetation, sky, car, person).
-KITTI6_PALETTE = CITYSCAPES19_PALETTE[[0, 2, 8, 10, 13, 11]].copy()
+# The authors' cmap_kitti.npy, rows 0..5 (its row 6, black, is left for ignore).
+KITTI6_PALETTE = np.array([(128, 128, 128), (128, 0, 0), (128, 64, 128), (0, 0, 192), (128, 128, 0), (64, 0, 128)],
+                          dtype=np.uint8)
 
 SYNTHETIC8_NAMES = ("floor", "wall", "ceiling", "box", "cabinet", "ball", "cylinder", "table")
 SYNTHETIC8_PALETTE = np.array([
@@ -107,10 +113,14 @@ def palette_for(task) -> np.ndarray:
     """The ``(classes, 3)`` uint8 palette of a segmentation task.
 
     ``task`` is a :class:`~hydranet.tasks.TaskSpec`, a class count or a list of class names.
-    Chosen by class names (NYUD-40, Cityscapes-19, synthetic-8), then by count (40 -> NYUD,
-    19 -> Cityscapes, 6 -> KITTI-6, 8 -> synthetic); otherwise VOC colours 1..N.
+    The task's ``options.palette`` (rows of R, G, B) first; then chosen by class names
+    (NYUD-40, Cityscapes-19, synthetic-8), then by count (40 -> NYUD, 19 -> Cityscapes,
+    6 -> KITTI-6, 8 -> synthetic); otherwise VOC colours 1..N.
     """
     n, names = _task_classes(task)
+    own = (getattr(task, "options", None) or {}).get("palette")
+    if own is not None:
+        return _checked_palette(own, n, f"options.palette of task {getattr(task, 'name', '?')!r}")
     tables = ((NYUD40_NAMES, NYUD40_PALETTE), (CITYSCAPES19_NAMES, CITYSCAPES19_PALETTE),
               (SYNTHETIC8_NAMES, SYNTHETIC8_PALETTE))
     if names is not None:
@@ -121,6 +131,60 @@ def palette_for(task) -> np.ndarray:
     if n in by_count:
         return by_count[n].copy()
     return voc_colormap(n + 1)[1:]
+
+
+#: ``--palette`` names -> palettes (row i = class i).
+NAMED_PALETTES = {"nyud": NYUD40_PALETTE, "kitti": KITTI6_PALETTE, "cityscapes": CITYSCAPES19_PALETTE,
+                  "synthetic": SYNTHETIC8_PALETTE}
+
+
+def _checked_palette(rows, classes: int, where: str) -> np.ndarray:
+    from .errors import ConfigError
+
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: a palette is rows of three numbers 0..255 (R G B)") from None
+    if arr.ndim != 2 or arr.shape[1] != 3 or not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{where}: a palette is rows of three numbers 0..255 (R G B), got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() > 255:
+        raise ConfigError(f"{where}: colour values must lie in 0..255")
+    if len(arr) < classes:
+        raise ConfigError(f"{where}: {len(arr)} colours for {classes} classes")
+    return arr[:classes].round().astype(np.uint8)
+
+
+def resolve_palette(spec, task) -> np.ndarray:
+    """The palette to draw ``task`` with: ``spec`` None -> :func:`palette_for`; a name of
+    :data:`NAMED_PALETTES`; a file (``.npy`` array, or text with one ``R G B`` row per class,
+    commas allowed, ``#`` comments); or rows of R, G, B. Row ``i`` colours class ``i``; extra
+    rows are ignored.
+
+    Raises:
+        ConfigError: unknown name, missing or malformed file, fewer colours than classes.
+    """
+    from .errors import ConfigError
+
+    if spec is None or (isinstance(spec, str) and not spec):
+        return palette_for(task)
+    n, _ = _task_classes(task)
+    if isinstance(spec, (str, Path)):
+        key = str(spec)
+        if key.lower() in NAMED_PALETTES:
+            return _checked_palette(NAMED_PALETTES[key.lower()], n, f"palette {key!r}")
+        path = Path(key).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"palette {key!r}: neither a palette name ({', '.join(NAMED_PALETTES)}) nor a file")
+        try:
+            if path.suffix.lower() == ".npy":
+                rows = np.load(path, allow_pickle=False)
+            else:
+                rows = [[float(v) for v in line.split("#")[0].replace(",", " ").split()]
+                        for line in path.read_text(encoding="utf-8").splitlines() if line.split("#")[0].strip()]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"palette file {str(path)!r} cannot be read: {exc}") from exc
+        return _checked_palette(rows, n, f"palette file {str(path)!r}")
+    return _checked_palette(spec, n, "palette")
 
 
 def class_names_for(task) -> tuple:

@@ -32,6 +32,15 @@ def add_arguments(p) -> None:
     p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
                    help="depth colour map")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the segmentation over the frame")
+    p.add_argument("--palette", help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
+                                     "(.npy or text, one 'R G B' row per class); default: the checkpoint's")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                   help="temporal smoothing: each frame's depth and class probabilities are averaged with the "
+                        "previous frames' as ALPHA * previous + (1 - ALPHA) * current (0 = off, default; "
+                        "0.5-0.8 removes most flicker)")
+    p.add_argument("--codec", default="h264", choices=("h264", "mp4v"),
+                   help="h264 (yuv420p, plays in browsers; needs PyAV: pip install 'hydranet[video]', else "
+                        "falls back to mp4v with a warning) or mp4v (OpenCV)")
     clip = p.add_argument_group("the synthetic clip (no --input)")
     clip.add_argument("--clip-frames", type=int, default=48, help="frames of the clip (default 48)")
     clip.add_argument("--clip-size", type=parse_size, default=(240, 320), metavar="WxH",
@@ -54,13 +63,13 @@ def run(args) -> int:
     clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
     source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
     predictor = Predictor(weights, device=device, half=args.half, fast=not args.plain, size=args.size,
-                          tune_allocator=True)
+                          tune_allocator=True, smooth=args.smooth)
     frame_png = Path(args.frame_png) if args.frame_png else Path(args.out).parent / "frame.png"
     print(f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
           f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})")
     stats = run_demo(source, predictor, args.out, batch=args.batch, max_frames=args.max_frames, show=args.show,
                      progress=not args.no_progress, frame_png=frame_png, fps=args.fps, max_depth=args.max_depth,
-                     cmap=args.cmap, alpha=args.alpha)
+                     cmap=args.cmap, alpha=args.alpha, codec=args.codec, palette=args.palette)
     stats["weights"] = str(weights)
 
     def rate(v):
@@ -68,7 +77,7 @@ def run(args) -> int:
 
     h, w = stats["output_size"]
     note = " (stopped by Ctrl-C; the video holds the frames done)" if stats["interrupted"] else ""
-    print(f"wrote {stats['frames']} frames ({w}x{h}) to {stats['output']} and one frame to {stats['frame_png']}{note}")
+    print(f"wrote {stats['frames']} frames ({w}x{h}, {stats['codec']}) to {stats['output']} and one frame to {stats['frame_png']}{note}")
     print(f"FPS after warm-up on {stats['device']}: end-to-end {rate(stats['end_to_end_fps'])} "
           f"(read + predict + draw + encode) | inference {rate(stats['inference_fps'])} "
           f"(pre + model + post) | model only {rate(stats['model_fps'])}")

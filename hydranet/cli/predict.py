@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
                                                   "(default: the model's max_depth, else per image)")
     p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
                    help="depth colour map")
+    p.add_argument("--palette", help="segmentation colours: nyud, kitti, cityscapes, synthetic, or a file (.npy or "
+                                     "text, one 'R G B' row per class); default: the checkpoint's")
     ply = p.add_argument_group("point cloud (from the first depth task)")
     ply.add_argument("--ply", nargs="?", const="binary", choices=("binary", "ascii"),
                      help="write STEM.ply, one coloured point per valid depth pixel (default binary)")
@@ -47,7 +49,7 @@ def run(args) -> int:
                           size=args.size, tune_allocator=True)
     intrinsics = {"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy}
     results = predict_images(args.images, predictor, args.out, depth_format=args.depth_format, ply=args.ply,
-                             intrinsics=intrinsics, max_depth=args.max_depth, cmap=args.cmap)
+                             intrinsics=intrinsics, max_depth=args.max_depth, cmap=args.cmap, palette=args.palette)
     rates = results["timing"]
     print(f"wrote {len(results['images'])} image(s) to {args.out}/ "
           f"(model {rates['model_ms_per_frame']:.1f} ms/image, end-to-end {rates['end_to_end_ms_per_frame']:.1f} "

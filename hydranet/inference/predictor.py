@@ -127,6 +127,9 @@ class Predictor:
         tune_allocator: on CPU, keep freed memory mapped for reuse
             (:func:`hydranet.inference.fast.tune_cpu_allocator`: process-wide, so off by
             default for library users; the command-line tools switch it on).
+        smooth: temporal smoothing for video, ``0 <= smooth < 1`` (0: off): consecutive
+            frames' outputs are averaged by :class:`~hydranet.inference.smoothing.TemporalSmoother`
+            before post-processing. Call :meth:`reset_smoothing` between unrelated clips.
 
     Raises:
         CheckpointError: the checkpoint is missing or not a Hydranet checkpoint.
@@ -135,7 +138,7 @@ class Predictor:
 
     def __init__(self, model_or_checkpoint_path, device: Union[str, torch.device] = "cpu", half: bool = False,
                  fast: bool = True, size: Optional[Sequence[int]] = None, pad_to: Optional[int] = None,
-                 tune_allocator: bool = False):
+                 tune_allocator: bool = False, smooth: float = 0.0):
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device}: CUDA is not available on this machine (use cpu)")
@@ -181,6 +184,9 @@ class Predictor:
         self.task_map = {t.name: t for t in self.tasks}
         self.config: dict = dict(getattr(model, "config", {}) or {})
         self.normalization = Normalization.from_config(self.config)
+        from .smoothing import TemporalSmoother
+
+        self.smoother = TemporalSmoother(self.tasks, smooth) if smooth else None
         self.reset_timing()
 
     # ----------------------------------------------------------------- info
@@ -207,6 +213,11 @@ class Predictor:
                 "model_ms_per_frame": 1000 * t["model_s"] / t["frames"] if t["frames"] else None,
                 "end_to_end_ms_per_frame": 1000 * t["end_to_end_s"] / t["frames"] if t["frames"] else None}
 
+    def reset_smoothing(self) -> None:
+        """Start the temporal smoothing afresh (a new clip)."""
+        if self.smoother is not None:
+            self.smoother.reset()
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -215,10 +226,13 @@ class Predictor:
         """Run ``iterations`` untimed batches on ``frame`` (or a black frame of size ``(h, w)``)."""
         if not isinstance(frame, np.ndarray):
             frame = np.zeros((int(frame[0]), int(frame[1]), 3), np.uint8)
-        saved = dict(self.timing)
-        for _ in range(max(0, iterations)):
-            self.predict_batch([frame] * max(1, batch))
-        self.timing = saved
+        saved, smoother = dict(self.timing), self.smoother
+        self.smoother = None   # warm-up frames are not part of the clip
+        try:
+            for _ in range(max(0, iterations)):
+                self.predict_batch([frame] * max(1, batch))
+        finally:
+            self.timing, self.smoother = saved, smoother
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -267,6 +281,8 @@ class Predictor:
         outputs = self._run_model(x)
         self._sync()
         t2 = time.perf_counter()
+        if self.smoother is not None:
+            outputs = self.smoother(outputs)
         results = self.postprocess(outputs, net_size, frame_size)
         t3 = time.perf_counter()
 
@@ -282,6 +298,7 @@ class Predictor:
     def __repr__(self) -> str:
         src = f"checkpoint={str(self.checkpoint)!r}, " if self.checkpoint else ""
         return (f"Predictor({src}tasks={self.task_names}, device={self.device}, "
-                f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size})")
+                f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size}"
+                + (f", smooth={self.smoother.alpha}" if self.smoother else "") + ")")
 
 

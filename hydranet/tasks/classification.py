@@ -54,6 +54,12 @@ class Classification(TaskKind):
 
         return ClassificationMetrics(spec)
 
+    def to_average(self, spec, y):
+        return y.softmax(1)   # probabilities are averaged, not logits
+
+    def from_average(self, spec, average):
+        return average.clamp_min(1e-12).log()   # softmax and argmax give the averaged probabilities back
+
     def postprocess(self, spec, y) -> list:
         from ..visualize import class_names_for
 

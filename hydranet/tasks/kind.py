@@ -49,6 +49,7 @@ class DrawStyle:
     alpha: float = 0.5
     font_scale: float = 0.45
     fixed_range: bool = False        # video: keep the first frame's range
+    palette: Any = None              # segmentation colours overriding the checkpoint's (resolve_palette)
     cache: dict = field(default_factory=dict)
 
 
@@ -157,6 +158,14 @@ class TaskKind:
     def postprocess(self, spec: "TaskSpec", y: torch.Tensor) -> list:
         """The network output of a batch (dense: at frame size, float) -> one result per frame."""
         raise NotImplementedError
+
+    def to_average(self, spec: "TaskSpec", y: torch.Tensor) -> torch.Tensor:
+        """What temporal smoothing averages over video frames (the raw output by default)."""
+        return y
+
+    def from_average(self, spec: "TaskSpec", average: torch.Tensor) -> torch.Tensor:
+        """An average of :meth:`to_average` back in the form :meth:`postprocess` takes."""
+        return average
 
     def summarize(self, spec: "TaskSpec", value: Any) -> Any:
         """A result as plain data for JSON."""

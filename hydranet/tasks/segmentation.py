@@ -78,6 +78,12 @@ class Segmentation(TaskKind):
 
         return SegmentationMetrics(spec)
 
+    def to_average(self, spec, y):
+        return y.softmax(1)   # probabilities are averaged, not logits
+
+    def from_average(self, spec, average):
+        return average.clamp_min(1e-12).log()   # softmax and argmax give the averaged probabilities back
+
     def postprocess(self, spec, y) -> list:
         dtype = torch.uint8 if spec.classes <= 256 else torch.int32
         return list(argmax_channels(y, dtype).cpu().numpy())
@@ -112,15 +118,23 @@ class Segmentation(TaskKind):
         wide = spec.classes >= 256 or spec.ignore_index >= 256
         return ids.cpu().numpy().astype(np.uint16 if wide else np.uint8)
 
-    def colour_mask(self, spec, value, style: DrawStyle) -> np.ndarray:
-        from ..visualize import colorize_segmentation, palette_for
+    def _palette(self, spec, style: DrawStyle) -> np.ndarray:
+        from ..visualize import resolve_palette
 
-        return colorize_segmentation(value, palette_for(spec))
+        key = ("palette", spec.name)
+        if key not in style.cache:   # once per figure or video (a palette file is read once)
+            style.cache[key] = resolve_palette(style.palette, spec)
+        return style.cache[key]
+
+    def colour_mask(self, spec, value, style: DrawStyle) -> np.ndarray:
+        from ..visualize import colorize_segmentation
+
+        return colorize_segmentation(value, self._palette(spec, style))
 
     def legend(self, spec, value, style: DrawStyle) -> tuple:
-        from ..visualize import class_names_for, palette_for, present_classes
+        from ..visualize import class_names_for, present_classes
 
-        return present_classes(value, spec.classes), class_names_for(spec), palette_for(spec)
+        return present_classes(value, spec.classes), class_names_for(spec), self._palette(spec, style)
 
 
 SEGMENTATION = register_kind(Segmentation())

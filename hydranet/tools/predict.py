@@ -43,7 +43,8 @@ def collect_images(inputs: Sequence[Union[str, Path]]) -> list[Path]:
 
 def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Path], stem: str,
                     depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                    config: Optional[dict] = None, max_depth: Optional[float] = None, cmap: str = "magma") -> dict:
+                    config: Optional[dict] = None, max_depth: Optional[float] = None, cmap: str = "magma",
+                    palette=None) -> dict:
     """Write the files of one prediction into ``out_dir``; returns ``{label: path}``.
 
     Each dense task writes its own files (its kind's ``save``): segmentation ``STEM_T.png``
@@ -52,7 +53,8 @@ def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Pat
     millimetres, ``round(depth * 1000)``, 0 = invalid) or ``STEM_T.npy`` (float32 metres);
     normals ``STEM_T.png``. Always ``STEM_figure.png`` (see :func:`hydranet.visualize.render_figure`).
     With ``ply`` (``"binary"`` or ``"ascii"``) and a depth task, ``STEM.ply``: one coloured
-    point per valid depth pixel.
+    point per valid depth pixel. ``palette`` overrides the checkpoint's segmentation colours
+    (see :func:`hydranet.visualize.resolve_palette`).
     """
     from .. import visualize as vis
 
@@ -62,7 +64,7 @@ def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Pat
         raise ConfigError(f"PLY format must be binary or ascii, got {ply!r}")
     out_dir = Path(out_dir)
     style = vis.DrawStyle(config=dict(config or {}), max_depth=max_depth, cmap=cmap,
-                          font_scale=vis.font_scale_for(frame.shape[0]))
+                          font_scale=vis.font_scale_for(frame.shape[0]), palette=palette)
     files: dict = {}
     for name, value in pred.items():
         spec = pred.tasks[name]
@@ -86,7 +88,7 @@ def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Pat
 
 def predict_images(inputs: Sequence[Union[str, Path]], predictor: Predictor, out_dir: Union[str, Path],
                    depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                   max_depth: Optional[float] = None, cmap: str = "magma", log=print) -> dict:
+                   max_depth: Optional[float] = None, cmap: str = "magma", log=print, palette=None) -> dict:
     """Run ``predictor`` on image files and folders and write every result (:func:`save_prediction`).
 
     Returns ``{"images": [{"image", "size", "predictions", "files", "timing"}], "timing": ...}``;
@@ -103,7 +105,7 @@ def predict_images(inputs: Sequence[Union[str, Path]], predictor: Predictor, out
             stem, k = f"{path.stem}_{k}", k + 1
         used.add(stem)
         written = save_prediction(frame, pred, out_dir, stem, depth_format, ply, intrinsics, predictor.config,
-                                  max_depth, cmap)
+                                  max_depth, cmap, palette)
         records.append({"image": str(path), "size": list(pred.size), "predictions": pred.summary(),
                         "files": written, "timing": {k2: round(v, 3) for k2, v in pred.timing.items()}})
         if log:

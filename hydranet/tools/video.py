@@ -34,6 +34,7 @@ import numpy as np
 
 from ..data.io import write_png
 from ..errors import ConfigError, DataError
+from .mp4 import open_video_writer
 
 __all__ = ["FrameSource", "VideoSource", "CameraSource", "FolderSource", "SyntheticSource", "open_source",
            "DemoRenderer", "run_demo", "check_display", "VIDEO_EXTENSIONS"]
@@ -242,10 +243,13 @@ class DemoRenderer:
         cmap: depth colour map (``magma`` or ``turbo``; see :data:`hydranet.visualize.DEPTH_CMAPS`).
         alpha: opacity of the segmentation colours over the frame.
         legend_rows: rows of the legend band under the panels.
+        palette: segmentation colours overriding the checkpoint's (a name, a file or rows; see
+            :func:`hydranet.visualize.resolve_palette`).
     """
 
     def __init__(self, tasks: Sequence, frame_size: Sequence[int], config: Optional[dict] = None,
-                 max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, legend_rows: int = 2):
+                 max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, legend_rows: int = 2,
+                 palette=None):
         from .. import visualize as vis
 
         self.vis = vis
@@ -253,7 +257,7 @@ class DemoRenderer:
         self.overlay_task, self.map_task = vis.drawn_tasks(list(tasks))
         vis._cmap_lut(cmap)  # validates the name now
         self.style = vis.DrawStyle(config=dict(config or {}), max_depth=max_depth, cmap=cmap, alpha=float(alpha),
-                                   font_scale=vis.font_scale_for(self.h), fixed_range=True)
+                                   font_scale=vis.font_scale_for(self.h), fixed_range=True, palette=palette)
         self.legend_rows = legend_rows if self.overlay_task else 0
         self.output_size: Optional[tuple[int, int]] = None
 
@@ -311,19 +315,6 @@ def check_display() -> None:
                           f"OpenCV said: {str(exc).strip().splitlines()[-1]}") from exc
 
 
-def _open_writer(path: Path, fps: float, size_hw: Sequence[int]):
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
-                             (int(size_hw[1]), int(size_hw[0])))
-    if not writer.isOpened():
-        writer.release()
-        raise DataError(f"{path}: cannot open a video writer (codec mp4v, {size_hw[1]}x{size_hw[0]}); "
-                        f"check the folder is writable and the name ends in .mp4")
-    return writer
-
-
 def _chunks(source: FrameSource, batch: int, max_frames: Optional[int]) -> Iterator[list]:
     chunk, n = [], 0
     for frame in source:
@@ -345,8 +336,11 @@ def _rate(frames: int, seconds: float) -> Optional[float]:
 def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int = 1,
              max_frames: Optional[int] = None, show: bool = False, progress: bool = True,
              frame_png: Optional[Union[str, Path]] = None, fps: Optional[float] = None,
-             max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, warmup: int = 2) -> dict:
-    """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4, mp4v).
+             max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, warmup: int = 2,
+             codec: str = "h264", palette=None) -> dict:
+    """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4: H.264
+    yuv420p when PyAV is installed, else mp4v with a warning; see :mod:`hydranet.tools.mp4`).
+    ``palette`` overrides the checkpoint's segmentation colours.
 
     Ctrl-C stops the loop cleanly: the frames done so far are written and the file is
     finalised. Returns the run's statistics: ``frames``, ``output_size`` ``(H, W)``, the
@@ -380,9 +374,11 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
             bar = tqdm(total=total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
         for chunk in _chunks(source, batch, max_frames):
             if renderer is None:
-                renderer = DemoRenderer(predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha)
+                renderer = DemoRenderer(predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha,
+                                        palette=palette)
                 predictor.warmup(chunk[0], iterations=warmup, batch=len(chunk))
                 predictor.reset_timing()
+                predictor.reset_smoothing()
                 t_start = time.perf_counter()
             preds = predictor.predict_batch(chunk)
             for frame, pred in zip(chunk, preds):
@@ -394,8 +390,8 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
                 text = (f"{e2e:.1f} FPS" if e2e else "-- FPS") + f" | model {rates['model_fps']:.1f}"
                 canvas = renderer.render(frame, pred, text)
                 if writer is None:
-                    writer = _open_writer(out, out_fps, canvas.shape[:2])
-                writer.write(np.ascontiguousarray(canvas[..., ::-1]))
+                    writer = open_video_writer(out, out_fps, canvas.shape[:2], codec)
+                writer.write(canvas)
                 if frames == png_index or saved is None:
                     saved = canvas
                 frames += 1
@@ -415,7 +411,7 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
         if bar is not None:
             bar.close()
         if writer is not None:
-            writer.release()
+            writer.close()
         source.close()
         if show:
             try:
@@ -431,10 +427,12 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
     t = predictor.timing
     return {
         "input": source.name, "source": source.kind, "frames": frames, "output": str(out),
+        "codec": writer.codec if writer is not None else None,
         "frame_png": str(frame_png) if frame_png is not None else None,
         "output_size": list(renderer.output_size), "output_fps": out_fps, "batch": batch,
         "device": str(predictor.device), "dtype": str(predictor.dtype).replace("torch.", ""),
         "fast": predictor.fast, "warmup_iterations": warmup,
+        "smooth": predictor.smoother.alpha if predictor.smoother is not None else 0.0,
         "model_fps": _rate(t["frames"], t["model_s"]),
         "inference_fps": _rate(t["frames"], t["end_to_end_s"]),
         "end_to_end_fps": _rate(frames, wall),

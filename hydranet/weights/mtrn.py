@@ -83,6 +83,17 @@ THREE_TASK_KEYS_FILE = _PACKAGE / "mtrn_three_task_keys.tsv"
 KITTI_CLASS_NAMES = tuple(f"kitti_class_{i}" for i in range(6))
 
 
+def authors_palette(dataset: str) -> list:
+    """The authors' segmentation colours for ``nyud`` or ``kitti`` as rows of [R, G, B], row i = class i.
+
+    Their ``cmap_nyud.npy`` is the PASCAL VOC colour map drawn as ``cmap[argmax + 1]``;
+    their ``cmap_kitti.npy`` is drawn as ``cmap[argmax]``.
+    """
+    from ..visualize import KITTI6_PALETTE, NYUD40_PALETTE
+
+    return {"nyud": NYUD40_PALETTE, "kitti": KITTI6_PALETTE}[dataset].tolist()
+
+
 def nyud_class_names() -> tuple:
     """The 40 NYUD-40 class names, in label order (id 0 = ``wall``)."""
     from ..data.nyud import nyud40_class_names
@@ -207,14 +218,17 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
         kind, task_name = HEAD_TASKS[head]
         if head == "segm":
             if segm_classes == 46:
-                pieces = [("segm_nyud", 0, 40, nyud_class_names()), ("segm_kitti", 40, 46, KITTI_CLASS_NAMES)]
+                pieces = [("segm_nyud", 0, 40, nyud_class_names(), "nyud"),
+                          ("segm_kitti", 40, 46, KITTI_CLASS_NAMES, "kitti")]
             else:
                 names = {40: nyud_class_names, 6: lambda: KITTI_CLASS_NAMES}.get(segm_classes, lambda: None)()
-                pieces = [("segm", 0, segm_classes, names)]
-            for piece_name, start, stop, names in pieces:
+                pieces = [("segm", 0, segm_classes, names, datasets[0] if len(datasets) == 1 else None)]
+            for piece_name, start, stop, names, dataset in pieces:
                 task = {"name": piece_name, "kind": kind, "classes": stop - start}
                 if names is not None:
                     task["class_names"] = list(names)
+                if dataset is not None:  # the authors' cmap_nyud / cmap_kitti, so figures match theirs
+                    task["options"] = {"palette": authors_palette(dataset)}
                 tasks.append(task)
                 split.append((piece_name, start, stop))
         elif head == "depth":

@@ -1,0 +1,108 @@
+"""MP4 writing for the demos: H.264 (yuv420p) through PyAV when it is installed, so the clip
+plays in browsers, Jupyter and chat tools; else OpenCV's MPEG-4 Part 2 (``mp4v``) with a warning.
+
+    writer = open_video_writer("demo.mp4", fps=12, size_hw=(240, 320))
+    writer.write(rgb_uint8)      # RGB frames of exactly that size
+    writer.close()
+    writer.codec                 # "h264" or "mp4v"
+
+PyAV (``pip install hydranet[video]``, BSD-3-Clause bindings) ships FFmpeg with libx264 in
+its wheels; see the README for the licences of those libraries.
+"""
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+__all__ = ["open_video_writer", "h264_available", "CODECS"]
+
+CODECS = ("h264", "mp4v")
+
+
+def h264_available() -> bool:
+    """True when PyAV is installed and its FFmpeg has an H.264 encoder."""
+    try:
+        import av
+    except ImportError:
+        return False
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception:  # PyAV raises its own UnknownCodecError
+        return False
+    return True
+
+
+class _AvWriter:
+    codec = "h264"
+
+    def __init__(self, path: Path, fps: float, size_hw: Sequence[int], crf: int = 20):
+        import av
+
+        self.av = av
+        self.container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=Fraction(float(fps)).limit_denominator(1001))
+        self.stream.width, self.stream.height = int(size_hw[1]), int(size_hw[0])
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": str(crf), "preset": "veryfast"}
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+            self.container = None
+
+
+class _CvWriter:
+    codec = "mp4v"
+
+    def __init__(self, path: Path, fps: float, size_hw: Sequence[int]):
+        import cv2
+
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                      (int(size_hw[1]), int(size_hw[0])))
+        if not self.writer.isOpened():
+            self.writer.release()
+            raise DataError(f"{path}: cannot open a video writer (codec mp4v, {size_hw[1]}x{size_hw[0]}); "
+                            f"check the folder is writable and the name ends in .mp4")
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+def open_video_writer(path: Union[str, Path], fps: float, size_hw: Sequence[int], codec: str = "h264"):
+    """An MP4 writer taking RGB uint8 frames of ``size_hw`` (even sides for H.264).
+
+    ``codec="h264"`` falls back to ``mp4v`` with a warning when PyAV (or its H.264 encoder)
+    is missing; ``codec="mp4v"`` always uses OpenCV.
+
+    Raises:
+        ConfigError: an unknown codec. DataError: the file cannot be opened for writing.
+    """
+    if codec not in CODECS:
+        raise ConfigError(f"unknown video codec {codec!r}; valid: {', '.join(CODECS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if codec == "h264":
+        if h264_available():
+            try:
+                return _AvWriter(path, fps, size_hw)
+            except OSError as exc:
+                raise DataError(f"{path}: cannot open an H.264 writer ({exc})") from exc
+        warnings.warn("PyAV with an H.264 encoder is not installed (pip install 'hydranet[video]'); writing "
+                      f"{path} with OpenCV's mp4v codec, which browsers and Jupyter do not play", stacklevel=2)
+    return _CvWriter(path, fps, size_hw)
