@@ -30,6 +30,13 @@ setup(
         "onnxscript>=0.1",
         "onnxruntime>=1.17",
     ],
-    extras_require={"dev": ["pytest>=7", "ruff>=0.5"]},
+    extras_require={
+        # H.264 MP4 that browsers play (PyAV's wheels ship FFmpeg with libx264; see README "Licences")
+        "video": ["av>=12"],
+        # `hydranet serve`
+        "web": ["gradio>=5"],
+        "dev": ["pytest>=7", "ruff>=0.5", "av>=12", "gradio>=5", "playwright>=1.40", "nbclient>=0.9", "nbformat>=5.9",
+                "ipykernel>=6"],
+    },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
 )

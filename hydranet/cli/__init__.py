@@ -26,6 +26,7 @@ COMMANDS = {
     "plot": "plot",
     "predict": "predict",
     "demo": "demo",
+    "serve": "serve",
     "pseudolabel": "pseudolabel",
 }
 
