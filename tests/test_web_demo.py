@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import tiny_config
 
 import hydranet
 from hydranet.cli import main
 from hydranet.data.io import write_png
-
-from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 BROWSER_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage",
@@ -183,3 +182,16 @@ def test_demo_mp4_plays_in_the_browser(browser, ckpt, tmp_path, one_thread):
     assert (info["width"], info["height"]) == (w, h)
     assert info["duration"] == pytest.approx(6 / 12, abs=0.05)
     assert info["presented"] >= 1 and info["lit"] > 0.2 * w * h   # a decoded picture, not a black frame
+
+
+def test_serve_without_gradio_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)   # `import gradio` now raises ImportError
+    assert main(["serve", "--port", "1"]) == 2
+    assert "pip install 'hydranet[web]'" in capsys.readouterr().err
+
+
+def test_cli_startup_does_not_import_gradio():
+    code = "import sys, hydranet, hydranet.cli; hydranet.cli.build_parser(); print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out == "False"

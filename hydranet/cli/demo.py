@@ -77,7 +77,8 @@ def run(args) -> int:
 
     h, w = stats["output_size"]
     note = " (stopped by Ctrl-C; the video holds the frames done)" if stats["interrupted"] else ""
-    print(f"wrote {stats['frames']} frames ({w}x{h}, {stats['codec']}) to {stats['output']} and one frame to {stats['frame_png']}{note}")
+    print(f"wrote {stats['frames']} frames ({w}x{h}, {stats['codec']}) to {stats['output']} "
+          f"and one frame to {stats['frame_png']}{note}")
     print(f"FPS after warm-up on {stats['device']}: end-to-end {rate(stats['end_to_end_fps'])} "
           f"(read + predict + draw + encode) | inference {rate(stats['inference_fps'])} "
           f"(pre + model + post) | model only {rate(stats['model_fps'])}")
