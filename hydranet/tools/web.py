@@ -56,23 +56,22 @@ class _Predictors:
 
 
 def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tuple:
-    """(overlay RGB, depth colour map with scale bar or normals RGB or None, summary dict, PLY path or None)."""
+    """(overlay RGB, value map with its scale (depth, else normals) or None, summary dict, PLY path or None)."""
     from .. import visualize as vis
     from .pointcloud import default_intrinsics, depth_to_points, write_ply
-    from .predict import display_max_depth
 
     pred = predictor.predict(rgb)
     h, w = rgb.shape[:2]
-    seg = pred.first("segmentation")
+    style = vis.DrawStyle(config=dict(predictor.config), font_scale=vis.font_scale_for(h), palette=palette)
+    overlay_task, map_task = vis.drawn_tasks(predictor.tasks)
     overlay = rgb.copy()
-    if seg:
-        spec = pred.tasks[seg]
-        overlay = vis.overlay(rgb, vis.colorize_segmentation(pred[seg], vis.resolve_palette(palette, spec)))
-    dense, ply = None, None
+    if overlay_task is not None:
+        mask = overlay_task.task_kind.colour_mask(overlay_task, pred[overlay_task.name], style)
+        overlay = vis.overlay(rgb, mask, style.alpha)
+    dense = vis.hstack(map_task.task_kind.draw_map(map_task, pred[map_task.name], style)) if map_task else None
+    ply = None
     dep = pred.first("depth")
     if dep:
-        top = display_max_depth(pred.tasks[dep], predictor.config, pred[dep])
-        dense = vis.hstack([vis.colorize_depth(pred[dep], top), vis.depth_scale_bar(h, top)])
         k = default_intrinsics(h, w, predictor.config, predictor.tasks)
         step = max(1, int(np.ceil(np.sqrt(h * w / MAX_POINTS))))   # keep the viewer responsive
         points, colours = depth_to_points(pred[dep][::step, ::step], k["fx"] / step, k["fy"] / step,
@@ -80,8 +79,6 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tu
         if len(points):
             ply = out_dir / f"cloud_{os.getpid()}_{threading.get_ident()}_{len(list(out_dir.iterdir()))}.ply"
             write_ply(ply, points, colours)
-    elif pred.first("normals"):
-        dense = vis.normals_to_rgb(pred[pred.first("normals")])
     return overlay, dense, pred.summary(), (str(ply) if ply else None)
 
 
