@@ -106,6 +106,15 @@ def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
     rng = np.random.default_rng(0)
     write_png(image, rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
     page = browser.new_page()
+    outside = []
+
+    def offline(route):   # the page must work with no internet: record and refuse anything else
+        if not route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+            outside.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    page.route("**/*", offline)
     try:
         page.goto(server, wait_until="domcontentloaded", timeout=60_000)
         page.wait_for_selector("#input input[type=file]", state="attached", timeout=60_000)
@@ -124,6 +133,7 @@ def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
         }""")
         assert size == [64, 48]
         assert "segm" in page.inner_text("#summary")
+        assert outside == []
     finally:
         page.close()
 
@@ -195,3 +205,28 @@ def test_cli_startup_does_not_import_gradio():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                          capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "False"
+
+
+def test_predict_image_and_video_handlers(ckpt, tmp_path, one_thread):
+    from hydranet.inference import Predictor
+    from hydranet.tools.pointcloud import read_ply_header
+    from hydranet.tools.web import model_choices, predict_image, predict_video
+
+    assert model_choices("x.pt")[:2] == ["x.pt", "bundled synthetic model"] and "mtrn-kitti-joint" in model_choices()
+    predictor = Predictor(ckpt)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    overlay, dense, summary, ply = predict_image(predictor, rgb, tmp_path, palette="kitti")
+    assert overlay.shape == (48, 64, 3) and dense.shape[0] == 48 and dense.shape[1] > 64   # map + scale bar
+    assert set(summary) == {"segm", "depth", "kind"}
+    valid = int(np.count_nonzero(np.isfinite(predictor.predict(rgb)["depth"]) & (predictor.predict(rgb)["depth"] > 0)))
+    assert read_ply_header(ply)["vertices"] == valid
+    import cv2
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 8.0, (64, 48))
+    for i in range(4):
+        writer.write(np.roll(rgb, i, axis=1))
+    writer.release()
+    video, stats = predict_video(predictor, str(clip), tmp_path, max_frames=3, smooth=0.5)
+    assert Path(video).is_file() and stats["frames"] == 3 and stats["smooth"] == 0.5
+    assert predictor.smoother is None   # the shared predictor is left as it was
