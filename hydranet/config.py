@@ -12,6 +12,7 @@ weights, e.g. ``meta.normalization``, the input mean and std every front end app
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -32,6 +33,56 @@ MODEL_DEFAULTS = {
     "crp_stages": None,  # None = the decoder's own default (4 light-weight, 2 full)
 }
 CONFIG_DIR = Path(__file__).with_name("configs")
+MAX_WIDTH = 4096        # decoder channels; far above any real model, far below an allocation attack
+MAX_WIDTH_MULT = 4.0
+MAX_CRP_STAGES = 16
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def check_field(where: str, value: Any, kind: str, low: Any = None, high: Any = None, low_open: bool = False,
+                optional: bool = False, choices: Any = None) -> Any:
+    """Validate one config value and return it (numeric text such as ``"1e-3"``, which YAML
+    reads as a string, is accepted for numbers and returned as a float).
+
+    Args:
+        where: the field's name in messages, e.g. ``train.lr``.
+        kind: ``int``, ``float``, ``bool`` or ``str``.
+        low, high: inclusive bounds (``low_open``: the lower bound is excluded).
+        optional: None is allowed.
+        choices: the allowed values.
+
+    Raises:
+        ConfigError: naming the field and the value.
+    """
+    if value is None and optional:
+        return None
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    ok = True
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                ok = False
+        ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{where}: must be {_TYPE_WORDS[kind]}{' or null' if optional else ''}, got {value!r}")
+    below = low is not None and (value <= low if low_open else value < low)
+    if below or (high is not None and value > high):
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"<= {high}"
+        raise ConfigError(f"{where}: must be {' and '.join(b for b in (lo, hi) if b)}, got {value!r}")
+    return value
 
 
 def read_yaml(path: Union[str, Path]) -> dict:
@@ -43,6 +94,10 @@ def read_yaml(path: Union[str, Path]) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (binary content; a checkpoint goes to --weights)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
@@ -88,15 +143,15 @@ def _model_section(raw: Mapping[str, Any]) -> dict:
         raise ConfigError(f"model.encoder: unknown encoder {model['encoder']!r}; valid: {', '.join(ENCODERS)}")
     if model["decoder"] not in DECODERS:
         raise ConfigError(f"model.decoder: unknown decoder {model['decoder']!r}; valid: {', '.join(DECODERS)}")
-    for key in ("width", "crp_stages"):
-        value = model[key]
-        if value is None and key == "crp_stages":
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model.{key}: must be a positive integer, got {value!r}")
+    check_field("model.width", model["width"], "int", 1, MAX_WIDTH)
+    check_field("model.crp_stages", model["crp_stages"], "int", 1, MAX_CRP_STAGES, optional=True)
     if not isinstance(model["encoder_options"], Mapping):
         raise ConfigError("model.encoder_options: must be a mapping")
     model["encoder_options"] = dict(model["encoder_options"])
+    if "width_mult" in model["encoder_options"]:
+        model["encoder_options"]["width_mult"] = check_field(
+            "model.encoder_options.width_mult", model["encoder_options"]["width_mult"], "float", 0, MAX_WIDTH_MULT,
+            low_open=True)
     return model
 
 

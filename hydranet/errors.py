@@ -13,6 +13,10 @@ class DataError(HydranetError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names the file."""
 
 
+class OutputError(DataError):
+    """A file or folder cannot be written (read-only, missing parent, full disk); the message names the path."""
+
+
 class CheckpointError(HydranetError, ValueError):
     """A checkpoint cannot be loaded; the message names the file and the problem."""
 

@@ -311,6 +311,9 @@ def font_scale_for(height: int) -> float:
     return max(0.3, min(1.0, 0.4 * height / 240.0))
 
 
+MIN_LABELLED_BAR = 8  # rows a scale bar needs for tick labels; shorter bars are the gradient alone
+
+
 def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_depth: float = 0.0,
                     font_scale: Optional[float] = None) -> np.ndarray:
     """A vertical colour bar ``height x W x 3`` (RGB uint8) with ticks labelled in metres.
@@ -322,10 +325,14 @@ def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_dept
     import cv2
 
     height = int(height)
-    if height < 8:
-        raise ValueError(f"depth_scale_bar needs a height of at least 8 pixels, got {height}")
+    if height < 1:
+        raise ValueError(f"depth_scale_bar needs a height of at least 1 pixel, got {height}")
     if not max_depth > min_depth:
         raise ValueError(f"max_depth ({max_depth}) must be greater than min_depth ({min_depth})")
+    if height < MIN_LABELLED_BAR:  # no room for labels: the bare gradient, far at the top
+        values = max_depth - np.arange(height) / max(1, height - 1) * (max_depth - min_depth)
+        column = colorize_depth(np.maximum(values, 1e-6)[:, None].astype(np.float32), max_depth, cmap, min_depth)
+        return np.ascontiguousarray(np.repeat(column, 6, axis=1))
     fs = font_scale or font_scale_for(height)
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
     (_, th), _ = cv2.getTextSize("0", font, fs, thick)

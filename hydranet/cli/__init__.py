@@ -49,9 +49,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
+            from ..data.io import writable_file
+
+            writable_file(args.json)
         return int(args.func(args) or 0)
     except HydranetError as exc:
         print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output or input path the checks before could not foresee
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"hydranet {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hydranet {args.command}: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """hydranet bench: inference speed, memory and output differences of each setting, in one run."""
 from __future__ import annotations
 
-from .common import add_device_arg, add_model_args, write_json
+from .common import add_device_arg, add_model_args, non_negative_int, positive_int, write_json
 
 HELP = "time inference (model only and end to end) for each setting against the original network"
 
@@ -17,14 +17,14 @@ def add_arguments(p) -> None:
                    help="comma-separated: baseline, default, channels_last, fold_bn, compile, onnxruntime, "
                         "fp16, bf16, cuda_graphs, cuda_graphs_fp16 (default all; settings this device cannot "
                         "run are listed as skipped)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls per setting (default 5)")
-    p.add_argument("--reps", type=int, default=30, help="timed calls per setting (default 30)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per setting (default 5)")
+    p.add_argument("--reps", type=positive_int, default=30, help="timed calls per setting (default 30)")
     p.add_argument("--frame-size", help="WIDTHxHEIGHT of the uint8 frames timed end to end (default: --size)")
     p.add_argument("--no-e2e", action="store_true", help="time the model only")
     p.add_argument("--no-tune-allocator", action="store_true",
                    help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
                         "row alike: see hydranet.inference.fast.tune_cpu_allocator)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
     p.add_argument("--json", help="write the rows and the machine description as JSON")
 
 

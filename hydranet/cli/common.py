@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 
@@ -17,11 +18,55 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _number(text: str, cast, low=None, high=None, low_open: bool = False, what: str = ""):
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    if low is not None and (value <= low if low_open else value < low) or high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit 2, naming the flag)."""
+    return _number(text, int, 1, what="a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, 0, what="an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number(text, float, 0, low_open=True, what="a number > 0")
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    return _number(text, float, 0, 1, what="a number from 0 to 1")
+
+
+def device_name(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def write_json(path, data) -> None:
-    """Write ``data`` as indented JSON to ``path`` (nothing when path is empty)."""
+    """Write ``data`` as indented JSON to ``path`` atomically (nothing when path is empty).
+
+    Raises:
+        OutputError: naming ``path`` when it cannot be written.
+    """
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        from ..data.io import write_bytes_atomic
+
+        write_bytes_atomic(path, json.dumps(data, indent=2, default=str).encode("utf-8"))
 
 
 def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
@@ -42,7 +87,7 @@ def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--device", default="cpu", type=device_name, help="cpu | cuda | cuda:N (default cpu)")
 
 
 def resolve_device(name: str):

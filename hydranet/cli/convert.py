@@ -30,9 +30,11 @@ def _slim(args) -> int:
 
 def run(args) -> int:
     from ..checkpoint import FORMAT, safe_load, slim_checkpoint
+    from ..data.io import writable_file
     from ..errors import CheckpointError
     from ..weights import convert
 
+    writable_file(args.dst)
     try:
         source = safe_load(args.src)
     except CheckpointError:

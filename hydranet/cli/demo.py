@@ -1,7 +1,8 @@
 """hydranet demo: the video overlay demo (default: a synthetic clip and the bundled checkpoint, offline)."""
 from __future__ import annotations
 
-from .common import add_device_arg, parse_size, resolve_device, write_json
+from .common import (add_device_arg, fraction, non_negative_int, parse_size, positive_float, positive_int,
+                     resolve_device, write_json)
 
 HELP = ("video overlay demo: segmentation blended over the frames, depth beside them, legend and FPS, "
         "written as MP4 (no --input: a built-in synthetic clip)")
@@ -19,22 +20,22 @@ def add_arguments(p) -> None:
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument("--batch", type=int, default=1, help="frames per network call (default 1)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--batch", type=positive_int, default=1, help="frames per network call (default 1)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument("--show", action="store_true", help="also show the frames in a window (needs a display and "
                                                        "OpenCV with GUI support; q or Esc stops)")
     p.add_argument("--size", type=parse_size, metavar="WxH", help="network input size (frames are resized to it; "
                                                                   "results are drawn at the frame's size)")
-    p.add_argument("--fps", type=float, help="frame rate of the written MP4 (default: the source's; folders 10, "
+    p.add_argument("--fps", type=positive_float, help="frame rate of the written MP4 (default: the source's; folders 10, "
                                              "the synthetic clip 12)")
-    p.add_argument("--max-depth", type=float, help="top of the depth colour scale in metres "
+    p.add_argument("--max-depth", type=positive_float, help="top of the depth colour scale in metres "
                                                   "(default: the model's max_depth, else from the first frame)")
     p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
                    help="depth colour map")
-    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the segmentation over the frame")
+    p.add_argument("--alpha", type=fraction, default=0.5, help="opacity of the segmentation over the frame")
     p.add_argument("--palette", help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
                                      "(.npy or text, one 'R G B' row per class); default: the checkpoint's")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+    p.add_argument("--smooth", type=fraction, default=0.0, metavar="ALPHA",
                    help="temporal smoothing: each frame's depth and class probabilities are averaged with the "
                         "previous frames' as ALPHA * previous + (1 - ALPHA) * current (0 = off, default; "
                         "0.5-0.8 removes most flicker)")
@@ -42,10 +43,10 @@ def add_arguments(p) -> None:
                    help="h264 (yuv420p, plays in browsers; needs PyAV: pip install 'hydranet[video]', else "
                         "falls back to mp4v with a warning) or mp4v (OpenCV)")
     clip = p.add_argument_group("the synthetic clip (no --input)")
-    clip.add_argument("--clip-frames", type=int, default=48, help="frames of the clip (default 48)")
+    clip.add_argument("--clip-frames", type=positive_int, default=48, help="frames of the clip (default 48)")
     clip.add_argument("--clip-size", type=parse_size, default=(240, 320), metavar="WxH",
                       help="frame size of the clip (default 320x240)")
-    clip.add_argument("--seed", type=int, default=0, help="scene of the clip")
+    clip.add_argument("--seed", type=non_negative_int, default=0, help="scene of the clip")
     p.add_argument("--json", help="write the run's statistics (frames, FPS, paths) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -58,7 +59,12 @@ def run(args) -> int:
 
     if args.show:
         check_display()
+    from ..data.io import writable_file
+
     device = resolve_device(args.device)
+    writable_file(args.out)
+    if args.frame_png:
+        writable_file(args.frame_png)
     weights = resolve_weights(args.weights)
     clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
     source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)

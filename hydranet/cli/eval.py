@@ -1,7 +1,8 @@
 """hydranet eval: metrics of a checkpoint over a data set (default: the synthetic validation set)."""
 from __future__ import annotations
 
-from .common import add_baseline_args, add_device_arg, compare_to_baseline, resolve_device, write_json
+from .common import (add_baseline_args, add_device_arg, compare_to_baseline, non_negative_int, positive_int,
+                     resolve_device, write_json)
 
 HELP = "evaluate a checkpoint: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
 
@@ -12,8 +13,8 @@ def add_arguments(p) -> None:
                                     "checkpoint's own data.val, else the synthetic validation set)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the data section, e.g. --set data.val.num_samples=50")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
     add_device_arg(p)
     p.add_argument("--json", help="write the results as JSON")

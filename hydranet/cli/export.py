@@ -1,7 +1,7 @@
 """hydranet export: write a model as ONNX or TorchScript and check the file against PyTorch."""
 from __future__ import annotations
 
-from .common import add_model_args, parse_size, write_json
+from .common import add_model_args, parse_size, positive_int, write_json
 
 HELP = "export a model to ONNX (dynamic batch and size) or TorchScript, checked against PyTorch"
 
@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
     add_model_args(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default onnx)")
     p.add_argument("--out", required=True, help="the file to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default 18)")
+    p.add_argument("--opset", type=positive_int, default=18, help="ONNX opset, 17 or later (default 18)")
     p.add_argument("--size", default="640x480",
                    help="WIDTHxHEIGHT of the example input and of the first check (default 640x480)")
     p.add_argument("--static", action="store_true",
@@ -24,8 +24,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import argparse
 
+    from ..data.io import writable_file
     from ..errors import ConfigError
-    from ..inference.export import export_onnx, export_torchscript, format_check
+    from ..inference.export import check_opset, export_onnx, export_torchscript, format_check
     from .common import model_from_args
 
     if not args.weights and not args.config:
@@ -34,6 +35,11 @@ def run(args) -> int:
         size = parse_size(args.size)
     except argparse.ArgumentTypeError as exc:
         raise ConfigError(f"--size: {exc}") from None
+    if args.format == "onnx":
+        check_opset(args.opset)
+    elif args.static or args.plain_layers:
+        raise ConfigError("--static and --plain-layers apply to --format onnx")
+    writable_file(args.out)  # before the minute an export can take
     if not args.weights:
         from ..config import load_config
 

@@ -15,8 +15,11 @@ def run(args) -> int:
     from ..errors import DataError
     from ..training.plots import plot_run
 
+    from ..data.io import writable_dir
+
     if not (Path(args.run) / "log.jsonl").is_file():
         raise DataError(f"{args.run}: no log.jsonl (not a hydranet train run folder)")
+    writable_dir(args.out or args.run)
     for path in plot_run(Path(args.run), args.out and Path(args.out)):
         print(path)
     return 0

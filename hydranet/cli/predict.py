@@ -1,7 +1,7 @@
 """hydranet predict: run a checkpoint on image files and folders and write every result."""
 from __future__ import annotations
 
-from .common import add_device_arg, parse_size, resolve_device, write_json
+from .common import add_device_arg, parse_size, positive_float, resolve_device, write_json
 
 HELP = "predict images: colour segmentation, depth (colour + raw), normals, figure, point cloud, image-level JSON"
 
@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
                    help="resize images to this network input size (results come back at full resolution)")
     p.add_argument("--depth-format", choices=("png", "npy"), default="png",
                    help="raw depth: png = uint16 millimetres (round(depth*1000), 0 = invalid), npy = float32 metres")
-    p.add_argument("--max-depth", type=float, help="top of the depth colour scale in metres "
+    p.add_argument("--max-depth", type=positive_float, help="top of the depth colour scale in metres "
                                                   "(default: the model's max_depth, else per image)")
     p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
                    help="depth colour map")
@@ -29,10 +29,10 @@ def add_arguments(p) -> None:
     ply = p.add_argument_group("point cloud (from the first depth task)")
     ply.add_argument("--ply", nargs="?", const="binary", choices=("binary", "ascii"),
                      help="write STEM.ply, one coloured point per valid depth pixel (default binary)")
-    ply.add_argument("--fx", type=float, help="focal length x in pixels of the input image. Defaults: NYUD models "
+    ply.add_argument("--fx", type=positive_float, help="focal length x in pixels of the input image. Defaults: NYUD models "
                                               "518.86*W/640; KITTI models 721.54*W/1242; otherwise a 60 deg "
                                               "horizontal field of view, 0.866*W")
-    ply.add_argument("--fy", type=float, help="focal length y in pixels (defaults as --fx: NYUD 519.47*H/480)")
+    ply.add_argument("--fy", type=positive_float, help="focal length y in pixels (defaults as --fx: NYUD 519.47*H/480)")
     ply.add_argument("--cx", type=float, help="principal point x (defaults: NYUD 325.58*W/640, KITTI "
                                               "609.56*W/1242, else (W-1)/2)")
     ply.add_argument("--cy", type=float, help="principal point y (defaults: NYUD 253.74*H/480, KITTI "
@@ -44,7 +44,10 @@ def run(args) -> int:
     from ..inference import Predictor, resolve_weights
     from ..tools.predict import predict_images
 
+    from ..data.io import writable_dir
+
     device = resolve_device(args.device)
+    writable_dir(args.out)
     predictor = Predictor(resolve_weights(args.weights), device=device, half=args.half, fast=not args.plain,
                           size=args.size, tune_allocator=True)
     intrinsics = {"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy}

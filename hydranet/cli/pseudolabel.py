@@ -1,7 +1,7 @@
 """hydranet pseudolabel: fill the missing dense labels of a list file with a teacher's predictions."""
 from __future__ import annotations
 
-from .common import add_device_arg, resolve_device, write_json
+from .common import add_device_arg, fraction, positive_float, resolve_device, write_json
 
 HELP = "fill missing segmentation/depth/normals labels of a list file with a teacher's predictions"
 
@@ -11,8 +11,8 @@ def add_arguments(p) -> None:
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
-    p.add_argument("--depth-scale", type=float, default=5000.0, help="depth PNG units per metre (NYUD 5000, KITTI 256)")
-    p.add_argument("--confidence", type=float, help="segmentation: leave pixels below this softmax probability unlabelled")
+    p.add_argument("--depth-scale", type=positive_float, default=5000.0, help="depth PNG units per metre (NYUD 5000, KITTI 256)")
+    p.add_argument("--confidence", type=fraction, help="segmentation: leave pixels below this softmax probability unlabelled")
     add_device_arg(p)
     p.add_argument("--json", help="write the report as JSON")
 

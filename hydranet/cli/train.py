@@ -1,7 +1,7 @@
 """hydranet train: train from a config (default: the built-in synthetic scenes)."""
 from __future__ import annotations
 
-from .common import add_device_arg, write_json
+from .common import add_device_arg, positive_int, write_json
 
 HELP = "train a model (default: the built-in synthetic scene set, no download needed)"
 
@@ -9,9 +9,13 @@ HELP = "train a model (default: the built-in synthetic scene set, no download ne
 def add_arguments(p) -> None:
     p.add_argument("--config", help="config YAML or a shipped name (default: synthetic)")
     p.add_argument("--out", default="runs/train", help="run folder (last.pt, best.pt, logs, plots)")
-    p.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+    p.add_argument("--steps", type=positive_int, help="optimiser steps (overrides train.steps)")
     p.add_argument("--resume", nargs="?", const=True, default=None,
-                   help="continue from CKPT (default: OUT/last.pt)")
+                   help="continue from CKPT (default: OUT/last.pt); the config and --steps must be the "
+                        "checkpoint's unless --allow-changes")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue although the config differs (the new values apply from the "
+                        "resumed step; config.yaml records them)")
     add_device_arg(p)
     p.add_argument("--json", help="write the run summary as JSON")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -64,9 +68,21 @@ def build_run_config(args) -> dict:
 def run(args) -> int:
     from ..training import train
 
+    import sys
+
+    from ..errors import ConfigError
+
+    if args.allow_changes and not args.resume:
+        raise ConfigError("--allow-changes applies to --resume")
     summary = train(build_run_config(args), args.out, device=args.device, resume=args.resume,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, allow_changes=args.allow_changes)
+    skipped = summary.get("skipped_steps") or 0
     print(f"{summary['status']} at step {summary['step']} in {summary['seconds']:.0f} s; "
-          f"checkpoints: {summary['last']}, {summary['best']}")
+          f"checkpoints: {summary['last']}, {summary['best']}"
+          + (f"; {skipped} of {summary['step']} updates skipped (non-finite loss)" if skipped else ""))
     write_json(args.json, summary)
+    if summary["status"] == "too_many_skipped":
+        print(f"hydranet train: error: {skipped} of {summary['step']} updates were skipped for non-finite losses "
+              f"(more than train.max_skipped); the model did not train as configured", file=sys.stderr)
+        return 1
     return 0 if summary["status"] == "completed" else 130

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ..config import check_field
 from ..errors import ConfigError
 from ..tasks import TaskSpec, parse_tasks
 from .jsonset import JsonDataset
@@ -35,6 +36,30 @@ DATASET_TYPES = {
     "json": (JsonDataset, ("json",), ("root", "vocab", "fields", "skip_bad", "depth_scale", "palette"),
              {"json": "json_file"}),
 }
+
+# Options shared by several dataset types: check_field arguments (kind, low, high, {options}).
+_OPTION_SCHEMA = {
+    "num_samples": ("int", 1, 10_000_000, {}),
+    "seed": ("int", 0, None, {}),
+    "depth_scale": ("float", 0, None, {"low_open": True}),
+    "skip_bad": ("bool", None, None, {}),
+    "max_objects": ("int", 0, 1000, {}),
+}
+MAX_SIZE = 16384
+
+
+def _check_options(cfg: Mapping[str, Any], kind: str) -> None:
+    """Type and range of the options every dataset type shares (ConfigError naming the field)."""
+    for key, (field_kind, low, high, options) in _OPTION_SCHEMA.items():
+        if key in cfg:
+            check_field(f"data ({kind}).{key}", cfg[key], field_kind, low, high, **options)
+    if "size" in cfg:
+        size = cfg["size"]
+        pair = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ConfigError(f"data ({kind}).size: must be [height, width], got {size!r}")
+        for v in pair:
+            check_field(f"data ({kind}).size", v, "int", 1, MAX_SIZE)
 
 
 def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool, normalization=None):
@@ -62,7 +87,10 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
     missing = [k for k in required if cfg.get(k) in (None, "")]
     if missing:
         raise ConfigError(f"data ({kind}): missing key(s) {missing}")
+    _check_options(cfg, kind)
     tasks = parse_tasks(list(tasks))
+    if cfg.get("transforms") is not None and not isinstance(cfg["transforms"], Mapping):
+        raise ConfigError(f"data ({kind}).transforms: must be a mapping, got {cfg['transforms']!r}")
     tf_cfg = dict(cfg.get("transforms") or {})
     kwargs = {rename.get(k, k): cfg[k] for k in keys}
     if kind == "synthetic":

@@ -14,12 +14,14 @@ Raw units (what :mod:`hydranet.data.sample` turns into tensors):
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, OutputError
 
 PathLike = Union[str, Path]
 
@@ -76,6 +78,83 @@ def read_image(path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def output_error(path: PathLike, exc: OSError) -> OutputError:
+    """An :class:`OutputError` naming ``path`` for an OS error met while writing it."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        reason += " (a file stands where a folder is needed)"
+    return OutputError(f"{path}: cannot write: {reason}")
+
+
+def writable_dir(folder: PathLike) -> Path:
+    """Create ``folder`` if needed and check that it accepts new files (a probe file is made
+    and removed), so a command fails before its expensive work, not after.
+
+    Raises:
+        OutputError: naming the folder (read-only, a file in the way, a path under /proc, ...).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".hydranet-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise output_error(folder, exc) from exc
+    return folder
+
+
+def writable_file(path: PathLike) -> Path:
+    """Check that ``path`` can be (re)written as a regular file (see :func:`writable_dir`).
+
+    A folder or a device (``/dev/full``, ...) at ``path`` is refused: replacing it by rename
+    would be wrong, and writing into a device is never what a command's output means.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise OutputError(f"{path}: cannot write: it is {kind}")
+    writable_dir(path.parent)
+    return path
+
+
+def write_bytes_atomic(path: PathLike, data, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename
+    (``fsync``: flush it to the disk first, for files a power cut must not lose).
+
+    A crash or a full disk leaves the previous file (or none) and no temporary file.
+
+    Raises:
+        OutputError: naming ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise OutputError(f"{path}: cannot write: it is {kind}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from exc
+        raise
+    return path
+
+
 def write_png(path: PathLike, array: np.ndarray) -> Path:
     """Write ``array`` (RGB ``H x W x 3`` or one channel, uint8 or uint16) as a PNG file.
 
@@ -83,7 +162,8 @@ def write_png(path: PathLike, array: np.ndarray) -> Path:
     full disk or an unwritable folder leaves no partial file. Parent folders are created.
 
     Raises:
-        DataError: naming the path, when it cannot be encoded or written.
+        DataError: naming the path, when it cannot be encoded; OutputError (a DataError)
+            when it cannot be written.
     """
     cv2 = _cv2()
     path = Path(path)
@@ -93,16 +173,7 @@ def write_png(path: PathLike, array: np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", arr)
     if not ok:
         raise DataError(f"{path}: cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
-        raise DataError(f"{path}: cannot write the PNG file: {exc.strerror or exc}") from exc
-    return path
+    return write_bytes_atomic(path, buf.tobytes())
 
 
 def _palette_lookup(rgb: np.ndarray, palette: np.ndarray, path: PathLike) -> np.ndarray:

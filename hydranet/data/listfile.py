@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 
 
 from ..errors import DataError
-from ..tasks import LabelSources, TaskSpec
+from ..tasks import KINDS, LabelSources, TaskSpec
 from .base import LabelledDataset
 from .io import NYUD_DEPTH_SCALE, load_palette, read_image
 from .sample import task_field
@@ -75,6 +75,18 @@ def parse_list_file(path: Union[str, Path], columns: Optional[Sequence[str]] = N
     return names, rows
 
 
+def check_columns(path: Union[str, Path], names: Sequence[str], valid: Sequence[str]) -> None:
+    """Refuse a header naming a column no task reads (a typo would silently drop the labels).
+
+    Raises:
+        DataError: naming the file, the unknown column(s) and the valid names.
+    """
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise DataError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))} in the header; "
+                        f"valid columns: {', '.join(dict.fromkeys(valid))}")
+
+
 class ListDataset(LabelledDataset):
     """Samples listed in a list file (format in the module docstring).
 
@@ -105,6 +117,8 @@ class ListDataset(LabelledDataset):
         self.palette = load_palette(palette)
         self.label_sources = LabelSources(self.palette, self.depth_scale)
         self.columns, self.rows = parse_list_file(self.list_file, columns)
+        check_columns(self.list_file, self.columns, [*DEFAULT_COLUMNS, *(name for name, kind in KINDS.items() if kind.dense),
+                                                     *(t.name for t in self.tasks), *self.fields.values()])
         self.task_columns = {}
         for spec in self.tasks:
             col = task_field(spec, self.fields)

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..config import check_field
 from ..errors import ConfigError
 from ..tasks import TaskSpec
 from .sample import label_to_tensor
@@ -249,11 +250,17 @@ class JointTransform:
 TRANSFORM_KEYS = ("size", "scale", "hflip", "rotate", "color_jitter", "eval_resize", "seed")
 
 
+# scalar keys: (kind, low, high) for check_field
+_TRANSFORM_SCHEMA = {"hflip": ("float", 0, 1), "rotate": ("float", 0, 180), "eval_resize": ("bool", None, None),
+                     "seed": ("int", 0, None)}
+
+
 def _pair(value, name: str, cast=float) -> tuple:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (cast(value), cast(value))
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        return (cast(value[0]), cast(value[1]))
+        kind = "int" if cast is int else "float"
+        return tuple(cast(check_field(f"transforms.{name}", v, kind)) for v in value)
     raise ConfigError(f"transforms.{name}: expected a number or a pair, got {value!r}")
 
 
@@ -277,6 +284,9 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
     unknown = sorted(set(cfg) - set(TRANSFORM_KEYS))
     if unknown:
         raise ConfigError(f"transforms: unknown key(s) {unknown}; valid keys: {', '.join(TRANSFORM_KEYS)}")
+    for key, (kind, low, high) in _TRANSFORM_SCHEMA.items():
+        if cfg.get(key) is not None:
+            cfg[key] = check_field(f"transforms.{key}", cfg[key], kind, low, high)
     size = cfg.get("size", size)
     hw = _pair(size, "size", int) if size is not None else None
     if hw is not None and min(hw) < 1:
@@ -296,10 +306,11 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
         extra = set(cj) - {"brightness", "contrast", "saturation", "hue", "p"}
         if extra:
             raise ConfigError(f"transforms.color_jitter: unknown key(s) {sorted(extra)}")
-        b, c, s = (float(cj.get(k, 0.0)) for k in ("brightness", "contrast", "saturation"))
-        h, p = float(cj.get("hue", 0.0)), float(cj.get("p", 0.8))
+        b, c, s, h, p = (float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0, 1 if k == "p" else None))
+                         for k, d in (("brightness", 0.0), ("contrast", 0.0), ("saturation", 0.0), ("hue", 0.0),
+                                      ("p", 0.8)))
     else:
-        b = c = s = float(cj or 0.0)
+        b = c = s = float(check_field("transforms.color_jitter", cj or 0.0, "float", 0))
         h, p = min(b / 4.0, 0.5), 0.8
     if max(b, c, s, h) > 0:
         photometric.append(A.ColorJitter(brightness=(max(0.0, 1 - b), 1 + b), contrast=(max(0.0, 1 - c), 1 + c),

@@ -27,6 +27,7 @@ largest absolute and relative difference per task is reported.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from ..config import parse_size
+from ..data.io import output_error, writable_file
 from ..errors import ConfigError
 
 __all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
@@ -180,6 +182,28 @@ def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480,
     return _compare(net, _onnx_runner(session, names), names, sizes, batch, seed, vary_batch)
 
 
+def check_opset(opset) -> int:
+    """The opset if this torch can write it (17 up to its exporter's maximum), else ConfigError."""
+    from torch.onnx._constants import ONNX_MAX_OPSET
+
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 17 <= opset <= ONNX_MAX_OPSET:
+        raise ConfigError(f"--opset {opset}: use 17 to {ONNX_MAX_OPSET} (17 and later for Resize and the "
+                          f"exporter; {ONNX_MAX_OPSET} is the newest this torch writes)")
+    return opset
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, path: Path):
+    """Remove ``tmp`` if the block fails; an OSError becomes an OutputError naming ``path``."""
+    try:
+        yield
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from exc
+        raise
+
+
 def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[int, int] = (480, 640),
                 batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None,
                 static: bool = False, runtime_forms: bool = True) -> dict:
@@ -205,16 +229,14 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
     Returns:
         ``{"path", "format", "opset", "inputs", "outputs", "check"}``.
     """
-    if int(opset) < 17:
-        raise ConfigError(f"--opset {opset}: use 17 or later (Resize and the exporter need it)")
+    check_opset(opset)
     h, w = _validate_size(size)
+    path = writable_file(path)
     net = _export_copy(model, runtime_forms=runtime_forms)
     names = list(net.task_names)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(batch, 3, h, w)
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
+    with _removed_on_failure(tmp, path), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if int(opset) >= 18:
             dims = {0: torch.export.Dim("batch", min=1, max=1024),
@@ -232,7 +254,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
             axes.update({name: {0: "batch"} for name in names})
             torch.onnx.export(TaskTuple(net), (example,), str(tmp), input_names=["image"], output_names=names,
                               opset_version=int(opset), dynamo=False, dynamic_axes=None if static else axes)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
     _check_graph(path, names)
     report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names,
               "static": bool(static), "runtime_forms": bool(runtime_forms),
@@ -284,16 +306,16 @@ def export_torchscript(model: nn.Module, path, size: tuple[int, int] = (480, 640
     check runs it at two sizes against PyTorch (see :func:`check_torchscript`).
     """
     h, w = _validate_size(size)
+    path = writable_file(path)
     net = _export_copy(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(batch, 3, h, w)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(TaskDict(net), (example,), strict=False, check_trace=False)
     tmp = path.with_name(f".{path.name}.tmp")
-    traced.save(str(tmp))
-    os.replace(tmp, path)
+    with _removed_on_failure(tmp, path):
+        traced.save(str(tmp))
+        os.replace(tmp, path)
     report = {"path": str(path), "format": "torchscript", "inputs": ["image"], "outputs": list(net.task_names)}
     if check:
         report["check"] = check_torchscript(path, model, _check_sizes((h, w), check_sizes), batch=batch)

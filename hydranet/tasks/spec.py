@@ -82,6 +82,9 @@ class TaskSpec:
         return d
 
 
+MAX_CHANNELS = 100_000  # classes/outputs of one head: a bound against crafted configs
+
+
 def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
     """Validate one task mapping and return its :class:`TaskSpec`.
 
@@ -108,8 +111,15 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
         size = raw.get(task_kind.size_field)
         if size is None:
             raise ConfigError(f"{where}.{task_kind.size_field}: missing (a {kind} task needs it)")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"{where}.{task_kind.size_field}: must be a positive integer, got {size!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_CHANNELS:
+            raise ConfigError(f"{where}.{task_kind.size_field}: must be an integer from 1 to {MAX_CHANNELS}, "
+                              f"got {size!r}")
+    ignore_index = raw.get("ignore_index", 255)
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise ConfigError(f"{where}.ignore_index: must be an integer, got {ignore_index!r}")
+    for key in ("loss_options", "options"):
+        if raw.get(key) is not None and not isinstance(raw[key], Mapping):
+            raise ConfigError(f"{where}.{key}: must be a mapping, got {raw[key]!r}")
     task_kind.check_spec(dict(raw), where)
     class_names = raw.get("class_names")
     if class_names is not None:
@@ -125,7 +135,7 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
         loss=raw.get("loss"),
         loss_options=dict(raw.get("loss_options") or {}),
         metrics=tuple(raw.get("metrics") or ()),
-        ignore_index=int(raw.get("ignore_index", 255)),
+        ignore_index=ignore_index,
         class_names=class_names,
         options=dict(raw.get("options") or {}),
     )

@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_model
-from ..data.io import NYUD_DEPTH_SCALE, read_image, write_png
-from ..data.listfile import parse_list_file
+from ..config import check_field
+from ..data.io import NYUD_DEPTH_SCALE, read_image, writable_dir, write_bytes_atomic, write_png
+from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
 from ..inference.processing import preprocess
@@ -45,12 +46,16 @@ def pseudolabel(teacher: PathLike, list_file: PathLike, out_dir: PathLike, root:
     from ..tasks import KINDS
 
     list_file, out_dir = Path(list_file), Path(out_dir)
+    depth_scale = check_field("--depth-scale", depth_scale, "float", 0, 1e6, low_open=True)
+    confidence = check_field("--confidence", confidence, "float", 0, 1, optional=True)
+    header, rows = parse_list_file(list_file)
+    writable_dir(out_dir)
     model = load_model(teacher, device=device)
     columns_order = tuple(name for name, kind in KINDS.items() if kind.fillable)
     by_kind = {t.kind: t for t in model.tasks if t.task_kind.fillable}
     if not by_kind:
         raise DataError(f"{teacher}: the teacher has no dense task to fill labels with")
-    _, rows = parse_list_file(list_file)
+    check_columns(list_file, header, [*DEFAULT_COLUMNS, *(t.name for t in model.tasks)])
     base = Path(root) if root else list_file.parent
     out_list = out_dir / list_file.name
     if out_list.resolve() == list_file.resolve():
@@ -81,6 +86,5 @@ def pseudolabel(teacher: PathLike, list_file: PathLike, out_dir: PathLike, root:
                 columns[kind] = str(path.resolve())
                 filled[kind] += 1
         lines.append(" ".join(columns.get(k, "-") for k in ("image",) + columns_order))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_list.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_bytes_atomic(out_list, ("\n".join(lines) + "\n").encode("utf-8"))
     return {"list": str(out_list), "filled": filled, "kept": kept, "samples": len(rows)}

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..config import check_field
 from ..errors import ConfigError
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -28,6 +29,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "log_every": 10,
     "monitor": "loss",         # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
     "on_nan": "stop",          # stop | skip
+    "max_skipped": 0.5,        # on_nan skip: a run that skipped more than this fraction of its updates fails
     "seed": 0,
     "workers": 0,
     "plots": True,
@@ -43,36 +45,95 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "max_head_grad_norm": 1.0,
 }
 
-_CHOICES = {
-    ("train", "optimizer"): ("adamw", "sgd"),
-    ("train", "schedule"): ("poly", "cosine", "constant"),
-    ("train", "amp"): ("none", "fp16", "bf16"),
-    ("train", "on_nan"): ("stop", "skip"),
+# field -> check_field arguments: (kind, low, high, {options}); every field of the defaults has one.
+_TRAIN_SCHEMA: dict[str, tuple] = {
+    "steps": ("int", 1, None, {}),
+    "batch_size": ("int", 1, None, {}),
+    "optimizer": ("str", None, None, {"choices": ("adamw", "sgd")}),
+    "lr": ("float", 0, None, {"low_open": True}),
+    "encoder_lr": ("float", 0, None, {"optional": True}),
+    "encoder_lr_mult": ("float", 0, None, {}),
+    "weight_decay": ("float", 0, None, {}),
+    "momentum": ("float", 0, 1, {}),
+    "schedule": ("str", None, None, {"choices": ("poly", "cosine", "constant")}),
+    "poly_power": ("float", 0, None, {"low_open": True}),
+    "warmup_steps": ("int", 0, None, {}),
+    "accumulate": ("int", 1, None, {}),
+    "amp": ("str", None, None, {"choices": ("none", "fp16", "bf16")}),
+    "max_grad_norm": ("float", 0, None, {"low_open": True, "optional": True}),
+    "val_every": ("int", 1, None, {}),
+    "ckpt_every": ("int", 1, None, {}),
+    "log_every": ("int", 1, None, {}),
+    "monitor": ("str", None, None, {}),
+    "on_nan": ("str", None, None, {"choices": ("stop", "skip")}),
+    "max_skipped": ("float", 0, 1, {}),
+    "seed": ("int", 0, None, {}),
+    "workers": ("int", 0, 256, {}),
+    "plots": ("bool", None, None, {}),
+    "tensorboard": ("bool", None, None, {}),
+}
+_LOSS_SCHEMA: dict[str, tuple] = {
+    "weighting": ("str", None, None, {"choices": ("uncertainty", "fixed", "equal", "gradnorm", "dwa")}),
+    "log_var_lr": ("float", 0, None, {"low_open": True, "optional": True}),
+    "gradient_normalization": ("bool", None, None, {}),
+    "max_head_grad_norm": ("float", 0, None, {"low_open": True}),
 }
 
 
-def _section(cfg: Mapping[str, Any], name: str, defaults: Mapping[str, Any]) -> dict:
+def _section(cfg: Mapping[str, Any], name: str, defaults: Mapping[str, Any], schema: Mapping[str, tuple]) -> dict:
     raw = cfg.get(name) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: must be a mapping, got {raw!r}")
     unknown = set(raw) - set(defaults)
     if unknown:
         raise ConfigError(f"{name}: unknown field(s) {sorted(unknown)}; known: {sorted(defaults)}")
     merged = {**copy.deepcopy(dict(defaults)), **raw}
-    for (section, key), choices in _CHOICES.items():
-        if section == name and merged[key] not in choices:
-            raise ConfigError(f"{name}.{key}: {merged[key]!r} is not one of {', '.join(choices)}")
+    for key, (kind, low, high, options) in schema.items():
+        merged[key] = check_field(f"{name}.{key}", merged[key], kind, low, high, **options)
     return merged
 
 
 def training_settings(cfg: Mapping[str, Any]) -> tuple[dict, dict]:
-    """The validated ``train`` and ``loss`` sections of ``cfg``, defaults filled in."""
-    train = _section(cfg, "train", TRAIN_DEFAULTS)
-    loss = _section(cfg, "loss", LOSS_DEFAULTS)
-    for key in ("steps", "batch_size", "accumulate", "val_every", "ckpt_every", "log_every"):
-        if not isinstance(train[key], int) or train[key] < 1:
-            raise ConfigError(f"train.{key}: must be a positive integer, got {train[key]!r}")
+    """The validated ``train`` and ``loss`` sections of ``cfg``, defaults filled in.
+
+    Raises:
+        ConfigError: naming the field and the value (wrong type, out of range, unknown choice).
+    """
+    train = _section(cfg, "train", TRAIN_DEFAULTS, _TRAIN_SCHEMA)
+    loss = _section(cfg, "loss", LOSS_DEFAULTS, _LOSS_SCHEMA)
     if train["monitor"] != "loss" and "/" not in str(train["monitor"]):
         raise ConfigError(f"train.monitor: 'loss' or 'task/metric', got {train['monitor']!r}")
+    if train["optimizer"] == "sgd" and train["momentum"] <= 0:
+        raise ConfigError(f"train.momentum: SGD here uses Nesterov momentum, which needs momentum > 0, "
+                          f"got {train['momentum']!r}")
+    if not isinstance(loss["options"], Mapping):
+        raise ConfigError(f"loss.options: must be a mapping, got {loss['options']!r}")
     return train, loss
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``["train.lr: 0.001 -> 0.5", ...]``: the fields whose effective values differ between two
+    configs (defaults of ``train``/``loss`` filled in; ``meta`` and ``model.encoder_weights``,
+    which a resume does not use, left out)."""
+    import json
+
+    from .logger import flatten
+
+    def effective(cfg: Mapping[str, Any]) -> dict:
+        cfg = json.loads(json.dumps(dict(cfg), default=str))  # tuples and lists alike
+        try:
+            cfg["train"], cfg["loss"] = training_settings(cfg)
+        except ConfigError:
+            pass  # compared as written
+        cfg.pop("meta", None)
+        flat = flatten(cfg)
+        flat.pop("model/encoder_weights", None)
+        return {k.replace("/", "."): v for k, v in flat.items()}
+
+    a, b = effective(old), effective(new)
+    missing = "(unset)"
+    return [f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}"
+            for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
@@ -81,7 +142,11 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = str(getattr(exc, "problem", "") or exc).strip()
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({problem})") from None
         node = cfg
         parts = key.split(".")
         for part in parts[:-1]:

@@ -8,7 +8,12 @@ What it guarantees:
   sample's augmentation of (seed, epoch, index), so N steps straight equal N/2 + N/2;
 * SIGINT/SIGTERM finish the current step, save ``last.pt`` and stop;
 * a NaN or infinite task loss stops training with the task and step named (or skips the
-  update, ``train.on_nan: skip``); no checkpoint is written from a poisoned state.
+  update, ``train.on_nan: skip``); no checkpoint is written from a poisoned state; a run
+  that skipped more than ``train.max_skipped`` of its updates ends as ``too_many_skipped``;
+* a resume with a config (or ``train.steps``) other than the checkpoint's is refused, naming
+  the fields, unless ``allow_changes``; the logs then hold each step once;
+* the run folder is checked for writing before any work, and temporary files that a killed
+  run left there are removed.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import load_config, save_config
+from ..data.io import writable_dir
 from ..data import build_dataset, make_collate
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
@@ -40,7 +46,7 @@ from .distributed import DistContext, any_rank, cleanup, device_for, init_distri
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, param_groups
 from .sampler import ResumableBatchSampler, SeededSamples
-from .settings import training_settings
+from .settings import config_changes, training_settings
 
 # Metrics where a smaller value is better (for train.monitor = "task/metric").
 LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mean_angle", "median_angle", "mae"}
@@ -115,10 +121,12 @@ class Trainer:
         device: ``cpu`` or ``cuda`` (under torchrun each rank takes ``cuda:LOCAL_RANK``).
         resume: a checkpoint to continue from (``True`` = ``out_dir/last.pt``).
         progress: show a tqdm bar (rank 0 only).
+        allow_changes: resume although the config differs from the checkpoint's (the new
+            values, e.g. ``train.lr`` or ``train.steps``, then apply from the resumed step).
     """
 
     def __init__(self, config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None,
-                 progress: bool = True):
+                 progress: bool = True, allow_changes: bool = False):
         self.cfg = load_config(config)
         self.train_cfg, self.loss_cfg = training_settings(self.cfg)
         if "data" not in self.cfg or "train" not in (self.cfg.get("data") or {}):
@@ -129,6 +137,10 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"--device {device}: CUDA is not available on this machine")
         self.progress = progress and self.ctx.is_main
+        self.allow_changes = allow_changes
+        if self.ctx.is_main:
+            writable_dir(self.out_dir)
+            remove_stale_temporaries(self.out_dir)
         self.tasks = parse_tasks(self.cfg["tasks"])
         tc = self.train_cfg
 
@@ -209,13 +221,29 @@ class Trainer:
             if key not in ckpt:
                 raise CheckpointError(f"{path}: not a training checkpoint (no {key!r}); "
                                       f"use it as --weights / model init instead")
+        changes = config_changes(ckpt["config"], self.cfg)
+        if changes and not self.allow_changes:
+            raise ConfigError(f"--resume {path}: the config differs from the checkpoint's in "
+                              f"{'; '.join(changes)}. Resume with the same config and --steps, or pass "
+                              f"--allow-changes to continue with the new values from step {ckpt['step']}")
+        fresh_groups = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
+        fresh_base_lrs = list(self.scheduler.base_lrs)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.weighting.load_state_dict(ckpt["weighting"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path}: does not match this config ({exc})") from exc
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if changes:  # the optimiser's state came back with the old hyper-parameters: apply the new ones
+            for group, fresh in zip(self.optimizer.param_groups, fresh_groups):
+                group.update(fresh)
+            self.scheduler.base_lrs = fresh_base_lrs
+            lrs = [base * fn(self.scheduler.last_epoch) for fn, base in zip(self.scheduler.lr_lambdas, fresh_base_lrs)]
+            for group, lr in zip(self.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            self.scheduler._last_lr = lrs
+            tqdm.write(f"resuming {path} with changed config: {'; '.join(changes)}")
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         self.best = ckpt.get("best")
@@ -349,7 +377,7 @@ class Trainer:
         if self.ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
-            logger = RunLogger(self.out_dir, tensorboard=bool(tc["tensorboard"]))
+            logger = RunLogger(self.out_dir, tensorboard=bool(tc["tensorboard"]), start_step=self.step)
         bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
         status, last_val, t0 = "completed", None, time.time()
@@ -384,6 +412,8 @@ class Trainer:
             bar.close()
             if logger is not None:
                 logger.close()
+        if status == "completed" and self.skipped_steps > float(tc["max_skipped"]) * self.step:
+            status = "too_many_skipped"
         summary = {"status": status, "step": self.step, "seconds": time.time() - t0,
                    "skipped_steps": self.skipped_steps, "out_dir": str(self.out_dir),
                    "last": str(self.out_dir / "last.pt"), "best": str(self.out_dir / "best.pt"),
@@ -437,13 +467,24 @@ class Trainer:
         cleanup(self.ctx)
 
 
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Remove the temporary files of checkpoint and log writes that a killed run left in ``out_dir``."""
+    removed = []
+    for pattern in (".*.pt.*.tmp", ".log.jsonl.*.tmp", ".steps.csv.*.tmp", ".hydranet-probe.*"):
+        for path in Path(out_dir).glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def train(config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None, progress: bool = True,
-          until: Optional[int] = None) -> dict:
+          until: Optional[int] = None, allow_changes: bool = False) -> dict:
     """Train from ``config`` into ``out_dir`` (see :class:`Trainer`); returns the run summary.
 
     ``until``: stop at that step with ``last.pt`` saved (see :meth:`Trainer.fit`).
     """
-    trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress)
+    trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress, allow_changes=allow_changes)
     try:
         return trainer.fit(until=until)
     finally:
