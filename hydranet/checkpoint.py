@@ -86,7 +86,8 @@ def safe_load(path: PathLike) -> Any:
                 f"(it could run code when loaded), so it is not loaded ({culprit})") from exc
         raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt or another format)") from exc
     except Exception as exc:  # zip/EOF/OS errors from truncated, foreign or unreadable files
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: truncated, damaged or another format "
+                              f"({type(exc).__name__}: {exc})") from exc
 
 
 def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> str:

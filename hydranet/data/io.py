@@ -86,12 +86,13 @@ def output_error(path: PathLike, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write: {reason}")
 
 
-def writable_dir(folder: PathLike) -> Path:
+def writable_dir(folder: PathLike, target: Optional[PathLike] = None) -> Path:
     """Create ``folder`` if needed and check that it accepts new files (a probe file is made
     and removed), so a command fails before its expensive work, not after.
 
     Raises:
-        OutputError: naming the folder (read-only, a file in the way, a path under /proc, ...).
+        OutputError: naming the folder, or ``target`` (the file to be written there) and the
+            folder (read-only, a file in the way, a path under /proc, ...).
     """
     folder = Path(folder)
     try:
@@ -100,7 +101,10 @@ def writable_dir(folder: PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise output_error(folder, exc) from exc
+        error = output_error(folder, exc)
+        if target is not None:
+            error = OutputError(f"{target}: cannot write into its folder: {error}")
+        raise error from exc
     return folder
 
 
@@ -114,7 +118,7 @@ def writable_file(path: PathLike) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{path}: cannot write: it is {kind}")
-    writable_dir(path.parent)
+    writable_dir(path.parent, target=path)
     return path
 
 

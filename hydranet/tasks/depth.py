@@ -92,7 +92,9 @@ class Depth(TaskKind):
         return f"{spec.name}: median {summary['median_m']:.2f} m" if summary else None
 
     def save(self, spec, value, out_dir, stem, style, options) -> dict:
-        from ..data.io import write_png
+        import io
+
+        from ..data.io import write_bytes_atomic, write_png
         from ..visualize import hstack
 
         from ..visualize import colorize_depth, depth_scale_bar
@@ -106,7 +108,9 @@ class Depth(TaskKind):
             write_png(raw, depth_to_png_mm(value))
         else:
             raw = out_dir / f"{stem}_{spec.name}.npy"
-            np.save(raw, value.astype(np.float32))
+            buffer = io.BytesIO()  # written atomically: no partial file on a full disk
+            np.save(buffer, value.astype(np.float32))
+            write_bytes_atomic(raw, buffer.getvalue())
         return {spec.name: str(coloured), f"{spec.name}_raw": str(raw)}
 
     def pseudolabel(self, spec, logits, options) -> np.ndarray:

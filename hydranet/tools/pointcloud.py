@@ -95,8 +95,9 @@ def write_ply(path: Union[str, Path], points: np.ndarray, colours: Optional[np.n
               binary: bool = True) -> None:
     """Write a PLY point cloud (``binary_little_endian`` or ``ascii``): float x, y, z and,
     with ``colours``, uchar red, green, blue."""
+    from ..data.io import write_bytes_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     n = len(points)
     header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
@@ -109,27 +110,27 @@ def write_ply(path: Union[str, Path], points: np.ndarray, colours: Optional[np.n
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header.append("end_header")
     head = ("\n".join(header) + "\n").encode("ascii")
-    with open(path, "wb") as f:
-        f.write(head)
-        if binary:
-            fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    # assembled in memory, then written atomically: no partial file on a full disk
+    if binary:
+        fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+        if colours is not None:
+            fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+        rec = np.empty(n, dtype=fields)
+        rec["x"], rec["y"], rec["z"] = points[:, 0], points[:, 1], points[:, 2]
+        if colours is not None:
+            rec["red"], rec["green"], rec["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
+        body = rec.tobytes()
+    else:
+        lines = []
+        for k in range(n):
+            x, y, z = points[k]
+            line = f"{x:.6g} {y:.6g} {z:.6g}"
             if colours is not None:
-                fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-            rec = np.empty(n, dtype=fields)
-            rec["x"], rec["y"], rec["z"] = points[:, 0], points[:, 1], points[:, 2]
-            if colours is not None:
-                rec["red"], rec["green"], rec["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
-            f.write(rec.tobytes())
-        else:
-            lines = []
-            for k in range(n):
-                x, y, z = points[k]
-                line = f"{x:.6g} {y:.6g} {z:.6g}"
-                if colours is not None:
-                    r, g, b = colours[k]
-                    line += f" {r} {g} {b}"
-                lines.append(line)
-            f.write(("\n".join(lines) + ("\n" if lines else "")).encode("ascii"))
+                r, g, b = colours[k]
+                line += f" {r} {g} {b}"
+            lines.append(line)
+        body = ("\n".join(lines) + ("\n" if lines else "")).encode("ascii")
+    write_bytes_atomic(path, head + body)
 
 
 def read_ply_header(path: Union[str, Path]) -> dict:
