@@ -361,7 +361,14 @@ def test_tiny_images_predict_and_plot_truncated_log(corpus, capsys, tmp_path, on
     code, out, err = _cli(["predict", corpus / "tiny_img.png", "--weights", corpus / "tiny.pt", "--out",
                            tmp_path / "p", "--plain"], capsys)
     assert code == 0, err
-    assert (tmp_path / "p" / "tiny_img_depth.png").is_file() or list((tmp_path / "p").glob("*depth*"))
+    assert list((tmp_path / "p").glob("tiny_img*depth*.png"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0.png").write_bytes((corpus / "tiny_img.png").read_bytes())
+    code, out, err = _cli(["demo", "--input", frames, "--weights", corpus / "tiny.pt", "--out", tmp_path / "d.mp4",
+                           "--plain", "--no-progress"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "d.mp4").stat().st_size > 0
     run = tmp_path / "run"
     run.mkdir()
     lines = (corpus / "run" / "log.jsonl").read_text()
