@@ -95,7 +95,7 @@ def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor])
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode("utf-8"))
     for name in sorted(weights):
         t = weights[name]
-        digest.update(f"\0{name}|{t.dtype}|{tuple(t.shape)}\0".encode("utf-8"))
+        digest.update(f"\0{name}|{t.dtype}|{tuple(t.shape)}\0".encode())
         digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
@@ -131,7 +131,8 @@ def read_checkpoint(path: PathLike) -> dict:
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
     if not isinstance(ckpt["config"], Mapping):
-        raise CheckpointError(f"{path}: the checkpoint's 'config' must be a mapping, got {type(ckpt['config']).__name__}")
+        kind = type(ckpt["config"]).__name__
+        raise CheckpointError(f"{path}: the checkpoint's 'config' must be a mapping, got {kind}")
     weights = ckpt["model"]
     if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"{path}: the checkpoint's 'model' must map names to tensors")

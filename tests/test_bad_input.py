@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 
 import hydranet
-from conftest import tiny_config
 from hydranet.checkpoint import content_hash, load_model, read_checkpoint, save_model
 from hydranet.cli import main
 from hydranet.errors import CheckpointError, ConfigError, OutputError
@@ -33,7 +33,8 @@ TRAIN_FAST = {"steps": 2, "batch_size": 2, "val_every": 100, "ckpt_every": 1, "l
 
 
 def _train_config(**train):
-    cfg = tiny_config(tasks=[{"name": "segm", "kind": "segmentation", "classes": 8}, {"name": "depth", "kind": "depth"}])
+    tasks = [{"name": "segm", "kind": "segmentation", "classes": 8}, {"name": "depth", "kind": "depth"}]
+    cfg = tiny_config(tasks=tasks)
     cfg["data"] = {"train": {"type": "synthetic", "num_samples": 4, "size": [32, 32], "seed": 0,
                              "fields": {"segm": "segmentation"}}}
     cfg["train"] = {**TRAIN_FAST, **train}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,8 +1,16 @@
 """hydranet demo: the video overlay demo (default: a synthetic clip and the bundled checkpoint, offline)."""
 from __future__ import annotations
 
-from .common import (add_device_arg, fraction, non_negative_int, parse_size, positive_float, positive_int,
-                     resolve_device, write_json)
+from .common import (
+    add_device_arg,
+    fraction,
+    non_negative_int,
+    parse_size,
+    positive_float,
+    positive_int,
+    resolve_device,
+    write_json,
+)
 
 HELP = ("video overlay demo: segmentation blended over the frames, depth beside them, legend and FPS, "
         "written as MP4 (no --input: a built-in synthetic clip)")
@@ -26,7 +34,8 @@ def add_arguments(p) -> None:
                                                        "OpenCV with GUI support; q or Esc stops)")
     p.add_argument("--size", type=parse_size, metavar="WxH", help="network input size (frames are resized to it; "
                                                                   "results are drawn at the frame's size)")
-    p.add_argument("--fps", type=positive_float, help="frame rate of the written MP4 (default: the source's; folders 10, "
+    p.add_argument("--fps", type=positive_float,
+                   help="frame rate of the written MP4 (default: the source's; folders 10, "
                                              "the synthetic clip 12)")
     p.add_argument("--max-depth", type=positive_float, help="top of the depth colour scale in metres "
                                                   "(default: the model's max_depth, else from the first frame)")

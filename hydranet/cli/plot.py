@@ -12,10 +12,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..data.io import writable_dir
     from ..errors import DataError
     from ..training.plots import plot_run
-
-    from ..data.io import writable_dir
 
     if not (Path(args.run) / "log.jsonl").is_file():
         raise DataError(f"{args.run}: no log.jsonl (not a hydranet train run folder)")

@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
     ply = p.add_argument_group("point cloud (from the first depth task)")
     ply.add_argument("--ply", nargs="?", const="binary", choices=("binary", "ascii"),
                      help="write STEM.ply, one coloured point per valid depth pixel (default binary)")
-    ply.add_argument("--fx", type=positive_float, help="focal length x in pixels of the input image. Defaults: NYUD models "
+    ply.add_argument("--fx", type=positive_float,
+                     help="focal length x in pixels of the input image. Defaults: NYUD models "
                                               "518.86*W/640; KITTI models 721.54*W/1242; otherwise a 60 deg "
                                               "horizontal field of view, 0.866*W")
     ply.add_argument("--fy", type=positive_float, help="focal length y in pixels (defaults as --fx: NYUD 519.47*H/480)")
@@ -41,10 +42,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..data.io import writable_dir
     from ..inference import Predictor, resolve_weights
     from ..tools.predict import predict_images
-
-    from ..data.io import writable_dir
 
     device = resolve_device(args.device)
     writable_dir(args.out)

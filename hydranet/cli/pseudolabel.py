@@ -11,8 +11,10 @@ def add_arguments(p) -> None:
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
-    p.add_argument("--depth-scale", type=positive_float, default=5000.0, help="depth PNG units per metre (NYUD 5000, KITTI 256)")
-    p.add_argument("--confidence", type=fraction, help="segmentation: leave pixels below this softmax probability unlabelled")
+    p.add_argument("--depth-scale", type=positive_float, default=5000.0,
+                   help="depth PNG units per metre (NYUD 5000, KITTI 256)")
+    p.add_argument("--confidence", type=fraction,
+                   help="segmentation: leave pixels below this softmax probability unlabelled (0 to 1)")
     add_device_arg(p)
     p.add_argument("--json", help="write the report as JSON")
 

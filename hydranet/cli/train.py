@@ -66,11 +66,10 @@ def build_run_config(args) -> dict:
 
 
 def run(args) -> int:
-    from ..training import train
-
     import sys
 
     from ..errors import ConfigError
+    from ..training import train
 
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes applies to --resume")

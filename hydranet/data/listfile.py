@@ -117,8 +117,9 @@ class ListDataset(LabelledDataset):
         self.palette = load_palette(palette)
         self.label_sources = LabelSources(self.palette, self.depth_scale)
         self.columns, self.rows = parse_list_file(self.list_file, columns)
-        check_columns(self.list_file, self.columns, [*DEFAULT_COLUMNS, *(name for name, kind in KINDS.items() if kind.dense),
-                                                     *(t.name for t in self.tasks), *self.fields.values()])
+        dense_kinds = [name for name, kind in KINDS.items() if kind.dense]
+        check_columns(self.list_file, self.columns,
+                      [*DEFAULT_COLUMNS, *dense_kinds, *(t.name for t in self.tasks), *self.fields.values()])
         self.task_columns = {}
         for spec in self.tasks:
             col = task_field(spec, self.fields)

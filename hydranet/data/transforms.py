@@ -306,7 +306,8 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
         extra = set(cj) - {"brightness", "contrast", "saturation", "hue", "p"}
         if extra:
             raise ConfigError(f"transforms.color_jitter: unknown key(s) {sorted(extra)}")
-        b, c, s, h, p = (float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0, 1 if k == "p" else None))
+        b, c, s, h, p = (float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0,
+                                           1 if k == "p" else None))
                          for k, d in (("brightness", 0.0), ("contrast", 0.0), ("saturation", 0.0), ("hue", 0.0),
                                       ("p", 0.8)))
     else:

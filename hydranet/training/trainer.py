@@ -17,7 +17,6 @@ What it guarantees:
 """
 from __future__ import annotations
 
-import math
 import random
 import signal
 import time
@@ -34,8 +33,8 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import load_config, save_config
-from ..data.io import writable_dir
 from ..data import build_dataset, make_collate
+from ..data.io import writable_dir
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
 from ..evaluation import batch_to, evaluate, format_table
@@ -407,7 +406,8 @@ class Trainer:
                     status = "interrupted" if self.step < stop_step else "paused"
                     path = self._save("last.pt")
                     if self.ctx.is_main and status == "interrupted":
-                        tqdm.write(f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; saved {path}")
+                        tqdm.write(f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; "
+                                   f"saved {path}")
         finally:
             bar.close()
             if logger is not None:
