@@ -420,6 +420,27 @@ def test_mostly_skipped_run_is_not_completed(corpus, tmp_path, capsys, monkeypat
     assert "too_many_skipped" in out and "3 of 3 updates" in err
 
 
+# Imports torch and Hydranet once, then forks one training process per line it reads (its pid
+# is printed back): each trial is a real process killed with SIGKILL, without paying the
+# seconds of imports every time.
+ZYGOTE = """
+import os, sys
+import torch
+from hydranet.training import train
+for line in sys.stdin:
+    cfg, out, resume = line.split()
+    pid = os.fork()
+    if pid == 0:
+        torch.set_num_threads(1)
+        try:
+            train(cfg, out, resume=resume == "1", progress=False)
+        finally:
+            os._exit(0)
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+"""
+
+
 def test_kill_9_during_checkpoint_writes(tmp_path):
     """SIGKILL a training run while it writes checkpoints, again and again: last.pt always
     loads, and the next start removes the temporary files the kills left."""
@@ -427,33 +448,57 @@ def test_kill_9_during_checkpoint_writes(tmp_path):
     cfg["data"]["train"]["size"] = [16, 16]
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    script = ("import sys; from hydranet.training import train; "
-              "train(sys.argv[1], sys.argv[2], resume=sys.argv[3] == '1', progress=False)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    zygote = subprocess.Popen([sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
     rng = random.Random(0)
-    kills, during_write, t0 = 0, 0, time.time()
-    while kills < 5 and time.time() - t0 < 50:
-        resume = (run / "last.pt").is_file()
-        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cfg.yaml"), str(run), str(int(resume))],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        seen_tmp, deadline = False, time.time() + 20
-        delay = rng.uniform(0, 0.002)
-        while time.time() < deadline and proc.poll() is None:
-            if (run / "last.pt").is_file() and any(n.endswith(".tmp") and n.startswith(".last.pt.")
-                                                   for n in os.listdir(run)):
-                seen_tmp = True
-                time.sleep(delay)
-                break
-            time.sleep(0.0002)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-        kills += 1
-        during_write += seen_tmp
-        ckpt = read_checkpoint(run / "last.pt")  # always a whole, verified checkpoint
-        assert ckpt["step"] >= 1
-    assert kills >= 5 and during_write >= 3
+    kills, during_write, stale, cleaned, t0 = 0, 0, set(), 0, time.time()
+
+    def temporaries():
+        return {n for n in os.listdir(run) if n.endswith(".tmp")} if run.is_dir() else set()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    try:
+        while kills < 5 and time.time() - t0 < 45:
+            resume = (run / "last.pt").is_file()
+            zygote.stdin.write(f"{tmp_path / 'cfg.yaml'} {run} {int(resume)}\n")
+            zygote.stdin.flush()
+            pid = int(zygote.stdout.readline())
+            t_start = time.time()
+            seen_tmp, started, deadline = False, None, time.time() + 30
+            before = (run / "last.pt").stat().st_mtime_ns if resume else None
+            delay = rng.uniform(0, 0.002)
+            while time.time() < deadline and alive(pid):
+                names = set(os.listdir(run)) if run.is_dir() else set()
+                if "last.pt" in names and any(n.startswith(".last.pt.") and n.endswith(".tmp") for n in names - stale):
+                    seen_tmp = True  # a write over an existing last.pt is under way: kill it within 2 ms
+                    time.sleep(delay)
+                    break
+                if started is None and "last.pt" in names and (run / "last.pt").stat().st_mtime_ns != before:
+                    started = time.time()  # this process has written a checkpoint
+                    deadline = min(deadline, started + 3)  # (if no write is caught, kill between steps)
+                time.sleep(0.0002)
+            assert alive(pid), "the training process ended by itself"
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+            during_write += seen_tmp
+            time.sleep(0.05)  # the zygote reaps it
+            left = temporaries()
+            cleaned += bool(stale) and not (stale & left)  # the start after a kill removed its leftovers
+            stale = left
+            ckpt = read_checkpoint(run / "last.pt")  # always a whole, verified checkpoint
+            assert ckpt["step"] >= 1
+            print(f"trial {kills}: {time.time() - t_start:.1f} s, step {ckpt['step']}")
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=30)
+    print(f"{kills} kills, {during_write} during a checkpoint write, {cleaned} starts cleaned leftovers")
+    assert kills >= 5 and during_write >= 3 and cleaned >= 1
     load_model(run / "last.pt")
     Trainer(str(tmp_path / "cfg.yaml"), run, resume=True, progress=False)  # the next start
-    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+    assert not temporaries()
