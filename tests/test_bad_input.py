@@ -22,8 +22,9 @@ from conftest import tiny_config
 
 import hydranet
 from hydranet.checkpoint import content_hash, load_model, read_checkpoint, save_model
-from hydranet.cli import main
+from hydranet.cli import COMMANDS, main
 from hydranet.errors import CheckpointError, ConfigError, OutputError
+from hydranet.inference.weights import bundled_weights_path
 from hydranet.training import Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,7 @@ def corpus(tmp_path_factory):
     bad_lr = _train_config(lr=-0.1)
     (d / "bad_lr.yaml").write_text(yaml.safe_dump(bad_lr))
     (d / "a_file").write_text("not a folder")
+    (d / "cut.json").write_text('{"metrics": {"segm": {"miou": 0.5')  # results cut short
     # list files: a header typo, and images so that the list is otherwise valid
     rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     hydranet.data.io.write_png(d / "img.png", rgb)
@@ -243,6 +245,12 @@ CASES = [
     ("pseudolabel-out-under-proc", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt",
                                     "--out", PROC], PROC),
     ("plot-not-a-run", ["plot", "{d}"], "log.jsonl"),
+    ("compare-truncated-results", ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json"], "cut.json"),
+    ("compare-json-dev-full", ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json", "--json", "/dev/full"],
+     "/dev/full"),
+    ("serve-port-0", ["serve", "--port", "0"], "--port"),
+    ("serve-max-video-frames-0", ["serve", "--max-video-frames", "0"], "--max-video-frames"),
+    ("serve-device-tpu", ["serve", "--device", "tpu"], "--device"),
     # 5. resume with another config or --steps
     ("train-resume-changed-lr", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume",
                                  "--set", "train.lr=0.5"], "train.lr: 0.001 -> 0.5"),
@@ -258,8 +266,7 @@ CASES = [
 def test_corpus_covers_every_command_and_is_large():
     assert len(CASES) >= 60
     commands = {argv[0] for _, argv, _ in CASES}
-    assert commands == {"summary", "train", "eval", "predict", "demo", "bench", "export", "convert",
-                        "pseudolabel", "plot"}
+    assert commands == set(COMMANDS)
 
 
 @pytest.mark.parametrize("argv,expected", [(argv, expected) for _, argv, expected in CASES],
@@ -289,8 +296,9 @@ def test_old_checkpoint_without_hash_still_loads(corpus, tmp_path):
     del ckpt["sha256"]
     torch.save(ckpt, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").config["model"]["width"] == 16
-    bundled = ROOT / "weights" / "hydranet_synthetic.pt"
+    bundled = bundled_weights_path()  # written before content hashes existed
     if bundled.is_file():
+        assert "sha256" not in torch.load(bundled, weights_only=True)
         load_model(bundled)
 
 

@@ -49,6 +49,11 @@ def fraction(text: str) -> float:
     return _number(text, float, 0, 1, what="a number from 0 to 1")
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    return _number(text, int, 1, 65535, what="a port from 1 to 65535")
+
+
 def device_name(text: str) -> str:
     """argparse type: ``cpu``, ``cuda`` or ``cuda:N``."""
     if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
