@@ -1,8 +1,15 @@
 """hydranet eval: metrics of a checkpoint over a data set (default: the synthetic validation set)."""
 from __future__ import annotations
 
-from .common import (add_baseline_args, add_device_arg, compare_to_baseline, non_negative_int, positive_int,
-                     resolve_device, write_json)
+from .common import (
+    add_baseline_args,
+    add_device_arg,
+    compare_to_baseline,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+    write_json,
+)
 
 HELP = "evaluate a checkpoint: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
 
@@ -23,8 +30,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..evaluation.run import evaluate_checkpoint
     from ..evaluation import format_table
+    from ..evaluation.run import evaluate_checkpoint
 
     device = resolve_device(args.device)
     results = evaluate_checkpoint(args.weights, config=args.config, overrides=args.set, device=device,
