@@ -124,7 +124,7 @@ def test_depth_errors_by_hand_over_two_batches():
     #   log10   = (0.1249387 + 0.0511525 + 0.2552725 + 0.4771213) / 4 = 0.2271213
     #   delta1 = 1/4, delta2 = 2/4, delta3 = 3/4
     # (Per-batch RMSEs 0.5 and 1.5232 average to 1.0116, not 1.1336.)
-    acc = build_metrics([depth_spec()])["depth"]
+    acc = build_metrics([depth_spec(average="pixel")])["depth"]
     acc.update(torch.tensor([[[[1.5, 4.5], [7.0, 7.0]]]]),
                torch.tensor([[[[2.0, 4.0], [0.0, float("nan")]]]]))
     acc.update(torch.tensor([[[[1.8, -3.0]]], [[[0.0, 0.0]]]]),

@@ -137,17 +137,49 @@ def _check_same_size(pred: torch.Tensor, target: torch.Tensor, name: str) -> Non
 # ----------------------------------------------------------------------- base class
 
 class MetricAccumulator:
-    """Base class: state is a few tensors (named in ``_state``) of sums and counts."""
+    """Base class: state is a few tensors (named in ``_state``) of sums and counts.
+
+    ``DIRECTIONS`` declares every metric the accumulator reports and whether lower or higher
+    is better; a per-class or per-output entry ``name/<x>`` follows its base ``name``. The
+    task's ``metrics`` list (when given) selects what :meth:`report` returns; an unknown
+    name there is a ConfigError naming the task.
+    """
 
     kind: str = ""
     _state: tuple = ()
+    DIRECTIONS: Mapping[str, str] = {}  # metric -> "lower" | "higher" (is better)
+    COUNTS = ("samples", "pixels", "average")  # always reported, never monitored
 
     def __init__(self, spec: TaskSpec):
         if spec.kind != self.kind:
             raise ConfigError(f"task {spec.name!r}: {type(self).__name__} is for {self.kind!r} tasks, "
                               f"not {spec.kind!r}")
         self.spec = spec
+        for metric in spec.metrics or ():
+            if metric.split("/", 1)[0] not in self.DIRECTIONS:
+                raise ConfigError(f"task {spec.name!r}: unknown metric {metric!r} in metrics; "
+                                  f"valid for kind {spec.kind!r}: {', '.join(self.DIRECTIONS)}")
         self.reset()
+
+    @classmethod
+    def lower_is_better(cls, metric: str) -> bool:
+        """Direction of ``metric`` (``mae/0`` follows ``mae``); KeyError for an unknown one."""
+        base = metric.split("/", 1)[0]
+        if base not in cls.DIRECTIONS:
+            raise KeyError(metric)
+        return cls.DIRECTIONS[base] == "lower"
+
+    def report(self) -> dict:
+        """:meth:`compute`, restricted to the task's ``metrics`` list when it has one.
+
+        Naming a metric also keeps its per-class or per-output entries (``mae`` keeps
+        ``mae/<output>``); the counts (``samples``, ``pixels``) are always kept.
+        """
+        out = self.compute()
+        chosen = set(self.spec.metrics or ())
+        if not chosen:
+            return out
+        return {k: v for k, v in out.items() if k in self.COUNTS or k in chosen or k.split("/", 1)[0] in chosen}
 
     @property
     def name(self) -> str:
@@ -183,6 +215,13 @@ class MetricAccumulator:
     def state_tensors(self) -> dict:
         """The accumulated state (sums and counts), by name."""
         return {key: getattr(self, key) for key in ("samples",) + self._state}
+
+    def reduce(self, reduction: Any, device: Optional[torch.device] = None) -> None:
+        """Replace the state by ``reduction.sum`` of it (e.g. over ranks; see ``hydranet.losses.LocalReduction``)."""
+        if device is not None:
+            self._to(torch.device(device))
+        for key, t in self.state_tensors().items():
+            setattr(self, key, reduction.sum(t))
 
     def all_reduce(self, device: Optional[torch.device] = None) -> None:
         """Sum the state over all processes of the default ``torch.distributed`` group.
@@ -226,6 +265,7 @@ class SegmentationMetrics(MetricAccumulator):
 
     kind = "segmentation"
     _state = ("confusion",)
+    DIRECTIONS = {"miou": "higher", "pixel_acc": "higher", "mean_acc": "higher", "iou": "higher"}
 
     def _reset(self) -> None:
         c = self.spec.classes
@@ -296,17 +336,25 @@ class SegmentationMetrics(MetricAccumulator):
 # ---------------------------------------------------------------------------- depth
 
 class DepthMetrics(MetricAccumulator):
-    """Standard monocular depth errors, pixel-weighted over the whole set.
+    """Standard monocular depth errors over the whole set, averaged per image by default.
 
-    Each metric is (sum over all valid pixels of the set of a per-pixel term) /
-    (number of valid pixels); RMSE = sqrt(total squared error / count) and RMSE log
-    likewise. ``d`` = prediction, ``g`` = ground truth, in metres:
+    Per-pixel terms, ``d`` = prediction, ``g`` = ground truth, in metres:
 
         abs_rel = |d - g| / g        sq_rel = (d - g)^2 / g     rmse: (d - g)^2
         rmse_log: (ln d - ln g)^2    log10 = |log10 d - log10 g|
         delta1/2/3: max(d / g, g / d) < 1.25, 1.25^2, 1.25^3 (fraction of pixels)
 
-    Options (``spec.options``):
+    ``options.average``:
+        ``image`` (default): each metric is computed per image over its valid pixels
+        (RMSE = sqrt of the image's mean squared error) and then averaged over the images
+        with at least one valid pixel, as BTS, AdaBins, Monodepth2 and the NYUD/KITTI
+        tables report. Image A with 100 pixels at abs rel 0.05 and image B with 10 000 at
+        0.20 give 0.125.
+        ``pixel``: pooled over every valid pixel of the set (RMSE = sqrt(total squared
+        error / count)); the same two images give (5 + 2000) / 10100 = 0.1985.
+    The result holds ``average`` (which one) and ``pixels`` (valid pixels counted).
+
+    Other options (``spec.options``):
         ``min_depth`` (default 1e-3) and ``max_depth`` (default None = no cap; NYUD
         uses 10, KITTI 80): pixels are valid where min_depth < g < max_depth (the
         usual evaluation convention), predictions are clamped to
@@ -318,13 +366,17 @@ class DepthMetrics(MetricAccumulator):
         before clamping.
 
     The prediction's absolute value is used: the depth head's raw output is metres
-    up to sign.
+    up to sign. A NaN prediction on a valid pixel makes every metric NaN (deltas too).
     """
 
     kind = "depth"
-    _state = ("sums", "count")
+    _state = ("sums", "count", "image_sums", "images")
     # order of the per-pixel sums
     _TERMS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "delta1", "delta2", "delta3")
+    _METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+    DIRECTIONS = {"abs_rel": "lower", "sq_rel": "lower", "rmse": "lower", "rmse_log": "lower", "log10": "lower",
+                  "delta1": "higher", "delta2": "higher", "delta3": "higher"}
+    AVERAGES = ("image", "pixel")
 
     def __init__(self, spec: TaskSpec):
         opts = dict(spec.options or {})
@@ -335,6 +387,10 @@ class DepthMetrics(MetricAccumulator):
         if self.crop is not None and self.crop not in DEPTH_CROPS:
             raise ConfigError(f"tasks[{spec.name}].options.crop: unknown crop {self.crop!r}; "
                               f"valid: {', '.join(DEPTH_CROPS)} or null")
+        self.average = opts.get("average", "image")
+        if self.average not in self.AVERAGES:
+            raise ConfigError(f"tasks[{spec.name}].options.average: {self.average!r} is not one of "
+                              f"{', '.join(self.AVERAGES)}")
         self.median_scaling = bool(opts.get("median_scaling", False))
         if self.min_depth <= 0:
             raise ConfigError(f"tasks[{spec.name}].options.min_depth: must be > 0, got {self.min_depth}")
@@ -345,6 +401,8 @@ class DepthMetrics(MetricAccumulator):
     def _reset(self) -> None:
         self.sums = torch.zeros(len(self._TERMS), dtype=torch.float64)
         self.count = torch.zeros((), dtype=torch.int64)
+        self.image_sums = torch.zeros(len(self._METRICS), dtype=torch.float64)
+        self.images = torch.zeros((), dtype=torch.int64)
 
     def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
         """Bool mask (same shape as ``target``, N x 1 x H x W) of the evaluated pixels."""
@@ -378,18 +436,27 @@ class DepthMetrics(MetricAccumulator):
         diff = d - g
         ratio = torch.maximum(d / g, g / d)
         vf = valid.to(torch.float32)
-        terms = (
+
+        def delta(t):  # a NaN ratio (NaN prediction) stays NaN instead of counting as a miss
+            return torch.where(torch.isnan(ratio), ratio, (ratio < t).to(ratio.dtype)) * vf
+
+        terms = torch.stack([
             diff.abs() / g,
             diff.square() / g,
             diff.square(),
             (d.log() - g.log()).square(),
             (d.log10() - g.log10()).abs(),
-            (ratio < 1.25) * vf,
-            (ratio < 1.25 ** 2) * vf,
-            (ratio < 1.25 ** 3) * vf,
-        )
-        self.sums += torch.stack([t.sum(dtype=torch.float64) for t in terms])
-        self.count += valid.sum()
+            delta(1.25), delta(1.25 ** 2), delta(1.25 ** 3),
+        ]).flatten(2).to(torch.float64)  # 8 x N x pixels
+        per_image = terms.sum(dim=2)  # 8 x N
+        self.sums += per_image.sum(dim=1)
+        pixels = valid.flatten(1).sum(dim=1)  # N
+        self.count += pixels.sum()
+        has = pixels > 0
+        means = per_image[:, has] / pixels[has]
+        means[2:4] = means[2:4].sqrt()  # per-image RMSE and RMSE log
+        self.image_sums += means.sum(dim=1)
+        self.images += has.sum()
         self.samples += present.sum()
 
     @staticmethod
@@ -408,19 +475,14 @@ class DepthMetrics(MetricAccumulator):
         n = int(self.count)
         if n == 0:
             return out
-        s = (self.sums.detach().cpu() / n).tolist()
-        mean = dict(zip(self._TERMS, s))
-        out.update(
-            abs_rel=mean["abs_rel"],
-            sq_rel=mean["sq_rel"],
-            rmse=math.sqrt(mean["sq_err"]),
-            rmse_log=math.sqrt(mean["sq_log"]),
-            log10=mean["log10"],
-            delta1=mean["delta1"],
-            delta2=mean["delta2"],
-            delta3=mean["delta3"],
-            pixels=n,
-        )
+        if self.average == "image":
+            values = (self.image_sums.detach().cpu() / int(self.images)).tolist()
+        else:
+            mean = (self.sums.detach().cpu() / n).tolist()
+            mean[2], mean[3] = math.sqrt(mean[2]), math.sqrt(mean[3])
+            values = mean
+        out.update(zip(self._METRICS, values))
+        out.update(pixels=n, average=self.average)
         return out
 
 
@@ -447,6 +509,8 @@ class NormalsMetrics(MetricAccumulator):
 
     kind = "normals"
     _state = ("hist", "angle_sum", "within", "count")
+    DIRECTIONS = {"mean_angle": "lower", "median_angle": "lower", "within_11.25": "higher",
+                  "within_22.5": "higher", "within_30": "higher"}
     THRESHOLDS = (11.25, 22.5, 30.0)
 
     def __init__(self, spec: TaskSpec):
@@ -526,6 +590,7 @@ class ClassificationMetrics(MetricAccumulator):
 
     kind = "classification"
     _state = ("correct", "count")
+    DIRECTIONS = {"top1": "higher", "top5": "higher"}
 
     def __init__(self, spec: TaskSpec):
         self.topk = (1, 5) if spec.classes > 5 else (1,)
@@ -581,6 +646,7 @@ class RegressionMetrics(MetricAccumulator):
 
     kind = "regression"
     _state = ("abs_sum", "sq_sum", "count")
+    DIRECTIONS = {"mae": "lower", "rmse": "lower"}
 
     def _reset(self) -> None:
         k = self.spec.outputs
@@ -694,8 +760,27 @@ class MultiTaskMetrics:
             acc.update(pred, target, present)
 
     def compute(self) -> dict:
-        """``{task name: {metric: value}}`` over everything seen since the last reset."""
-        return {name: acc.compute() for name, acc in self.metrics.items()}
+        """``{task name: {metric: value}}`` over everything seen since the last reset.
+
+        A task with a ``metrics`` list reports those (see :meth:`MetricAccumulator.report`).
+        """
+        return {name: acc.report() for name, acc in self.metrics.items()}
+
+    def reduce(self, reduction: Any, device: Optional[torch.device] = None) -> None:
+        """Sum every accumulator's state with ``reduction`` (over ranks under torchrun)."""
+        for acc in self.metrics.values():
+            acc.reduce(reduction, device)
+
+    def lower_is_better(self, monitor: str) -> bool:
+        """Direction of ``"task/metric"`` (e.g. ``count/mae/0``); ConfigError when unknown."""
+        task, _, metric = monitor.partition("/")
+        if task not in self.metrics:
+            raise ConfigError(f"train.monitor: {monitor!r} names no task; tasks: {', '.join(self.metrics)}")
+        try:
+            return self.metrics[task].lower_is_better(metric)
+        except KeyError:
+            raise ConfigError(f"train.monitor: task {task!r} has no metric {metric!r}; valid: "
+                              f"{', '.join(type(self.metrics[task]).DIRECTIONS)}") from None
 
     def all_reduce(self, device: Optional[torch.device] = None) -> None:
         """Sum every accumulator's state over the distributed processes (see the base class)."""

@@ -8,13 +8,18 @@
 """
 from .clipping import clip_head_gradients
 from .task_losses import (
+    LOSS_FORMS,
     LOSSES,
+    LocalReduction,
+    LossForm,
     angular,
+    batch_statistics,
     berhu,
     compute_losses,
     cosine,
     cross_entropy,
     denormalize_prediction,
+    finish_losses,
     l1,
     mse,
     normalize_target,
@@ -36,7 +41,8 @@ from .weighting import (
 )
 
 __all__ = [
-    "build_weighting", "compute_losses", "task_loss", "clip_head_gradients", "LOSSES",
+    "build_weighting", "compute_losses", "batch_statistics", "finish_losses", "LocalReduction", "LossForm",
+    "LOSS_FORMS", "task_loss", "clip_head_gradients", "LOSSES",
     "STRATEGIES", "resolve_loss", "normalize_target",
     "denormalize_prediction", "weighting_param_group",
     "Weighting", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting", "GradNormWeighting",

@@ -31,7 +31,7 @@ valid mask by the kind; ``None`` means every sample is present.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,8 @@ from ..tasks.normals import valid_normals
 __all__ = [
     "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
     "LOSSES", "LOSS_OPTION_ALIASES", "normalize_target", "denormalize_prediction", "resolve_loss",
-    "task_loss", "compute_losses",
+    "task_loss", "compute_losses", "batch_statistics", "finish_losses", "LocalReduction", "LossForm",
+    "LOSS_FORMS",
 ]
 
 _IGNORE = -100  # sentinel label handed to F.cross_entropy for invalid elements
@@ -71,15 +72,22 @@ def _pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
 
 
 # --------------------------------------------------------------------------- losses
-def cross_entropy(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
-                  class_weights: Optional[Iterable[float]] = None,
-                  label_smoothing: float = 0.0) -> Optional[Tensor]:
-    """Cross-entropy for segmentation (N x C x H x W vs N x H x W) or classification (N x C vs N).
+# Every loss is written as *statistics* (a 1-D tensor of sums over the valid elements, the
+# last one the element count or weight) and a *finish* function of their totals. One
+# process evaluates finish(stats); :func:`compute_losses` with a distributed reducer sums
+# the statistics over all ranks first, which is what makes multi-process training exact.
+def _sum_count(terms: Tensor, count: Optional[Tensor] = None) -> Tensor:
+    n = torch.tensor(float(terms.numel()), device=terms.device) if count is None else count.float()
+    return torch.stack([terms.sum(), n.to(terms.dtype)])
 
-    Averaged over valid elements; with ``class_weights`` (C values) it is the weighted mean
-    ``sum(w[y] * nll) / sum(w[y])`` over valid elements, as ``torch.nn.functional.cross_entropy``
-    defines it. ``label_smoothing`` in [0, 1) mixes the one-hot target with the uniform one.
-    """
+
+def _mean(totals: Tensor, **_: Any) -> Tensor:
+    return totals[0] / totals[1]
+
+
+def _cross_entropy_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
+                         class_weights: Optional[Iterable[float]] = None, label_smoothing: float = 0.0,
+                         **_: Any) -> Optional[Tensor]:
     if pred.dim() != target.dim() + 1 or pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[1:]:
         raise ValueError(f"cross_entropy: logits {tuple(pred.shape)} do not match labels {tuple(target.shape)} "
                          "(expected N x C [x H x W] logits and N [x H x W] labels)")
@@ -92,26 +100,78 @@ def cross_entropy(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, 
         if weight.numel() != pred.shape[1]:
             raise ValueError(f"cross_entropy: {weight.numel()} class weights for {pred.shape[1]} classes")
     labels = torch.where(mask, target.long(), torch.full_like(target.long(), _IGNORE))
-    return F.cross_entropy(pred.float(), labels, weight=weight, ignore_index=_IGNORE,
-                           label_smoothing=float(label_smoothing))
+    total = F.cross_entropy(pred.float(), labels, weight=weight, ignore_index=_IGNORE,
+                            label_smoothing=float(label_smoothing), reduction="sum")
+    count = mask.sum() if weight is None else weight[target.long()[mask]].sum()
+    return torch.stack([total, count.to(total.dtype)])
+
+
+def cross_entropy(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
+                  class_weights: Optional[Iterable[float]] = None,
+                  label_smoothing: float = 0.0) -> Optional[Tensor]:
+    """Cross-entropy for segmentation (N x C x H x W vs N x H x W) or classification (N x C vs N).
+
+    Averaged over valid elements; with ``class_weights`` (C values) it is the weighted mean
+    ``sum(w[y] * nll) / sum(w[y])`` over valid elements, as ``torch.nn.functional.cross_entropy``
+    defines it. ``label_smoothing`` in [0, 1) mixes the one-hot target with the uniform one.
+    """
+    stats = _cross_entropy_stats(pred, target, valid, class_weights=class_weights, label_smoothing=label_smoothing)
+    return None if stats is None else _mean(stats)
+
+
+def _l1_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_: Any) -> Optional[Tensor]:
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else _sum_count((pair[0] - pair[1]).abs())
+
+
+def _mse_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_: Any) -> Optional[Tensor]:
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else _sum_count((pair[0] - pair[1]).pow(2))
+
+
+def _smooth_l1_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, beta: float = 1.0,
+                     **_: Any) -> Optional[Tensor]:
+    pair = _pairs(pred, target, valid)
+    return None if pair is None else _sum_count(F.smooth_l1_loss(pair[0], pair[1], beta=float(beta), reduction="none"))
 
 
 def l1(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
     """Mean absolute error over valid elements (pred and target of the same shape)."""
-    pair = _pairs(pred, target, valid)
-    return None if pair is None else (pair[0] - pair[1]).abs().mean()
+    stats = _l1_stats(pred, target, valid)
+    return None if stats is None else _mean(stats)
 
 
 def mse(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
     """Mean squared error over valid elements."""
-    pair = _pairs(pred, target, valid)
-    return None if pair is None else (pair[0] - pair[1]).pow(2).mean()
+    stats = _mse_stats(pred, target, valid)
+    return None if stats is None else _mean(stats)
 
 
 def smooth_l1(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, beta: float = 1.0) -> Optional[Tensor]:
     """Huber-style smooth L1 over valid elements: 0.5 r^2 / beta if |r| < beta else |r| - 0.5 beta."""
+    stats = _smooth_l1_stats(pred, target, valid, beta=beta)
+    return None if stats is None else _mean(stats)
+
+
+def _berhu_max(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_: Any) -> Tensor:
+    """The largest residual over the valid elements (0 when there is none), no gradient."""
     pair = _pairs(pred, target, valid)
-    return None if pair is None else F.smooth_l1_loss(pair[0], pair[1], beta=float(beta))
+    if pair is None:
+        return torch.zeros((), device=pred.device)
+    return (pair[0] - pair[1]).abs().max().detach()
+
+
+def _berhu_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, threshold: float = 0.2,
+                 max_residual: Optional[Tensor] = None, **_: Any) -> Optional[Tensor]:
+    pair = _pairs(pred, target, valid)
+    if pair is None:
+        return None
+    r = (pair[0] - pair[1]).abs()
+    top = r.max() if max_residual is None else max_residual.to(r.device, r.dtype)
+    c = (threshold * top).detach()
+    c_safe = c.clamp_min(torch.finfo(r.dtype).tiny)
+    quad = (r * r + c * c) / (2 * c_safe)
+    return _sum_count(torch.where(r <= c, r, quad))
 
 
 def berhu(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, threshold: float = 0.2) -> Optional[Tensor]:
@@ -120,15 +180,28 @@ def berhu(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, thres
     With r = |pred - target| and c = ``threshold`` * max r over the valid elements of the
     batch (treated as a constant, no gradient): loss = r if r <= c, else (r^2 + c^2) / (2c).
     When every residual is 0 then c = 0 and the loss is 0 with a zero gradient (guarded).
+    Under torchrun the maximum is taken over the global batch (all ranks).
     """
-    pair = _pairs(pred, target, valid)
+    stats = _berhu_stats(pred, target, valid, threshold=threshold)
+    return None if stats is None else _mean(stats)
+
+
+def _silog_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, min_depth: float = 1e-3,
+                 **_: Any) -> Optional[Tensor]:
+    full = _full_valid(valid, target) & (torch.nan_to_num(target, nan=0.0) > 0)
+    pair = _pairs(pred, target, full)
     if pair is None:
         return None
-    r = (pair[0] - pair[1]).abs()
-    c = (threshold * r.max()).detach()
-    c_safe = c.clamp_min(torch.finfo(r.dtype).tiny)
-    quad = (r * r + c * c) / (2 * c_safe)
-    return torch.where(r <= c, r, quad).mean()
+    d = pair[0].abs().clamp_min(min_depth).log() - pair[1].log()
+    return torch.stack([d.sum(), d.pow(2).sum(), torch.tensor(float(d.numel()), device=d.device)])
+
+
+def _silog_finish(totals: Tensor, *, lam: float = 0.85, scale: float = 1.0, **_: Any) -> Tensor:
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"silog: lam must be in [0, 1], got {lam}")
+    n = totals[2]
+    var = (totals[1] / n - lam * (totals[0] / n).pow(2)).clamp_min(0.0)
+    return scale * torch.sqrt(var + 1e-12)
 
 
 def silog(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, lam: float = 0.85,
@@ -140,16 +213,12 @@ def silog(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, lam: 
     ``lam`` = 0 gives the log-RMSE, 1 is fully scale invariant; 0.85 (the default) is the value
     of BTS/AdaBins, which also use ``scale`` = 10 (here 1). The prediction is the head's raw
     value: its absolute value, clamped at ``min_depth``, is used inside the log.
+    Under torchrun the means are over the global batch (sums of d and d^2 all-reduced).
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"silog: lam must be in [0, 1], got {lam}")
-    full = _full_valid(valid, target) & (torch.nan_to_num(target, nan=0.0) > 0)
-    pair = _pairs(pred, target, full)
-    if pair is None:
-        return None
-    d = pair[0].abs().clamp_min(min_depth).log() - pair[1].log()
-    var = (d.pow(2).mean() - lam * d.mean().pow(2)).clamp_min(0.0)
-    return scale * torch.sqrt(var + 1e-12)
+    stats = _silog_stats(pred, target, valid, min_depth=min_depth)
+    return None if stats is None else _silog_finish(stats, lam=lam, scale=scale)
 
 
 def _normal_pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
@@ -171,14 +240,27 @@ def _pixel_mask(valid: Tensor, target: Tensor) -> Tensor:
     return valid.expand(target.shape[0], *target.shape[2:])
 
 
+def _cosine_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_: Any) -> Optional[Tensor]:
+    pair = _normal_pairs(pred, target, valid)
+    return None if pair is None else _sum_count(1.0 - (pair[0] * pair[1]).sum(-1))
+
+
+def _angular_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps: float = 1e-7,
+                   **_: Any) -> Optional[Tensor]:
+    pair = _normal_pairs(pred, target, valid)
+    if pair is None:
+        return None
+    return _sum_count(torch.acos((pair[0] * pair[1]).sum(-1).clamp(-1.0 + eps, 1.0 - eps)))
+
+
 def cosine(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None) -> Optional[Tensor]:
     """Mean of 1 - cos(angle) between normalised prediction and target over valid pixels.
 
     pred: N x 3 x H x W raw vectors (normalised here); target: unit vectors, a zero or
     NaN vector marks an invalid pixel; valid: optional N x H x W (or N x 1 x H x W) mask.
     """
-    pair = _normal_pairs(pred, target, valid)
-    return None if pair is None else (1.0 - (pair[0] * pair[1]).sum(-1)).mean()
+    stats = _cosine_stats(pred, target, valid)
+    return None if stats is None else _mean(stats)
 
 
 def angular(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps: float = 1e-7) -> Optional[Tensor]:
@@ -187,11 +269,35 @@ def angular(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps
     cos is clamped to [-1 + eps, 1 - eps] so the gradient of acos stays finite; a perfect
     prediction therefore reads about sqrt(2 eps) rad (5e-4 for the default), not 0.
     """
-    pair = _normal_pairs(pred, target, valid)
-    if pair is None:
-        return None
-    cos = (pair[0] * pair[1]).sum(-1).clamp(-1.0 + eps, 1.0 - eps)
-    return torch.acos(cos).mean()
+    stats = _angular_stats(pred, target, valid, eps=eps)
+    return None if stats is None else _mean(stats)
+
+
+class LossForm(NamedTuple):
+    """A loss as statistics over valid elements and a function of their totals.
+
+    ``stats(pred, target, valid, **options)`` -> 1-D tensor of ``size`` sums (last: the count
+    or weight of the valid elements; None when nothing is valid); ``finish(totals, **options)``
+    -> the scalar loss; ``batch_max`` (berHu) -> a batch maximum the statistics depend on,
+    handed to ``stats`` as ``max_residual``.
+    """
+
+    stats: Callable[..., Optional[Tensor]]
+    size: int
+    finish: Callable[..., Tensor] = _mean
+    batch_max: Optional[Callable[..., Tensor]] = None
+
+
+LOSS_FORMS: dict[str, LossForm] = {
+    "cross_entropy": LossForm(_cross_entropy_stats, 2),
+    "l1": LossForm(_l1_stats, 2),
+    "mse": LossForm(_mse_stats, 2),
+    "smooth_l1": LossForm(_smooth_l1_stats, 2),
+    "berhu": LossForm(_berhu_stats, 2, batch_max=_berhu_max),
+    "silog": LossForm(_silog_stats, 3, _silog_finish),
+    "cosine": LossForm(_cosine_stats, 2),
+    "angular": LossForm(_angular_stats, 2),
+}
 
 
 LOSSES: dict[str, Callable[..., Optional[Tensor]]] = {
@@ -249,6 +355,13 @@ def resolve_loss(spec: TaskSpec) -> tuple[Callable[..., Optional[Tensor]], dict]
     return fn, options
 
 
+def _task_inputs(spec: TaskSpec, target: Tensor, present: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The target in the head's units and its valid mask (both decided by the task's kind)."""
+    kind = spec.task_kind
+    target = kind.loss_target(spec, target)
+    return target, kind.valid(spec, target, present)
+
+
 def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor, present: Optional[Tensor] = None) -> Optional[Tensor]:
     """Scalar loss of one task over its valid elements, or ``None`` if the batch has no label for it.
 
@@ -259,9 +372,7 @@ def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor, present: Optional[Te
         present: bool of shape N, the samples that carry this label (None = all).
     """
     fn, options = resolve_loss(spec)
-    kind = spec.task_kind
-    target = kind.loss_target(spec, target)
-    valid = kind.valid(spec, target, present)
+    target, valid = _task_inputs(spec, target, present)
     if not bool(valid.any()):
         return None
     return fn(pred, target, valid, **options)
@@ -271,29 +382,128 @@ def _as_specs(tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]]) -> list[
     return list(tasks.values()) if isinstance(tasks, Mapping) else list(tasks)
 
 
+class LocalReduction:
+    """How loss statistics become global: here, one process (the identity).
+
+    A distributed implementation (``hydranet.training.distributed.RankReduction``) sums or
+    takes the maximum over all ranks; ``world_size`` is the number of ranks whose gradients
+    DistributedDataParallel averages.
+    """
+
+    world_size = 1
+
+    def sum(self, t: Tensor) -> Tensor:
+        return t
+
+    def max(self, t: Tensor) -> Tensor:
+        return t
+
+
+def _batch_inputs(spec: TaskSpec, outputs: Mapping[str, Tensor], targets: Mapping, present: Mapping):
+    """``(pred, target, valid)`` of one task in a batch, or None when it holds no valid label."""
+    if spec.name not in targets:
+        return None
+    flags = present.get(spec.name)
+    if flags is not None and not bool(torch.as_tensor(flags).any()):
+        return None
+    if spec.name not in outputs:
+        raise KeyError(f"task {spec.name!r} has targets in the batch but no model output "
+                       f"(outputs: {', '.join(outputs)})")
+    target, valid = _task_inputs(spec, targets[spec.name], flags)
+    if not bool(valid.any()):
+        return None
+    return outputs[spec.name], target, valid
+
+
+def _no_stats(pred: Optional[Tensor], size: int) -> Tensor:
+    """Zero statistics; tied to ``pred``'s graph (zero gradient, even for a NaN prediction)."""
+    if pred is None:
+        return torch.zeros(size)
+    anchor = torch.where(torch.zeros((), dtype=torch.bool, device=pred.device), pred.reshape(-1)[:1].float(), 0.0)
+    return torch.zeros(size, device=pred.device) + anchor.sum()
+
+
+def batch_statistics(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
+                     tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+                     reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
+    """``{task: loss statistics of this batch}`` for every task (zeros where it has no label).
+
+    The statistics are sums over this process's valid elements (see :class:`LossForm`); with
+    a distributed ``reduction`` berHu's threshold already uses the maximum over all ranks.
+    """
+    reduction = reduction or LocalReduction()
+    targets = batch.get("targets", {})
+    present = batch.get("present", {}) or {}
+    specs = _as_specs(tasks)
+    inputs = {spec.name: _batch_inputs(spec, outputs, targets, present) for spec in specs}
+    forms = {spec.name: LOSS_FORMS[spec.loss_name] for spec in specs}
+    options = {spec.name: resolve_loss(spec)[1] for spec in specs}
+    maxima = [spec.name for spec in specs if forms[spec.name].batch_max is not None]
+    if maxima:
+        local = [forms[n].batch_max(*inputs[n], **options[n]) if inputs[n] else None for n in maxima]
+        device = next((m.device for m in local if m is not None), None) or _device_of(outputs)
+        stacked = torch.stack([torch.zeros((), device=device) if m is None else m.float().to(device)
+                               for m in local])
+        for name, value in zip(maxima, reduction.max(stacked)):
+            options[name] = {**options[name], "max_residual": value}
+    stats = {}
+    for spec in specs:
+        form, found = forms[spec.name], inputs[spec.name]
+        value = form.stats(*found, **options[spec.name]) if found else None
+        stats[spec.name] = _no_stats(outputs.get(spec.name), form.size) if value is None else value
+    return stats
+
+
+def _device_of(outputs: Mapping[str, Tensor]) -> torch.device:
+    return next(iter(outputs.values())).device if outputs else torch.device("cpu")
+
+
+def finish_losses(stats: Mapping[str, Tensor], tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+                  reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
+    """Losses from per-task statistics: summed over ranks, tasks with no valid element left out.
+
+    With one process this is ``finish(stats)``, the loss of the batch. With ``W`` ranks the
+    statistics are summed over ranks (one collective for all tasks) into totals ``T`` and
+    each rank returns ``finish(T + W * (s - s.detach()))`` for its local statistics ``s``:
+    the *value* is the loss of the global batch, identical on every rank, and the *gradient*
+    with respect to this rank's predictions is ``W`` times that of the global loss. Since
+    DistributedDataParallel averages gradients over the ``W`` ranks, every parameter gets
+    exactly the gradient one process would compute on the global batch, also for losses
+    that are not plain means (silog's sums of d and d^2; berHu's threshold comes from the
+    global maximum). A weighting applied to these values (e.g. ``exp(-s) * L + s``) sees the
+    same L on every rank, so its own parameters' gradients agree across ranks too. A task
+    counts as present when any rank has a valid element; ranks without one contribute zero
+    statistics tied to their prediction, so every rank back-propagates the same terms.
+    """
+    reduction = reduction or LocalReduction()
+    specs = _as_specs(tasks)
+    world = int(reduction.world_size)
+    if world > 1:
+        flat = torch.cat([stats[spec.name].detach().float().reshape(-1) for spec in specs])
+        totals = list(reduction.sum(flat).split([stats[spec.name].numel() for spec in specs]))
+    else:
+        totals = [stats[spec.name].detach() for spec in specs]
+    losses: dict[str, Tensor] = {}
+    for spec, total in zip(specs, totals):
+        if not float(total[-1]) > 0:
+            continue
+        local = stats[spec.name]
+        value = local if world == 1 else total.to(local.dtype) + world * (local - local.detach())
+        losses[spec.name] = LOSS_FORMS[spec.loss_name].finish(value, **resolve_loss(spec)[1])
+    return losses
+
+
 def compute_losses(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
-                   tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]]) -> dict[str, Tensor]:
+                   tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+                   reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
     """``{task name: scalar loss}`` for the tasks that have at least one label in ``batch``.
 
     ``batch`` follows the data contract: ``batch["targets"][name]`` and (optionally)
     ``batch["present"][name]``, a bool per sample. A task with no target, or whose targets
     are all invalid, is left out of the dict (no loss, no gradient to its head).
+    ``reduction``: under torchrun, the losses of the global batch (see :func:`finish_losses`).
 
     Raises:
         KeyError: a task has labels in the batch but the model produced no output for it.
     """
-    targets = batch.get("targets", {})
-    present = batch.get("present", {}) or {}
-    losses: dict[str, Tensor] = {}
-    for spec in _as_specs(tasks):
-        if spec.name not in targets:
-            continue
-        if present.get(spec.name) is not None and not bool(torch.as_tensor(present[spec.name]).any()):
-            continue
-        if spec.name not in outputs:
-            raise KeyError(f"task {spec.name!r} has targets in the batch but no model output "
-                           f"(outputs: {', '.join(outputs)})")
-        value = task_loss(spec, outputs[spec.name], targets[spec.name], present.get(spec.name))
-        if value is not None:
-            losses[spec.name] = value
-    return losses
+    return finish_losses(batch_statistics(outputs, batch, tasks, reduction), tasks, reduction)

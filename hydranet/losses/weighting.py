@@ -5,9 +5,10 @@ Every strategy is a small ``nn.Module`` subclass of :class:`Weighting`. It is ca
 returns the total loss to back-propagate and a report for logging. It never calls
 ``backward`` itself, so AMP loss scaling and gradient clipping see the total.
 
-Trainer recipe (all strategies)::
+Trainer recipe (all strategies; the trainer has no strategy-specific code)::
 
     weighting = build_weighting(name, tasks, **options).to(device)
+    weighting.check_distributed(world_size)     # GradNorm refuses to run under torchrun
     optimizer = torch.optim.AdamW(
         [{"params": model.parameters()}, weighting_param_group(weighting, lr=1e-2)], lr=1e-3)
     for batch in loader:
@@ -16,12 +17,11 @@ Trainer recipe (all strategies)::
         if total is None:                       # no task has a label in this batch
             continue
         optimizer.zero_grad(set_to_none=True)   # set_to_none matters, see below
-        if isinstance(weighting, GradNormWeighting):
-            weighting.gradnorm_step(losses, shared_params)   # before total.backward()
+        weighting.before_backward(losses, shared_params)     # GradNorm: its weights' gradients
         total.backward()
         clip_head_gradients(model.heads, max_norm)           # optional
         optimizer.step()
-    # at the end of each epoch, for DWA:
+    # at the end of each epoch (DWA uses it, the others ignore it):
     weighting.epoch_end({name: mean unweighted training loss of the epoch})
 
 Absent tasks: a task missing from ``losses`` adds nothing to the total, and every learnable
@@ -148,6 +148,33 @@ class Weighting(nn.Module):
 
     def prepare(self) -> None:
         """Called once at the start of each forward (e.g. to renormalise weights)."""
+
+    # -- hooks for the trainer (no-ops here)
+    #: True for a strategy that needs one process's own per-task gradients (GradNorm).
+    single_process: bool = False
+
+    def check_distributed(self, world_size: int) -> None:
+        """Raise ConfigError when the strategy cannot run on ``world_size`` processes.
+
+        The others are exact under torchrun: the losses they see are the global batch's
+        (see :func:`hydranet.losses.finish_losses`), identical on every rank.
+        """
+        if self.single_process and world_size > 1:
+            raise ConfigError(f"loss.weighting: {type(self).__name__} needs per-task gradients of one "
+                              f"process; run it without torchrun ({world_size} processes here)")
+
+    def before_backward(self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor],
+                        grad_scale: float = 1.0) -> None:
+        """Called after the forward, before ``total.backward()``, with the step's losses.
+
+        ``shared_params``: the last shared layer's tensors; ``grad_scale``: the factor the
+        total is multiplied by before backward (AMP loss scale / accumulation), so that
+        gradients written here are scaled like the rest.
+        """
+
+    def epoch_end(self, mean_losses: Mapping[str, float]) -> Optional[dict]:
+        """Called after each training epoch with ``{task: mean unweighted loss}`` of the epoch."""
+        return None
 
     # -- shared logic
     def _check(self, losses: Mapping[str, Tensor]) -> None:
@@ -331,10 +358,14 @@ class GradNormWeighting(Weighting):
     resume); r_i = L~_i / mean(L~); target_i = mean(G) * r_i ** alpha, detached;
     L_grad = sum_i |G_i - target_i|, whose gradient is written into ``w_i.grad``.
     It must run before ``total.backward()`` (it needs the graph; it uses
-    ``retain_graph=True`` and does not populate the shared parameters' ``.grad``).
+    ``retain_graph=True`` and does not populate the shared parameters' ``.grad``); the
+    trainer calls it through :meth:`before_backward`. Single process only (per-task
+    gradient norms of one rank are not those of the global batch).
     With AMP's GradScaler pass ``grad_scale=scaler.get_scale()`` so that unscaling restores
     the true gradient of the weights.
     """
+
+    single_process = True
 
     def __init__(self, tasks: Iterable[TaskLike], alpha: float = 1.5, min_weight: float = 1e-4):
         super().__init__(tasks)
@@ -358,6 +389,10 @@ class GradNormWeighting(Weighting):
     def weight(self, name: str, loss: Tensor) -> Tensor:
         # a copy: the in-place renormalisation must not modify a tensor saved for backward
         return self.task_weights[name].detach().clone().to(loss.dtype)
+
+    def before_backward(self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor],
+                        grad_scale: float = 1.0) -> None:
+        self.gradnorm_step(losses, shared_params, grad_scale=grad_scale)
 
     def gradnorm_step(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor],
                       grad_scale: float = 1.0) -> dict[str, dict[str, float]]:

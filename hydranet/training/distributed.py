@@ -13,6 +13,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this process created the group (and destroys it in cleanup)
 
     @property
     def enabled(self) -> bool:
@@ -34,6 +35,7 @@ def init_distributed(device: str) -> DistContext:
         if backend == "nccl":
             torch.cuda.set_device(ctx.local_rank)
         dist.init_process_group(backend=backend)
+        ctx.owns_group = True
     return ctx
 
 
@@ -61,6 +63,32 @@ def any_rank(flag: bool, ctx: DistContext, device: torch.device | str = "cpu") -
     return bool(t.item())
 
 
+class RankReduction:
+    """Sums and maxima over all ranks (detached copies), for :func:`hydranet.losses.compute_losses`."""
+
+    def __init__(self, ctx: DistContext):
+        self.world_size = ctx.world_size
+
+    def _reduce(self, t: torch.Tensor, op) -> torch.Tensor:
+        t = t.detach().clone()
+        dist.all_reduce(t, op=op)
+        return t
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        return self._reduce(t, dist.ReduceOp.SUM)
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        return self._reduce(t, dist.ReduceOp.MAX)
+
+
+def reduction_for(ctx: DistContext):
+    """The loss-statistics reduction of this process: over all ranks under torchrun, else local."""
+    from ..losses import LocalReduction
+
+    return RankReduction(ctx) if ctx.enabled else LocalReduction()
+
+
 def cleanup(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
+    """Leave the process group if this process created it (a caller's own group stays)."""
+    if ctx.enabled and ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
