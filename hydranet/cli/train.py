@@ -76,6 +76,8 @@ def run(args) -> int:
     summary = train(build_run_config(args), args.out, device=args.device, resume=args.resume,
                     progress=not args.no_progress, allow_changes=args.allow_changes)
     skipped = summary.get("skipped_steps") or 0
+    if summary.get("rank", 0) != 0:  # under torchrun, rank 0 speaks for the run
+        return 1 if summary["status"] == "too_many_skipped" else 0 if summary["status"] == "completed" else 130
     print(f"{summary['status']} at step {summary['step']} in {summary['seconds']:.0f} s; "
           f"checkpoints: {summary['last']}, {summary['best']}"
           + (f"; {skipped} of {summary['step']} updates skipped (non-finite loss)" if skipped else ""))

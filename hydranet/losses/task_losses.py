@@ -479,7 +479,7 @@ def finish_losses(stats: Mapping[str, Tensor], tasks: Union[Iterable[TaskSpec], 
     specs = _as_specs(tasks)
     world = int(reduction.world_size)
     if world > 1:
-        flat = torch.cat([stats[spec.name].detach().float().reshape(-1) for spec in specs])
+        flat = torch.cat([stats[spec.name].detach().reshape(-1) for spec in specs])
         totals = list(reduction.sum(flat).split([stats[spec.name].numel() for spec in specs]))
     else:
         totals = [stats[spec.name].detach() for spec in specs]

@@ -30,6 +30,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "monitor": "loss",         # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
     "on_nan": "stop",          # stop | skip
     "max_skipped": 0.5,        # on_nan skip: a run that skipped more than this fraction of its updates fails
+    "sync_bn": False,          # SyncBatchNorm over the ranks (torchrun on CUDA)
+    "freeze_bn": False,        # BatchNorm layers in eval mode: fixed running statistics
     "seed": 0,
     "workers": 0,
     "plots": True,
@@ -71,6 +73,8 @@ _TRAIN_SCHEMA: dict[str, tuple] = {
     "workers": ("int", 0, 256, {}),
     "plots": ("bool", None, None, {}),
     "tensorboard": ("bool", None, None, {}),
+    "sync_bn": ("bool", None, None, {}),
+    "freeze_bn": ("bool", None, None, {}),
 }
 _LOSS_SCHEMA: dict[str, tuple] = {
     "weighting": ("str", None, None, {"choices": ("uncertainty", "fixed", "equal", "gradnorm", "dwa")}),
@@ -101,6 +105,9 @@ def training_settings(cfg: Mapping[str, Any]) -> tuple[dict, dict]:
     """
     train = _section(cfg, "train", TRAIN_DEFAULTS, _TRAIN_SCHEMA)
     loss = _section(cfg, "loss", LOSS_DEFAULTS, _LOSS_SCHEMA)
+    if train["sync_bn"] and train["freeze_bn"]:
+        raise ConfigError("train.sync_bn and train.freeze_bn: choose one (frozen BatchNorm layers compute "
+                          "no batch statistics to synchronise)")
     if train["monitor"] != "loss" and "/" not in str(train["monitor"]):
         raise ConfigError(f"train.monitor: 'loss' or 'task/metric', got {train['monitor']!r}")
     if train["optimizer"] == "sgd" and train["momentum"] <= 0:

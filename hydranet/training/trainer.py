@@ -37,19 +37,16 @@ from ..data import build_dataset, make_collate
 from ..data.io import writable_dir
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
-from ..evaluation import batch_to, evaluate, format_table
-from ..losses import GradNormWeighting, build_weighting, clip_head_gradients, compute_losses
+from ..evaluation import MultiTaskMetrics, batch_to, evaluate, format_table
+from ..losses import build_weighting, clip_head_gradients, compute_losses
 from ..models import build_model
 from ..tasks import parse_tasks
-from .distributed import DistContext, any_rank, cleanup, device_for, init_distributed
+from .batchnorm import prepare_batchnorm, set_train_mode
+from .distributed import DistContext, any_rank, cleanup, device_for, init_distributed, reduction_for
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, param_groups
 from .sampler import ResumableBatchSampler, SeededSamples
 from .settings import config_changes, training_settings
-
-# Metrics where a smaller value is better (for train.monitor = "task/metric").
-LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mean_angle", "median_angle", "mae"}
-
 
 class TrainingError(HydranetError, RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the message names task and step."""
@@ -152,9 +149,11 @@ class Trainer:
         if self.loss_cfg["initial_log_vars"] is not None:
             w_opts["initial_log_vars"] = self.loss_cfg["initial_log_vars"]
         self.weighting = build_weighting(self.loss_cfg["weighting"], self.tasks, **w_opts).to(self.device)
-        if isinstance(self.weighting, GradNormWeighting) and self.ctx.enabled:
-            raise ConfigError("loss.weighting: gradnorm needs per-task gradients of one process; "
-                              "run it without torchrun")
+        self.weighting.check_distributed(self.ctx.world_size)
+        self.reduction = reduction_for(self.ctx)
+        # metric names of the tasks and the monitored one are checked now, not at the first validation
+        self.monitor_lower = self._monitor_direction(MultiTaskMetrics(self.tasks))
+        self.model = prepare_batchnorm(self.model, tc, self.ctx, self.device)
 
         data_cfg = self.cfg["data"]
         self.train_set = SeededSamples(build_dataset(data_cfg["train"], self.tasks, train=True,
@@ -296,24 +295,26 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     outputs = net(batch["image"])
                 outputs = {k: v.float() for k, v in outputs.items()}
-                losses = compute_losses(outputs, batch, self.tasks)
+                losses = compute_losses(outputs, batch, self.tasks, self.reduction)
                 problem = self._check_finite(losses)
                 if problem:
                     if tc["on_nan"] == "skip":
                         self.optimizer.zero_grad(set_to_none=True)
                         self.skipped_steps += 1
-                        tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
+                        if self.ctx.is_main:
+                            tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
                         return None
                     raise TrainingError(f"{problem}; training stopped, last checkpoint left as it was "
                                         f"(set train.on_nan: skip to skip such steps)")
                 total, report = self.weighting(losses)
                 if total is None:
                     continue
-                if isinstance(self.weighting, GradNormWeighting):
-                    # its gradient is unscaled with the rest, so it must be scaled like them
-                    scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
-                    self.weighting.gradnorm_step(losses, self._shared_params(), grad_scale=scale / accumulate)
+                # gradients a weighting writes itself are unscaled with the rest, so scaled like them
+                scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                self.weighting.before_backward(losses, self.shared_params, grad_scale=scale / accumulate)
                 self.scaler.scale(total / accumulate).backward()
+            # the losses are the global batch's (identical on every rank), so the epoch means
+            # below are those of one process on the global batch, with no further reduction
             for name, value in losses.items():
                 self.epoch_loss_sums[name] = self.epoch_loss_sums.get(name, 0.0) + float(value.detach())
                 self.epoch_loss_counts[name] = self.epoch_loss_counts.get(name, 0) + 1
@@ -333,25 +334,35 @@ class Trainer:
         self.scaler.update()
         return {"total": sum(totals) / len(totals), "report": reports[-1], "head_grad_norm": head_norms}
 
-    def _shared_params(self) -> list:
-        """GradNorm's shared layer: the encoder's last stage, which every task reads."""
+    @property
+    def shared_params(self) -> list:
+        """The last shared layer (the encoder's last conv, which every task reads), for weighting hooks."""
         stage = list(self.model.encoder.children())[-1]
         last = [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)][-1]
         return [last.weight]
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self) -> Optional[dict]:
-        if self.val_set is None or not self.ctx.is_main:
+        """Metrics and losses of the validation set; under torchrun every rank scores its shard
+        (samples rank, rank + W, ...) and the sums are all-reduced, so all ranks return the
+        numbers of the whole set, equal to one process's."""
+        if self.val_set is None:
             return None
-        loader = DataLoader(self.val_set, batch_size=int(self.train_cfg["batch_size"]), shuffle=False,
+        shard = torch.utils.data.Subset(self.val_set, range(self.ctx.rank, len(self.val_set), self.ctx.world_size))
+        loader = DataLoader(shard, batch_size=int(self.train_cfg["batch_size"]), shuffle=False,
                             collate_fn=self.collate, num_workers=int(self.train_cfg["workers"]))
         self.model.eval()
-        result = evaluate(self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype)
-        self.model.train()
+        result = evaluate(self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype,
+                          reduction=self.reduction)
+        set_train_mode(self.model, self.train_cfg)
         return result
 
+    def _monitor_direction(self, metrics: MultiTaskMetrics) -> bool:
+        monitor = self.train_cfg["monitor"]
+        return True if monitor == "loss" else metrics.lower_is_better(monitor)
+
     def _monitored(self, result: dict) -> float:
-        """The value ``best.pt`` tracks, as 'smaller is better'."""
+        """The value ``best.pt`` tracks, as 'smaller is better' (each metric declares its direction)."""
         monitor = self.train_cfg["monitor"]
         if monitor == "loss":
             return sum(result["loss"].values())
@@ -359,8 +370,9 @@ class Trainer:
         try:
             value = float(result["metrics"][task][metric])
         except KeyError as exc:
-            raise ConfigError(f"train.monitor: {monitor!r} is not among the validation metrics") from exc
-        return value if metric in LOWER_IS_BETTER else -value
+            raise ConfigError(f"train.monitor: {monitor!r} is not among the validation metrics "
+                              f"(is it in the task's metrics list?)") from exc
+        return value if self.monitor_lower else -value
 
     # --- the loop ---------------------------------------------------------------------------------
     def fit(self, until: Optional[int] = None) -> dict:
@@ -380,7 +392,7 @@ class Trainer:
         bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
         status, last_val, t0 = "completed", None, time.time()
-        self.model.train()
+        set_train_mode(self.model, tc)
         try:
             with _StopRequest() as stop:
                 while self.step < stop_step and not any_rank(stop.signal is not None, self.ctx, self.device):
@@ -417,7 +429,7 @@ class Trainer:
         summary = {"status": status, "step": self.step, "seconds": time.time() - t0,
                    "skipped_steps": self.skipped_steps, "out_dir": str(self.out_dir),
                    "last": str(self.out_dir / "last.pt"), "best": str(self.out_dir / "best.pt"),
-                   "validation": last_val}
+                   "validation": last_val, "rank": self.ctx.rank}
         if self.ctx.is_main and status == "completed" and tc["plots"]:
             from .plots import plot_run
 
@@ -457,8 +469,7 @@ class Trainer:
 
     def _epoch_end(self, logger: Optional[RunLogger]) -> None:
         means = {k: self.epoch_loss_sums[k] / self.epoch_loss_counts[k] for k in self.epoch_loss_sums}
-        if hasattr(self.weighting, "epoch_end"):
-            self.weighting.epoch_end(means)
+        self.weighting.epoch_end(means)
         if logger is not None:
             logger.log("epoch", self.step, epoch=self.step // self.steps_per_epoch, loss=means)
         self.epoch_loss_sums, self.epoch_loss_counts = {}, {}

@@ -1,0 +1,117 @@
+"""torchrun with N processes trains the model one process trains on the global batch.
+
+The real two-process run (gloo on the CPU, launched by torchrun through ``hydranet train``)
+is compared with one process on the same global batch: label dropout, scale augmentation
+(unequal valid-pixel counts per rank) and frozen BatchNorm, for uncertainty weighting and
+for DWA over three epochs.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hydranet
+from hydranet.checkpoint import read_checkpoint
+from hydranet.config import load_config
+from hydranet.losses import compute_losses
+from hydranet.tasks import parse_tasks
+from hydranet.training import apply_overrides, train
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+SMALL = ["model.encoder_options={width_mult: 0.35}", "model.width=16",
+         "data.train.num_samples=8", "data.train.size=[32,32]",
+         "data.train.transforms={size: [32, 32], scale: [0.6, 1.4], hflip: 0.5}",
+         "data.train.label_dropout={segm: 0.5, depth: 0.5, count: 0.3}",
+         "data.val.num_samples=5", "data.val.size=[32,32]",
+         "train.steps=6", "train.val_every=6", "train.ckpt_every=6", "train.warmup_steps=0",
+         "train.lr=0.01", "train.freeze_bn=true", "train.plots=false", "train.tensorboard=false",
+         "train.monitor=loss"]
+
+
+def small_cfg(*extra):
+    return load_config(apply_overrides(load_config("synthetic"), SMALL + list(extra)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Both runs in one torchrun launch (process start-up dominates on a small CPU): the script
+# joins the group once and calls the ``hydranet train`` command line twice; the trainer
+# leaves a group it did not create in place.
+LAUNCHER = """
+import sys
+import torch.distributed as dist
+from hydranet.cli import main
+dist.init_process_group("gloo")
+codes = [main(["train", "--config", c, "--out", o, "--no-progress", "--json", o + ".json"])
+         for c, o in zip(sys.argv[1::2], sys.argv[2::2])]
+dist.destroy_process_group()
+sys.exit(max(codes))
+"""
+RUNS = {"uncertainty": "berhu", "dwa": "silog"}  # weighting: depth loss (the two non-mean losses)
+
+
+def _configs(weighting: str, batch_size: int) -> dict:
+    cfg = small_cfg(f"loss.weighting={weighting}", f"train.batch_size={batch_size}")
+    cfg["tasks"][1]["loss"] = RUNS[weighting]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torchrun")
+    (root / "launch.py").write_text(LAUNCHER)
+    args = []
+    for weighting in RUNS:
+        hydranet.save_config(_configs(weighting, 2), root / f"{weighting}.yaml")
+        args += [str(root / f"{weighting}.yaml"), str(root / weighting)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(root / "launch.py"), *args], env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc.stdout
+
+
+def _assert_close(a, b, where, tol=1e-5):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _assert_close(a[k], b[k], f"{where}/{k}", tol)
+    elif isinstance(a, torch.Tensor):
+        if a.is_floating_point():
+            assert torch.allclose(a.float(), b.float(), atol=tol, rtol=0, equal_nan=True), \
+                f"{where}: max diff {float((a.float() - b.float()).abs().max())}"
+        else:
+            assert torch.equal(a, b), where
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=tol, nan_ok=True), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("weighting", list(RUNS))
+def test_two_processes_train_the_single_process_model(tmp_path, two_process_runs, weighting):
+    root, stdout = two_process_runs
+    # one summary line per run, not one per rank
+    assert stdout.count(f"checkpoints: {root / weighting}/last.pt") == 1, stdout
+    single = train(_configs(weighting, 4), tmp_path / "one", progress=False)
+    multi = json.loads((root / f"{weighting}.json").read_text())
+    a = read_checkpoint(tmp_path / "one" / "last.pt")
+    b = read_checkpoint(root / weighting / "last.pt")
+    assert a["step"] == b["step"] == 6 and a["epoch"] == 3
+    _assert_close(a["model"], b["model"], "model")
+    _assert_close(a["weighting"], b["weighting"], "weighting")
+    if RUNS[weighting] == "berhu":  # its threshold is a per-batch maximum: validation batches differ
+        del single["validation"]["loss"]["depth"], multi["validation"]["loss"]["depth"]
+    _assert_close(single["validation"], multi["validation"], "validation")
+    if weighting == "dwa":  # three epochs: the third one ran with unequal weights
+        assert not torch.allclose(a["weighting"]["current_weights"], torch.ones(5))
