@@ -336,3 +336,84 @@ def test_denormalize_regression_scalar_and_aliases():
                       "options": {"target_mean": 0.0, "target_std": 0.0}})
     with pytest.raises(ConfigError):
         denormalize_prediction(bad, z)
+
+
+# ------------------------------------------------- per-image depth, directions, selection
+
+def _two_depth_images():
+    """Image A: 100 valid pixels at abs rel 0.05; image B: 10 000 at 0.20 (100 x 100).
+
+    A is a 100 x 100 map with only its first row valid (GT 2, prediction 2.1); B has GT 1
+    everywhere and prediction 1.2.
+    """
+    gt = torch.zeros(2, 1, 100, 100)
+    gt[0, 0, 0] = 2.0
+    gt[1] = 1.0
+    pred = torch.where(torch.arange(2).view(2, 1, 1, 1) == 0, torch.full_like(gt, 2.1), torch.full_like(gt, 1.2))
+    return pred, gt
+
+
+def test_depth_average_per_image_against_pooled():
+    pred, gt = _two_depth_images()
+    image = build_metrics([depth_spec()])["depth"]  # the default
+    pixel = build_metrics([depth_spec(average="pixel")])["depth"]
+    for acc in (image, pixel):
+        acc.update(pred[:1], gt[:1])  # one image per batch: batches do not matter either way
+        acc.update(pred[1:], gt[1:])
+    r_img, r_pix = image.compute(), pixel.compute()
+    assert r_img["average"] == "image" and r_pix["average"] == "pixel"
+    assert r_img["abs_rel"] == pytest.approx(0.125)                          # (0.05 + 0.20) / 2
+    assert r_pix["abs_rel"] == pytest.approx((100 * 0.05 + 10000 * 0.20) / 10100)  # 0.1985
+    # RMSE per image is sqrt of that image's mean: (0.1 + 0.2) / 2, pooled sqrt((1 + 400) / 10100)
+    assert r_img["rmse"] == pytest.approx(0.15) and r_pix["rmse"] == pytest.approx(math.sqrt(401 / 10100))
+    assert r_img["pixels"] == r_pix["pixels"] == 10100
+    with pytest.raises(ConfigError, match=r"depth.*average"):
+        build_metrics([depth_spec(average="batch")])
+
+
+DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+
+
+def test_nan_depth_prediction_makes_every_metric_nan():
+    for average in ("image", "pixel"):
+        acc = build_metrics([depth_spec(average=average)])["depth"]
+        acc.update(torch.tensor([[[[float("nan"), 2.0]]]]), torch.tensor([[[[2.0, 2.0]]]]))
+        r = acc.compute()
+        for metric in DEPTH_METRICS:  # delta1 used to read 0.5
+            assert math.isnan(r[metric]), (average, metric, r[metric])
+
+
+def test_every_reported_metric_declares_its_direction():
+    from hydranet.evaluation.metrics import _ACCUMULATORS
+
+    assert _ACCUMULATORS["regression"].lower_is_better("mae/0")
+    assert not _ACCUMULATORS["segmentation"].lower_is_better("iou/wall")
+    assert not _ACCUMULATORS["depth"].lower_is_better("delta1")
+    assert _ACCUMULATORS["normals"].lower_is_better("median_angle")
+    tasks = [{"name": "segm", "kind": "segmentation", "classes": 3},
+             {"name": "depth", "kind": "depth"},
+             {"name": "normals", "kind": "normals"},
+             {"name": "cls", "kind": "classification", "classes": 7},
+             {"name": "reg", "kind": "regression", "outputs": 2}]
+    mt = MultiTaskMetrics(tasks)
+    batch = {"segm": torch.tensor([[[0, 1]]]), "depth": torch.ones(1, 1, 1, 2),
+             "normals": torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 1.0]]]]),
+             "cls": torch.tensor([3]), "reg": torch.tensor([[1.0, 2.0]])}
+    outputs = {"segm": one_hot_logits(torch.tensor([[[0, 1]]]), 3), "depth": torch.ones(1, 1, 1, 2),
+               "normals": batch["normals"], "cls": torch.randn(1, 7), "reg": torch.zeros(1, 2)}
+    mt.update(outputs, batch)
+    for task, metrics in mt.compute().items():
+        for metric in metrics:
+            if metric not in ("samples", "pixels", "average"):
+                assert isinstance(mt.lower_is_better(f"{task}/{metric}"), bool)
+
+
+def test_task_metrics_list_selects_and_rejects_unknown_names():
+    spec = {"name": "reg", "kind": "regression", "outputs": 2, "metrics": ["mae"]}
+    mt = MultiTaskMetrics([spec])
+    mt.update({"reg": torch.zeros(1, 2)}, {"reg": torch.tensor([[1.0, 3.0]])})
+    assert mt.compute()["reg"] == {"samples": 1, "mae": 2.0, "mae/0": 1.0, "mae/1": 3.0}
+    with pytest.raises(ConfigError, match=r"task 'segm'.*'mIoU'"):
+        MultiTaskMetrics([{"name": "segm", "kind": "segmentation", "classes": 3, "metrics": ["mIoU"]}])
+    with pytest.raises(ConfigError, match=r"train.monitor.*'reg'.*'median'"):
+        mt.lower_is_better("reg/median")

@@ -808,7 +808,7 @@ def format_table(results: Mapping[str, Mapping[str, Any]], detail: bool = True) 
     as integers; a task without any label in the set shows ``(no labels)``.
     """
     rows = []
-    counts = ("samples", "pixels")
+    counts = ("samples", "pixels", "average")
     for task, metrics in results.items():
         first = True
         items = [(k, v) for k, v in metrics.items() if k not in counts and (detail or "/" not in k)]
