@@ -99,7 +99,7 @@ def _assert_close(a, b, where, tol=1e-5):
 
 
 @pytest.mark.parametrize("weighting", list(RUNS))
-def test_two_processes_train_the_single_process_model(tmp_path, two_process_runs, weighting):
+def test_two_processes_train_the_single_process_model(tmp_path, two_process_runs, weighting, one_thread):
     root, stdout = two_process_runs
     # one summary line per run, not one per rank
     assert stdout.count(f"checkpoints: {root / weighting}/last.pt") == 1, stdout

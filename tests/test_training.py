@@ -13,6 +13,7 @@ import torch
 import hydranet
 from hydranet.checkpoint import read_checkpoint
 from hydranet.config import load_config
+from hydranet.errors import ConfigError
 from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.training import Trainer, TrainingError, apply_overrides, train
 
@@ -232,3 +233,94 @@ def test_bundled_checkpoint_reproduces_its_stated_figures():
     assert m["segm"]["miou"] == pytest.approx(0.767, abs=0.005)
     assert m["depth"]["abs_rel"] == pytest.approx(0.149, abs=0.003)
     assert m["depth"]["rmse"] == pytest.approx(0.680, abs=0.01)
+
+
+# --- validation loss, monitor, metric names, weighting hooks, BatchNorm options -------------------
+
+def test_validation_loss_does_not_depend_on_the_batch_size(one_thread):
+    from torch.utils.data import DataLoader
+
+    from hydranet.data import build_dataset, make_collate
+    from hydranet.evaluation import evaluate
+    from hydranet.tasks import parse_tasks
+
+    cfg = tiny_cfg("data.val.num_samples=6", "data.val.size=[32,32]")
+    tasks = parse_tasks(cfg["tasks"])
+    torch.manual_seed(0)
+    model = hydranet.build_model(cfg).eval()
+    val = build_dataset(cfg["data"]["val"], tasks, train=False)
+    results = [evaluate(model, DataLoader(val, batch_size=b, collate_fn=make_collate(tasks)), tasks)
+               for b in (1, 4, 6)]
+    assert set(results[0]["loss"]) == {"segm", "depth", "normals", "count", "dominant"}
+    for other in results[1:]:
+        for task, value in results[0]["loss"].items():
+            # a mean of per-batch means would give batch 4 (batches of 4 and 2) other values
+            assert other["loss"][task] == pytest.approx(value, rel=1e-5), task
+
+
+def test_monitor_per_output_metric_keeps_the_lowest_error(tmp_path, one_thread):
+    trainer = Trainer(tiny_cfg("train.monitor=count/mae/0", "train.steps=1"), tmp_path / "run", progress=False)
+    errors = iter([2.0, 1.0, 3.0])
+    trainer.validate = lambda: {"metrics": {"count": {"mae/0": next(errors)}}, "loss": {}}
+    saved = []
+    trainer._save = lambda name, state=None: saved.append((name, trainer.step))
+    for step in (1, 2, 3):
+        trainer.step = step
+        trainer._validate_and_keep_best(None)
+    assert trainer.best == 1.0 and saved == [("best.pt", 1), ("best.pt", 2)]  # not the worst (3.0)
+
+
+def test_unknown_metric_names_are_config_errors_at_start(tmp_path, one_thread):
+    cfg = tiny_cfg()
+    cfg["tasks"][0]["metrics"] = ["miou", "bogus"]
+    with pytest.raises(ConfigError, match=r"task 'segm'.*'bogus'"):
+        Trainer(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match=r"train.monitor.*'depth'.*'accuracy'"):
+        Trainer(tiny_cfg("train.monitor=depth/accuracy"), tmp_path / "b", progress=False)
+
+
+def test_trainer_calls_the_weighting_hooks(tmp_path, monkeypatch, one_thread):
+    from hydranet.losses import EqualWeighting, weighting
+
+    calls = {"before_backward": [], "epoch_end": []}
+
+    class Recording(EqualWeighting):
+        def before_backward(self, losses, shared_params, grad_scale=1.0):
+            calls["before_backward"].append((set(losses), len(shared_params), grad_scale))
+
+        def epoch_end(self, mean_losses):
+            calls["epoch_end"].append(dict(mean_losses))
+
+    monkeypatch.setitem(weighting.STRATEGIES, "equal", Recording)
+    cfg = tiny_cfg("loss.weighting=equal", "train.steps=4", "data.train.num_samples=4", "train.batch_size=2",
+                   "data.train.size=[32,32]", "data.train.transforms={size: [32, 32]}", "data.val.num_samples=2",
+                   "train.val_every=100", "train.ckpt_every=100")
+    train(cfg, tmp_path / "run", progress=False)
+    assert [c[1:] for c in calls["before_backward"]] == [(1, 1.0)] * 4
+    assert len(calls["epoch_end"]) == 2  # 4 samples / batch 2: two steps per epoch
+    assert set(calls["epoch_end"][0]) == {"segm", "depth", "normals", "count", "dominant"}
+
+
+def test_freeze_bn_keeps_running_statistics(tmp_path, one_thread):
+    cfg = tiny_cfg("train.freeze_bn=true", "train.steps=2", "train.val_every=1", "train.ckpt_every=100",
+                   "data.train.num_samples=4", "train.batch_size=2", "data.train.size=[32,32]",
+                   "data.train.transforms={size: [32, 32]}", "data.val.num_samples=2", "data.val.size=[32,32]")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    bns = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    trainer.fit()  # validates after each step, then goes back to training mode
+    assert trainer.model.training and not any(m.training for m in bns)
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    with pytest.raises(ConfigError, match="sync_bn and train.freeze_bn"):
+        Trainer(tiny_cfg("train.freeze_bn=true", "train.sync_bn=true"), tmp_path / "x", progress=False)
+
+
+def test_sync_bn_needs_cuda_under_torchrun():
+    from hydranet.training.batchnorm import prepare_batchnorm
+    from hydranet.training.distributed import DistContext
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    cfg = {"sync_bn": True, "freeze_bn": False}
+    assert prepare_batchnorm(model, cfg, DistContext(), torch.device("cpu")) is model  # one process: no-op
+    with pytest.raises(ConfigError, match="sync_bn.*CUDA"):
+        prepare_batchnorm(model, cfg, DistContext(rank=0, world_size=2), torch.device("cpu"))

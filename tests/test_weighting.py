@@ -234,3 +234,13 @@ def test_weighting_experiment_script_runs_and_uw_tracks_scale(tmp_path):
     for row in uw_rows:  # the 1000x larger task ends with the larger sigma^2 (smaller weight)
         assert row["sigma2"]["mass"] > row["sigma2"]["length"]
     assert all(math.isfinite(r["mass_mae"]) and math.isfinite(r["length_rel"]) for r in rows)
+
+
+def test_gradnorm_refuses_torchrun_and_the_others_accept_it():
+    from hydranet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="without torchrun"):
+        build_weighting("gradnorm", TASKS).check_distributed(2)
+    build_weighting("gradnorm", TASKS).check_distributed(1)
+    for name in ("uncertainty", "fixed", "equal", "dwa"):
+        build_weighting(name, TASKS).check_distributed(4)
