@@ -3,8 +3,9 @@
 Every accumulator keeps plain tensors of *sums and counts* (a confusion matrix, sums
 of per-pixel error terms, an angle histogram) and turns them into metrics only in
 :meth:`compute`. A metric is therefore the value over the whole set (every valid
-pixel or sample weighted equally), never a mean of per-batch means: a batch with
-few valid pixels counts for few pixels.
+pixel or sample weighted equally; depth by default every image, see
+:class:`DepthMetrics`), never a mean of per-batch means: results do not depend on
+how the set is split into batches.
 
 One class per task kind, all with the same interface::
 
@@ -40,8 +41,10 @@ label in the whole set reports ``samples`` only: no metric, never a fake zero.
 Non-finite predictions on valid pixels are not hidden: they make the affected
 metrics NaN.
 
-For distributed evaluation, :meth:`MetricAccumulator.all_reduce` sums the state
-tensors over the processes of the default group.
+For distributed evaluation, :meth:`MetricAccumulator.reduce` (with the trainer's
+reduction) or :meth:`MetricAccumulator.all_reduce` sums the state tensors over the
+processes: per-image depth averages are kept as sums of per-image values and an image
+count, so every state is a sum and the reduced metrics equal one process's.
 """
 from __future__ import annotations
 

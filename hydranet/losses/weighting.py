@@ -347,7 +347,7 @@ class GradNormWeighting(Weighting):
 
         optimizer.zero_grad(set_to_none=True)
         total, report = weighting(losses)
-        weighting.gradnorm_step(losses, shared_params)   # writes .grad of the weights
+        weighting.before_backward(losses, shared_params)   # gradnorm_step: .grad of the weights
         total.backward()
         optimizer.step()                                 # the weights are in the optimiser
 

@@ -13,7 +13,11 @@ What it guarantees:
 * a resume with a config (or ``train.steps``) other than the checkpoint's is refused, naming
   the fields, unless ``allow_changes``; the logs then hold each step once;
 * the run folder is checked for writing before any work, and temporary files that a killed
-  run left there are removed.
+  run left there are removed;
+* under torchrun, N processes of batch B train the model one process trains with batch N x B
+  (losses of the global batch, see :func:`hydranet.losses.finish_losses`; BatchNorm frozen
+  or synchronised, see :mod:`.batchnorm`), validate on shards with all-reduced metrics, and
+  rank 0 alone writes and prints.
 """
 from __future__ import annotations
 
