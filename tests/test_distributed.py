@@ -18,8 +18,6 @@ import torch
 import hydranet
 from hydranet.checkpoint import read_checkpoint
 from hydranet.config import load_config
-from hydranet.losses import compute_losses
-from hydranet.tasks import parse_tasks
 from hydranet.training import apply_overrides, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
