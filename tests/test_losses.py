@@ -188,3 +188,85 @@ def test_clip_head_gradients_caps_each_head():
     model.zero_grad(set_to_none=True)
     model(torch.randn(1, 3, 2, 2))["depth"].sum().backward()
     assert set(clip_head_gradients(model.heads, 1.0)) == {"depth"}
+
+
+# --- global losses over ranks (the math behind torchrun = one process) ---------------------------
+
+class _Group:
+    """W ranks simulated by threads: a collective waits for every rank, as torch.distributed does."""
+
+    def __init__(self, world):
+        import threading
+
+        self.world, self.slots, self.barrier = world, {}, threading.Barrier(world)
+
+    def rank(self, r):
+        group = self
+
+        class Reduction:
+            world_size = group.world
+
+            def _op(self, t, fn):
+                group.slots[r] = t.detach().clone()
+                group.barrier.wait()
+                out = fn(torch.stack([group.slots[i] for i in range(group.world)]))
+                group.barrier.wait()
+                return out
+
+            def sum(self, t):
+                return self._op(t, lambda s: s.sum(0))
+
+            def max(self, t):
+                return self._op(t, lambda s: s.max(0).values)
+
+        return Reduction()
+
+
+@pytest.mark.parametrize("depth_loss", ["berhu", "silog", "l1"])
+def test_rank_losses_and_gradients_are_the_global_batch_ones(depth_loss):
+    import threading
+
+    from hydranet.losses import build_weighting
+
+    tasks = [spec(name="segm", kind="segmentation", classes=3,
+                  loss_options={"class_weights": [1.0, 2.0, 0.5], "label_smoothing": 0.1}),
+             spec(name="depth", kind="depth", loss=depth_loss),
+             spec(name="normals", kind="normals"),
+             spec(name="size", kind="regression", outputs=2, loss="mse")]
+    g = torch.Generator().manual_seed(0)
+    n = 4
+    preds = {"segm": torch.randn(n, 3, 2, 3, generator=g), "depth": torch.rand(n, 1, 2, 3, generator=g) + 0.5,
+             "normals": torch.randn(n, 3, 2, 3, generator=g), "size": torch.randn(n, 2, generator=g)}
+    depth = torch.rand(n, 1, 2, 3, generator=g) + 0.5
+    depth[2:, :, 0] = 0  # the second rank has fewer valid depth pixels
+    batch = {"targets": {"segm": torch.randint(0, 3, (n, 2, 3), generator=g), "depth": depth,
+                         "normals": torch.nn.functional.normalize(torch.randn(n, 3, 2, 3, generator=g), dim=1),
+                         "size": torch.tensor([[1.0, NAN], [0.5, 2.0], [NAN, NAN], [3.0, 1.0]])},
+             "present": {"segm": torch.tensor([True, True, False, False])}}  # only rank 0 has segm
+
+    def run(pred_slice, batch_slice, reduction=None):
+        outputs = {k: v[pred_slice].clone().requires_grad_() for k, v in preds.items()}
+        sub = {"targets": {k: v[batch_slice] for k, v in batch["targets"].items()},
+               "present": {k: v[batch_slice] for k, v in batch["present"].items()}}
+        losses = compute_losses(outputs, sub, tasks, reduction)
+        weighting = build_weighting("uncertainty", tasks, initial_log_vars=[0.1, -0.2, 0.3, 0.0])
+        total, _ = weighting(losses)
+        total.backward()
+        return ({k: float(v.detach()) for k, v in losses.items()}, {k: v.grad for k, v in outputs.items()},
+                {k: p.grad for k, p in weighting.log_vars.items()})
+
+    full_losses, full_grads, full_lv = run(slice(None), slice(None))
+    world, group, results = 2, _Group(2), {}
+    threads = [threading.Thread(target=lambda r=r: results.__setitem__(
+        r, run(slice(2 * r, 2 * r + 2), slice(2 * r, 2 * r + 2), group.rank(r)))) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in range(world):
+        losses, grads, lv = results[r]
+        assert losses == pytest.approx(full_losses, rel=1e-6)  # segm too, on the rank without its labels
+        for name in preds:  # DDP averages: (1/W) sum over ranks of W x the global gradient's share
+            assert torch.allclose(grads[name] / world, full_grads[name][2 * r:2 * r + 2], atol=1e-7), (r, name)
+        for name, grad in lv.items():  # the log-variances get the single-process gradient on every rank
+            assert float(grad) == pytest.approx(float(full_lv[name]), rel=1e-6), (r, name)

@@ -385,15 +385,14 @@ def test_nan_depth_prediction_makes_every_metric_nan():
 
 def test_every_reported_metric_declares_its_direction():
     from hydranet.evaluation.metrics import DepthMetrics, NormalsMetrics, RegressionMetrics, SegmentationMetrics
+    from hydranet.tasks import KINDS
 
     assert RegressionMetrics.lower_is_better("mae/0")
     assert not SegmentationMetrics.lower_is_better("iou/wall")
     assert not DepthMetrics.lower_is_better("delta1")
     assert NormalsMetrics.lower_is_better("median_angle")
-    from hydranet.tasks import KINDS, parse_task as parse
-
     for name, kind in KINDS.items():  # every kind's default metrics have a direction
-        spec = parse({"name": "t", "kind": name, "classes": 3, "outputs": 1})
+        spec = parse_task({"name": "t", "kind": name, "classes": 3, "outputs": 1})
         for metric in kind.default_metrics:
             assert isinstance(kind.metrics(spec).lower_is_better(metric), bool), (name, metric)
     tasks = [{"name": "segm", "kind": "segmentation", "classes": 3},

@@ -52,6 +52,7 @@ from .optim import build_optimizer, build_scheduler, param_groups
 from .sampler import ResumableBatchSampler, SeededSamples
 from .settings import config_changes, training_settings
 
+
 class TrainingError(HydranetError, RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the message names task and step."""
 
