@@ -6,7 +6,10 @@ Two pieces split the work:
   elements carry a label (ignore index, depth <= 0 or NaN, zero or NaN normals, NaN
   regression values, samples whose ``present`` flag is False) and which losses apply;
 * ``LOSSES[name](pred, target, valid, **options)`` decides *how* to compare prediction and
-  target on those elements, and averages over them.
+  target on those elements, and averages over them. Each is written as statistics (sums
+  over the valid elements and their count, ``LOSS_FORMS[name]``) and a function of their
+  totals, so that :func:`compute_losses` can form the loss of the global batch under
+  torchrun by summing the statistics over the ranks (see :func:`finish_losses`).
 
 Every loss function returns ``None`` when no element is valid: "no label" is never a fake
 zero, so an unlabelled task adds no loss and sends no gradient to its head. Invalid
