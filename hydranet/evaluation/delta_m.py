@@ -17,31 +17,40 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from ..errors import ConfigError, DataError
+from .metrics import MetricAccumulator
 
 Results = Mapping[str, Mapping[str, float]]
 
-# Entries of a result that are counts, not quality measures.
-COUNTS = ("samples", "pixels")
-# Metrics where a larger value is better (the lower-is-better ones are the trainer's table).
-HIGHER_IS_BETTER = {"miou", "pixel_acc", "mean_acc", "iou", "delta1", "delta2", "delta3", "top1", "top5"}
+# Entries of a result that are counts or labels, not quality measures.
+COUNTS = MetricAccumulator.COUNTS
 
 
 def metric_lower_is_better(name: str) -> bool:
     """Whether a smaller value of metric ``name`` is better (``rmse/x`` reads as ``rmse``).
 
+    The direction is the one the metric accumulators declare (``DIRECTIONS``), whatever
+    the task: a metric name means the same in every kind that reports it.
+
     Raises:
         ConfigError: for a metric whose direction is not known.
     """
-    from ..training.trainer import LOWER_IS_BETTER
-
-    base = name.split("/", 1)[0]
-    if base in LOWER_IS_BETTER:
-        return True
-    if base in HIGHER_IS_BETTER or base.startswith("within_"):
-        return False
+    for cls in _accumulator_classes():
+        try:
+            return cls.lower_is_better(name)
+        except KeyError:
+            continue
     raise ConfigError(
         f"metric {name!r}: unknown direction (is lower or higher better?); leave it out of the Delta_m metrics"
     )
+
+
+def _accumulator_classes() -> list:
+    found, stack = [], [MetricAccumulator]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
 
 
 def default_metrics(results: Results) -> dict[str, list[str]]:
