@@ -419,8 +419,8 @@ def test_mostly_skipped_run_is_not_completed(corpus, tmp_path, capsys, monkeypat
 
     real = trainer_module.compute_losses
 
-    def poisoned(outputs, batch, tasks):
-        return {k: v * float("nan") for k, v in real(outputs, batch, tasks).items()}
+    def poisoned(outputs, batch, tasks, *args, **kwargs):  # the trainer also passes its reduction
+        return {k: v * float("nan") for k, v in real(outputs, batch, tasks, *args, **kwargs).items()}
     monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
     code, out, err = _cli(["train", "--config", corpus / "cfg.yaml", "--out", tmp_path / "run", "--no-progress",
                            "--set", "train.on_nan=skip", "--steps", "3"], capsys)
