@@ -21,6 +21,7 @@ class EdgeMetrics(MetricAccumulator):
     """Mean absolute error of an edge probability map over labelled pixels."""
 
     kind = "edges"
+    DIRECTIONS = {"mae": "lower"}
     _state = ("abs_sum", "count")
 
     def _reset(self):
@@ -113,6 +114,7 @@ def test_every_registered_kind_is_complete():
         assert not kind.valid(spec, fill[None], None).any(), name   # a missing label is never valid
         acc = kind.metrics(spec)
         assert isinstance(acc, MetricAccumulator) and acc.kind == name
+        assert all(m in type(acc).DIRECTIONS for m in kind.default_metrics), name   # usable by train.monitor
         shape = (2, spec.channels, 4, 5) if kind.dense else (2, spec.channels)
         results = kind.postprocess(spec, torch.randn(shape))
         assert len(results) == 2
@@ -137,7 +139,7 @@ def test_a_toy_kind_defined_in_one_place_trains_evaluates_predicts_and_exports(e
            "tasks": [{"name": "edges", "kind": "edges"}],
            "data": {"train": data, "val": {**data, "transforms": {"size": [32, 32]}}},
            "train": {"steps": 12, "batch_size": 3, "lr": 0.01, "val_every": 12, "ckpt_every": 12,
-                     "plots": False, "tensorboard": False, "warmup_steps": 0},
+                     "plots": False, "tensorboard": False, "warmup_steps": 0, "monitor": "edges/mae"},
            "loss": {"weighting": "uncertainty"}}
     torch.manual_seed(0)
     summary = train(cfg, tmp_path / "run", progress=False)
@@ -146,6 +148,8 @@ def test_a_toy_kind_defined_in_one_place_trains_evaluates_predicts_and_exports(e
     assert steps[-1]["loss"]["edges"] < steps[0]["loss"]["edges"]          # it learns
     assert "edges" in steps[-1]["sigma2"]                                    # uncertainty-weighted
 
+    with pytest.raises(hydranet.ConfigError, match="edges.*unknown metric 'iou'"):
+        parse_task({"name": "edges", "kind": "edges", "metrics": ["iou"]})
     result = evaluate_checkpoint(tmp_path / "run" / "last.pt", progress=False, fast=False)
     assert result["metrics"]["edges"]["samples"] == 6 and 0 <= result["metrics"]["edges"]["mae"] < 1
 

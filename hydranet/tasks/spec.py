@@ -127,7 +127,7 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
         if len(class_names) != raw.get("classes"):
             raise ConfigError(
                 f"{where}.class_names: {len(class_names)} names for {raw.get('classes')} classes")
-    return TaskSpec(
+    spec = TaskSpec(
         name=name,
         kind=kind,
         classes=raw.get("classes"),
@@ -139,6 +139,9 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
         class_names=class_names,
         options=dict(raw.get("options") or {}),
     )
+    if spec.metrics:
+        task_kind.metrics(spec)  # the kind's accumulator rejects an unknown metric name, naming the task
+    return spec
 
 
 def parse_tasks(raw: Sequence[Any]) -> list[TaskSpec]:
