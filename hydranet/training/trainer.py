@@ -334,10 +334,8 @@ class Trainer:
         return {"total": sum(totals) / len(totals), "report": reports[-1], "head_grad_norm": head_norms}
 
     def _shared_params(self) -> list:
-        """GradNorm's shared layer: the encoder's last stage, which every task reads."""
-        stage = list(self.model.encoder.children())[-1]
-        last = [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        return [last.weight]
+        """GradNorm's shared layer: the encoder's last layer, which every task reads."""
+        return self.model.encoder.shared_parameters()
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self) -> Optional[dict]:
