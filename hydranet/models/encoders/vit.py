@@ -8,7 +8,7 @@ LayerNorm (``global_pool: token``) or the mean of the patch tokens (``global_poo
 
 Any input size works: the input is padded (zeros, i.e. the mean colour after ImageNet
 normalisation) to a multiple of the patch size, the position embeddings are interpolated
-(bicubic) to the patch grid, and every map is cropped back to ``ceil(H / stride)`` x
+(bicubic, as timm does) to the patch grid, and every map is cropped back to ``ceil(H / stride)`` x
 ``ceil(W / stride)``, the size a convolutional encoder gives.
 
 Parameter names follow timm's ``VisionTransformer`` (``blocks.N.attn.qkv`` ...), so timm
@@ -84,6 +84,14 @@ def _reassemble(dim: int, channels: int, patch: int, stride: int) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
+def _crop(x: torch.Tensor, h, w) -> torch.Tensor:
+    """``x[..., :h, :w]``, written as index selection: ``torch.export`` cannot prove that the
+    slice bounds hold for every input size, index selection needs no such proof."""
+    rows = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
 def default_out_blocks(depth: int) -> tuple[int, ...]:
     """The blocks DPT reads: the last of each quarter of the depth (2, 5, 8, 11 for 12 blocks)."""
     return tuple(max(0, math.ceil(depth * q / 4) - 1) for q in (1, 2, 3, 4))
@@ -151,10 +159,13 @@ class ViTEncoder(Encoder):
     def encode(self, x: torch.Tensor, dense: bool = True) -> tuple[list[torch.Tensor], torch.Tensor]:
         n, _, h, w = x.shape
         p = self.patch_size
-        x = self.patch_embed(F.pad(x, (0, (-w) % p, 0, (-h) % p)))
+        # p - 1 zero rows and columns: the patch grid is ceil(H / p) x ceil(W / p) (a constant pad
+        # keeps the sizes simple enough for torch.export to reason about).
+        x = self.patch_embed(F.pad(x, (0, p - 1, 0, p - 1)))
         gh, gw = x.shape[-2], x.shape[-1]
         tokens = torch.cat([self.class_token.expand(n, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
-        tokens = tokens + self._positions(gh, gw)
+        # Expanded, not broadcast: a broadcast over the batch makes torch.export specialise batch 1.
+        tokens = tokens + self._positions(gh, gw).expand(n, -1, -1)
         taps = {}
         for i, block in enumerate(self.blocks):
             tokens = block(tokens)
@@ -169,8 +180,11 @@ class ViTEncoder(Encoder):
         for block, reassemble, stride in zip(self.out_blocks, self.reassemble, self.STRIDES):
             t = taps[block]
             patches = t[:, 1:] + t[:, :1] if self.readout == "add" else t[:, 1:]
-            grid = patches.transpose(1, 2).reshape(n, -1, gh, gw)
-            features.append(reassemble(grid)[..., :-(-h // stride), :-(-w // stride)])
+            grid = patches.unflatten(1, (gh, gw)).permute(0, 3, 1, 2).contiguous()
+            f = reassemble(grid)
+            # ceil(ceil(H / p) / k) == ceil(H / (p k)): only the upsampled maps are larger
+            # (h + s - 1) // s, not -(-h // s): exported integer division truncates towards zero
+            features.append(_crop(f, (h + stride - 1) // stride, (w + stride - 1) // stride) if stride < p else f)
         return features, pooled
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
