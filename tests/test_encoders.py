@@ -282,3 +282,53 @@ def test_timm_weights_local_file_and_offline_error(tmp_path, monkeypatch):
         build_encoder("timm:test_efficientnet", weights="imagenet")
     with pytest.raises(WeightsUnavailableError, match="timm"):
         build_encoder("vit_s_16", weights="imagenet")  # ViT-S/16's ImageNet weights come from timm (DeiT-S)
+
+
+# --- shipped config and the command line -------------------------------------------------------------
+
+def test_summary_of_the_vit_config_and_of_a_set_encoder(capsys):
+    from hydranet.cli import main
+
+    assert main(["summary", "--config", "json_targets_vit", "--size", "224x224"]) == 0
+    text = capsys.readouterr().out
+    assert "encoder vit_b_16" in text and "parameters:" in text
+    # ViT-B/16 at 224: 17.56 GMACs in the 12 blocks and the patch embedding, plus the four heads
+    assert "multiply-adds at 1x3x224x224: 17.5" in text
+    assert main(["summary", "--set", "model.encoder=vit_b_16", "--size", "96x64"]) == 0
+    text = capsys.readouterr().out
+    assert "encoder vit_b_16" in text and "channels [96, 192, 384, 768], strides [4, 8, 16, 32]" in text
+    assert "GMACs" in text
+    assert main(["summary", "--set", "model.encoder=vgg"]) == 2
+    assert "model.encoder" in capsys.readouterr().err
+
+
+def test_legacy_trainer_flags_with_the_vit_config(tmp_path):
+    import json
+
+    import cv2
+    import numpy as np
+
+    from hydranet.checkpoint import read_checkpoint
+    from hydranet.cli import main
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(8):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        records.append({"image": f"{i}.png", "company": ["acme", "zenith"][i % 2], "model": i % 3,
+                        "diameter": 4.0 + 0.1 * i, "length": 30.0 + i})
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    out = tmp_path / "run"
+    code = main(["train", "--config", "json_targets_vit", "--train_json", str(tmp_path / "train.json"),
+                 "--use_uncertainty_weighting", "true", "--gradient_normalization", "true",
+                 "--initial_log_vars", "0,0,0,0", "--steps", "2", "--out", str(out), "--no-progress",
+                 "--set", "model.encoder_weights=null", "--set", f"model.encoder_options={json.dumps(TINY_VIT)}",
+                 "--set", "data.val=null", "--set", "train.batch_size=4", "--set", "train.warmup_steps=0",
+                 "--set", "data.train.transforms={size: [48, 48]}", "--set", "train.plots=false",
+                 "--set", "train.tensorboard=false"])
+    assert code == 0
+    ckpt = read_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["config"]["model"]["encoder"] == "vit_b_16"
+    assert ckpt["config"]["loss"]["weighting"] == "uncertainty" and ckpt["config"]["loss"]["gradient_normalization"]
+    assert [t["name"] for t in ckpt["config"]["tasks"]] == ["company", "model", "diameter", "length"]
+    assert len(ckpt["weighting"]) == 4
