@@ -13,7 +13,7 @@ from ...errors import ConfigError
 from .base import Encoder, StagedEncoder
 from .efficientnet import efficientnet_b0
 from .mobilenet import MTRNInvertedResidual, MTRNMobileNetV2, mobilenet_v2, mobilenet_v3_large, mtrn_mobilenet_v2
-from .resnet import _resnet
+from .resnet import resnet18, resnet34, resnet50, resnet101
 from .timm_backbones import PREFIX as TIMM_PREFIX
 from .timm_backbones import TimmEncoder, timm_encoder
 from .vit import ViTEncoder, vit_b_16, vit_s_16
@@ -23,10 +23,10 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
     "mtrn_mobilenet_v2": mtrn_mobilenet_v2,
     "mobilenet_v3_large": mobilenet_v3_large,
     "efficientnet_b0": efficientnet_b0,
-    "resnet18": _resnet("resnet18"),
-    "resnet34": _resnet("resnet34"),
-    "resnet50": _resnet("resnet50"),
-    "resnet101": _resnet("resnet101"),
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
     "vit_s_16": vit_s_16,
     "vit_b_16": vit_b_16,
 }

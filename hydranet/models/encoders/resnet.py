@@ -27,3 +27,9 @@ def _resnet(name: str):
 def _last_block_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     return (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
+
+
+resnet18 = _resnet("resnet18")
+resnet34 = _resnet("resnet34")
+resnet50 = _resnet("resnet50")
+resnet101 = _resnet("resnet101")
