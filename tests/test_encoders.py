@@ -17,7 +17,7 @@ from hydranet.models import ENCODERS, build_encoder
 from hydranet.models.encoders.vit import ViTEncoder, default_out_blocks
 from hydranet.tools.summary import summarize
 
-from conftest import ALL_KINDS_TASKS, tiny_config
+from support import ALL_KINDS_TASKS, tiny_config
 from test_fast import assert_close_rel, randomize_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
