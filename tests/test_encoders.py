@@ -5,6 +5,8 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from support import ALL_KINDS_TASKS, tiny_config
+from test_fast import assert_close_rel, randomize_batchnorm
 from torch import nn
 
 import hydranet
@@ -14,11 +16,8 @@ from hydranet.errors import ConfigError, WeightsUnavailableError
 from hydranet.inference.fast import optimize_for_inference
 from hydranet.losses import compute_losses
 from hydranet.models import ENCODERS, build_encoder
-from hydranet.models.encoders.vit import ViTEncoder, default_out_blocks
+from hydranet.models.encoders.vit import default_out_blocks
 from hydranet.tools.summary import summarize
-
-from support import ALL_KINDS_TASKS, tiny_config
-from test_fast import assert_close_rel, randomize_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,6 @@ from torchvision import models as tvm
 from ...errors import WeightsUnavailableError
 from .base import Encoder, StagedEncoder, load_local_state_dict, stages_by_stride, torchvision_weights
 
-
 # --- the Multi-Task RefineNet MobileNetV2 (expand conv also in the t=1 block) -----------
 
 def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True):
