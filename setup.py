@@ -35,8 +35,10 @@ setup(
         "video": ["av>=12"],
         # `hydranet serve`
         "web": ["gradio>=5"],
+        # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
+        "timm": ["timm>=1.0"],
         "dev": ["pytest>=7", "ruff>=0.5", "av>=12", "gradio>=5", "playwright>=1.40", "nbclient>=0.9", "nbformat>=5.9",
-                "ipykernel>=6"],
+                "ipykernel>=6", "timm>=1.0"],
     },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
 )

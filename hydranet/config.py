@@ -130,7 +130,7 @@ def load_config(config: ConfigLike) -> dict:
 
 
 def _model_section(raw: Mapping[str, Any]) -> dict:
-    from .models.encoders import ENCODERS
+    from .models.encoders import check_encoder_name
     from .models.refinenet import DECODERS
 
     if not isinstance(raw, Mapping):
@@ -139,8 +139,7 @@ def _model_section(raw: Mapping[str, Any]) -> dict:
     if unknown:
         raise ConfigError(f"model: unknown field(s) {sorted(unknown)}; known: {sorted(MODEL_DEFAULTS)}")
     model = {**copy.deepcopy(MODEL_DEFAULTS), **raw}
-    if model["encoder"] not in ENCODERS:
-        raise ConfigError(f"model.encoder: unknown encoder {model['encoder']!r}; valid: {', '.join(ENCODERS)}")
+    check_encoder_name(model["encoder"])
     if model["decoder"] not in DECODERS:
         raise ConfigError(f"model.decoder: unknown decoder {model['decoder']!r}; valid: {', '.join(DECODERS)}")
     check_field("model.width", model["width"], "int", 1, MAX_WIDTH)

@@ -303,14 +303,14 @@ def test_old_checkpoint_without_hash_still_loads(corpus, tmp_path):
 
 
 def test_checkpoint_encoder_weights_are_ignored_not_downloaded(corpus, monkeypatch):
-    import hydranet.models.encoders as encoders
+    import hydranet.models.encoders.mobilenet as encoders  # the tiny model's mobilenet_v2
 
-    real, asked = encoders._torchvision_weights, []
+    real, asked = encoders.torchvision_weights, []
 
     def spy(builder, weights_enum, weights, progress, **kwargs):
         asked.append(weights)
         return real(builder, weights_enum, None, progress, **kwargs)
-    monkeypatch.setattr(encoders, "_torchvision_weights", spy)
+    monkeypatch.setattr(encoders, "torchvision_weights", spy)
     model = load_model(corpus / "imagenet.pt")
     assert model.config["model"]["encoder_weights"] is None
     assert asked and set(asked) == {None}  # never "imagenet"

@@ -271,3 +271,62 @@ def test_bfloat16_on_cpu_when_supported():
     fast = optimize_for_inference(model, dtype=torch.bfloat16)
     assert fast.dtype == torch.bfloat16
     assert_close_rel(fast(x), plain(model, x), tol=5e-2)
+
+
+def test_batchnorm_folding_of_bottleneck_resnets():
+    """resnet50: Bottleneck blocks (conv1..conv3/bn1..bn3) and downsample paths, found by tracing."""
+    model = build("lightweight", "resnet50", tasks=[ALL_KINDS_TASKS[0]])
+    folded = copy.deepcopy(model)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert fold_batchnorm(folded) == n_bn == 53
+    x = torch.randn(1, 3, 64, 64)
+    assert_close_rel(plain(folded, x), plain(model, x), tol=1e-4)
+
+
+class _SharedConvOutput(nn.Module):
+    """conv -> bn, but the conv output is also added back: folding would change the sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.bn2 = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y + self.bn2(self.conv2(x))
+
+
+class _DataDependent(nn.Module):
+    """Control flow on values: not traceable as a whole, its children still fold."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.other = _SharedConvOutput()
+
+    def forward(self, x):
+        if x.mean() > 0:
+            return self.inner(x)
+        return self.other(x)
+
+
+class _BNWithActivation(nn.BatchNorm2d):
+    """A BatchNorm subclass that does more (as timm's BatchNormAct2d): never folded away."""
+
+    def forward(self, x):
+        return torch.relu(super().forward(x))
+
+
+def test_batchnorm_folding_only_where_it_is_exact():
+    model = randomize_batchnorm(_DataDependent()).eval()
+    folded = copy.deepcopy(model)
+    assert fold_batchnorm(folded) == 2  # inner's pair and other.conv2/bn2, not other.conv/bn
+    assert isinstance(folded.other.bn, nn.BatchNorm2d) and isinstance(folded.other.bn2, nn.Identity)
+    for sign in (1, -1):
+        x = sign * (torch.rand(2, 4, 9, 9) + 0.1)
+        with torch.no_grad():
+            assert_close_rel({"y": folded(x)}, {"y": model(x)}, tol=1e-5)
+    act = nn.Sequential(nn.Conv2d(4, 4, 1), _BNWithActivation(4)).eval()
+    assert fold_batchnorm(act) == 0

@@ -1,7 +1,7 @@
 """hydranet bench: inference speed, memory and output differences of each setting, in one run."""
 from __future__ import annotations
 
-from .common import add_device_arg, add_model_args, non_negative_int, positive_int, write_json
+from .common import add_device_arg, add_model_args, config_from_args, non_negative_int, positive_int, write_json
 
 HELP = "time inference (model only and end to end) for each setting against the original network"
 
@@ -34,7 +34,6 @@ def run(args) -> int:
     import torch
 
     from ..inference.bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
-    from ..config import load_config
     from ..errors import ConfigError
     from .common import model_from_args, resolve_device
 
@@ -49,7 +48,7 @@ def run(args) -> int:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     if not args.weights:
-        cfg = load_config(args.config)
+        cfg = config_from_args(args)
         cfg["model"]["encoder_weights"] = None  # speed does not depend on pretrained weights
         if args.encoder:
             cfg["model"]["encoder"] = args.encoder

@@ -77,6 +77,20 @@ def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None
     p.add_argument("--config", default=default_config, help="config YAML or a shipped name")
     p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it) or a known model name "
                                      "(mtrn-nyud-joint, mtrn-kitti-joint, ...: fetched on first use)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.encoder=vit_b_16 (repeatable)")
+
+
+def config_from_args(args) -> dict:
+    """The config named by --config with the --set overrides applied (validated)."""
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..training.settings import apply_overrides
+
+    if getattr(args, "weights", None) and getattr(args, "set", None):
+        raise ConfigError("--set applies to --config; a checkpoint (--weights) fixes its model")
+    cfg = load_config(args.config)
+    return load_config(apply_overrides(cfg, list(getattr(args, "set", None) or [])))
 
 
 def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
@@ -113,8 +127,13 @@ def model_from_args(args):
     import hydranet
 
     if getattr(args, "weights", None):
+        if getattr(args, "set", None):
+            from ..errors import ConfigError
+
+            raise ConfigError("--set applies to --config; a checkpoint (--weights) fixes its model")
         return hydranet.load_model(args.weights)
-    return hydranet.build_model(args.config, progress=False)
+    config = args.config if isinstance(args.config, dict) else config_from_args(args)
+    return hydranet.build_model(config, progress=False)
 
 
 def add_baseline_args(p: argparse.ArgumentParser, required: bool = False) -> None:

@@ -1,7 +1,7 @@
 """hydranet export: write a model as ONNX or TorchScript and check the file against PyTorch."""
 from __future__ import annotations
 
-from .common import add_model_args, parse_size, positive_int, write_json
+from .common import add_model_args, config_from_args, parse_size, positive_int, write_json
 
 HELP = "export a model to ONNX (dynamic batch and size) or TorchScript, checked against PyTorch"
 
@@ -41,9 +41,7 @@ def run(args) -> int:
         raise ConfigError("--static and --plain-layers apply to --format onnx")
     writable_file(args.out)  # before the minute an export can take
     if not args.weights:
-        from ..config import load_config
-
-        cfg = load_config(args.config)
+        cfg = config_from_args(args)
         cfg["model"]["encoder_weights"] = None  # an architecture export; weights come with --weights
         args.config = cfg
     model = model_from_args(args)

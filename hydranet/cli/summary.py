@@ -1,7 +1,7 @@
 """hydranet summary: parameters, multiply-adds and output shapes of a model."""
 from __future__ import annotations
 
-from .common import add_model_args, model_from_args, parse_size, positive_int, write_json
+from .common import add_model_args, config_from_args, model_from_args, parse_size, positive_int, write_json
 
 HELP = "parameters, multiply-adds and output shapes of a model"
 
@@ -14,12 +14,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_config
     from ..tools.summary import format_summary, summarize
 
     if not args.weights:
         # The summary describes the architecture; it needs no pretrained encoder.
-        cfg = load_config(args.config)
+        cfg = config_from_args(args)
         cfg["model"]["encoder_weights"] = None
         args.config = cfg
     model = model_from_args(args)

@@ -239,9 +239,12 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
     with _removed_on_failure(tmp, path), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if int(opset) >= 18:
+            # Declared from MIN_SIZE + 1: at 32 pixels a ViT's stride-32 map is a single pixel, a
+            # case torch.export would otherwise make the graph specialise on. The range is not part
+            # of the ONNX file (onnxruntime runs it at 32 too, see tests/test_encoders.py).
             dims = {0: torch.export.Dim("batch", min=1, max=1024),
-                    2: torch.export.Dim("height", min=MIN_SIZE, max=8192),
-                    3: torch.export.Dim("width", min=MIN_SIZE, max=8192)}
+                    2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
+                    3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192)}
             program = torch.onnx.export(TaskTuple(net), (example,), None, input_names=["image"], output_names=names,
                                         opset_version=int(opset), dynamo=True,
                                         dynamic_shapes=None if static else {"image": dims},

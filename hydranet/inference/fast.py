@@ -10,8 +10,8 @@ touched) with the same forward signature and dict output, rewritten as follows; 
 step keeps fp32 outputs equal to the plain model's within rounding (see
 ``tests/test_fast.py``):
 
-* **BatchNorm folded** into the preceding convolution (``Sequential(conv, bn, ...)`` pairs,
-  as in both MobileNetV2 encoders, and the ``convN``/``bnN`` pairs of ResNet blocks).
+* **BatchNorm folded** into the preceding convolution (pairs found in a ``torch.fx`` trace,
+  whatever the encoder: MobileNets, EfficientNet, ResNet blocks, timm convnets).
 * **channels_last** weights and input: MKL-DNN convolutions run without layout reorders,
   and pooling and bilinear upsampling get their vectorised channels-last kernels.
 * **Exact fast max pooling** in the chained residual pools (``nn.MaxPool2d(5, 1, 2)``,
@@ -92,45 +92,66 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def _is_conv_bn(a: nn.Module, b: nn.Module) -> bool:
-    return (type(a) is nn.Conv2d and isinstance(b, nn.BatchNorm2d) and b.num_features == a.out_channels
+    # Exact types: subclasses may do more in forward (timm's BatchNormAct2d adds an activation).
+    return (type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.num_features == a.out_channels
             and b.track_running_stats and b.running_mean is not None)
 
 
-# Modules whose forward applies ``bnN`` directly to ``convN``'s output (torchvision ResNets).
-def _attribute_pairs(module: nn.Module) -> list[tuple[str, str]]:
-    from torchvision.models.resnet import BasicBlock, Bottleneck
+def _traced_pairs(module: nn.Module) -> Optional[list[tuple[str, str]]]:
+    """``(conv, bn)`` submodule names where ``bn`` is applied to ``conv``'s output and nothing
+    else reads that output, from a ``torch.fx`` trace of ``module``; None when it does not trace."""
+    import torch.fx
 
-    if isinstance(module, (BasicBlock, Bottleneck)):
-        return [(f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(module, f"conv{i}")]
-    return []
+    try:
+        graph = torch.fx.Tracer().trace(module)
+    except Exception:  # data-dependent control flow, non-tensor inputs, untraceable ops
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        src = node.args[0]
+        if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
+            continue
+        if calls[node.target] == 1 and calls[src.target] == 1 and \
+                _is_conv_bn(module.get_submodule(src.target), module.get_submodule(node.target)):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _conv_bn_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """The foldable pairs of ``module``: traced as a whole, or child by child where it does not trace."""
+    if not any(type(m) is nn.BatchNorm2d for m in module.modules()):
+        return []
+    pairs = _traced_pairs(module)
+    if pairs is not None:
+        return [(prefix + a, prefix + b) for a, b in pairs]
+    found = []
+    for name, child in module.named_children():
+        found += _conv_bn_pairs(child, f"{prefix}{name}.")
+    return found
 
 
 def fold_batchnorm(model: nn.Module) -> int:
     """Fold every eval-mode BatchNorm that directly follows a convolution, in place.
 
-    Folds adjacent ``(Conv2d, BatchNorm2d)`` children of every ``nn.Sequential`` (both
-    MobileNetV2 encoders, torchvision's ``Conv2dNormActivation``, the ResNet stem and
-    downsample paths) and the ``convN``/``bnN`` pairs of torchvision's ResNet blocks. The
-    BatchNorm is replaced by ``nn.Identity``. Returns the number of folded pairs; a
-    BatchNorm in any other place is left as it is (still correct, just not folded).
+    The pairs are found in a ``torch.fx`` trace: a ``BatchNorm2d`` applied to the output of a
+    ``Conv2d`` that nothing else reads, each called once (MobileNets, EfficientNets, ResNet
+    blocks, stems and downsample paths, timm convnets with plain BatchNorm2d). Modules that do
+    not trace (data-dependent control flow) are searched child by child. The BatchNorm is
+    replaced by ``nn.Identity``. Returns the number of folded pairs; a BatchNorm elsewhere
+    is left as it is (still correct, just not folded); LayerNorm models have nothing to fold.
     """
-    count = 0
-    for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
-            names = list(module._modules)
-            for first, second in zip(names, names[1:]):
-                conv, bn = module._modules[first], module._modules[second]
-                if _is_conv_bn(conv, bn):
-                    module._modules[first] = fuse_conv_bn(conv, bn)
-                    module._modules[second] = nn.Identity()
-                    count += 1
-        for conv_name, bn_name in _attribute_pairs(module):
-            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
-            if _is_conv_bn(conv, bn):
-                setattr(module, conv_name, fuse_conv_bn(conv, bn))
-                setattr(module, bn_name, nn.Identity())
-                count += 1
-    return count
+    pairs = _conv_bn_pairs(model)
+    for conv_name, bn_name in pairs:
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        model.set_submodule(conv_name, fuse_conv_bn(conv, bn))
+        model.set_submodule(bn_name, nn.Identity())
+    return len(pairs)
 
 
 # --- the CPU allocator -----------------------------------------------------------------------

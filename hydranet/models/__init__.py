@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..config import ConfigLike, load_config
 from ..tasks import TaskSpec, parse_tasks
-from .encoders import ENCODERS, Encoder, build_encoder
+from .encoders import ENCODERS, Encoder, build_encoder, check_encoder_name
 from .heads import DenseHead, GlobalHead
 from .hydranet import HydraNet
 from .refinenet import DECODERS, ChainedResidualPool, LightRefineNet, RefineNet, ResidualConvUnit
@@ -22,6 +22,6 @@ def build_model(config: ConfigLike, progress: bool = True) -> HydraNet:
     return HydraNet(encoder, decoder, parse_tasks(cfg["tasks"]), config=cfg)
 
 
-__all__ = ["build_model", "HydraNet", "Encoder", "build_encoder", "ENCODERS", "DECODERS",
+__all__ = ["build_model", "HydraNet", "Encoder", "build_encoder", "check_encoder_name", "ENCODERS", "DECODERS",
            "LightRefineNet", "RefineNet", "ChainedResidualPool", "ResidualConvUnit", "DenseHead",
            "GlobalHead", "TaskSpec"]

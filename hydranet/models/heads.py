@@ -2,7 +2,8 @@
 
 * :class:`DenseHead` works on the decoder's shared map: per-channel 1x1 conv -> ReLU6 ->
   3x3 conv (the Multi-Task RefineNet head), ``N x C x H/s x W/s``.
-* :class:`GlobalHead` works on the encoder's last feature: global average pool ->
+* :class:`GlobalHead` works on the encoder's global feature (the last map of a CNN, a
+  ViT's class token as a 1x1 map): global average pool ->
   dropout -> linear, ``N x C``.
 """
 from __future__ import annotations

@@ -15,7 +15,9 @@ class HydraNet(nn.Module):
     """Composes an encoder, a decoder and one head per task.
 
     Args:
-        encoder: returns a list of features (high to low resolution), with ``out_channels``.
+        encoder: an :class:`~hydranet.models.encoders.Encoder`: ``encode(x, dense)`` gives the
+            features (high to low resolution, with ``out_channels``) and the global feature
+            image-level heads read (``global_channels``).
         decoder: maps that list to one shared map, with ``out_channels`` and ``stride``.
         tasks: the task specs; their names key the heads and the outputs.
         config: the plain-data config the model was built from (kept for checkpoints).
@@ -27,7 +29,7 @@ class HydraNet(nn.Module):
         self.decoder = decoder
         self.tasks = list(tasks)
         self.heads = nn.ModuleDict(
-            {t.name: build_head(t, decoder.out_channels, encoder.out_channels[-1]) for t in self.tasks})
+            {t.name: build_head(t, decoder.out_channels, encoder.global_channels) for t in self.tasks})
         self.config = config or {}
         self._needs_decoder = any(t.dense for t in self.tasks)
 
@@ -46,7 +48,7 @@ class HydraNet(nn.Module):
         Returns:
             ``{task name: tensor}``: dense tasks ``N x C x H x W``, image-level tasks ``N x C``.
         """
-        features = self.encoder(images)
+        features, global_feature = self.encoder.encode(images, dense=self._needs_decoder)
         shared = self.decoder(features) if self._needs_decoder else None
         outputs = {}
         for task in self.tasks:
@@ -56,6 +58,6 @@ class HydraNet(nn.Module):
                 if upsample:
                     y = F.interpolate(y, size=images.shape[-2:], mode="bilinear", align_corners=False)
             else:
-                y = head(features[-1])
+                y = head(global_feature)
             outputs[task.name] = y
         return outputs

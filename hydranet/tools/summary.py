@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+
+def _cpu_attention_flop(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# PyTorch's counter knows the CUDA attention kernels but not the CPU one a ViT runs here.
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flop}
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -14,12 +22,13 @@ def summarize(model, height: int = 480, width: int = 640, batch: int = 1) -> dic
     """Parameters, GMACs (multiply-adds, = FLOPs / 2 as torch counts them) and output shapes.
 
     Only convolutions and matrix products are counted (pooling, additions and
-    interpolation are not), the convention of published MAC figures.
+    interpolation are not), the convention of published MAC figures; a ViT's attention
+    products (``q k^T`` and ``attn v``) are included.
     """
     was_training = model.training
     model.eval()
     x = torch.zeros(batch, 3, height, width)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     with counter:
         outputs = model(x)
     model.train(was_training)

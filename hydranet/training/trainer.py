@@ -341,10 +341,8 @@ class Trainer:
 
     @property
     def shared_params(self) -> list:
-        """The last shared layer (the encoder's last conv, which every task reads), for weighting hooks."""
-        stage = list(self.model.encoder.children())[-1]
-        last = [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        return [last.weight]
+        """The last shared layer (the encoder's, which every task reads), for weighting hooks."""
+        return self.model.encoder.shared_parameters()
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self) -> Optional[dict]:
