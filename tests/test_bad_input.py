@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from support import tiny_config
 
 import hydranet
 from hydranet.checkpoint import content_hash, load_model, read_checkpoint, save_model
