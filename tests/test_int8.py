@@ -1,0 +1,99 @@
+"""int8 export (static QDQ) and ``hydranet eval`` on exported ONNX files."""
+import json
+
+import pytest
+import torch
+
+import hydranet
+from hydranet.cli import main
+from hydranet.config import load_config, save_config
+from hydranet.errors import CheckpointError
+from hydranet.evaluation.run import evaluate_checkpoint
+from hydranet.training import apply_overrides
+
+from conftest import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# The shipped synthetic config as a tiny network with a small 64x64 validation set.
+TINY = ["model.encoder_options={width_mult: 0.35}", "model.width=16", "data.val.size=[64,64]",
+        "data.val.num_samples=6"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny checkpoint and its fp32 and int8 ONNX files (written by the CLI)."""
+    tmp = tmp_path_factory.mktemp("int8")
+    cfg = load_config(apply_overrides(load_config("synthetic"), list(TINY)))
+    torch.manual_seed(0)
+    hydranet.save_model(hydranet.build_model(cfg).eval(), tmp / "m.pt")
+    common = ["--weights", str(tmp / "m.pt"), "--size", "64x64", "--no-check"]
+    assert main(["export", *common, "--out", str(tmp / "fp32.onnx")]) == 0
+    assert main(["export", *common, "--out", str(tmp / "int8.onnx"), "--int8", "--calibration-frames", "4",
+                 "--json", str(tmp / "int8.json")]) == 0
+    return tmp
+
+
+def test_int8_file_is_quantised_and_carries_the_config(exported):
+    import onnx
+
+    model = onnx.load(str(exported / "int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert int8_weights, "convolution weights are stored as int8"
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert [t["name"] for t in json.loads(meta["hydranet_config"])["tasks"]] == [
+        "segm", "depth", "normals", "count", "dominant"]
+    report = json.loads((exported / "int8.json").read_text())
+    assert report["int8"] is True and report["calibration_frames"] == 4 and report["per_channel"] is True
+    # int8 weights (biases stay int32) make the file smaller than fp32
+    assert (exported / "int8.onnx").stat().st_size < 0.6 * (exported / "fp32.onnx").stat().st_size
+
+
+def test_eval_of_onnx_files_uses_the_same_metrics(exported):
+    ckpt = evaluate_checkpoint(exported / "m.pt", fast=False, progress=False)
+    fp32 = evaluate_checkpoint(exported / "fp32.onnx", progress=False)
+    int8 = evaluate_checkpoint(exported / "int8.onnx", progress=False)
+    assert fp32["samples"] == int8["samples"] == ckpt["samples"] == 6  # the data named inside the file
+    for task, metrics in ckpt["metrics"].items():
+        for name, value in metrics.items():  # fp32 ONNX: the checkpoint's figures
+            assert fp32["metrics"][task][name] == pytest.approx(value, rel=1e-3, abs=1e-4), (task, name)
+    assert set(int8["metrics"]) == set(ckpt["metrics"])
+    # int8 is close, not equal
+    assert int8["metrics"]["depth"]["abs_rel"] == pytest.approx(ckpt["metrics"]["depth"]["abs_rel"], rel=0.2)
+    assert int8["metrics"]["depth"]["abs_rel"] != ckpt["metrics"]["depth"]["abs_rel"]
+    assert abs(int8["metrics"]["segm"]["miou"] - ckpt["metrics"]["segm"]["miou"]) < 0.1
+
+
+def test_eval_cli_on_int8_file(exported, capsys):
+    assert main(["eval", "--weights", str(exported / "int8.onnx"), "--no-progress",
+                 "--set", "data.val.num_samples=2"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 samples)" in out and "miou" in out and "abs_rel" in out
+
+
+def test_onnx_without_config_metadata_is_refused(exported, tmp_path, capsys):
+    import onnx
+
+    model = onnx.load(str(exported / "fp32.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "bare.onnx"))
+    with pytest.raises(CheckpointError, match="hydranet_config"):
+        evaluate_checkpoint(tmp_path / "bare.onnx", progress=False)
+    assert main(["eval", "--weights", str(tmp_path / "bare.onnx")]) == 2
+    assert "bare.onnx" in capsys.readouterr().err
+
+
+def test_int8_without_calibration_data_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "nodata.yaml"
+    save_config(tiny_config(), path)  # tasks and model only: no data section
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--config", str(path), "--int8", "--out", str(out), "--size", "64x64"]) == 2
+    err = capsys.readouterr().err
+    assert "--calibration" in err and "no data" in err and not out.exists()
+    assert main(["export", "--config", str(path), "--int8", "--calibration", str(tmp_path / "none.txt"),
+                 "--out", str(out)]) == 2
+    assert "none.txt" in capsys.readouterr().err
+    assert main(["export", "--config", str(path), "--calibration", "synthetic", "--out", str(out)]) == 2
+    assert "apply to --int8" in capsys.readouterr().err
