@@ -11,7 +11,7 @@ from hydranet.errors import CheckpointError
 from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.training import apply_overrides
 
-from conftest import tiny_config
+from support import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,7 +27,9 @@ def exported(tmp_path_factory):
     cfg = load_config(apply_overrides(load_config("synthetic"), list(TINY)))
     torch.manual_seed(0)
     hydranet.save_model(hydranet.build_model(cfg).eval(), tmp / "m.pt")
-    common = ["--weights", str(tmp / "m.pt"), "--size", "64x64", "--no-check"]
+    # opset 17 uses the TorchScript-based exporter: about 30x faster here than the default one,
+    # and the metadata and quantisation steps are the same.
+    common = ["--weights", str(tmp / "m.pt"), "--size", "64x64", "--no-check", "--opset", "17"]
     assert main(["export", *common, "--out", str(tmp / "fp32.onnx")]) == 0
     assert main(["export", *common, "--out", str(tmp / "int8.onnx"), "--int8", "--calibration-frames", "4",
                  "--json", str(tmp / "int8.json")]) == 0

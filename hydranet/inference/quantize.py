@@ -13,6 +13,7 @@ validation set. The file keeps the fp32 file's interface and metadata (the Hydra
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -86,6 +87,17 @@ def calibration_batches(model, source=None, frames: int = DEFAULT_CALIBRATION_FR
     return [dataset[int(i)]["image"].unsqueeze(0).numpy().astype(np.float32) for i in indices]
 
 
+@contextlib.contextmanager
+def _working_dir(path):
+    """``os.chdir`` for the block (contextlib.chdir needs Python 3.11)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 class _Reader:
     """A ``CalibrationDataReader``: one ``{"image": batch}`` per call, then None."""
 
@@ -139,10 +151,12 @@ def quantize_onnx(src, dst, batches: Iterable[np.ndarray], per_channel: bool = T
         raise ConfigError("int8 quantisation: no calibration frames")
     if activation not in ("uint8", "int8"):
         raise ConfigError(f"activation type {activation!r}: use uint8 or int8")
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    with tempfile.TemporaryDirectory(prefix="hydranet-quant-") as tmp:
+    # onnxruntime's shape inference and calibration write scratch files (sym_shape_infer_temp.onnx,
+    # <uuid>.data) into the working directory and may leave them there: work in a temporary one.
+    with tempfile.TemporaryDirectory(prefix="hydranet-quant-") as tmp, _working_dir(tmp):
         model_in = src
         done = False
         if preprocess:
