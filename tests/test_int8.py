@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from support import tiny_config
 
 import hydranet
 from hydranet.cli import main
@@ -10,8 +11,6 @@ from hydranet.config import load_config, save_config
 from hydranet.errors import CheckpointError
 from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.training import apply_overrides
-
-from support import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

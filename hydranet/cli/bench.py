@@ -52,8 +52,8 @@ def run(args) -> int:
 
     import torch
 
-    from ..inference.bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
     from ..errors import ConfigError
+    from ..inference.bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
     from .common import model_from_args, resolve_device
 
     if args.train:
@@ -118,7 +118,8 @@ def _run_train(args) -> int:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     result = train_benchmark(args.config, device=device, size=sizes[0], batch_size=batches[0], settings=args.settings,
-                             warmup=2 if args.warmup is None else args.warmup, reps=8 if args.reps is None else args.reps,
+                             warmup=2 if args.warmup is None else args.warmup,
+                             reps=8 if args.reps is None else args.reps,
                              loader_workers=workers, loader_batches=args.loader_batches,
                              synthetic=True if args.synthetic_data else None,
                              log=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -82,8 +82,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.transforms import Normalization
 from ..config import parse_size
+from ..data.transforms import Normalization
 from ..errors import ConfigError
 from . import processing
 

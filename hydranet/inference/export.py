@@ -82,8 +82,8 @@ def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
     onnxruntime runs faster (chain-first residual pools, few-output heads as taps, the
     decoder's ReLU6 behind an identity per-channel convolution).
     """
-    from .fast import FastModel, fold_batchnorm
     from ..models.refinenet import ChainedResidualPool, LightRefineNet
+    from .fast import FastModel, fold_batchnorm
     from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
     if isinstance(model, FastModel):
