@@ -98,3 +98,34 @@ def test_int8_without_calibration_data_is_a_clear_error(tmp_path, capsys):
     assert "none.txt" in capsys.readouterr().err
     assert main(["export", "--config", str(path), "--calibration", "synthetic", "--out", str(out)]) == 2
     assert "apply to --int8" in capsys.readouterr().err
+
+
+def test_bench_int8_row_without_calibration_data_is_skipped_with_the_reason():
+    from hydranet.inference.bench import benchmark
+
+    torch.manual_seed(0)
+    model = hydranet.build_model(tiny_config())  # no data section to calibrate on
+    result = benchmark(model, sizes=[(64, 64)], settings=["onnxruntime_int8"], warmup=0, reps=1, end_to_end=False)
+    rows = {r["setting"]: r for r in result["rows"]}
+    assert rows["baseline"]["status"] == "ok"
+    assert rows["onnxruntime_int8"]["status"] == "skipped"
+    assert "--calibration" in rows["onnxruntime_int8"]["reason"]
+
+
+def test_calibration_frames_from_a_list_file_are_normalised_as_the_model_sees_them(tmp_path):
+    import cv2
+    import numpy as np
+
+    from hydranet.inference.quantize import calibration_batches
+
+    colours = [(255, 0, 128), (0, 255, 64), (10, 20, 30)]
+    for i, rgb in enumerate(colours):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 48, 3), rgb[::-1], np.uint8))  # cv2 writes BGR
+    (tmp_path / "list.txt").write_text("# image\n" + "".join(f"{i}.png\n" for i in range(3)))
+    model = hydranet.build_model(tiny_config())
+    frames = calibration_batches(model, tmp_path / "list.txt", frames=2)
+    assert len(frames) == 2 and frames[0].shape == (1, 3, 40, 48) and frames[0].dtype == np.float32
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for frame, rgb in zip(frames, [colours[0], colours[2]]):  # spread over the set: first and last
+        expected = (np.array(rgb) / 255.0 - mean) / std
+        np.testing.assert_allclose(frame[0, :, 5, 7], expected, rtol=1e-5)

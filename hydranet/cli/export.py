@@ -77,6 +77,9 @@ def run(args) -> int:
     if "check" in report:
         print("check against PyTorch (onnxruntime)" if args.format == "onnx" else "check against PyTorch")
         print(format_check(report["check"]))
+        if args.int8:
+            print("(int8 on random inputs differs by design; judge the file by `hydranet eval --weights "
+                  f"{args.out}` against the fp32 model)")
     write_json(args.json, report)
     return 0
 

@@ -329,12 +329,18 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
         from .export import export_onnx, onnx_session
 
         static = name == "onnxruntime_static"
-        path = os.path.join(workdir, f"{name}_{batch}_{size[0]}x{size[1]}.onnx")
-        export_onnx(model, path, size=size, batch=batch, check=False, static=static)
+        frames = None
         if name == "onnxruntime_int8":
             if device.type != "cpu":
                 raise Skip("int8 (QDQ) is measured on CPU; onnxruntime's CUDA provider runs it through other kernels")
-            path = _quantized(model, path, calibration)
+            frames = _calibration_frames(model, calibration)  # before the export: a missing source skips fast
+        path = os.path.join(workdir, f"{name}_{batch}_{size[0]}x{size[1]}.onnx")
+        export_onnx(model, path, size=size, batch=batch, check=False, static=static)
+        if frames is not None:
+            from .quantize import quantize_onnx
+
+            quantize_onnx(path, path.replace(".onnx", "_int8.onnx"), frames)
+            path = path.replace(".onnx", "_int8.onnx")
         try:
             session = onnx_session(path, str(device))
         except ConfigError as exc:
@@ -373,17 +379,14 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
     return _Runner(name, run, e2e_from(run, dtype, cl), time.perf_counter() - start)
 
 
-def _quantized(model, fp32_path: str, calibration) -> str:
-    from .quantize import calibration_batches, quantize_onnx
+def _calibration_frames(model, calibration) -> list:
+    from .quantize import calibration_batches
 
     source, frames = calibration if calibration else (None, 32)
     try:
-        batches = calibration_batches(model, source, frames)
+        return calibration_batches(model, source, frames)
     except ConfigError as exc:
         raise Skip(f"no calibration frames: {exc} (hydranet bench --calibration CONFIG_OR_LIST)") from None
-    path = fp32_path.replace(".onnx", "_int8.onnx")
-    quantize_onnx(fp32_path, path, batches)
-    return path
 
 
 # --- timing ---------------------------------------------------------------------------------------

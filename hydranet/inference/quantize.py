@@ -46,30 +46,26 @@ def calibration_dataset(tasks, source: Union[str, Path, None] = None, model_conf
         ConfigError: no source given and the model's config names no data.
     """
     from ..config import CONFIG_DIR, load_config
-    from ..data import build_dataset as build
+    from ..data import build_dataset
     from ..data.transforms import Normalization
 
     normalization = Normalization.from_config(model_config)  # what the network was trained on
-
-    def build_dataset(cfg, tasks, train):
-        return build(cfg, tasks, train=train, normalization=normalization)
-
     if source is None:
         cfg = _data_section(model_config or {})
         if not cfg:
             raise ConfigError("int8 quantisation needs calibration frames: the model's config names no data "
                               "(data.val or data.train); give --calibration CONFIG_OR_LIST")
-        return build_dataset(cfg, tasks, train=False)
+        return build_dataset(cfg, tasks, train=False, normalization=normalization)
     text = str(source)
     path = Path(text)
     if path.suffix.lower() in _CONFIG_SUFFIXES or (not path.exists() and (CONFIG_DIR / f"{text}.yaml").is_file()):
         cfg = _data_section(load_config(text))
         if not cfg:
             raise ConfigError(f"--calibration {text}: the config names no data (data.val or data.train)")
-        return build_dataset({k: v for k, v in cfg.items()}, tasks, train=False)
+        return build_dataset(cfg, tasks, train=False, normalization=normalization)
     if not path.is_file():
         raise ConfigError(f"--calibration {text}: no such config or list file")
-    return build_dataset({"type": "list", "list": text}, tasks, train=False)
+    return build_dataset({"type": "list", "list": text}, tasks, train=False, normalization=normalization)
 
 
 def calibration_batches(model, source=None, frames: int = DEFAULT_CALIBRATION_FRAMES) -> list[np.ndarray]:
