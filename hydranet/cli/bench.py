@@ -24,7 +24,8 @@ def add_arguments(p) -> None:
                         "onnxruntime_static, onnxruntime_int8, fp16, bf16, cuda_graphs, cuda_graphs_fp16 (default all; "
                         "settings this device cannot run are listed as skipped); --train: plain, trainer, "
                         "channels_last, compile, amp_bf16, amp_fp16")
-    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed calls per setting (default 5; --train 2)")
+    p.add_argument("--warmup", type=non_negative_int, default=None,
+                   help="untimed calls per setting (default 5; --train 2)")
     p.add_argument("--reps", type=positive_int, default=None, help="timed calls per setting (default 30; --train 8)")
     p.add_argument("--calibration", metavar="CONFIG_OR_LIST",
                    help="onnxruntime_int8: a config (its data.val) or an image list file to calibrate on "
