@@ -32,3 +32,4 @@ def tiny_cfg():
 @pytest.fixture
 def all_kinds_tasks():
     return [dict(t) for t in ALL_KINDS_TASKS]
+

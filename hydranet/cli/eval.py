@@ -11,11 +11,12 @@ from .common import (
     write_json,
 )
 
-HELP = "evaluate a checkpoint: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
+HELP = "evaluate a checkpoint or exported ONNX file: mIoU, depth errors, normal angles, accuracy, MAE/RMSE"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--weights", required=True, help="a Hydranet checkpoint")
+    p.add_argument("--weights", required=True, help="a Hydranet checkpoint, or an ONNX file from `hydranet export` "
+                                                       "(fp32 or --int8; run by onnxruntime)")
     p.add_argument("--config", help="a config whose data.val section names the data (default: the "
                                     "checkpoint's own data.val, else the synthetic validation set)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

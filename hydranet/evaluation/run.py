@@ -29,14 +29,21 @@ def evaluate_checkpoint(weights: str, config: Optional[str] = None, overrides: S
                         progress: bool = True, tune_allocator: bool = False) -> dict:
     """Metrics of the checkpoint ``weights`` on its validation data (see :func:`resolve_val_data`).
 
+    ``weights`` may also be an ONNX file written by ``hydranet export`` (fp32 or int8): it is
+    run by onnxruntime, its tasks and data come from the config stored in the file.
     ``fast`` runs the optimised inference path (same outputs within 1e-4 relative);
     ``tune_allocator`` see :func:`hydranet.inference.fast.optimize_for_inference`.
     """
     from ..data import build_dataset, make_collate
     from ..data.transforms import Normalization
+    from ..inference.onnx_model import is_onnx_file, load_onnx_model
 
     device = torch.device(device)
-    model = load_model(weights, device=device)
+    if is_onnx_file(weights):
+        model = load_onnx_model(weights, device=str(device))
+        fast = False  # onnxruntime runs the file as it is
+    else:
+        model = load_model(weights, device=device)
     val_cfg = resolve_val_data(model.config, config, overrides)
     dataset = build_dataset(val_cfg, model.tasks, train=False, normalization=Normalization.from_config(model.config))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -15,7 +15,12 @@ Every (batch, size) is measured for each **setting** (see :data:`SETTINGS`) in o
 * ``onnxruntime``: the model exported to ONNX (:func:`hydranet.inference.export.export_onnx`, dynamic
   batch and size) and run by onnxruntime with all graph optimisations and as many intra-op
   threads as PyTorch uses; ``onnxruntime_static``: the same, exported for the measured batch
-  and size only (constant Resize sizes let onnxruntime keep its blocked layout).
+  and size only (constant Resize sizes let onnxruntime keep its blocked layout);
+  ``onnxruntime_int8``: the dynamic file quantised to int8
+  (:func:`hydranet.inference.quantize.quantize_onnx`), calibrated on frames of ``calibration``
+  (default: the model's own data; see :func:`hydranet.inference.quantize.calibration_batches`).
+  Its output difference is large by nature: judge it by task metrics (``hydranet eval`` on
+  the exported files, see docs/benchmarks.md).
 * ``fp16``, ``bf16``: the default path in half precision (on CUDA, and on CPUs with native
   kernels for it; elsewhere skipped with the reason).
 * ``cuda_graphs``, ``cuda_graphs_fp16``: the default path replayed as a CUDA graph (fixed size).
@@ -77,13 +82,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.transforms import Normalization
 from ..config import parse_size
+from ..data.transforms import Normalization
 from ..errors import ConfigError
 from . import processing
 
-__all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "machine_info", "parse_sizes",
-           "parse_batches", "parse_settings"]
+__all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "machine_info",
+           "interleaved_times", "parse_sizes", "parse_batches", "parse_settings"]
 
 SETTINGS = {
     "baseline": "eager fp32, NCHW, nn.MaxPool2d, BatchNorm unfolded (the original network)",
@@ -94,13 +99,15 @@ SETTINGS = {
     "compile": "default path under torch.compile (Inductor, weight freezing), native max pool",
     "onnxruntime": "ONNX export (dynamic batch and size) run by onnxruntime (all graph optimisations)",
     "onnxruntime_static": "ONNX export fixed to this batch and size, run by onnxruntime",
+    "onnxruntime_int8": "ONNX export (dynamic) quantised to int8 (static QDQ, per-channel weights, calibrated), "
+                        "run by onnxruntime",
     "fp16": "default path in float16 (CUDA; CPUs with AVX512-FP16/AMX-FP16)",
     "bf16": "default path in bfloat16 (CUDA; CPUs with AVX512-BF16/AMX)",
     "cuda_graphs": "default path replayed as a CUDA graph (fp32, fixed size)",
     "cuda_graphs_fp16": "default path in float16 replayed as a CUDA graph (fixed size)",
 }
 DEFAULT_SETTINGS = ("baseline", "default", "channels_last", "fold_bn", "compile", "onnxruntime", "onnxruntime_static",
-                    "fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16")
+                    "onnxruntime_int8", "fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16")
 CUDA_ONLY = {"cuda_graphs", "cuda_graphs_fp16"}  # fp16/bf16 also run on CPUs with native kernels
 
 # Every row has every one of these keys (None where a value does not apply).
@@ -282,7 +289,7 @@ def _has_compiler() -> bool:
 
 
 def _build_runner(name: str, model, device: torch.device, size: tuple[int, int], batch: int,
-                  frame_size: tuple[int, int], workdir: str) -> _Runner:
+                  frame_size: tuple[int, int], workdir: str, calibration=None) -> _Runner:
     from .fast import CudaGraphRunner, optimize_for_inference
 
     tasks = model.tasks
@@ -314,7 +321,7 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
                 return net(x)
         return _Runner(name, run, e2e_from(run), time.perf_counter() - start)
 
-    if name in ("onnxruntime", "onnxruntime_static"):
+    if name in ("onnxruntime", "onnxruntime_static", "onnxruntime_int8"):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -322,8 +329,18 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
         from .export import export_onnx, onnx_session
 
         static = name == "onnxruntime_static"
+        frames = None
+        if name == "onnxruntime_int8":
+            if device.type != "cpu":
+                raise Skip("int8 (QDQ) is measured on CPU; onnxruntime's CUDA provider runs it through other kernels")
+            frames = _calibration_frames(model, calibration)  # before the export: a missing source skips fast
         path = os.path.join(workdir, f"{name}_{batch}_{size[0]}x{size[1]}.onnx")
         export_onnx(model, path, size=size, batch=batch, check=False, static=static)
+        if frames is not None:
+            from .quantize import quantize_onnx
+
+            quantize_onnx(path, path.replace(".onnx", "_int8.onnx"), frames)
+            path = path.replace(".onnx", "_int8.onnx")
         try:
             session = onnx_session(path, str(device))
         except ConfigError as exc:
@@ -362,6 +379,16 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
     return _Runner(name, run, e2e_from(run, dtype, cl), time.perf_counter() - start)
 
 
+def _calibration_frames(model, calibration) -> list:
+    from .quantize import calibration_batches
+
+    source, frames = calibration if calibration else (None, 32)
+    try:
+        return calibration_batches(model, source, frames)
+    except ConfigError as exc:
+        raise Skip(f"no calibration frames: {exc} (hydranet bench --calibration CONFIG_OR_LIST)") from None
+
+
 # --- timing ---------------------------------------------------------------------------------------
 
 def _timed_call(fn: Callable[[], object], device: torch.device, events: bool) -> float:
@@ -388,8 +415,8 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def _interleaved(calls: dict, device: torch.device, warmup: int, reps: int, events: bool,
-                 blocks: int = 4) -> dict[str, list[float]]:
+def interleaved_times(calls: dict, device: torch.device, warmup: int, reps: int, events: bool,
+                      blocks: int = 4) -> dict[str, list[float]]:
     """Time each call ``reps`` times, in ``blocks`` rounds over the settings.
 
     Each round runs every setting for a block of consecutive calls, after one untimed call
@@ -431,7 +458,8 @@ def _empty_row(setting: str, device: torch.device, batch: int, size: tuple[int, 
 def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequence[tuple[int, int]] = ((480, 640),),
               settings: Sequence[str] = DEFAULT_SETTINGS, warmup: int = 5, reps: int = 30,
               frame_size: Optional[tuple[int, int]] = None, end_to_end: bool = True, seed: int = 0,
-              tune_allocator: bool = True, log: Optional[Callable[[str], None]] = None) -> dict:
+              tune_allocator: bool = True, log: Optional[Callable[[str], None]] = None,
+              calibration: Optional[tuple] = None) -> dict:
     """Measure ``model`` (a HydraNet) under each setting, for each batch and size.
 
     Args:
@@ -450,6 +478,8 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
             process-wide, so it applies to every row, the baseline included (the default
             path would otherwise switch it on halfway through the run).
         log: called with progress messages (e.g. ``print``).
+        calibration: ``(source, frames)`` for ``onnxruntime_int8``: a config or list file (None:
+            the model's own data) and the number of calibration frames (default ``(None, 32)``).
 
     Returns:
         ``{"machine": {...}, "settings": {...}, "rows": [row, ...]}``; every row has the
@@ -483,7 +513,7 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
         for batch in batches:
             for size in sizes:
                 rows.extend(_bench_one(base, device, batch, size, settings, warmup, reps, frame_size or size,
-                                       end_to_end, seed, events, workdir, log))
+                                       end_to_end, seed, events, workdir, log, calibration))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine["loadavg_after"] = _loadavg()
@@ -495,7 +525,7 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
 
 
 def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, end_to_end, seed, events,
-               workdir, log) -> list[dict]:
+               workdir, log, calibration=None) -> list[dict]:
     h, w = size
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, h, w, generator=gen).to(device)
@@ -506,7 +536,7 @@ def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, e
         rows[name] = row
         log(f"[{batch} x {w}x{h}] preparing {name}")
         try:
-            runner = _build_runner(name, model, device, size, batch, frame_size, workdir)
+            runner = _build_runner(name, model, device, size, batch, frame_size, workdir, calibration)
         except Skip as exc:
             row.update(status="skipped", reason=str(exc))
             continue
@@ -533,11 +563,12 @@ def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, e
                               max_rel_diff=max(d["rel"] for d in per_task.values()))
 
     log(f"[{batch} x {w}x{h}] timing {', '.join(runners)} (model only, {reps} calls each in 4 rounds)")
-    model_times = _interleaved({n: (lambda r=r: r.model(x)) for n, r in runners.items()}, device, warmup, reps, events)
+    model_times = interleaved_times({n: (lambda r=r: r.model(x)) for n, r in runners.items()}, device, warmup, reps,
+                                    events)
     e2e_times = {}
     if end_to_end:
         log(f"[{batch} x {w}x{h}] timing end to end")
-        e2e_times = _interleaved({n: (lambda r=r: r.e2e(frames)) for n, r in runners.items()}, device,
+        e2e_times = interleaved_times({n: (lambda r=r: r.e2e(frames)) for n, r in runners.items()}, device,
                                  max(1, warmup // 2), reps, events=False)
     for name, runner in runners.items():
         mem, method = _measure_memory(lambda r=runner: r.model(x), device)

@@ -4,6 +4,8 @@
     report = export_torchscript(model, "model.pt")
     print(format_check(report["check"]))
 
+ONNX files carry the model's config as JSON in their metadata (key ``hydranet_config``), so
+:mod:`hydranet.inference.onnx_model` and ``hydranet eval`` know the tasks from the file alone.
 ONNX files have one input, ``image`` (float ``N x 3 x H x W``, ImageNet-normalised RGB,
 batch, height and width dynamic), and one output per task, named after the task, in task
 order. They are made with PyTorch's ``torch.export``-based exporter, whose bilinear
@@ -42,10 +44,11 @@ from ..data.io import output_error, writable_file
 from ..errors import ConfigError
 
 __all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
-           "TaskTuple", "format_check", "DEFAULT_OPSET", "MIN_SIZE"]
+           "TaskTuple", "format_check", "DEFAULT_OPSET", "MIN_SIZE", "CONFIG_METADATA_KEY"]
 
 DEFAULT_OPSET = 18   # the torch.export-based exporter's own opset; 17 is converted down from it
 MIN_SIZE = 32        # smallest height/width the exported graph is declared for
+CONFIG_METADATA_KEY = "hydranet_config"  # ONNX metadata entry holding the model's config (JSON)
 
 
 class TaskTuple(nn.Module):
@@ -79,8 +82,8 @@ def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
     onnxruntime runs faster (chain-first residual pools, few-output heads as taps, the
     decoder's ReLU6 behind an identity per-channel convolution).
     """
-    from .fast import FastModel, fold_batchnorm
     from ..models.refinenet import ChainedResidualPool, LightRefineNet
+    from .fast import FastModel, fold_batchnorm
     from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
     if isinstance(model, FastModel):
@@ -257,6 +260,7 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
             axes.update({name: {0: "batch"} for name in names})
             torch.onnx.export(TaskTuple(net), (example,), str(tmp), input_names=["image"], output_names=names,
                               opset_version=int(opset), dynamo=False, dynamic_axes=None if static else axes)
+        _write_metadata(tmp, model)
         os.replace(tmp, path)
     _check_graph(path, names)
     report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names,
@@ -266,6 +270,24 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
         sizes = [(h, w)] if static else _check_sizes((h, w), check_sizes)
         report["check"] = check_onnx(path, model, sizes, batch=batch, vary_batch=not static)
     return report
+
+
+def _write_metadata(path, model: nn.Module) -> None:
+    """Store the model's config (JSON) as ONNX metadata, so the file alone names its tasks."""
+    import json
+
+    import onnx
+
+    config = getattr(model, "config", None)
+    if not config:
+        return
+    config = dict(config)
+    if isinstance(config.get("model"), dict):
+        config["model"] = {**config["model"], "encoder_weights": None}  # the weights are in the file
+    onnx_model = onnx.load(str(path), load_external_data=False)
+    entry = onnx_model.metadata_props.add()
+    entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config)
+    onnx.save(onnx_model, str(path))
 
 
 def _file_opset(path) -> int:

@@ -23,6 +23,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0,
     "accumulate": 1,           # micro-batches per optimiser step
     "amp": "none",             # none | fp16 | bf16 (CUDA only)
+    "channels_last": False,    # NHWC weights and inputs (see docs/benchmarks.md, training throughput)
+    "compile": False,          # torch.compile the training forward (Inductor; needs a C++ compiler on CPU)
     "max_grad_norm": None,     # global gradient clipping, on top of the head-wise option
     "val_every": 500,          # steps between validations (and best.pt updates)
     "ckpt_every": 500,         # steps between last.pt writes (also written at the end)
@@ -75,6 +77,8 @@ _TRAIN_SCHEMA: dict[str, tuple] = {
     "tensorboard": ("bool", None, None, {}),
     "sync_bn": ("bool", None, None, {}),
     "freeze_bn": ("bool", None, None, {}),
+    "channels_last": ("bool", None, None, {}),
+    "compile": ("bool", None, None, {}),
 }
 _LOSS_SCHEMA: dict[str, tuple] = {
     "weighting": ("str", None, None, {"choices": ("uncertainty", "fixed", "equal", "gradnorm", "dwa")}),

@@ -150,6 +150,9 @@ class Trainer:
         self.normalization = Normalization.from_config(self.cfg)
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
+        self.channels_last = bool(tc["channels_last"])
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         w_opts = dict(self.loss_cfg["options"] or {})
         if self.loss_cfg["initial_log_vars"] is not None:
             w_opts["initial_log_vars"] = self.loss_cfg["initial_log_vars"]
@@ -191,6 +194,10 @@ class Trainer:
             self.ddp = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)  # heads of tasks without labels in a batch are unused
+        # The training forward; the checkpoint keeps the plain module's state either way.
+        self.forward = self.ddp or self.model
+        if tc["compile"]:
+            self.forward = torch.compile(self.forward)
 
     # --- checkpoints --------------------------------------------------------------------
     def _state(self) -> dict:
@@ -290,15 +297,17 @@ class Trainer:
     def _train_step(self, batches) -> Optional[dict]:
         tc, lc = self.train_cfg, self.loss_cfg
         accumulate = int(tc["accumulate"])
-        net = self.ddp or self.model
         self.optimizer.zero_grad(set_to_none=True)  # None grads keep absent tasks' parameters still
         totals, reports = [], []
         for i, batch in enumerate(batches):
             batch = batch_to(batch, self.device)
             sync = nullcontext() if self.ddp is None or i == accumulate - 1 else self.ddp.no_sync()
             with sync:
+                image = batch["image"]
+                if self.channels_last:
+                    image = image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    outputs = net(batch["image"])
+                    outputs = self.forward(image)
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = compute_losses(outputs, batch, self.tasks, self.reduction)
                 problem = self._check_finite(losses)

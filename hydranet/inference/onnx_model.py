@@ -1,0 +1,68 @@
+"""An exported ONNX file (fp32 or int8) as a model: normalised image batch -> ``{task: tensor}``.
+
+    model = load_onnx_model("model_int8.onnx")
+    outputs = model(images)          # N x 3 x H x W float tensor, any size the file allows
+    model.tasks, model.config        # from the file's ``hydranet_config`` metadata
+
+Used by ``hydranet eval --weights model.onnx`` so the exported file is scored with the same
+evaluation loop and metrics as a checkpoint.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..errors import CheckpointError
+from .export import CONFIG_METADATA_KEY, onnx_session
+
+__all__ = ["OnnxModel", "load_onnx_model", "is_onnx_file"]
+
+
+def is_onnx_file(path) -> bool:
+    """True for a ``.onnx`` path."""
+    return Path(str(path)).suffix.lower() == ".onnx"
+
+
+class OnnxModel:
+    """Runs an ONNX file in onnxruntime; called like a HydraNet (input at any size, outputs at input size)."""
+
+    def __init__(self, path, device: str = "cpu", threads: Optional[int] = None):
+        import onnx
+
+        from ..config import load_config
+        from ..tasks import parse_tasks
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"ONNX file {str(self.path)!r} does not exist")
+        try:
+            meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+        except Exception as exc:
+            raise CheckpointError(f"{self.path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+        if CONFIG_METADATA_KEY not in meta:
+            raise CheckpointError(f"{self.path}: no {CONFIG_METADATA_KEY!r} metadata (export it again with "
+                                  "`hydranet export`, which records the model's tasks in the file)")
+        try:
+            self.config = load_config(json.loads(meta[CONFIG_METADATA_KEY]))
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{self.path}: its {CONFIG_METADATA_KEY!r} metadata is not valid ({exc})") from exc
+        self.tasks = parse_tasks(self.config["tasks"])
+        self.task_names = [t.name for t in self.tasks]
+        self.quantization = meta.get("hydranet_quantization")
+        self.session = onnx_session(self.path, device, threads)
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != self.task_names:
+            raise CheckpointError(f"{self.path}: outputs {outputs} are not the tasks {self.task_names} of its config")
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images.detach().float().cpu().contiguous().numpy()
+        outs = self.session.run(self.task_names, {"image": x})
+        return {name: torch.from_numpy(o).to(images.device) for name, o in zip(self.task_names, outs)}
+
+
+def load_onnx_model(path, device: str = "cpu", threads: Optional[int] = None) -> OnnxModel:
+    """The ONNX file at ``path`` as an :class:`OnnxModel` (CheckpointError if it is not a Hydranet export)."""
+    return OnnxModel(path, device, threads)
