@@ -7,6 +7,7 @@ the bundled synthetic model.
 Each model downloads the authors' file on first use, checks its git blob id, converts it and
 caches the result in torch's hub folder (see hydranet/weights/hub.py).
 """
+
 dependencies = ["torch", "torchvision", "numpy", "yaml"]
 
 

@@ -1,4 +1,5 @@
 """Hydranet: real-time multi-task dense prediction (MobileNetV2 + RefineNet)."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -37,8 +38,17 @@ setup(
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
         "timm": ["timm>=1.0"],
-        "dev": ["pytest>=7", "ruff>=0.5", "av>=12", "gradio>=5", "playwright>=1.40", "nbclient>=0.9", "nbformat>=5.9",
-                "ipykernel>=6", "timm>=1.0"],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "av>=12",
+            "gradio>=5",
+            "playwright>=1.40",
+            "nbclient>=0.9",
+            "nbformat>=5.9",
+            "ipykernel>=6",
+            "timm>=1.0",
+        ],
     },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
 )

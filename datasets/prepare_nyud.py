@@ -16,6 +16,7 @@ to OUT, so ``ListDataset("OUT/train.txt", tasks, depth_scale=5000)`` reads them.
 ``--mapping`` and ``--splits`` take your own classMapping40.mat / splits.mat (default: the
 copies shipped with Hydranet).
 """
+
 from __future__ import annotations
 
 import argparse

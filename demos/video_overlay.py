@@ -8,6 +8,7 @@ copied and changed:
     python demos/video_overlay.py --input drive.mp4 --weights mtrn-kitti-joint --smooth 0.6
     python demos/video_overlay.py --input 0 --max-frames 300       # camera 0
 """
+
 import argparse
 import time
 

@@ -7,6 +7,7 @@
 
 Names are imported on first use, so the command line starts without loading torch.
 """
+
 import importlib
 
 from .errors import CheckpointError, ConfigError, DataError, HydranetError, WeightsUnavailableError
@@ -22,11 +23,27 @@ _LAZY = {
     "save_config": ".config",
     "TaskSpec": ".tasks",
 }
-_SUBMODULES = ("tasks", "models", "losses", "data", "evaluation", "training", "inference", "tools", "weights",
-               "visualize")
+_SUBMODULES = (
+    "tasks",
+    "models",
+    "losses",
+    "data",
+    "evaluation",
+    "training",
+    "inference",
+    "tools",
+    "weights",
+    "visualize",
+)
 
-__all__ = sorted(_LAZY) + ["HydranetError", "ConfigError", "DataError", "CheckpointError",
-                           "WeightsUnavailableError", "__version__"]
+__all__ = sorted(_LAZY) + [
+    "HydranetError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "WeightsUnavailableError",
+    "__version__",
+]
 
 
 def __getattr__(name):

@@ -12,6 +12,7 @@ pickled code. Before that, every record of the zip container is checked against 
 config and weights; the config is validated and compared with the tensors' shapes on the
 meta device before any real allocation.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,11 +84,14 @@ def safe_load(path: PathLike) -> Any:
             culprit = text.split("WeightsUnpickler error:")[-1].strip().split(".")[0]
             raise CheckpointError(
                 f"{path}: refused: the file holds objects other than tensors and plain data "
-                f"(it could run code when loaded), so it is not loaded ({culprit})") from exc
+                f"(it could run code when loaded), so it is not loaded ({culprit})"
+            ) from exc
         raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt or another format)") from exc
     except Exception as exc:  # zip/EOF/OS errors from truncated, foreign or unreadable files
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: truncated, damaged or another format "
-                              f"({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint: truncated, damaged or another format "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> str:
@@ -105,8 +109,14 @@ def model_checkpoint(model, **extra) -> dict:
     config = dict(model.config)
     config["model"] = {**config["model"], "encoder_weights": None}  # weights are in the file
     weights = model.state_dict()
-    return {"format": FORMAT, "version": VERSION, "config": config, "model": weights,
-            "sha256": content_hash(config, weights), **extra}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config,
+        "model": weights,
+        "sha256": content_hash(config, weights),
+        **extra,
+    }
 
 
 def save_model(model, path: PathLike, **extra) -> None:
@@ -138,8 +148,10 @@ def read_checkpoint(path: PathLike) -> dict:
         raise CheckpointError(f"{path}: the checkpoint's 'model' must map names to tensors")
     if "sha256" in ckpt:  # files written before the hash existed carry none (their CRCs are checked)
         if ckpt["sha256"] != content_hash(ckpt["config"], weights):
-            raise CheckpointError(f"{path}: content hash mismatch: the config or weights differ from what was "
-                                  "written (damaged or edited file)")
+            raise CheckpointError(
+                f"{path}: content hash mismatch: the config or weights differ from what was "
+                "written (damaged or edited file)"
+            )
     return ckpt
 
 
@@ -174,12 +186,16 @@ def check_weight_shapes(path: PathLike, cfg: Mapping[str, Any], weights: Mapping
         raise CheckpointError(f"{path}: invalid config inside the checkpoint: {exc}") from exc
     problems = [f"missing {k}" for k in expected if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [f"{k}: file {tuple(weights[k].shape)}, config {expected[k]}"
-                 for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
+    problems += [
+        f"{k}: file {tuple(weights[k].shape)}, config {expected[k]}"
+        for k in expected
+        if k in weights and tuple(weights[k].shape) != expected[k]
+    ]
     if problems:
         more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise CheckpointError(f"{path}: weights do not match the config inside the file: "
-                              f"{'; '.join(problems[:4])}{more}")
+        raise CheckpointError(
+            f"{path}: weights do not match the config inside the file: {'; '.join(problems[:4])}{more}"
+        )
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
@@ -217,9 +233,18 @@ def slim_checkpoint(src: PathLike, dst: PathLike, half: bool = True) -> dict:
     ckpt = read_checkpoint(src)
     check_weight_shapes(src, checked_config(src, ckpt), ckpt["model"])  # never copy a file that cannot load
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    slim = {"format": FORMAT, "version": VERSION, "config": ckpt["config"], "model": weights,
-            "sha256": content_hash(ckpt["config"], weights),
-            "meta": {**dict(ckpt.get("meta") or {}), "source": Path(src).name,
-                     "trained_steps": ckpt.get("step"), "dtype": "float16" if half else "float32"}}
+    slim = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": ckpt["config"],
+        "model": weights,
+        "sha256": content_hash(ckpt["config"], weights),
+        "meta": {
+            **dict(ckpt.get("meta") or {}),
+            "source": Path(src).name,
+            "trained_steps": ckpt.get("step"),
+            "dtype": "float16" if half else "float32",
+        },
+    }
     atomic_save(slim, dst)
     return slim

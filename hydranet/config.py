@@ -9,6 +9,7 @@ weights, e.g. ``meta.normalization``, the input mean and std every front end app
       - {name: segm, kind: segmentation, classes: 40}
       - {name: depth, kind: depth}
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,15 +34,23 @@ MODEL_DEFAULTS = {
     "crp_stages": None,  # None = the decoder's own default (4 light-weight, 2 full)
 }
 CONFIG_DIR = Path(__file__).with_name("configs")
-MAX_WIDTH = 4096        # decoder channels; far above any real model, far below an allocation attack
+MAX_WIDTH = 4096  # decoder channels; far above any real model, far below an allocation attack
 MAX_WIDTH_MULT = 4.0
 MAX_CRP_STAGES = 16
 
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
-def check_field(where: str, value: Any, kind: str, low: Any = None, high: Any = None, low_open: bool = False,
-                optional: bool = False, choices: Any = None) -> Any:
+def check_field(
+    where: str,
+    value: Any,
+    kind: str,
+    low: Any = None,
+    high: Any = None,
+    low_open: bool = False,
+    optional: bool = False,
+    choices: Any = None,
+) -> Any:
     """Validate one config value and return it (numeric text such as ``"1e-3"``, which YAML
     reads as a string, is accepted for numbers and returned as a float).
 
@@ -149,8 +158,13 @@ def _model_section(raw: Mapping[str, Any]) -> dict:
     model["encoder_options"] = dict(model["encoder_options"])
     if "width_mult" in model["encoder_options"]:
         model["encoder_options"]["width_mult"] = check_field(
-            "model.encoder_options.width_mult", model["encoder_options"]["width_mult"], "float", 0, MAX_WIDTH_MULT,
-            low_open=True)
+            "model.encoder_options.width_mult",
+            model["encoder_options"]["width_mult"],
+            "float",
+            0,
+            MAX_WIDTH_MULT,
+            low_open=True,
+        )
     return model
 
 

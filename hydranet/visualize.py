@@ -21,10 +21,11 @@ then by class names, then by class count; any other class count gets the VOC col
 :func:`resolve_palette` adds a user's override (``--palette``: a name or a file). Ids outside
 the palette (255 = ignore) are drawn black.
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -34,20 +35,44 @@ from .data.nyud import nyud40_class_names
 from .tasks.kind import DrawStyle
 
 __all__ = [
-    "voc_colormap", "NYUD40_NAMES", "NYUD40_PALETTE", "CITYSCAPES19_NAMES", "CITYSCAPES19_PALETTE",
-    "KITTI6_PALETTE", "SYNTHETIC8_NAMES", "SYNTHETIC8_PALETTE", "palette_for", "class_names_for",
-    "NAMED_PALETTES", "resolve_palette",
-    "colorize_segmentation", "overlay", "colorize_depth", "depth_scale_bar", "normals_to_rgb",
-    "draw_legend", "legend_height", "present_classes", "put_label", "max_depth_for", "nice_ceil",
-    "font_scale_for", "hstack", "DEPTH_CMAPS", "DrawStyle", "drawn_tasks", "render_figure",
+    "voc_colormap",
+    "NYUD40_NAMES",
+    "NYUD40_PALETTE",
+    "CITYSCAPES19_NAMES",
+    "CITYSCAPES19_PALETTE",
+    "KITTI6_PALETTE",
+    "SYNTHETIC8_NAMES",
+    "SYNTHETIC8_PALETTE",
+    "palette_for",
+    "class_names_for",
+    "NAMED_PALETTES",
+    "resolve_palette",
+    "colorize_segmentation",
+    "overlay",
+    "colorize_depth",
+    "depth_scale_bar",
+    "normals_to_rgb",
+    "draw_legend",
+    "legend_height",
+    "present_classes",
+    "put_label",
+    "max_depth_for",
+    "nice_ceil",
+    "font_scale_for",
+    "hstack",
+    "DEPTH_CMAPS",
+    "DrawStyle",
+    "drawn_tasks",
+    "render_figure",
 ]
 
 IGNORE_COLOR = (0, 0, 0)
-BACKGROUND = (32, 32, 32)      # panels (scale bar, legend)
+BACKGROUND = (32, 32, 32)  # panels (scale bar, legend)
 TEXT_COLOR = (255, 255, 255)
 
 
 # --------------------------------------------------------------------------- palettes
+
 
 def voc_colormap(n: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map: colour ``i`` spreads the bits of ``i`` over R, G and B.
@@ -71,30 +96,71 @@ def voc_colormap(n: int = 256) -> np.ndarray:
 NYUD40_NAMES = tuple(nyud40_class_names())
 NYUD40_PALETTE = voc_colormap(41)[1:]
 
-CITYSCAPES19_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-                      "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
-                      "bus", "train", "motorcycle", "bicycle")
-CITYSCAPES19_PALETTE = np.array([
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-], dtype=np.uint8)
+CITYSCAPES19_NAMES = (
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
+CITYSCAPES19_PALETTE = np.array(
+    [
+        (128, 64, 128),
+        (244, 35, 232),
+        (70, 70, 70),
+        (102, 102, 156),
+        (190, 153, 153),
+        (153, 153, 153),
+        (250, 170, 30),
+        (220, 220, 0),
+        (107, 142, 35),
+        (152, 251, 152),
+        (70, 130, 180),
+        (220, 20, 60),
+        (255, 0, 0),
+        (0, 0, 142),
+        (0, 0, 70),
+        (0, 60, 100),
+        (0, 80, 100),
+        (0, 0, 230),
+        (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)
 
 # The authors' cmap_kitti.npy, rows 0..5 (its row 6, black, is left for ignore).
-KITTI6_PALETTE = np.array([(128, 128, 128), (128, 0, 0), (128, 64, 128), (0, 0, 192), (128, 128, 0), (64, 0, 128)],
-                          dtype=np.uint8)
+KITTI6_PALETTE = np.array(
+    [(128, 128, 128), (128, 0, 0), (128, 64, 128), (0, 0, 192), (128, 128, 0), (64, 0, 128)], dtype=np.uint8
+)
 
 SYNTHETIC8_NAMES = ("floor", "wall", "ceiling", "box", "cabinet", "ball", "cylinder", "table")
-SYNTHETIC8_PALETTE = np.array([
-    (176, 122, 66),    # floor: brown
-    (96, 140, 200),    # wall: steel blue
-    (222, 222, 130),   # ceiling: pale yellow
-    (230, 45, 45),     # box: red
-    (160, 80, 215),    # cabinet: purple
-    (255, 160, 20),    # ball: orange
-    (40, 190, 80),     # cylinder: green
-    (0, 210, 210),     # table: cyan
-], dtype=np.uint8)
+SYNTHETIC8_PALETTE = np.array(
+    [
+        (176, 122, 66),  # floor: brown
+        (96, 140, 200),  # wall: steel blue
+        (222, 222, 130),  # ceiling: pale yellow
+        (230, 45, 45),  # box: red
+        (160, 80, 215),  # cabinet: purple
+        (255, 160, 20),  # ball: orange
+        (40, 190, 80),  # cylinder: green
+        (0, 210, 210),  # table: cyan
+    ],
+    dtype=np.uint8,
+)
 
 DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
 
@@ -121,8 +187,11 @@ def palette_for(task) -> np.ndarray:
     own = (getattr(task, "options", None) or {}).get("palette")
     if own is not None:
         return _checked_palette(own, n, f"options.palette of task {getattr(task, 'name', '?')!r}")
-    tables = ((NYUD40_NAMES, NYUD40_PALETTE), (CITYSCAPES19_NAMES, CITYSCAPES19_PALETTE),
-              (SYNTHETIC8_NAMES, SYNTHETIC8_PALETTE))
+    tables = (
+        (NYUD40_NAMES, NYUD40_PALETTE),
+        (CITYSCAPES19_NAMES, CITYSCAPES19_PALETTE),
+        (SYNTHETIC8_NAMES, SYNTHETIC8_PALETTE),
+    )
     if names is not None:
         for known, palette in tables:
             if tuple(names) == known:
@@ -134,8 +203,12 @@ def palette_for(task) -> np.ndarray:
 
 
 #: ``--palette`` names -> palettes (row i = class i).
-NAMED_PALETTES = {"nyud": NYUD40_PALETTE, "kitti": KITTI6_PALETTE, "cityscapes": CITYSCAPES19_PALETTE,
-                  "synthetic": SYNTHETIC8_PALETTE}
+NAMED_PALETTES = {
+    "nyud": NYUD40_PALETTE,
+    "kitti": KITTI6_PALETTE,
+    "cityscapes": CITYSCAPES19_PALETTE,
+    "synthetic": SYNTHETIC8_PALETTE,
+}
 
 
 def _checked_palette(rows, classes: int, where: str) -> np.ndarray:
@@ -179,8 +252,11 @@ def resolve_palette(spec, task) -> np.ndarray:
             if path.suffix.lower() == ".npy":
                 rows = np.load(path, allow_pickle=False)
             else:
-                rows = [[float(v) for v in line.split("#")[0].replace(",", " ").split()]
-                        for line in path.read_text(encoding="utf-8").splitlines() if line.split("#")[0].strip()]
+                rows = [
+                    [float(v) for v in line.split("#")[0].replace(",", " ").split()]
+                    for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.split("#")[0].strip()
+                ]
         except (OSError, ValueError) as exc:
             raise ConfigError(f"palette file {str(path)!r} cannot be read: {exc}") from exc
         return _checked_palette(rows, n, f"palette file {str(path)!r}")
@@ -196,6 +272,7 @@ def class_names_for(task) -> tuple:
 
 
 # --------------------------------------------------------------------------- segmentation
+
 
 def colorize_segmentation(ids: np.ndarray, palette, ignore_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
     """Class ids ``H x W`` -> RGB ``H x W x 3`` uint8; ids outside the palette (e.g. 255) get ``ignore_color``.
@@ -220,8 +297,9 @@ def _as_palette(palette) -> np.ndarray:
     return palette_for(palette)
 
 
-def overlay(frame: np.ndarray, colour_mask: np.ndarray, alpha: float = 0.5,
-            valid: Optional[np.ndarray] = None) -> np.ndarray:
+def overlay(
+    frame: np.ndarray, colour_mask: np.ndarray, alpha: float = 0.5, valid: Optional[np.ndarray] = None
+) -> np.ndarray:
     """Blend ``colour_mask`` over ``frame``: ``round((1 - alpha) * frame + alpha * colour)``.
 
     Rounding is half up (``floor(x + 0.5)``), computed in float64, so the result is exact and
@@ -231,8 +309,9 @@ def overlay(frame: np.ndarray, colour_mask: np.ndarray, alpha: float = 0.5,
     frame = np.asarray(frame)
     colour_mask = np.asarray(colour_mask)
     if frame.shape != colour_mask.shape or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"overlay needs two H x W x 3 images of the same size, got {frame.shape} and "
-                         f"{colour_mask.shape}")
+        raise ValueError(
+            f"overlay needs two H x W x 3 images of the same size, got {frame.shape} and {colour_mask.shape}"
+        )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     out = np.floor(frame.astype(np.float64) * (1.0 - alpha) + colour_mask.astype(np.float64) * alpha + 0.5)
@@ -253,13 +332,19 @@ def present_classes(ids: np.ndarray, num_classes: int) -> list[int]:
 
 # --------------------------------------------------------------------------- depth and normals
 
-@lru_cache(maxsize=None)
+
+@cache
 def _cmap_lut(name: str) -> np.ndarray:
     """256 x 3 RGB uint8 lookup table of a colour map (OpenCV's, same as matplotlib's)."""
     import cv2
 
-    codes = {"magma": "COLORMAP_MAGMA", "turbo": "COLORMAP_TURBO", "plasma": "COLORMAP_PLASMA",
-             "inferno": "COLORMAP_INFERNO", "viridis": "COLORMAP_VIRIDIS"}
+    codes = {
+        "magma": "COLORMAP_MAGMA",
+        "turbo": "COLORMAP_TURBO",
+        "plasma": "COLORMAP_PLASMA",
+        "inferno": "COLORMAP_INFERNO",
+        "viridis": "COLORMAP_VIRIDIS",
+    }
     if name not in codes:
         raise ValueError(f"unknown depth colour map {name!r}; valid: {', '.join(DEPTH_CMAPS)}")
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
@@ -267,8 +352,13 @@ def _cmap_lut(name: str) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, 0, ::-1])
 
 
-def colorize_depth(depth: np.ndarray, max_depth: float, cmap: str = "magma", min_depth: float = 0.0,
-                   invalid_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+def colorize_depth(
+    depth: np.ndarray,
+    max_depth: float,
+    cmap: str = "magma",
+    min_depth: float = 0.0,
+    invalid_color: Sequence[int] = IGNORE_COLOR,
+) -> np.ndarray:
     """Depth in metres ``H x W`` -> RGB uint8: ``min_depth`` is the dark end of ``cmap``,
     ``max_depth`` the bright end (values beyond are clipped). Non-finite or non-positive
     depth (no measurement) gets ``invalid_color``. The same mapping as :func:`depth_scale_bar`.
@@ -293,7 +383,7 @@ def _nice_step(span: float, max_ticks: int) -> float:
     raw = span / max_ticks
     exp = math.floor(math.log10(raw)) if raw > 0 else 0
     for mult in (1, 2, 2.5, 5, 10):
-        step = mult * 10 ** exp
+        step = mult * 10**exp
         if span / step <= max_ticks + 1e-9:
             return step
     return 10 ** (exp + 1)
@@ -301,7 +391,7 @@ def _nice_step(span: float, max_ticks: int) -> float:
 
 def _fmt_metres(v: float, step: float) -> str:
     decimals = 0 if step >= 1 else min(3, max(1, -math.floor(math.log10(step) + 1e-9)))
-    if step < 1 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+    if step < 1 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
         decimals += 1  # e.g. 0.25
     return f"{v:.{decimals}f} m"
 
@@ -314,8 +404,9 @@ def font_scale_for(height: int) -> float:
 MIN_LABELLED_BAR = 8  # rows a scale bar needs for tick labels; shorter bars are the gradient alone
 
 
-def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_depth: float = 0.0,
-                    font_scale: Optional[float] = None) -> np.ndarray:
+def depth_scale_bar(
+    height: int, max_depth: float, cmap: str = "magma", min_depth: float = 0.0, font_scale: Optional[float] = None
+) -> np.ndarray:
     """A vertical colour bar ``height x W x 3`` (RGB uint8) with ticks labelled in metres.
 
     The top is ``max_depth`` (far), the bottom ``min_depth``; the colours are exactly those of
@@ -336,8 +427,8 @@ def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_dept
     fs = font_scale or font_scale_for(height)
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
     (_, th), _ = cv2.getTextSize("0", font, fs, thick)
-    pad = th // 2 + 2                     # room above the top label and below the bottom one
-    y0, y1 = pad, height - 1 - pad        # gradient rows: y0 = max_depth, y1 = min_depth
+    pad = th // 2 + 2  # room above the top label and below the bottom one
+    y0, y1 = pad, height - 1 - pad  # gradient rows: y0 = max_depth, y1 = min_depth
     span = max_depth - min_depth
     max_ticks = max(1, (y1 - y0) // max(1, int(2.2 * th)))
     step = _nice_step(span, max_ticks)
@@ -352,7 +443,7 @@ def depth_scale_bar(height: int, max_depth: float, cmap: str = "magma", min_dept
     rows = np.arange(y0, y1 + 1)
     values = max_depth - (rows - y0) / max(1, y1 - y0) * span
     colours = colorize_depth(np.maximum(values, 1e-6)[:, None].astype(np.float32), max_depth, cmap, min_depth)
-    img[y0:y1 + 1, margin:margin + bar_w] = colours
+    img[y0 : y1 + 1, margin : margin + bar_w] = colours
     x_tick = margin + bar_w
     for v, s in zip(ticks, labels):
         y = int(round(y0 + (max_depth - v) / span * (y1 - y0)))
@@ -395,15 +486,22 @@ def nice_ceil(value: float) -> float:
         return 1.0
     exp = math.floor(math.log10(value))
     for mult in (1, 2, 2.5, 5, 10):
-        if mult * 10 ** exp >= value * (1 - 1e-9):
-            return float(mult * 10 ** exp)
+        if mult * 10**exp >= value * (1 - 1e-9):
+            return float(mult * 10**exp)
     return float(10 ** (exp + 1))
 
 
 # --------------------------------------------------------------------------- text and legends
 
-def put_label(img: np.ndarray, text: str, org: tuple[int, int] = (4, 4), font_scale: Optional[float] = None,
-              color: Sequence[int] = TEXT_COLOR, box: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+
+def put_label(
+    img: np.ndarray,
+    text: str,
+    org: tuple[int, int] = (4, 4),
+    font_scale: Optional[float] = None,
+    color: Sequence[int] = TEXT_COLOR,
+    box: Sequence[int] = (0, 0, 0),
+) -> np.ndarray:
     """Write ``text`` on ``img`` in place, top-left corner at ``org``, on a filled ``box``
     rectangle so it stays legible over any picture. Returns ``img``."""
     import cv2
@@ -423,13 +521,19 @@ def _legend_layout(labels: Sequence[str], font_scale: float):
     font = cv2.FONT_HERSHEY_SIMPLEX
     (_, th), base = cv2.getTextSize("Ag", font, font_scale, 1)
     row_h = th + base + 6
-    sw = row_h - 4                           # swatch side
+    sw = row_h - 4  # swatch side
     items = [(s, 4 + sw + 4 + cv2.getTextSize(s, font, font_scale, 1)[0][0] + 8) for s in labels]
     return row_h, sw, th, items
 
 
-def draw_legend(class_ids: Iterable[int], names: Sequence[str], palette, font_scale: float = 0.45,
-                width: Optional[int] = None, rows: Optional[int] = None) -> np.ndarray:
+def draw_legend(
+    class_ids: Iterable[int],
+    names: Sequence[str],
+    palette,
+    font_scale: float = 0.45,
+    width: Optional[int] = None,
+    rows: Optional[int] = None,
+) -> np.ndarray:
     """An RGB image listing ``class_ids`` as a colour swatch (the exact palette colour) and a name.
 
     Without ``width`` the entries are stacked one per row. With ``width`` they flow left to
@@ -447,7 +551,7 @@ def draw_legend(class_ids: Iterable[int], names: Sequence[str], palette, font_sc
     if width is None:
         width = max(w for _, w in items) + 4
         n_rows = max(1, len(ids)) if rows is None else rows
-        keep = len(ids) if len(ids) <= n_rows else n_rows - 1   # the last row then says "+N more"
+        keep = len(ids) if len(ids) <= n_rows else n_rows - 1  # the last row then says "+N more"
         placed = [(i, 0, i) for i in range(keep)]
     else:
         placed, x, r = [], 0, 0
@@ -468,16 +572,25 @@ def draw_legend(class_ids: Iterable[int], names: Sequence[str], palette, font_sc
         y = 2 + r * row_h
         colour = tuple(int(v) for v in palette[ids[i]]) if ids[i] < len(palette) else IGNORE_COLOR
         cv2.rectangle(img, (x + 4, y + 2), (x + 4 + sw - 1, y + 2 + sw - 1), colour, -1)
-        cv2.putText(img, labels[i], (x + 4 + sw + 4, y + 2 + th + (sw - th) // 2), font, font_scale,
-                    TEXT_COLOR, 1, cv2.LINE_AA)
+        cv2.putText(
+            img, labels[i], (x + 4 + sw + 4, y + 2 + th + (sw - th) // 2), font, font_scale, TEXT_COLOR, 1, cv2.LINE_AA
+        )
     dropped = len(ids) - len(placed)
     if not ids:
         cv2.putText(img, "(no classes)", (4, 2 + th + 2), font, font_scale, TEXT_COLOR, 1, cv2.LINE_AA)
     elif dropped > 0:
         last_r = n_rows - 1
         x = max([px + items[i][1] for i, px, r in placed if r == last_r], default=0)
-        cv2.putText(img, f"+{dropped} more", (x + 4, 2 + last_r * row_h + 2 + th + (sw - th) // 2), font,
-                    font_scale, TEXT_COLOR, 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"+{dropped} more",
+            (x + 4, 2 + last_r * row_h + 2 + th + (sw - th) // 2),
+            font,
+            font_scale,
+            TEXT_COLOR,
+            1,
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -487,8 +600,9 @@ def legend_height(rows: int, font_scale: float) -> int:
     return rows * row_h + 4
 
 
-def hstack(images: Sequence[np.ndarray], height: Optional[int] = None, gap: int = 0,
-           fill: Sequence[int] = BACKGROUND) -> np.ndarray:
+def hstack(
+    images: Sequence[np.ndarray], height: Optional[int] = None, gap: int = 0, fill: Sequence[int] = BACKGROUND
+) -> np.ndarray:
     """Images side by side, top-aligned, padded with ``fill`` to the tallest (or ``height``)."""
     h = height or max(im.shape[0] for im in images)
     parts = []
@@ -502,6 +616,7 @@ def hstack(images: Sequence[np.ndarray], height: Optional[int] = None, gap: int 
 
 
 # --------------------------------------------------------------------------- figures of predictions
+
 
 def drawn_tasks(tasks: Sequence) -> tuple:
     """``(overlay task, map task)`` drawn in figures and videos: the first task whose kind

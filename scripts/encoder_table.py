@@ -7,6 +7,7 @@ parameters and multiply-adds, then the default fast path (``optimize_for_inferen
 over 3 calls after one warm-up (median). Run it on a quiet machine: it is not a benchmark of
 settings (``hydranet bench`` is), only a side-by-side of encoders in one process.
 """
+
 import argparse
 import json
 import statistics
@@ -33,10 +34,15 @@ def measure(name: str, reps: int = 3) -> dict:
         start = time.perf_counter()
         fast(x)
         times.append(time.perf_counter() - start)
-    return {"encoder": name, "params_m": info["parameters"] / 1e6,
-            "encoder_params_m": info["parameters_by_part"]["encoder"] / 1e6, "gmacs": info["gmacs"],
-            "ms_median": 1000 * statistics.median(times), "ms_all": [1000 * t for t in times],
-            "folded_bn": fast.report["folded_batchnorms"]}
+    return {
+        "encoder": name,
+        "params_m": info["parameters"] / 1e6,
+        "encoder_params_m": info["parameters_by_part"]["encoder"] / 1e6,
+        "gmacs": info["gmacs"],
+        "ms_median": 1000 * statistics.median(times),
+        "ms_all": [1000 * t for t in times],
+        "folded_bn": fast.report["folded_batchnorms"],
+    }
 
 
 def main() -> None:

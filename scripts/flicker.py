@@ -8,6 +8,7 @@ frame-to-frame change of the predicted depth (metres), the same for the true dep
 motion that is really there), the fraction of pixels whose predicted class changes, and the
 error against the true depth (abs rel), which shows what the averaging costs in lag.
 """
+
 import argparse
 import json
 import sys
@@ -35,9 +36,14 @@ def measure(alpha: float, frames: int, size=(240, 320), seed: int = 0) -> dict:
             true_change.append(float(np.mean(np.abs(depth_true - prev[1]))))
             class_flips.append(float(np.mean(ids != prev[2])))
         prev = (depth, depth_true, ids)
-    return {"alpha": alpha, "frames": frames, "depth_change_m": float(np.mean(depth_change)),
-            "true_depth_change_m": float(np.mean(true_change)), "class_flip_fraction": float(np.mean(class_flips)),
-            "abs_rel": float(np.mean(abs_rel))}
+    return {
+        "alpha": alpha,
+        "frames": frames,
+        "depth_change_m": float(np.mean(depth_change)),
+        "true_depth_change_m": float(np.mean(true_change)),
+        "class_flip_fraction": float(np.mean(class_flips)),
+        "abs_rel": float(np.mean(abs_rel)),
+    }
 
 
 def main() -> None:
@@ -50,8 +56,10 @@ def main() -> None:
     print("| --smooth | depth change / frame (m) | true depth change / frame (m) | pixels changing class | abs rel |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['alpha']:g} | {r['depth_change_m']:.4f} | {r['true_depth_change_m']:.4f} | "
-              f"{100 * r['class_flip_fraction']:.2f}% | {r['abs_rel']:.3f} |")
+        print(
+            f"| {r['alpha']:g} | {r['depth_change_m']:.4f} | {r['true_depth_change_m']:.4f} | "
+            f"{100 * r['class_flip_fraction']:.2f}% | {r['abs_rel']:.3f} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

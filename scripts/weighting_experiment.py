@@ -21,6 +21,7 @@ learnt sigma^2 per task.
     python scripts/weighting_experiment.py            # about 20-30 s on one CPU core
     python scripts/weighting_experiment.py --steps 300 --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet.losses import (build_weighting, compute_losses, denormalize_prediction,  # noqa: E402
-                             weighting_param_group)
+from hydranet.losses import build_weighting, compute_losses, denormalize_prediction, weighting_param_group  # noqa: E402
 from hydranet.tasks import parse_task  # noqa: E402
 
 SCALE = 1000.0  # grams vs metres
@@ -45,7 +45,7 @@ SCALE = 1000.0  # grams vs metres
 def make_data(n: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Inputs x (n x 8) and targets {length: n x 1 metres, mass: n x 1 grams} sharing latent features."""
     g = torch.Generator().manual_seed(1234)  # the task itself is fixed; ``seed`` draws the samples
-    proj = torch.randn(8, 6, generator=g) / 8 ** 0.5
+    proj = torch.randn(8, 6, generator=g) / 8**0.5
     u_len, u_mass = torch.randn(6, 1, generator=g), torch.randn(6, 1, generator=g)
     gs = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=gs)
@@ -78,8 +78,18 @@ def make_tasks(train_targets: Optional[dict] = None):
     return tasks
 
 
-def run_one(label: str, strategy: str, options: dict, normalise: bool, data, steps: int, seed: int,
-            batch_size: int, lr: float, log_var_lr: float) -> dict:
+def run_one(
+    label: str,
+    strategy: str,
+    options: dict,
+    normalise: bool,
+    data,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    log_var_lr: float,
+) -> dict:
     (x_tr, y_tr), (x_te, y_te) = data
     tasks = make_tasks(y_tr if normalise else None)
     options = dict(options)
@@ -87,13 +97,14 @@ def run_one(label: str, strategy: str, options: dict, normalise: bool, data, ste
     torch.manual_seed(seed)
     model = TwoHeadMLP()
     weighting = build_weighting(strategy, tasks, **options)
-    opt = torch.optim.Adam([{"params": model.parameters(), "lr": lr},
-                            weighting_param_group(weighting, log_var_lr)])
+    opt = torch.optim.Adam([{"params": model.parameters(), "lr": lr}, weighting_param_group(weighting, log_var_lr)])
     g = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):
         idx = torch.randint(0, x_tr.shape[0], (batch_size,), generator=g)
-        batch = {"targets": {k: v[idx] for k, v in y_tr.items()},
-                 "present": {k: torch.ones(batch_size, dtype=torch.bool) for k in y_tr}}
+        batch = {
+            "targets": {k: v[idx] for k, v in y_tr.items()},
+            "present": {k: torch.ones(batch_size, dtype=torch.bool) for k in y_tr},
+        }
         losses = compute_losses(model(x_tr[idx]), batch, tasks)
         total, _ = weighting(losses)
         opt.zero_grad(set_to_none=True)
@@ -113,9 +124,15 @@ def run_one(label: str, strategy: str, options: dict, normalise: bool, data, ste
     return row
 
 
-def run_experiment(steps: int = 2000, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
-                   log_var_lrs: Sequence[float] = (1e-3, 2e-2, 1e-1), n_train: int = 4096,
-                   n_test: int = 2048) -> list[dict]:
+def run_experiment(
+    steps: int = 2000,
+    seed: int = 0,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    log_var_lrs: Sequence[float] = (1e-3, 2e-2, 1e-1),
+    n_train: int = 4096,
+    n_test: int = 2048,
+) -> list[dict]:
     """Train every configuration once; returns one row per run (see ``main`` for the table).
 
     UW runs once per log-variance learning rate in ``log_var_lrs``; the normalised-target UW
@@ -125,13 +142,13 @@ def run_experiment(steps: int = 2000, seed: int = 0, batch_size: int = 128, lr: 
     runs = [("equal (= fixed 1)", "equal", {}, False)]
     runs += [(f"fixed mass={w:g}", "fixed", {"weights": {"mass": w}}, False) for w in (1e-3, 1e-2, 1e-1)]
     runs += [(f"uncertainty, log-var lr {v:g}", "uncertainty", {"log_var_lr": v}, False) for v in log_var_lrs]
-    runs += [("equal, normalised targets", "equal", {}, True),
-             (f"uncertainty, normalised, lr {log_var_lrs[-1]:g}", "uncertainty",
-              {"log_var_lr": log_var_lrs[-1]}, True)]
+    runs += [
+        ("equal, normalised targets", "equal", {}, True),
+        (f"uncertainty, normalised, lr {log_var_lrs[-1]:g}", "uncertainty", {"log_var_lr": log_var_lrs[-1]}, True),
+    ]
     rows = []
     for label, strategy, options, normalise in runs:
-        rows.append(run_one(label, strategy, options, normalise, data, steps, seed, batch_size, lr,
-                            log_var_lrs[-1]))
+        rows.append(run_one(label, strategy, options, normalise, data, steps, seed, batch_size, lr, log_var_lrs[-1]))
     y_tr, y_te = data[0][1], data[1][1]
     base = {"run": "predict the train mean", "strategy": "-", "normalised": False}
     for name in ("length", "mass"):
@@ -142,14 +159,18 @@ def run_experiment(steps: int = 2000, seed: int = 0, batch_size: int = 128, lr: 
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    head = (f"| {'run':<32} | {'length MAE (m)':>14} | {'length MAE/std':>14} | {'mass MAE (g)':>12} | "
-            f"{'mass MAE/std':>12} | {'UW sigma^2 (length, mass)':>25} |")
+    head = (
+        f"| {'run':<32} | {'length MAE (m)':>14} | {'length MAE/std':>14} | {'mass MAE (g)':>12} | "
+        f"{'mass MAE/std':>12} | {'UW sigma^2 (length, mass)':>25} |"
+    )
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         s2 = r.get("sigma2")
         s2_text = f"{s2['length']:.3g}, {s2['mass']:.3g}" if s2 else ""
-        lines.append(f"| {r['run']:<32} | {r['length_mae']:>14.4f} | {r['length_rel']:>14.3f} | "
-                     f"{r['mass_mae']:>12.1f} | {r['mass_rel']:>12.3f} | {s2_text:>25} |")
+        lines.append(
+            f"| {r['run']:<32} | {r['length_mae']:>14.4f} | {r['length_rel']:>14.3f} | "
+            f"{r['mass_mae']:>12.1f} | {r['mass_rel']:>12.3f} | {s2_text:>25} |"
+        )
     return "\n".join(lines)
 
 
@@ -159,8 +180,11 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the network")
-    parser.add_argument("--log-var-lrs", default="0.001,0.02,0.1",
-                        help="Adam learning rates of the UW log-variances, one UW run each (comma-separated)")
+    parser.add_argument(
+        "--log-var-lrs",
+        default="0.001,0.02,0.1",
+        help="Adam learning rates of the UW log-variances, one UW run each (comma-separated)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args(argv)
@@ -169,8 +193,10 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     start = time.perf_counter()
     log_var_lrs = [float(v) for v in args.log_var_lrs.split(",") if v.strip()]
     rows = run_experiment(args.steps, args.seed, args.batch_size, args.lr, log_var_lrs)
-    print(f"steps={args.steps} seed={args.seed} batch={args.batch_size} lr={args.lr} "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(
+        f"steps={args.steps} seed={args.seed} batch={args.batch_size} lr={args.lr} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     print(format_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -32,4 +32,3 @@ def tiny_cfg():
 @pytest.fixture
 def all_kinds_tasks():
     return [dict(t) for t in ALL_KINDS_TASKS]
-

@@ -2,6 +2,7 @@
 or field named (issue 16). The corpus is built here: bit flips in a tiny checkpoint, crafted
 configs, paths that cannot be written (tests run as root, so chmod stops nothing: paths under
 /proc, a regular file used as a folder, /dev/full)."""
+
 import errno
 import json
 import os
@@ -29,15 +30,30 @@ from hydranet.training import Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PROC = "/proc/hydranet-test-nowhere"
-TRAIN_FAST = {"steps": 2, "batch_size": 2, "val_every": 100, "ckpt_every": 1, "log_every": 1, "plots": False,
-              "tensorboard": False, "warmup_steps": 0}
+TRAIN_FAST = {
+    "steps": 2,
+    "batch_size": 2,
+    "val_every": 100,
+    "ckpt_every": 1,
+    "log_every": 1,
+    "plots": False,
+    "tensorboard": False,
+    "warmup_steps": 0,
+}
 
 
 def _train_config(**train):
     tasks = [{"name": "segm", "kind": "segmentation", "classes": 8}, {"name": "depth", "kind": "depth"}]
     cfg = tiny_config(tasks=tasks)
-    cfg["data"] = {"train": {"type": "synthetic", "num_samples": 4, "size": [32, 32], "seed": 0,
-                             "fields": {"segm": "segmentation"}}}
+    cfg["data"] = {
+        "train": {
+            "type": "synthetic",
+            "num_samples": 4,
+            "size": [32, 32],
+            "seed": 0,
+            "fields": {"segm": "segmentation"},
+        }
+    }
     cfg["train"] = {**TRAIN_FAST, **train}
     return cfg
 
@@ -59,6 +75,7 @@ def _with_model(**model):
         cfg = json.loads(json.dumps(cfg))
         cfg["model"].update(model)
         return cfg
+
     return edit
 
 
@@ -67,7 +84,7 @@ def _flip_bit_in_tensor_data(src: Path, dst: Path) -> Path:
     data = bytearray(src.read_bytes())
     with zipfile.ZipFile(src) as archive:
         info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
     data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x04
     dst.write_bytes(data)
     return dst
@@ -96,7 +113,9 @@ def corpus(tmp_path_factory):
             cfg = json.loads(json.dumps(cfg))
             cfg["tasks"][0]["classes"] = value
             return cfg
+
         return edit
+
     _craft(ckpt, d / "classes_float.pt", config=classes(1e9))
     _craft(ckpt, d / "classes_big.pt", config=classes(90000))
     _craft(ckpt, d / "badcfg.pt", config=_with_model(width=-1))
@@ -147,8 +166,11 @@ CASES = [
     ("convert-half-bitflip", ["convert", "{d}/flip.pt", "{d}/conv.pt", "--half"], "CRC-32"),
     ("bench-bitflip", ["bench", "--weights", "{d}/flip.pt"], "flip.pt"),
     ("demo-bitflip", ["demo", "--weights", "{d}/flip.pt", "--out", "{d}/demo.mp4"], "flip.pt"),
-    ("pseudolabel-bitflip", ["pseudolabel", "--teacher", "{d}/flip.pt", "--list", "{d}/ok.txt", "--out", "{d}/pl"],
-     "flip.pt"),
+    (
+        "pseudolabel-bitflip",
+        ["pseudolabel", "--teacher", "{d}/flip.pt", "--list", "{d}/ok.txt", "--out", "{d}/pl"],
+        "flip.pt",
+    ),
     ("predict-hash", ["predict", "{d}/img.png", "--weights", "{d}/hash.pt", "--out", "{d}/p"], "content hash"),
     ("convert-hash", ["convert", "{d}/hash.pt", "{d}/conv.pt", "--half"], "hash.pt"),
     ("eval-hash", ["eval", "--weights", "{d}/hash.pt"], "hash.pt"),
@@ -168,45 +190,99 @@ CASES = [
     # 3. config values: YAML, --set and flags alike
     ("train-lr-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.lr=fast"], "train.lr"),
     ("train-lr-negative-yaml", ["train", "--config", "{d}/bad_lr.yaml", "--out", "{d}/t"], "train.lr"),
-    ("train-seed-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.seed=abc"],
-     "train.seed"),
-    ("train-weight-decay", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.weight_decay=x"],
-     "train.weight_decay"),
-    ("train-workers-negative", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.workers=-1"],
-     "train.workers"),
-    ("train-num-samples-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t",
-                                "--set", "data.train.num_samples=ten"], "num_samples"),
-    ("train-set-bad-yaml", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.lr=["],
-     "train.lr"),
-    ("train-sgd-momentum-0", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.optimizer=sgd",
-                              "--set", "train.momentum=0"], "train.momentum"),
+    (
+        "train-seed-text",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.seed=abc"],
+        "train.seed",
+    ),
+    (
+        "train-weight-decay",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.weight_decay=x"],
+        "train.weight_decay",
+    ),
+    (
+        "train-workers-negative",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.workers=-1"],
+        "train.workers",
+    ),
+    (
+        "train-num-samples-text",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "data.train.num_samples=ten"],
+        "num_samples",
+    ),
+    ("train-set-bad-yaml", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.lr=["], "train.lr"),
+    (
+        "train-sgd-momentum-0",
+        [
+            "train",
+            "--config",
+            "{d}/cfg.yaml",
+            "--out",
+            "{d}/t",
+            "--set",
+            "train.optimizer=sgd",
+            "--set",
+            "train.momentum=0",
+        ],
+        "train.momentum",
+    ),
     ("train-device-tpu", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--device", "tpu"], "--device"),
-    ("train-width-100000", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "model.width=100000"],
-     "model.width"),
-    ("train-plots-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.plots=maybe"],
-     "train.plots"),
-    ("train-hflip-2", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t",
-                       "--set", "data.train.transforms={hflip: 2}"], "transforms.hflip"),
-    ("train-rotate-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t",
-                           "--set", "data.train.transforms={rotate: abc}"], "transforms.rotate"),
-    ("train-weighting-unknown", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--weighting", "magic"],
-     "loss.weighting"),
-    ("train-max-skipped-2", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.max_skipped=2"],
-     "train.max_skipped"),
+    (
+        "train-width-100000",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "model.width=100000"],
+        "model.width",
+    ),
+    (
+        "train-plots-text",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.plots=maybe"],
+        "train.plots",
+    ),
+    (
+        "train-hflip-2",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "data.train.transforms={hflip: 2}"],
+        "transforms.hflip",
+    ),
+    (
+        "train-rotate-text",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "data.train.transforms={rotate: abc}"],
+        "transforms.rotate",
+    ),
+    (
+        "train-weighting-unknown",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--weighting", "magic"],
+        "loss.weighting",
+    ),
+    (
+        "train-max-skipped-2",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--set", "train.max_skipped=2"],
+        "train.max_skipped",
+    ),
     ("train-steps-0", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--steps", "0"], "--steps"),
-    ("train-ignore-index-text", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t",
-                                 "--set", "tasks=[{name: s, kind: segmentation, classes: 8, ignore_index: x}]"],
-     "ignore_index"),
+    (
+        "train-ignore-index-text",
+        [
+            "train",
+            "--config",
+            "{d}/cfg.yaml",
+            "--out",
+            "{d}/t",
+            "--set",
+            "tasks=[{name: s, kind: segmentation, classes: 8, ignore_index: x}]",
+        ],
+        "ignore_index",
+    ),
     ("eval-batch-size-0", ["eval", "--weights", "{d}/tiny.pt", "--batch-size", "0"], "--batch-size"),
     ("eval-workers-negative", ["eval", "--weights", "{d}/tiny.pt", "--workers", "-1"], "--workers"),
     ("eval-set-bad-yaml", ["eval", "--weights", "{d}/tiny.pt", "--set", "data.val.num_samples=["], "num_samples"),
-    ("eval-num-samples-text", ["eval", "--weights", "{d}/tiny.pt", "--set", "data.val.num_samples=ten"],
-     "num_samples"),
+    ("eval-num-samples-text", ["eval", "--weights", "{d}/tiny.pt", "--set", "data.val.num_samples=ten"], "num_samples"),
     ("summary-batch-negative", ["summary", "--config", "{d}/cfg.yaml", "--batch", "-2"], "--batch"),
     ("summary-config-is-checkpoint", ["summary", "--config", "{d}/tiny.pt"], "tiny.pt"),
     ("summary-size-zero", ["summary", "--config", "{d}/cfg.yaml", "--size", "0x5"], "--size"),
-    ("predict-max-depth-negative", ["predict", "{d}/img.png", "--weights", "{d}/tiny.pt", "--max-depth", "-1"],
-     "--max-depth"),
+    (
+        "predict-max-depth-negative",
+        ["predict", "{d}/img.png", "--weights", "{d}/tiny.pt", "--max-depth", "-1"],
+        "--max-depth",
+    ),
     ("predict-device-tpu", ["predict", "{d}/img.png", "--weights", "{d}/tiny.pt", "--device", "tpu"], "--device"),
     ("demo-max-depth-negative", ["demo", "--weights", "{d}/tiny.pt", "--max-depth", "-1"], "--max-depth"),
     ("demo-alpha-5", ["demo", "--weights", "{d}/tiny.pt", "--alpha", "5"], "--alpha"),
@@ -215,23 +291,38 @@ CASES = [
     ("bench-device-tpu", ["bench", "--config", "{d}/cfg.yaml", "--device", "tpu"], "--device"),
     ("export-opset-99", ["export", "--weights", "{d}/tiny.pt", "--out", "{d}/x.onnx", "--opset", "99"], "--opset"),
     ("export-opset-12", ["export", "--weights", "{d}/tiny.pt", "--out", "{d}/x.onnx", "--opset", "12"], "--opset"),
-    ("pseudolabel-depth-scale-0", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out",
-                                   "{d}/pl", "--depth-scale", "0"], "--depth-scale"),
-    ("pseudolabel-depth-scale-negative", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt",
-                                          "--out", "{d}/pl", "--depth-scale", "-1"], "--depth-scale"),
-    ("pseudolabel-confidence-2", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out",
-                                  "{d}/pl", "--confidence", "2"], "--confidence"),
+    (
+        "pseudolabel-depth-scale-0",
+        ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out", "{d}/pl", "--depth-scale", "0"],
+        "--depth-scale",
+    ),
+    (
+        "pseudolabel-depth-scale-negative",
+        ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out", "{d}/pl", "--depth-scale", "-1"],
+        "--depth-scale",
+    ),
+    (
+        "pseudolabel-confidence-2",
+        ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out", "{d}/pl", "--confidence", "2"],
+        "--confidence",
+    ),
     # list-file headers
     ("eval-list-header-typo", ["eval", "--weights", "{d}/tiny.pt", "--config", "{d}/typo_eval.yaml"], "segmentaton"),
     ("train-list-header-typo", ["train", "--config", "{d}/typo_train.yaml", "--out", "{d}/t"], "typo.txt"),
-    ("pseudolabel-list-header-typo", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/typo.txt", "--out",
-                                      "{d}/pl"], "segmentaton"),
+    (
+        "pseudolabel-list-header-typo",
+        ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/typo.txt", "--out", "{d}/pl"],
+        "segmentaton",
+    ),
     # 4. outputs that cannot be written
     ("export-out-under-proc", ["export", "--weights", "{d}/tiny.pt", "--out", PROC + "/x.onnx"], PROC),
     ("export-out-parent-is-file", ["export", "--weights", "{d}/tiny.pt", "--out", "{d}/a_file/x.onnx"], "a_file"),
     ("export-out-dev-full", ["export", "--weights", "{d}/tiny.pt", "--out", "/dev/full"], "/dev/full"),
-    ("export-out-is-folder", ["export", "--weights", "{d}/tiny.pt", "--out", "{d}", "--format", "torchscript"],
-     "a folder"),
+    (
+        "export-out-is-folder",
+        ["export", "--weights", "{d}/tiny.pt", "--out", "{d}", "--format", "torchscript"],
+        "a folder",
+    ),
     ("predict-out-under-proc", ["predict", "{d}/img.png", "--weights", "{d}/tiny.pt", "--out", PROC], PROC),
     ("predict-out-is-file", ["predict", "{d}/img.png", "--weights", "{d}/tiny.pt", "--out", "{d}/a_file"], "a_file"),
     ("train-out-under-proc", ["train", "--config", "{d}/cfg.yaml", "--out", PROC + "/run"], PROC),
@@ -242,24 +333,42 @@ CASES = [
     ("summary-json-dev-full", ["summary", "--config", "{d}/cfg.yaml", "--json", "/dev/full"], "/dev/full"),
     ("eval-json-parent-is-file", ["eval", "--weights", "{d}/tiny.pt", "--json", "{d}/a_file/r.json"], "a_file"),
     ("bench-json-under-proc", ["bench", "--config", "{d}/cfg.yaml", "--json", PROC + "/b.json"], PROC),
-    ("pseudolabel-out-under-proc", ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt",
-                                    "--out", PROC], PROC),
+    (
+        "pseudolabel-out-under-proc",
+        ["pseudolabel", "--teacher", "{d}/tiny.pt", "--list", "{d}/ok.txt", "--out", PROC],
+        PROC,
+    ),
     ("plot-not-a-run", ["plot", "{d}"], "log.jsonl"),
     ("compare-truncated-results", ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json"], "cut.json"),
-    ("compare-json-dev-full", ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json", "--json", "/dev/full"],
-     "/dev/full"),
+    (
+        "compare-json-dev-full",
+        ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json", "--json", "/dev/full"],
+        "/dev/full",
+    ),
     ("serve-port-0", ["serve", "--port", "0"], "--port"),
     ("serve-max-video-frames-0", ["serve", "--max-video-frames", "0"], "--max-video-frames"),
     ("serve-device-tpu", ["serve", "--device", "tpu"], "--device"),
     # 5. resume with another config or --steps
-    ("train-resume-changed-lr", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume",
-                                 "--set", "train.lr=0.5"], "train.lr: 0.001 -> 0.5"),
-    ("train-resume-changed-steps", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume",
-                                    "--steps", "4"], "train.steps: 2 -> 4"),
-    ("train-allow-changes-alone", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--allow-changes"],
-     "--allow-changes"),
-    ("train-resume-damaged", ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume", "{d}/flip.pt"],
-     "flip.pt"),
+    (
+        "train-resume-changed-lr",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume", "--set", "train.lr=0.5"],
+        "train.lr: 0.001 -> 0.5",
+    ),
+    (
+        "train-resume-changed-steps",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume", "--steps", "4"],
+        "train.steps: 2 -> 4",
+    ),
+    (
+        "train-allow-changes-alone",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/t", "--allow-changes"],
+        "--allow-changes",
+    ),
+    (
+        "train-resume-damaged",
+        ["train", "--config", "{d}/cfg.yaml", "--out", "{d}/run", "--resume", "{d}/flip.pt"],
+        "flip.pt",
+    ),
 ]
 
 
@@ -269,8 +378,9 @@ def test_corpus_covers_every_command_and_is_large():
     assert commands == set(COMMANDS)
 
 
-@pytest.mark.parametrize("argv,expected", [(argv, expected) for _, argv, expected in CASES],
-                         ids=[case_id for case_id, _, _ in CASES])
+@pytest.mark.parametrize(
+    "argv,expected", [(argv, expected) for _, argv, expected in CASES], ids=[case_id for case_id, _, _ in CASES]
+)
 def test_bad_input_is_a_clear_error(corpus, capsys, argv, expected, one_thread):
     before = sorted(p.name for p in corpus.rglob("*.tmp"))
     code, out, err = _cli([a.replace("{d}", str(corpus)) for a in argv], capsys)
@@ -310,6 +420,7 @@ def test_checkpoint_encoder_weights_are_ignored_not_downloaded(corpus, monkeypat
     def spy(builder, weights_enum, weights, progress, **kwargs):
         asked.append(weights)
         return real(builder, weights_enum, None, progress, **kwargs)
+
     monkeypatch.setattr(encoders, "torchvision_weights", spy)
     model = load_model(corpus / "imagenet.pt")
     assert model.config["model"]["encoder_weights"] is None
@@ -328,6 +439,7 @@ def test_crafted_width_is_refused_before_allocating(corpus, monkeypatch):
     def spy(cfg, progress=True):
         devices.append(torch.empty(0).device.type)  # the default device while building
         return real_build(cfg, progress)
+
     monkeypatch.setattr(models, "build_model", spy)
     with pytest.raises(CheckpointError, match="weights do not match"):
         load_model(corpus / "wide_ok_bounds.pt")
@@ -342,9 +454,11 @@ def test_unwritable_output_is_one_clear_error(tmp_path, monkeypatch):
         io.writable_dir(tmp_path / "a_file" / "sub")
     with pytest.raises(OutputError, match="not a regular file"):
         io.write_bytes_atomic("/dev/full", b"x")
+
     # a full disk: the write fails after the temporary file exists; it is removed
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(io.os, "fsync", full)
     with pytest.raises(OutputError, match=r"x\.pt: cannot write: No space left on device"):
         hydranet.checkpoint.atomic_save({"a": 1}, tmp_path / "x.pt")
@@ -354,8 +468,11 @@ def test_unwritable_output_is_one_clear_error(tmp_path, monkeypatch):
 def test_silent_wrong_results_are_errors(corpus):
     from hydranet.tools.pseudolabel import pseudolabel
 
-    for kwargs, field in (({"depth_scale": 0}, "--depth-scale"), ({"depth_scale": -1}, "--depth-scale"),
-                          ({"confidence": 2}, "--confidence")):
+    for kwargs, field in (
+        ({"depth_scale": 0}, "--depth-scale"),
+        ({"depth_scale": -1}, "--depth-scale"),
+        ({"confidence": 2}, "--confidence"),
+    ):
         with pytest.raises(ConfigError, match=field):
             pseudolabel(corpus / "tiny.pt", corpus / "ok.txt", corpus / "pl", progress=False, **kwargs)
     from hydranet.data.listfile import ListDataset
@@ -367,15 +484,29 @@ def test_silent_wrong_results_are_errors(corpus):
 
 
 def test_tiny_images_predict_and_plot_truncated_log(corpus, capsys, tmp_path, one_thread):
-    code, out, err = _cli(["predict", corpus / "tiny_img.png", "--weights", corpus / "tiny.pt", "--out",
-                           tmp_path / "p", "--plain"], capsys)
+    code, out, err = _cli(
+        ["predict", corpus / "tiny_img.png", "--weights", corpus / "tiny.pt", "--out", tmp_path / "p", "--plain"],
+        capsys,
+    )
     assert code == 0, err
     assert list((tmp_path / "p").glob("tiny_img*depth*.png"))
     frames = tmp_path / "frames"
     frames.mkdir()
     (frames / "0.png").write_bytes((corpus / "tiny_img.png").read_bytes())
-    code, out, err = _cli(["demo", "--input", frames, "--weights", corpus / "tiny.pt", "--out", tmp_path / "d.mp4",
-                           "--plain", "--no-progress"], capsys)
+    code, out, err = _cli(
+        [
+            "demo",
+            "--input",
+            frames,
+            "--weights",
+            corpus / "tiny.pt",
+            "--out",
+            tmp_path / "d.mp4",
+            "--plain",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert (tmp_path / "d.mp4").stat().st_size > 0
     run = tmp_path / "run"
@@ -395,11 +526,29 @@ def test_resume_logs_each_step_once_and_allow_changes_applies(corpus, tmp_path, 
     with open(run / "log.jsonl", "a") as f:
         f.write(json.dumps({"type": "step", "step": 3, "total": 1.0}) + "\n")
     (run / ".last.pt.abc123.tmp").write_bytes(b"PK partial")
-    code, out, err = _cli(["train", "--config", cfg, "--out", run, "--resume", "--steps", "4", "--allow-changes",
-                           "--set", "train.lr=0.5", "--no-progress"], capsys)
+    code, out, err = _cli(
+        [
+            "train",
+            "--config",
+            cfg,
+            "--out",
+            run,
+            "--resume",
+            "--steps",
+            "4",
+            "--allow-changes",
+            "--set",
+            "train.lr=0.5",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()
-             if json.loads(line)["type"] == "step"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["type"] == "step"
+    ]
     assert steps == [1, 2, 3, 4]
     csv_steps = [int(r.split(",")[0]) for r in (run / "steps.csv").read_text().splitlines()[1:]]
     assert csv_steps == [1, 2, 3, 4]
@@ -407,8 +556,11 @@ def test_resume_logs_each_step_once_and_allow_changes_applies(corpus, tmp_path, 
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert recorded["train"]["lr"] == 0.5 and recorded["train"]["steps"] == 4
     # the new lr and steps apply from step 3: the logged (encoder group) lr is 0.5 x 0.1 x poly(3 of 4)
-    lr3 = [json.loads(line)["lr"] for line in (run / "log.jsonl").read_text().splitlines()
-           if json.loads(line)["type"] == "step" and json.loads(line)["step"] == 3]
+    lr3 = [
+        json.loads(line)["lr"]
+        for line in (run / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["type"] == "step" and json.loads(line)["step"] == 3
+    ]
     assert lr3 == [pytest.approx(0.5 * 0.1 * (1 - 3 / 4) ** 0.9)]
     groups = read_checkpoint(run / "last.pt")["optimizer"]["param_groups"]
     assert {g["name"]: g["initial_lr"] for g in groups}["decoder"] == 0.5
@@ -421,9 +573,23 @@ def test_mostly_skipped_run_is_not_completed(corpus, tmp_path, capsys, monkeypat
 
     def poisoned(outputs, batch, tasks, *args, **kwargs):  # the trainer also passes its reduction
         return {k: v * float("nan") for k, v in real(outputs, batch, tasks, *args, **kwargs).items()}
+
     monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
-    code, out, err = _cli(["train", "--config", corpus / "cfg.yaml", "--out", tmp_path / "run", "--no-progress",
-                           "--set", "train.on_nan=skip", "--steps", "3"], capsys)
+    code, out, err = _cli(
+        [
+            "train",
+            "--config",
+            corpus / "cfg.yaml",
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+            "--set",
+            "train.on_nan=skip",
+            "--steps",
+            "3",
+        ],
+        capsys,
+    )
     assert code == 1
     assert "too_many_skipped" in out and "3 of 3 updates" in err
 
@@ -457,8 +623,9 @@ def test_kill_9_during_checkpoint_writes(tmp_path):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    zygote = subprocess.Popen([sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    zygote = subprocess.Popen(
+        [sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     rng = random.Random(0)
     kills, during_write, stale, cleaned, t0 = 0, 0, set(), 0, time.time()
 
@@ -471,6 +638,7 @@ def test_kill_9_during_checkpoint_writes(tmp_path):
             return True
         except ProcessLookupError:
             return False
+
     try:
         while kills < 5 and time.time() - t0 < 45:
             resume = (run / "last.pt").is_file()

@@ -1,20 +1,20 @@
 """hydranet bench and hydranet export: every row complete, exported files equal PyTorch."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+from support import tiny_config
 
 import hydranet
-from hydranet.inference import processing
-from hydranet.inference.bench import ROW_FIELDS, benchmark, format_table
-from hydranet.inference.processing import postprocess, preprocess
 from hydranet.cli import main
 from hydranet.config import save_config
 from hydranet.errors import ConfigError
+from hydranet.inference import processing
+from hydranet.inference.bench import ROW_FIELDS, benchmark, format_table
 from hydranet.inference.export import check_onnx, export_onnx, export_torchscript
-
-from support import tiny_config
+from hydranet.inference.processing import postprocess, preprocess
 
 CUDA = torch.cuda.is_available()
 
@@ -46,8 +46,19 @@ def check_rows(result, n_expected):
         if row["status"] != "ok":
             assert row["reason"], row["setting"]
             continue
-        for key in ("model_ms_median", "model_ms_p90", "model_fps", "speedup", "e2e_ms_median", "e2e_ms_p90",
-                    "e2e_fps", "e2e_speedup", "max_abs_diff", "max_rel_diff", "peak_memory_mb"):
+        for key in (
+            "model_ms_median",
+            "model_ms_p90",
+            "model_fps",
+            "speedup",
+            "e2e_ms_median",
+            "e2e_ms_p90",
+            "e2e_fps",
+            "e2e_speedup",
+            "max_abs_diff",
+            "max_rel_diff",
+            "peak_memory_mb",
+        ):
             assert isinstance(row[key], (int, float)) and row[key] >= 0, (row["setting"], key, row[key])
         assert row["model_ms_p90"] >= row["model_ms_median"] > 0
         assert row["memory_method"]
@@ -59,9 +70,28 @@ def check_rows(result, n_expected):
 
 def test_bench_cli_end_to_end_json(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    settings = "baseline,default,channels_last,fold_bn,onnxruntime,onnxruntime_static,fp16,bf16,cuda_graphs,cuda_graphs_fp16"
-    rc = main(["bench", "--config", str(tiny_yaml), "--size", "64x64", "--batch", "1", "--settings", settings,
-               "--warmup", "1", "--reps", "2", "--json", str(out)])
+    settings = (
+        "baseline,default,channels_last,fold_bn,onnxruntime,onnxruntime_static,fp16,bf16,cuda_graphs,cuda_graphs_fp16"
+    )
+    rc = main(
+        [
+            "bench",
+            "--config",
+            str(tiny_yaml),
+            "--size",
+            "64x64",
+            "--batch",
+            "1",
+            "--settings",
+            settings,
+            "--warmup",
+            "1",
+            "--reps",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "baseline" in text and "speed-up" in text
@@ -80,12 +110,20 @@ def test_bench_cli_end_to_end_json(tiny_yaml, tmp_path, capsys):
 
 
 def test_bench_library_batches_sizes_and_baseline_added(tiny_model):
-    result = benchmark(tiny_model, batches=[1, 2], sizes=[(64, 64), (49, 67)], settings=["default"], warmup=0,
-                       reps=1, end_to_end=False)
+    result = benchmark(
+        tiny_model, batches=[1, 2], sizes=[(64, 64), (49, 67)], settings=["default"], warmup=0, reps=1, end_to_end=False
+    )
     check_rows_partial = result["rows"]
     assert [(r["setting"], r["batch"], r["size"]) for r in check_rows_partial] == [
-        ("baseline", 1, "64x64"), ("default", 1, "64x64"), ("baseline", 1, "67x49"), ("default", 1, "67x49"),
-        ("baseline", 2, "64x64"), ("default", 2, "64x64"), ("baseline", 2, "67x49"), ("default", 2, "67x49")]
+        ("baseline", 1, "64x64"),
+        ("default", 1, "64x64"),
+        ("baseline", 1, "67x49"),
+        ("default", 1, "67x49"),
+        ("baseline", 2, "64x64"),
+        ("default", 2, "64x64"),
+        ("baseline", 2, "67x49"),
+        ("default", 2, "67x49"),
+    ]
     for row in check_rows_partial:
         assert set(ROW_FIELDS) <= set(row) and row["e2e_ms_median"] is None and row["max_rel_diff"] < 1e-4
     assert "default" in format_table(result)
@@ -121,8 +159,10 @@ def test_pre_and_postprocessing(tiny_model):
     assert all(np.allclose(np.linalg.norm(r["normals"], axis=-1), 1, atol=1e-4) for r in res)
     assert all(0 <= r["maker"]["class_id"] < 3 and r["diameter"].shape == (2,) for r in res)
     # Plain normalisation: the same as (x / 255 - mean) / std.
-    ref = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-           - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    ref = (
+        torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     torch.testing.assert_close(preprocess(frames, torch.device("cpu"), (50, 70))[0], ref, rtol=1e-5, atol=1e-5)
     # Padding to a stride: zeros (the mean colour) right and bottom, the unpadded size kept.
     padded, net_size = preprocess(frames, torch.device("cpu"), pad_to=32)
@@ -137,20 +177,22 @@ def test_bench_end_to_end_times_the_predictor_pipeline(tiny_model, monkeypatch):
     for name in ("preprocess", "postprocess"):
         original = getattr(processing, name)
         monkeypatch.setattr(processing, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
-    benchmark(tiny_model, batches=(1,), sizes=((64, 64),), settings=("baseline",), warmup=1, reps=1,
-              end_to_end=True)
+    benchmark(tiny_model, batches=(1,), sizes=((64, 64),), settings=("baseline",), warmup=1, reps=1, end_to_end=True)
     assert "preprocess" in calls and "postprocess" in calls
     calls.clear()
     Predictor(tiny_model, fast=False).predict(np.zeros((64, 64, 3), np.uint8))
     assert calls == ["preprocess", "postprocess"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--size", "640by480"], "WIDTHxHEIGHT"),
-    (["--size", "16x16"], "at least 32"),
-    (["--batch", "0"], "--batch"),
-    (["--settings", "baseline,turbo"], "turbo"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "640by480"], "WIDTHxHEIGHT"),
+        (["--size", "16x16"], "at least 32"),
+        (["--batch", "0"], "--batch"),
+        (["--settings", "baseline,turbo"], "turbo"),
+    ],
+)
 def test_bench_bad_arguments_exit_2(tiny_yaml, capsys, argv, message):
     assert main(["bench", "--config", str(tiny_yaml)] + argv) == 2
     assert message in capsys.readouterr().err
@@ -166,6 +208,7 @@ def test_bench_unavailable_device_exit_2(tiny_yaml, capsys):
 
 
 # --- export ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def onnx_file(tiny_model, tmp_path_factory):
@@ -187,8 +230,13 @@ def test_onnx_matches_pytorch_at_two_sizes_from_one_file(tiny_model, onnx_file):
     assert [o.name for o in graph.output] == tiny_model.task_names
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] and dims[2] and dims[3]  # batch, height and width are symbolic
-    modes = {a.s.decode() for n in graph.node if n.op_type == "Resize" for a in n.attribute
-             if a.name == "coordinate_transformation_mode"}
+    modes = {
+        a.s.decode()
+        for n in graph.node
+        if n.op_type == "Resize"
+        for a in n.attribute
+        if a.name == "coordinate_transformation_mode"
+    }
     assert modes == {"half_pixel"}
     # Independently of the exporter's own check: one session, two sizes and batches.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -262,8 +310,24 @@ def test_torchscript_round_trip(tmp_path, decoder):
 
 def test_export_cli(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "m.pt"
-    assert main(["export", "--config", str(tiny_yaml), "--format", "torchscript", "--out", str(out), "--size", "64x64",
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--config",
+                str(tiny_yaml),
+                "--format",
+                "torchscript",
+                "--out",
+                str(out),
+                "--size",
+                "64x64",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert out.is_file() and "largest difference" in text and "segm" in text
     assert json.loads((tmp_path / "r.json").read_text())["outputs"] == ["segm", "depth", "normals", "maker", "diameter"]
@@ -271,14 +335,36 @@ def test_export_cli(tiny_yaml, tmp_path, capsys):
 
 def test_export_cli_plain_layers(tiny_yaml, tmp_path):
     out, report = tmp_path / "plain.onnx", tmp_path / "r.json"
-    assert main(["export", "--config", str(tiny_yaml), "--out", str(out), "--size", "64x64", "--plain-layers",
-                 "--no-check", "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--config",
+                str(tiny_yaml),
+                "--out",
+                str(out),
+                "--size",
+                "64x64",
+                "--plain-layers",
+                "--no-check",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert out.is_file() and json.loads(report.read_text())["runtime_forms"] is False
 
 
-@pytest.mark.parametrize("argv, message", [(["--size", "640x"], "WIDTHxHEIGHT"), (["--size", "8x8"], "at least"),
-                                           (["--opset", "11"], "opset"),
-                                           (["--format", "torchscript", "--plain-layers"], "apply to --format onnx")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "640x"], "WIDTHxHEIGHT"),
+        (["--size", "8x8"], "at least"),
+        (["--opset", "11"], "opset"),
+        (["--format", "torchscript", "--plain-layers"], "apply to --format onnx"),
+    ],
+)
 def test_export_cli_bad_arguments_exit_2(tiny_yaml, tmp_path, capsys, argv, message):
     assert main(["export", "--config", str(tiny_yaml), "--out", str(tmp_path / "m.onnx")] + argv) == 2
     assert message in capsys.readouterr().err

@@ -3,13 +3,12 @@ import stat
 
 import pytest
 import torch
+from support import tiny_config
 
 import hydranet
-from hydranet.checkpoint import atomic_save, read_checkpoint, slim_checkpoint
+from hydranet.checkpoint import atomic_save, read_checkpoint
 from hydranet.cli import main
 from hydranet.errors import CheckpointError
-
-from support import tiny_config
 
 
 def test_slim_half_checkpoint_round_trip(tmp_path):

@@ -1,5 +1,4 @@
 """Every shipped config is valid and builds its model and training settings."""
-from pathlib import Path
 
 import pytest
 

@@ -1,4 +1,5 @@
 """Batching: missing labels are filled with invalid values and marked present=False."""
+
 import pickle
 
 import pytest
@@ -22,8 +23,13 @@ def _item(i, **labels):
 
 
 def test_collate_fills_missing_and_marks_present():
-    a = _item(0, segm=torch.ones(4, 5, dtype=torch.int64), depth=torch.full((1, 4, 5), 2.0),
-               maker=torch.tensor(2), size=torch.tensor([1.0, 2.0]))
+    a = _item(
+        0,
+        segm=torch.ones(4, 5, dtype=torch.int64),
+        depth=torch.full((1, 4, 5), 2.0),
+        maker=torch.tensor(2),
+        size=torch.tensor([1.0, 2.0]),
+    )
     b = _item(1, normals=torch.zeros(3, 4, 5))
     batch = collate([a, b], TASKS)
     assert batch["image"].shape == (2, 3, 4, 5)

@@ -1,12 +1,12 @@
 """build_dataset from config mappings, and a DataLoader with a worker process."""
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hydranet.data import (JointTransform, KittiDataset, ListDataset, SyntheticScenes, build_dataset,
-                           make_collate)
+from hydranet.data import JointTransform, KittiDataset, ListDataset, SyntheticScenes, build_dataset, make_collate
 from hydranet.errors import ConfigError
 from hydranet.tasks import TaskSpec
 
@@ -42,8 +42,11 @@ def test_config_errors():
 
 
 def test_dataloader_with_a_worker():
-    ds = build_dataset({"type": "synthetic", "num_samples": 4,
-                        "transforms": {"size": [16, 16], "scale": [0.8, 1.2], "hflip": 0.5}}, TASKS, True)
+    ds = build_dataset(
+        {"type": "synthetic", "num_samples": 4, "transforms": {"size": [16, 16], "scale": [0.8, 1.2], "hflip": 0.5}},
+        TASKS,
+        True,
+    )
     loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=make_collate(ds.tasks))
     batches = list(loader)
     assert len(batches) == 2
@@ -58,8 +61,11 @@ class _Same(torch.utils.data.Dataset):
         self.transform = transform
         self.tasks = [TaskSpec("segm", "segmentation", classes=8)]
         rng = np.random.default_rng(0)
-        self.raw = {"image": rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), "id": "same",
-                    "segm": rng.integers(0, 8, (20, 20))}
+        self.raw = {
+            "image": rng.integers(0, 256, (20, 20, 3), dtype=np.uint8),
+            "id": "same",
+            "segm": rng.integers(0, 8, (20, 20)),
+        }
 
     def __len__(self):
         return 4

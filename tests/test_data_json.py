@@ -1,4 +1,5 @@
 """JSON datasets: image-level targets, vocabularies shared between train and eval, clear errors."""
+
 import json
 
 import cv2

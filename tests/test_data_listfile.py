@@ -1,4 +1,5 @@
 """List-file and KITTI datasets: values as written, missing labels absent, clear errors on bad files."""
+
 import logging
 
 import cv2
@@ -8,8 +9,8 @@ import torch
 from PIL import Image
 
 from hydranet.data import KITTI_MAX_DEPTH, KittiDataset, ListDataset, collate, read_kitti_depth
-from hydranet.evaluation.metrics import depth_crop_mask
 from hydranet.errors import DataError
+from hydranet.evaluation.metrics import depth_crop_mask
 from hydranet.tasks import TaskSpec
 
 H, W = 6, 8
@@ -42,16 +43,18 @@ def folder(tmp_path):
         depth_raw[1, 1] = 0
         n = np.zeros((H, W, 3), np.float32)
         n[..., 2] = 1.0
-        n[:, :W // 2] = [1.0, 0.0, 0.0]
+        n[:, : W // 2] = [1.0, 0.0, 0.0]
         _write_rgb(tmp_path / "rgb" / f"{i}.png", rgb)
         _write(tmp_path / "seg" / f"{i}.png", segm)
         _write(tmp_path / "depth" / f"{i}.png", depth_raw)
         _write_rgb(tmp_path / "nrm" / f"{i}.png", np.rint((n + 1) / 2 * 255).astype(np.uint8))
         data[i] = (rgb, segm, depth_raw)
-    lines = ["# image segmentation depth normals",
-             "rgb/0.png seg/0.png depth/0.png nrm/0.png",
-             "rgb/1.png - depth/1.png",
-             "rgb/2.png seg/2.png"]
+    lines = [
+        "# image segmentation depth normals",
+        "rgb/0.png seg/0.png depth/0.png nrm/0.png",
+        "rgb/1.png - depth/1.png",
+        "rgb/2.png seg/2.png",
+    ]
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
     return tmp_path, data
 
@@ -199,5 +202,5 @@ def test_kitti_depth_and_crops(tmp_path):
     eigen = depth_crop_mask("eigen", h, w).numpy()
     rows = np.flatnonzero(eigen.any(1))
     assert (rows[0], rows[-1] + 1) == (int(0.3324324 * h), int(0.91351351 * h))
-    valid = (d > 1e-3) & (d < KITTI_MAX_DEPTH)   # what DepthMetrics counts with max_depth 80 (no crop)
+    valid = (d > 1e-3) & (d < KITTI_MAX_DEPTH)  # what DepthMetrics counts with max_depth 80 (no crop)
     assert valid[3, 4] and not valid[4, 4] and not valid[0, 0] and KITTI_MAX_DEPTH == 80.0

@@ -1,4 +1,5 @@
 """NYUDv2 from a tiny HDF5 file in the official layout (MATLAB v7.3: dimensions reversed)."""
+
 import pickle
 
 import h5py
@@ -45,8 +46,10 @@ def nyud(tmp_path):
     _write_v73(mat, {"images": images, "depths": depths, "labels": labels})
     mapping = np.random.default_rng(1).integers(1, 41, 894)
     scipy.io.savemat(tmp_path / "classMapping40.mat", {"mapClass": mapping[None, :].astype(np.uint8)})
-    scipy.io.savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3], [4]], np.uint16),
-                                               "testNdxs": np.array([[2], [6]], np.uint16)})
+    scipy.io.savemat(
+        tmp_path / "splits.mat",
+        {"trainNdxs": np.array([[1], [3], [4]], np.uint16), "testNdxs": np.array([[2], [6]], np.uint16)},
+    )
     return tmp_path, mat, (images, depths, labels), mapping
 
 
@@ -151,8 +154,19 @@ def test_prepare_script_roundtrip(nyud, tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "out"
-    rc = module.main(["--mat", str(mat), "--out", str(out), "--mapping", str(root / "classMapping40.mat"),
-                      "--splits", str(root / "splits.mat"), "--no-progress"])
+    rc = module.main(
+        [
+            "--mat",
+            str(mat),
+            "--out",
+            str(out),
+            "--mapping",
+            str(root / "classMapping40.mat"),
+            "--splits",
+            str(root / "splits.mat"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert (out / "train.txt").read_text().splitlines()[0] == "# image segmentation depth"
     listed = ListDataset(out / "test.txt", TASKS, depth_scale=5000)

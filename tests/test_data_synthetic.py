@@ -1,4 +1,5 @@
 """The synthetic scenes: deterministic, and image, labels, depth and normals from the same surfaces."""
+
 import numpy as np
 import pytest
 import torch

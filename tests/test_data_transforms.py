@@ -1,4 +1,5 @@
 """Joint transforms: labels move with the image, stay valid, and normals turn with flips/rotations."""
+
 import pickle
 
 import numpy as np
@@ -77,8 +78,9 @@ def test_scale_crop_pad_keeps_labels_exact_and_marks_padding_invalid():
 
 def test_random_scale_crop_gives_fixed_size():
     s = _sample()
-    tf = build_transforms({"size": [24, 24], "scale": [0.5, 2.0], "rotate": 10, "color_jitter": 0.3, "seed": 0},
-                          train=True)
+    tf = build_transforms(
+        {"size": [24, 24], "scale": [0.5, 2.0], "rotate": 10, "color_jitter": 0.3, "seed": 0}, train=True
+    )
     for _ in range(4):
         out = tf(s, TASKS)
         assert out["image"].shape == (3, 24, 24) and out["segm"].shape == (24, 24)

@@ -1,17 +1,17 @@
 """`hydranet demo`: video, folder, synthetic default, errors, Ctrl-C, and the drawn layout."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+from support import tiny_config
 
 import hydranet
 from hydranet import visualize as vis
 from hydranet.cli import main
 from hydranet.inference import Prediction, Predictor
 from hydranet.tools.video import DemoRenderer, FrameSource, open_source, run_demo
-
-from support import tiny_config
 
 cv2 = pytest.importorskip("cv2")
 
@@ -65,8 +65,20 @@ def _read_video(path):
 def test_demo_video_keeps_frame_count_and_size(ckpt, video, tmp_path, capsys):
     out = tmp_path / "o" / "demo.mp4"
     stats_path = tmp_path / "s.json"
-    rc = main(["demo", "--input", str(video), "--weights", str(ckpt), "--out", str(out), "--json", str(stats_path),
-               "--no-progress"])
+    rc = main(
+        [
+            "demo",
+            "--input",
+            str(video),
+            "--weights",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--json",
+            str(stats_path),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     stats = json.loads(stats_path.read_text())
     frames = _read_video(out)
@@ -91,8 +103,27 @@ def test_demo_folder_of_frames_in_batches(ckpt, tmp_path):
         cv2.imwrite(str(folder / f"{i:04d}.png"), f[..., ::-1])
     (folder / "notes.txt").write_text("not a frame")
     out = tmp_path / "folder.mp4"
-    assert main(["demo", "--input", str(folder), "--weights", str(ckpt), "--out", str(out), "--batch", "2",
-                 "--frame-png", str(tmp_path / "f.png"), "--no-progress", "--json", str(tmp_path / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--input",
+                str(folder),
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--batch",
+                "2",
+                "--frame-png",
+                str(tmp_path / "f.png"),
+                "--no-progress",
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["source"] == "folder" and stats["frames"] == 5
     assert len(_read_video(out)) == 5 and (tmp_path / "f.png").is_file()
@@ -100,8 +131,25 @@ def test_demo_folder_of_frames_in_batches(ckpt, tmp_path):
 
 def test_default_demo_renders_the_synthetic_clip(ckpt, tmp_path):
     out = tmp_path / "d" / "demo.mp4"
-    assert main(["demo", "--weights", str(ckpt), "--out", str(out), "--max-frames", "3", "--clip-size", "64x48",
-                 "--no-progress", "--json", str(tmp_path / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--max-frames",
+                "3",
+                "--clip-size",
+                "64x48",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["source"] == "synthetic" and stats["frames"] == 3
     frames = _read_video(out)
@@ -176,10 +224,11 @@ def test_rendered_frame_has_exact_overlay_and_legend_colours():
     h, w = 120, 160
     frame = np.full((h, w, 3), 100, np.uint8)
     ids = np.zeros((h, w), np.uint8)
-    ids[:, w // 2:] = 3                      # left half floor, right half box
+    ids[:, w // 2 :] = 3  # left half floor, right half box
     depth = np.full((h, w), 5.0, np.float32)
-    pred = Prediction({"segm": ids, "depth": depth, "normals": np.zeros((h, w, 3), np.float32)},
-                      {t.name: t for t in tasks}, (h, w))
+    pred = Prediction(
+        {"segm": ids, "depth": depth, "normals": np.zeros((h, w, 3), np.float32)}, {t.name: t for t in tasks}, (h, w)
+    )
     r = DemoRenderer(tasks, (h, w), alpha=0.5)
     canvas = r.render(frame, pred, "12.0 FPS | model 40.0")
     assert canvas.shape[:2] == r.output_size and canvas.shape[0] % 2 == 0 and canvas.shape[1] % 2 == 0
@@ -187,11 +236,11 @@ def test_rendered_frame_has_exact_overlay_and_legend_colours():
     expect_floor = np.floor((100 + pal[0].astype(float)) / 2 + 0.5)
     expect_box = np.floor((100 + pal[3].astype(float)) / 2 + 0.5)
     assert (canvas[h - 5, 5] == expect_floor).all() and (canvas[h - 5, w - 5] == expect_box).all()
-    assert (canvas[h // 2, w + w // 2] == vis._cmap_lut("magma")[128]).all()   # 5 m of 10 m: the middle colour
+    assert (canvas[h // 2, w + w // 2] == vis._cmap_lut("magma")[128]).all()  # 5 m of 10 m: the middle colour
     legend = canvas[h:].reshape(-1, 3)
     present = {tuple(c) for c in legend}
     assert tuple(pal[0]) in present and tuple(pal[3]) in present and tuple(pal[5]) not in present
-    assert (canvas[:20, :60] == 0).any()     # the FPS label's dark box in the corner
+    assert (canvas[:20, :60] == 0).any()  # the FPS label's dark box in the corner
     assert r.max_depth == 10.0
 
 

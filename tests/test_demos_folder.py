@@ -1,4 +1,5 @@
 """demos/: the video overlay script on a generated clip, and the walkthrough notebook (nbclient)."""
+
 import os
 import subprocess
 import sys
@@ -27,9 +28,24 @@ def test_video_overlay_script_on_a_generated_clip(tmp_path):
     tasks = [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}]
     hydranet.save_model(hydranet.build_model(tiny_config(tasks=tasks)), tmp_path / "m.pt")
     out = tmp_path / "overlay.mp4"
-    proc = subprocess.run([sys.executable, str(REPO / "demos" / "video_overlay.py"), "--input", str(clip),
-                           "--weights", str(tmp_path / "m.pt"), "--out", str(out), "--smooth", "0.5"],
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "demos" / "video_overlay.py"),
+            "--input",
+            str(clip),
+            "--weights",
+            str(tmp_path / "m.pt"),
+            "--out",
+            str(out),
+            "--smooth",
+            "0.5",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote 5 frames" in proc.stdout
     cap = cv2.VideoCapture(str(out))
@@ -40,9 +56,14 @@ def test_video_overlay_script_on_a_generated_clip(tmp_path):
             break
         count, shape = count + 1, frame.shape
     cap.release()
-    assert count == 5 and shape[0] > 48 and shape[1] > 2 * 64   # overlay | depth | scale bar, legend below
-    help_text = subprocess.run([sys.executable, str(REPO / "demos" / "video_overlay.py"), "--help"], env=ENV,
-                               capture_output=True, text=True, timeout=60).stdout
+    assert count == 5 and shape[0] > 48 and shape[1] > 2 * 64  # overlay | depth | scale bar, legend below
+    help_text = subprocess.run(
+        [sys.executable, str(REPO / "demos" / "video_overlay.py"), "--help"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "--smooth" in help_text
 
 
@@ -51,15 +72,21 @@ def test_walkthrough_notebook_executes(tmp_path):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     nb = nbformat.read(REPO / "demos" / "walkthrough.ipynb", as_version=4)
-    env = {"WALKTHROUGH_STEPS": "3", "WALKTHROUGH_SIZE": "64", "WALKTHROUGH_OUT": str(tmp_path / "out"),
-           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        "WALKTHROUGH_STEPS": "3",
+        "WALKTHROUGH_SIZE": "64",
+        "WALKTHROUGH_OUT": str(tmp_path / "out"),
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
     env_keys = list(env) + ["MPLBACKEND"]
     old = {k: os.environ.get(k) for k in env_keys}
-    os.environ.pop("MPLBACKEND", None)   # the kernel's inline backend shows the figures
-    os.environ.update(env)   # the kernel inherits the environment
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend shows the figures
+    os.environ.update(env)  # the kernel inherits the environment
     try:
-        nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
-                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -72,4 +99,4 @@ def test_walkthrough_notebook_executes(tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors
     plots = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(plots) == 2   # sigma^2 and the prediction
+    assert len(plots) == 2  # sigma^2 and the prediction

@@ -5,6 +5,7 @@ is compared with one process on the same global batch: label dropout, scale augm
 (unequal valid-pixel counts per rank) and frozen BatchNorm, for uncertainty weighting and
 for DWA over three epochs.
 """
+
 import json
 import os
 import socket
@@ -22,14 +23,25 @@ from hydranet.training import apply_overrides, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
-SMALL = ["model.encoder_options={width_mult: 0.35}", "model.width=16",
-         "data.train.num_samples=8", "data.train.size=[32,32]",
-         "data.train.transforms={size: [32, 32], scale: [0.6, 1.4], hflip: 0.5}",
-         "data.train.label_dropout={segm: 0.5, depth: 0.5, count: 0.3}",
-         "data.val.num_samples=5", "data.val.size=[32,32]",
-         "train.steps=6", "train.val_every=6", "train.ckpt_every=6", "train.warmup_steps=0",
-         "train.lr=0.01", "train.freeze_bn=true", "train.plots=false", "train.tensorboard=false",
-         "train.monitor=loss"]
+SMALL = [
+    "model.encoder_options={width_mult: 0.35}",
+    "model.width=16",
+    "data.train.num_samples=8",
+    "data.train.size=[32,32]",
+    "data.train.transforms={size: [32, 32], scale: [0.6, 1.4], hflip: 0.5}",
+    "data.train.label_dropout={segm: 0.5, depth: 0.5, count: 0.3}",
+    "data.val.num_samples=5",
+    "data.val.size=[32,32]",
+    "train.steps=6",
+    "train.val_every=6",
+    "train.ckpt_every=6",
+    "train.warmup_steps=0",
+    "train.lr=0.01",
+    "train.freeze_bn=true",
+    "train.plots=false",
+    "train.tensorboard=false",
+    "train.monitor=loss",
+]
 
 
 def small_cfg(*extra):
@@ -73,8 +85,22 @@ def two_process_runs(tmp_path_factory):
         hydranet.save_config(_configs(weighting, 2), root / f"{weighting}.yaml")
         args += [str(root / f"{weighting}.yaml"), str(root / weighting)]
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-         str(root / "launch.py"), *args], env=ENV, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            str(root / "launch.py"),
+            *args,
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc.stdout
 
@@ -86,8 +112,9 @@ def _assert_close(a, b, where, tol=1e-5):
             _assert_close(a[k], b[k], f"{where}/{k}", tol)
     elif isinstance(a, torch.Tensor):
         if a.is_floating_point():
-            assert torch.allclose(a.float(), b.float(), atol=tol, rtol=0, equal_nan=True), \
+            assert torch.allclose(a.float(), b.float(), atol=tol, rtol=0, equal_nan=True), (
                 f"{where}: max diff {float((a.float() - b.float()).abs().max())}"
+            )
         else:
             assert torch.equal(a, b), where
     elif isinstance(a, float):

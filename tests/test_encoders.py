@@ -1,5 +1,6 @@
 """Every registered encoder through the same machinery: shapes, gradients, fast path, ONNX,
 checkpoints, training steps; the ViT's reassembly, weights and options; timm backbones."""
+
 import sys
 
 import pytest
@@ -22,11 +23,24 @@ from hydranet.tools.summary import summarize
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_VIT = {"depth": 2, "width": 32, "heads": 2, "image_size": 64}
-TINY_OPTIONS = {"mobilenet_v2": {"width_mult": 0.35}, "mobilenet_v3_large": {"width_mult": 0.35},
-                "vit_s_16": TINY_VIT, "vit_b_16": TINY_VIT}
+TINY_OPTIONS = {
+    "mobilenet_v2": {"width_mult": 0.35},
+    "mobilenet_v3_large": {"width_mult": 0.35},
+    "vit_s_16": TINY_VIT,
+    "vit_b_16": TINY_VIT,
+}
 # Small enough for the full matrix; the real ResNet-34/50/101 only get a forward pass.
-FULL = ["mobilenet_v2", "mtrn_mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "resnet18",
-        "vit_s_16", "vit_b_16", "timm:test_efficientnet", "timm:test_convnext"]
+FULL = [
+    "mobilenet_v2",
+    "mtrn_mobilenet_v2",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "resnet18",
+    "vit_s_16",
+    "vit_b_16",
+    "timm:test_efficientnet",
+    "timm:test_convnext",
+]
 HEAVY = ["resnet34", "resnet50", "resnet101"]
 DECODERS = ["lightweight", "refinenet"]
 
@@ -52,8 +66,13 @@ def test_shapes_gradients_and_fast_path(encoder, decoder):
     model = build(encoder, decoder)
     x = torch.randn(2, 3, 97, 130)
     out = model(x)
-    expected = {"segm": (2, 5, 97, 130), "depth": (2, 1, 97, 130), "normals": (2, 3, 97, 130),
-                "maker": (2, 3), "diameter": (2, 2)}
+    expected = {
+        "segm": (2, 5, 97, 130),
+        "depth": (2, 1, 97, 130),
+        "normals": (2, 3, 97, 130),
+        "maker": (2, 3),
+        "diameter": (2, 2),
+    }
     assert {k: tuple(v.shape) for k, v in out.items()} == expected
     sum(v.square().mean() for v in out.values()).backward()
     params = list(model.encoder.parameters())
@@ -113,6 +132,7 @@ def test_training_steps_lower_the_loss_on_synthetic_scenes(encoder):
 
 # --- ONNX -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("encoder, decoder", [("vit_s_16", "lightweight"), ("timm:test_efficientnet", "refinenet")])
 def test_onnx_parity_at_two_sizes(encoder, decoder, tmp_path):
     from hydranet.inference.export import export_onnx
@@ -125,6 +145,7 @@ def test_onnx_parity_at_two_sizes(encoder, decoder, tmp_path):
 
 
 # --- the ViT ------------------------------------------------------------------------------------
+
 
 def tiny_vit(**options):
     torch.manual_seed(0)
@@ -149,7 +170,7 @@ def test_padding_and_cropping_match_a_zero_padded_input():
         padded_maps, padded_pooled = enc.encode(F.pad(x, (0, 14, 0, 15)))  # 112x144: 7x9 patches
     assert [tuple(m.shape[-2:]) for m in maps] == [(25, 33), (13, 17), (7, 9), (4, 5)]
     for m, p in zip(maps, padded_maps):
-        assert torch.allclose(m, p[..., :m.shape[-2], :m.shape[-1]], atol=1e-5)
+        assert torch.allclose(m, p[..., : m.shape[-2], : m.shape[-1]], atol=1e-5)
     assert torch.allclose(pooled, padded_pooled, atol=1e-5)
 
 
@@ -171,8 +192,10 @@ def test_global_feature_class_token_or_mean_and_image_level_only_skips_the_maps(
     assert not torch.allclose(g, g3)
     # by hand: the final LayerNorm of the tokens, then the class token or the mean patch token
     with torch.no_grad():
-        t = torch.cat([token.class_token.expand(2, -1, -1),
-                       token.patch_embed(x).flatten(2).transpose(1, 2)], 1) + token.pos_embedding
+        t = (
+            torch.cat([token.class_token.expand(2, -1, -1), token.patch_embed(x).flatten(2).transpose(1, 2)], 1)
+            + token.pos_embedding
+        )
         for block in token.blocks:
             t = block(t)
         t = token.norm(t)
@@ -207,9 +230,16 @@ def test_timm_vit_weights_load_and_reproduce_its_class_token(tmp_path):
         build_encoder("vit_s_16", weights=str(tmp_path / "timm.pth"), **{**TINY_VIT, "width": 64})
 
 
-@pytest.mark.parametrize("options, field", [({"global_pool": "max"}, "global_pool"), ({"heads": 3}, "heads"),
-                                            ({"out_blocks": [0, 1]}, "out_blocks"), ({"readout": "cat"}, "readout"),
-                                            ({"depthh": 2}, "encoder_options")])
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"global_pool": "max"}, "global_pool"),
+        ({"heads": 3}, "heads"),
+        ({"out_blocks": [0, 1]}, "out_blocks"),
+        ({"readout": "cat"}, "readout"),
+        ({"depthh": 2}, "encoder_options"),
+    ],
+)
 def test_vit_option_errors_name_the_field(options, field):
     with pytest.raises(ConfigError, match=field):
         build_encoder("vit_s_16", **{**TINY_VIT, **options})
@@ -229,7 +259,7 @@ def test_summary_counts_the_attention_products():
     model = build("vit_s_16", tasks=tasks)
     t, d, depth = 17, 32, 2
     block = t * d * 3 * d + 2 * t * t * d + t * d * d + 2 * t * d * 4 * d  # qkv, q k^T and attn v, proj, MLP
-    macs = 16 * (3 * 16 * 16) * d + depth * block + d * 3 + d * 2      # patch embedding, blocks, two heads
+    macs = 16 * (3 * 16 * 16) * d + depth * block + d * 3 + d * 2  # patch embedding, blocks, two heads
     info = summarize(model, 64, 64)
     assert info["gmacs"] * 1e9 == pytest.approx(macs)
     assert info["outputs"] == {"maker": [1, 3], "diameter": [1, 2]}
@@ -241,6 +271,7 @@ def test_vit_ranks_gradnorms_shared_layer():
 
 
 # --- timm backbones -------------------------------------------------------------------------------
+
 
 def test_timm_features_and_names():
     enc = build_encoder("timm:test_convnext")
@@ -275,6 +306,7 @@ def test_timm_weights_local_file_and_offline_error(tmp_path, monkeypatch):
         if kwargs.get("pretrained"):
             raise OSError("Name or service not known")
         return real(*args, **kwargs)
+
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightsUnavailableError, match="--encoder-weights PATH.*pretrained_cfg_overlay"):
@@ -284,6 +316,7 @@ def test_timm_weights_local_file_and_offline_error(tmp_path, monkeypatch):
 
 
 # --- shipped config and the command line -------------------------------------------------------------
+
 
 def test_summary_of_the_vit_config_and_of_a_set_encoder(capsys):
     from hydranet.cli import main
@@ -314,17 +347,53 @@ def test_legacy_trainer_flags_with_the_vit_config(tmp_path):
     records = []
     for i in range(8):
         cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
-        records.append({"image": f"{i}.png", "company": ["acme", "zenith"][i % 2], "model": i % 3,
-                        "diameter": 4.0 + 0.1 * i, "length": 30.0 + i})
+        records.append(
+            {
+                "image": f"{i}.png",
+                "company": ["acme", "zenith"][i % 2],
+                "model": i % 3,
+                "diameter": 4.0 + 0.1 * i,
+                "length": 30.0 + i,
+            }
+        )
     (tmp_path / "train.json").write_text(json.dumps(records))
     out = tmp_path / "run"
-    code = main(["train", "--config", "json_targets_vit", "--train_json", str(tmp_path / "train.json"),
-                 "--use_uncertainty_weighting", "true", "--gradient_normalization", "true",
-                 "--initial_log_vars", "0,0,0,0", "--steps", "2", "--out", str(out), "--no-progress",
-                 "--set", "model.encoder_weights=null", "--set", f"model.encoder_options={json.dumps(TINY_VIT)}",
-                 "--set", "data.val=null", "--set", "train.batch_size=4", "--set", "train.warmup_steps=0",
-                 "--set", "data.train.transforms={size: [48, 48]}", "--set", "train.plots=false",
-                 "--set", "train.tensorboard=false"])
+    code = main(
+        [
+            "train",
+            "--config",
+            "json_targets_vit",
+            "--train_json",
+            str(tmp_path / "train.json"),
+            "--use_uncertainty_weighting",
+            "true",
+            "--gradient_normalization",
+            "true",
+            "--initial_log_vars",
+            "0,0,0,0",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            "model.encoder_weights=null",
+            "--set",
+            f"model.encoder_options={json.dumps(TINY_VIT)}",
+            "--set",
+            "data.val=null",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.warmup_steps=0",
+            "--set",
+            "data.train.transforms={size: [48, 48]}",
+            "--set",
+            "train.plots=false",
+            "--set",
+            "train.tensorboard=false",
+        ]
+    )
     assert code == 0
     ckpt = read_checkpoint(out / "last.pt")
     assert ckpt["step"] == 2 and ckpt["config"]["model"]["encoder"] == "vit_b_16"

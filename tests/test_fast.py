@@ -1,20 +1,26 @@
 """The fast inference path: same outputs as the plain model, exact pieces, no side effects."""
+
 import copy
 import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
+from support import ALL_KINDS_TASKS, tiny_config
 from torch import nn
 
 import hydranet
 from hydranet.errors import ConfigError
-from hydranet.inference.fast import (ChannelScale, CudaGraphRunner, FastModel, SeparableMaxPool2d, fold_batchnorm,
-                           optimize_for_inference, separable_max_pool2d)
-
+from hydranet.inference.fast import (
+    ChannelScale,
+    CudaGraphRunner,
+    FastModel,
+    SeparableMaxPool2d,
+    fold_batchnorm,
+    optimize_for_inference,
+    separable_max_pool2d,
+)
 from hydranet.inference.rewrites import TapConv2d
-
-from support import ALL_KINDS_TASKS, tiny_config
 
 CUDA = torch.cuda.is_available()
 
@@ -87,8 +93,10 @@ def test_few_output_heads_become_tap_convolutions():
         model.heads["depth"][2].bias.fill_(2.0)  # metric depth, see build_metric_depth
     fast = optimize_for_inference(model)
     assert fast.report["tap_convs"] == 2
-    assert {name for name, m in fast.model.named_modules() if isinstance(m, TapConv2d)} == \
-        {"heads.depth.2", "heads.normals.2"}
+    assert {name for name, m in fast.model.named_modules() if isinstance(m, TapConv2d)} == {
+        "heads.depth.2",
+        "heads.normals.2",
+    }
     x = torch.randn(2, 3, 97, 130)
     assert_close_rel(fast(x), plain(model, x), tol=1e-5)
     assert optimize_for_inference(build()).report["tap_convs"] == 0  # width 16: no gain
@@ -100,11 +108,13 @@ def _rewrites_present(fast) -> dict:
 
     modules = list(fast.model.modules())
     conv = next(m for m in modules if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
-    return {"channels_last": conv.weight.is_contiguous(memory_format=torch.channels_last),
-            "fold_bn": not any(isinstance(m, nn.BatchNorm2d) for m in modules),
-            "fast_pool": any(isinstance(m, SeparableMaxPool2d) for m in modules),
-            "fast_depthwise": any(isinstance(m, ChannelScale) for m in modules),
-            "tap_convs": any(isinstance(m, TapConv2d) for m in modules)}
+    return {
+        "channels_last": conv.weight.is_contiguous(memory_format=torch.channels_last),
+        "fold_bn": not any(isinstance(m, nn.BatchNorm2d) for m in modules),
+        "fast_pool": any(isinstance(m, SeparableMaxPool2d) for m in modules),
+        "fast_depthwise": any(isinstance(m, ChannelScale) for m in modules),
+        "tap_convs": any(isinstance(m, TapConv2d) for m in modules),
+    }
 
 
 @pytest.mark.parametrize("switch", ["channels_last", "fold_bn", "fast_pool", "fast_depthwise", "tap_convs"])
@@ -112,7 +122,7 @@ def test_each_rewrite_can_be_switched_off(switch):
     torch.manual_seed(0)
     model = randomize_batchnorm(hydranet.build_model(tiny_config(width=48))).eval()  # wide enough for taps
     x = torch.randn(1, 3, 64, 64)
-    assert all(_rewrites_present(optimize_for_inference(model)).values())    # all on by default
+    assert all(_rewrites_present(optimize_for_inference(model)).values())  # all on by default
     fast = optimize_for_inference(model, **{switch: False})
     present = _rewrites_present(fast)
     assert not present[switch] and all(v for k, v in present.items() if k != switch), present
@@ -252,7 +262,9 @@ def test_cuda_graph_runner_replays_and_clones():
         runner(torch.randn(1, 3, 64, 64, device="cuda"))
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler"
+)
 def test_compile_option_matches_plain_model():
     model = build()
     fast = optimize_for_inference(model, compile=True)

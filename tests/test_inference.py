@@ -1,18 +1,18 @@
 """Predictor, visualisation helpers, point clouds and `hydranet predict`."""
+
 import numpy as np
 import pytest
 import torch
+from support import ALL_KINDS_TASKS, tiny_config
 
 import hydranet
 from hydranet import visualize as vis
 from hydranet.cli import main
-from hydranet.errors import CheckpointError, ConfigError
 from hydranet.data.io import read_image
+from hydranet.errors import CheckpointError, ConfigError
 from hydranet.inference import Predictor
-from hydranet.tools.predict import depth_to_png_mm
 from hydranet.tools.pointcloud import default_intrinsics, depth_to_points, read_ply_header, write_ply
-
-from support import ALL_KINDS_TASKS, tiny_config
+from hydranet.tools.predict import depth_to_png_mm
 
 cv2 = pytest.importorskip("cv2")
 
@@ -44,6 +44,7 @@ def _frame(h=64, w=64, seed=0):
 
 # --------------------------------------------------------------------------- predictor
 
+
 def test_predictor_outputs_every_kind(ckpt):
     p = Predictor(ckpt)
     frame = _frame(48, 80)
@@ -68,7 +69,7 @@ def test_predictor_outputs_every_kind(ckpt):
     np.testing.assert_allclose(pred["diameter"], expected, rtol=1e-4, atol=1e-5)
     logits = raw["segm"][0]
     top2 = logits.topk(2, dim=0).values
-    clear = (top2[0] - top2[1]) > 1e-3          # ignore near-ties between the fast and plain paths
+    clear = (top2[0] - top2[1]) > 1e-3  # ignore near-ties between the fast and plain paths
     assert (pred["segm"][clear.numpy()] == logits.argmax(0).numpy()[clear.numpy()]).all()
 
     summary = pred.summary()
@@ -90,13 +91,13 @@ def test_predictor_plain_resize_pad_and_batches(ckpt):
     assert rates["frames"] == 4 and rates["model_fps"] > 0 and rates["end_to_end_fps"] > 0
     assert rates["end_to_end_fps"] <= rates["model_fps"]
     plain.warmup((32, 32))
-    assert plain.fps()["frames"] == 4        # the warm-up is not counted
+    assert plain.fps()["frames"] == 4  # the warm-up is not counted
 
 
 def test_predictor_takes_a_model_and_rejects_bad_input(ckpt):
     model = hydranet.load_model(ckpt)
     p = Predictor(model)
-    assert p.predict(_frame(32, 32)[..., 0])["segm"].shape == (32, 32)      # grey frames are accepted
+    assert p.predict(_frame(32, 32)[..., 0])["segm"].shape == (32, 32)  # grey frames are accepted
     with pytest.raises(ConfigError, match="half precision needs CUDA"):
         Predictor(model, half=True)
     with pytest.raises(hydranet.DataError, match="uint8"):
@@ -107,14 +108,19 @@ def test_predictor_takes_a_model_and_rejects_bad_input(ckpt):
 
 # --------------------------------------------------------------------------- visualisation
 
+
 def test_palettes():
     voc = vis.voc_colormap(8)
     assert voc[:4].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     assert vis.NYUD40_PALETTE.shape == (40, 3)
-    assert vis.NYUD40_PALETTE[0].tolist() == [128, 0, 0]        # wall: VOC colour 1, as cmap_nyud[id + 1]
+    assert vis.NYUD40_PALETTE[0].tolist() == [128, 0, 0]  # wall: VOC colour 1, as cmap_nyud[id + 1]
     assert len({tuple(c) for c in vis.NYUD40_PALETTE}) == 40
     assert vis.NYUD40_NAMES[0] == "wall" and vis.NYUD40_NAMES[39] == "otherprop"
-    assert vis.CITYSCAPES19_PALETTE[0].tolist() == [128, 64, 128] and vis.CITYSCAPES19_PALETTE[10].tolist() == [70, 130, 180]
+    assert vis.CITYSCAPES19_PALETTE[0].tolist() == [128, 64, 128] and vis.CITYSCAPES19_PALETTE[10].tolist() == [
+        70,
+        130,
+        180,
+    ]
     spec = hydranet.TaskSpec("s", "segmentation", classes=8, class_names=vis.SYNTHETIC8_NAMES)
     assert (vis.palette_for(spec) == vis.SYNTHETIC8_PALETTE).all()
     assert (vis.palette_for(40) == vis.NYUD40_PALETTE).all() and (vis.palette_for(6) == vis.KITTI6_PALETTE).all()
@@ -133,8 +139,8 @@ def test_colorize_segmentation_and_overlay_exact():
     # round half up of (frame + colour) / 2
     assert out.tolist() == [[[178, 50, 50], [0, 100, 128]], [[133, 138, 143], [4, 4, 5]]]
     out = vis.overlay(frame, colour, alpha=0.25, valid=ids != 255)
-    assert out[0, 0].tolist() == [139, 75, 75]                 # 0.75 * 100 + 0.25 * 255 = 138.75
-    assert out[1, 1].tolist() == [7, 8, 9]                     # ignore pixels keep the frame
+    assert out[0, 0].tolist() == [139, 75, 75]  # 0.75 * 100 + 0.25 * 255 = 138.75
+    assert out[1, 1].tolist() == [7, 8, 9]  # ignore pixels keep the frame
     assert (vis.overlay(frame, colour, 0.0) == frame).all() and (vis.overlay(frame, colour, 1.0) == colour).all()
 
 
@@ -142,8 +148,8 @@ def test_depth_colours_scale_bar_and_normals():
     lut = vis._cmap_lut("magma")
     depth = np.array([[0.0, 2.5, 5.0, 9.0]], np.float32)
     rgb = vis.colorize_depth(depth, 5.0)
-    assert rgb[0, 0].tolist() == [0, 0, 0]                     # no measurement
-    assert rgb[0, 2].tolist() == lut[255].tolist() == rgb[0, 3].tolist()   # max and beyond: bright end
+    assert rgb[0, 0].tolist() == [0, 0, 0]  # no measurement
+    assert rgb[0, 2].tolist() == lut[255].tolist() == rgb[0, 3].tolist()  # max and beyond: bright end
     assert rgb[0, 1].tolist() == lut[128].tolist()
     assert vis.colorize_depth(depth, 5.0, cmap="turbo")[0, 2].tolist() == vis._cmap_lut("turbo")[255].tolist()
     with pytest.raises(ValueError, match="unknown depth colour map"):
@@ -152,8 +158,8 @@ def test_depth_colours_scale_bar_and_normals():
     bar = vis.depth_scale_bar(240, 10.0)
     assert bar.shape[0] == 240 and 30 < bar.shape[1] < 120 and bar.dtype == np.uint8
     colours = {tuple(c) for c in bar.reshape(-1, 3)}
-    assert tuple(lut[255]) in colours and tuple(lut[0]) in colours   # the gradient spans the map
-    assert (bar == 255).all(axis=-1).sum() > 20                      # white tick labels were drawn
+    assert tuple(lut[255]) in colours and tuple(lut[0]) in colours  # the gradient spans the map
+    assert (bar == 255).all(axis=-1).sum() > 20  # white tick labels were drawn
     assert vis.depth_scale_bar(64, 0.02).shape[0] == 64
     assert vis._nice_step(10, 5) == 2 and vis._nice_step(80, 4) == 20 and vis.nice_ceil(7.3) == 10
 
@@ -178,6 +184,7 @@ def test_legend_shows_exact_palette_colours():
 
 # --------------------------------------------------------------------------- point clouds
 
+
 def test_depth_to_points_and_ply(tmp_path):
     depth = np.array([[1.0, 0.0], [np.nan, 2.0]], np.float32)
     rgb = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
@@ -189,8 +196,11 @@ def test_depth_to_points_and_ply(tmp_path):
     assert text[-2:] == ["-0.25 0.125 -1 0 1 2", "0.5 -0.25 -2 9 10 11"]
     write_ply(tmp_path / "b.ply", pts, col)
     head = read_ply_header(tmp_path / "b.ply")
-    assert head == {"format": "binary_little_endian", "vertices": 2,
-                    "properties": ["x", "y", "z", "red", "green", "blue"]}
+    assert head == {
+        "format": "binary_little_endian",
+        "vertices": 2,
+        "properties": ["x", "y", "z", "red", "green", "blue"],
+    }
     k = default_intrinsics(240, 320, {"meta": {"datasets": ["nyud"]}})
     assert k["fx"] == pytest.approx(518.86 / 2) and k["cy"] == pytest.approx(253.74 / 2)
     k = default_intrinsics(480, 640)
@@ -198,6 +208,7 @@ def test_depth_to_points_and_ply(tmp_path):
 
 
 # --------------------------------------------------------------------------- hydranet predict
+
 
 def _write_images(folder, n=2, h=40, w=56):
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,8 +228,20 @@ def test_predict_writes_files_that_read_back(ckpt, tmp_path, capsys):
     single = tmp_path / "single.jpg"
     cv2.imwrite(str(single), _frame(30, 36, 5))
     out = tmp_path / "out"
-    rc = main(["predict", str(folder), str(single), "--weights", str(ckpt), "--out", str(out), "--ply",
-               "--json", str(tmp_path / "p.json")])
+    rc = main(
+        [
+            "predict",
+            str(folder),
+            str(single),
+            "--weights",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--ply",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
     assert rc == 0
     stdout = capsys.readouterr().out
     assert "maker=" in stdout and "img0.png" in stdout
@@ -254,15 +277,39 @@ def test_predict_writes_files_that_read_back(ckpt, tmp_path, capsys):
 def test_predict_npy_depth_and_ascii_ply(ckpt, tmp_path):
     (path,) = _write_images(tmp_path / "imgs", n=1)
     out = tmp_path / "out"
-    assert main(["predict", str(path), "--weights", str(ckpt), "--out", str(out), "--depth-format", "npy",
-                 "--ply", "ascii", "--fx", "50", "--fy", "50", "--cx", "28", "--cy", "20", "--plain"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--depth-format",
+                "npy",
+                "--ply",
+                "ascii",
+                "--fx",
+                "50",
+                "--fy",
+                "50",
+                "--cx",
+                "28",
+                "--cy",
+                "20",
+                "--plain",
+            ]
+        )
+        == 0
+    )
     pred = Predictor(ckpt, fast=False).predict(read_image(path))
     saved = np.load(out / "img0_depth.npy")
     assert saved.dtype == np.float32 and np.array_equal(saved, pred["depth"])
     lines = (out / "img0.ply").read_text().splitlines()
     n = read_ply_header(out / "img0.ply")["vertices"]
     assert n == pred["depth"].size and len(lines) == lines.index("end_header") + 1 + n
-    x, y, z = (float(v) for v in lines[lines.index("end_header") + 1].split()[:3])   # pixel (0, 0)
+    x, y, z = (float(v) for v in lines[lines.index("end_header") + 1].split()[:3])  # pixel (0, 0)
     d = pred["depth"][0, 0]
     assert z == pytest.approx(-d, rel=1e-4) and x == pytest.approx(-28 * d / 50, rel=1e-4)
 
@@ -288,7 +335,7 @@ def test_input_normalisation_travels_with_the_checkpoint(tmp_path):
     cfg = tiny_config(tasks=[{"name": "depth", "kind": "depth"}])
     cfg["meta"] = {"normalization": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}
     hydranet.save_model(hydranet.build_model(cfg), tmp_path / "plain01.pt")
-    frame = np.full((8, 10, 3), 51, np.uint8)            # 51 / 255 = 0.2
+    frame = np.full((8, 10, 3), 51, np.uint8)  # 51 / 255 = 0.2
     x, size = Predictor(tmp_path / "plain01.pt", fast=False).preprocess([frame])
     assert size == (8, 10) and torch.allclose(x, torch.full_like(x, 0.2))
     cfg.pop("meta")

@@ -1,4 +1,5 @@
 """int8 export (static QDQ) and ``hydranet eval`` on exported ONNX files."""
+
 import json
 
 import pytest
@@ -15,8 +16,7 @@ from hydranet.training import apply_overrides
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The shipped synthetic config as a tiny network with a small 64x64 validation set.
-TINY = ["model.encoder_options={width_mult: 0.35}", "model.width=16", "data.val.size=[64,64]",
-        "data.val.num_samples=6"]
+TINY = ["model.encoder_options={width_mult: 0.35}", "model.width=16", "data.val.size=[64,64]", "data.val.num_samples=6"]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,22 @@ def exported(tmp_path_factory):
     # and the metadata and quantisation steps are the same.
     common = ["--weights", str(tmp / "m.pt"), "--size", "64x64", "--no-check", "--opset", "17"]
     assert main(["export", *common, "--out", str(tmp / "fp32.onnx")]) == 0
-    assert main(["export", *common, "--out", str(tmp / "int8.onnx"), "--int8", "--calibration-frames", "4",
-                 "--json", str(tmp / "int8.json")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                *common,
+                "--out",
+                str(tmp / "int8.onnx"),
+                "--int8",
+                "--calibration-frames",
+                "4",
+                "--json",
+                str(tmp / "int8.json"),
+            ]
+        )
+        == 0
+    )
     return tmp
 
 
@@ -45,7 +59,12 @@ def test_int8_file_is_quantised_and_carries_the_config(exported):
     assert int8_weights, "convolution weights are stored as int8"
     meta = {p.key: p.value for p in model.metadata_props}
     assert [t["name"] for t in json.loads(meta["hydranet_config"])["tasks"]] == [
-        "segm", "depth", "normals", "count", "dominant"]
+        "segm",
+        "depth",
+        "normals",
+        "count",
+        "dominant",
+    ]
     report = json.loads((exported / "int8.json").read_text())
     assert report["int8"] is True and report["calibration_frames"] == 4 and report["per_channel"] is True
     # int8 weights (biases stay int32) make the file smaller than fp32
@@ -71,8 +90,10 @@ def test_eval_of_onnx_files_uses_the_same_metrics(exported):
 
 
 def test_eval_cli_on_int8_file(exported, capsys):
-    assert main(["eval", "--weights", str(exported / "int8.onnx"), "--no-progress",
-                 "--set", "data.val.num_samples=2"]) == 0
+    assert (
+        main(["eval", "--weights", str(exported / "int8.onnx"), "--no-progress", "--set", "data.val.num_samples=2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "(2 samples)" in out and "miou" in out and "abs_rel" in out
 
@@ -96,8 +117,12 @@ def test_int8_without_calibration_data_is_a_clear_error(tmp_path, capsys):
     assert main(["export", "--config", str(path), "--int8", "--out", str(out), "--size", "64x64"]) == 2
     err = capsys.readouterr().err
     assert "--calibration" in err and "no data" in err and not out.exists()
-    assert main(["export", "--config", str(path), "--int8", "--calibration", str(tmp_path / "none.txt"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            ["export", "--config", str(path), "--int8", "--calibration", str(tmp_path / "none.txt"), "--out", str(out)]
+        )
+        == 2
+    )
     assert "none.txt" in capsys.readouterr().err
     assert main(["export", "--config", str(path), "--calibration", "synthetic", "--out", str(out)]) == 2
     assert "apply to --int8" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The authors' models by name: download from a local HTTP server, git blob id check, conversion,
 cache in torch's hub folder, offline errors, every front end (load_model, CLI, torch.hub)."""
+
 import functools
 import http.server
 import threading
@@ -32,8 +33,9 @@ class _Server:
                 served.append(self.path)
                 super().do_GET()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                     functools.partial(Handler, directory=str(folder)))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/weights/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -68,9 +70,9 @@ def cache(tmp_path):
 
 def test_git_blob_id_is_gits(tmp_path):
     path = tmp_path / "hello.txt"
-    path.write_bytes(b"hello\n")   # `echo hello | git hash-object --stdin`
+    path.write_bytes(b"hello\n")  # `echo hello | git hash-object --stdin`
     assert hub.git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"
-    path.write_bytes(b"")          # git's empty blob
+    path.write_bytes(b"")  # git's empty blob
     assert hub.git_blob_id(path) == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
 
 
@@ -85,7 +87,7 @@ def test_download_verify_convert_and_cache(server, original_file, tmp_path):
     cached = cache(tmp_path) / f"{NAME}.pt"
     assert cached.is_file()
     assert server.served == [f"/weights/{FILE}"]
-    assert sorted(p.name for p in cache(tmp_path).iterdir()) == [f"{NAME}.pt"]   # no raw file, no temporaries
+    assert sorted(p.name for p in cache(tmp_path).iterdir()) == [f"{NAME}.pt"]  # no raw file, no temporaries
     assert [t.name for t in model.tasks] == ["segm", "depth"]
     x = torch.randn(1, 3, 64, 64)
     reference = load_original(original_file)
@@ -114,6 +116,7 @@ def test_offline_error_says_what_to_fetch_and_where(tmp_path, monkeypatch, capsy
     assert f"http://127.0.0.1:9/weights/{FILE}" in msg and str(cache(tmp_path) / FILE) in msg
     image = tmp_path / "a.png"
     import cv2
+
     cv2.imwrite(str(image), (torch.rand(32, 32, 3) * 255).byte().numpy())
     assert main(["predict", str(image), "--weights", NAME, "--out", str(tmp_path / "p")]) == 2
     assert f"fetch http://127.0.0.1:9/weights/{FILE} by hand" in capsys.readouterr().err
@@ -130,8 +133,12 @@ def test_hand_placed_original_is_verified_and_converted(original_file, tmp_path,
 
 def test_demo_command_with_a_model_name(server, tmp_path):
     out = tmp_path / "demo.mp4"
-    assert main(["demo", "--weights", NAME, "--out", str(out), "--max-frames", "2", "--clip-size", "64x48",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["demo", "--weights", NAME, "--out", str(out), "--max-frames", "2", "--clip-size", "64x48", "--no-progress"]
+        )
+        == 0
+    )
     assert out.stat().st_size > 0
 
 

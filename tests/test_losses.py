@@ -1,4 +1,5 @@
 """Masked task losses against hand-computed values on tiny tensors."""
+
 import math
 
 import pytest
@@ -6,8 +7,15 @@ import torch
 from torch import nn
 
 from hydranet.errors import ConfigError
-from hydranet.losses import (LOSSES, clip_head_gradients, compute_losses, denormalize_prediction,
-                             normalize_target, resolve_loss, task_loss)
+from hydranet.losses import (
+    LOSSES,
+    clip_head_gradients,
+    compute_losses,
+    denormalize_prediction,
+    normalize_target,
+    resolve_loss,
+    task_loss,
+)
 from hydranet.tasks import parse_task
 
 NAN = float("nan")
@@ -110,8 +118,7 @@ def test_classification_label_smoothing_and_missing():
 
 @pytest.mark.parametrize("loss,expected", [("l1", 4 / 3), ("mse", 2.0), ("smooth_l1", 2.5 / 3)])
 def test_regression_normalised_targets(loss, expected):
-    s = spec(name="diam", kind="regression", outputs=2, loss=loss,
-             options={"target_mean": 10.0, "target_std": 2.0})
+    s = spec(name="diam", kind="regression", outputs=2, loss=loss, options={"target_mean": 10.0, "target_std": 2.0})
     target = torch.tensor([[12.0, NAN], [8.0, 14.0]])  # z = [[1, nan], [-1, 2]]
     pred = torch.zeros(2, 2, requires_grad=True)
     value = task_loss(s, pred, target)
@@ -180,7 +187,7 @@ def test_clip_head_gradients_caps_each_head():
     (1000 * out["segm"].sum() + 0.001 * out["depth"].sum()).backward()
     before = clip_head_gradients(model.heads, max_norm=1.0)
     assert before["segm"] > 1.0 and before["depth"] < 1.0
-    for name, head in model.heads.items():
+    for head in model.heads.values():  # segm, then depth: ``norm`` ends as depth's
         norm = torch.norm(torch.stack([p.grad.norm() for p in head.parameters()]))
         assert norm.item() <= 1.0 + 1e-4
     assert norm.item() == pytest.approx(before["depth"], rel=1e-5)  # depth was under the cap: untouched
@@ -191,6 +198,7 @@ def test_clip_head_gradients_caps_each_head():
 
 
 # --- global losses over ranks (the math behind torchrun = one process) ---------------------------
+
 
 class _Group:
     """W ranks simulated by threads: a collective waits for every rank, as torch.distributed does."""
@@ -228,37 +236,63 @@ def test_rank_losses_and_gradients_are_the_global_batch_ones(depth_loss):
 
     from hydranet.losses import build_weighting
 
-    tasks = [spec(name="segm", kind="segmentation", classes=3,
-                  loss_options={"class_weights": [1.0, 2.0, 0.5], "label_smoothing": 0.1}),
-             spec(name="depth", kind="depth", loss=depth_loss),
-             spec(name="normals", kind="normals"),
-             spec(name="size", kind="regression", outputs=2, loss="mse")]
+    tasks = [
+        spec(
+            name="segm",
+            kind="segmentation",
+            classes=3,
+            loss_options={"class_weights": [1.0, 2.0, 0.5], "label_smoothing": 0.1},
+        ),
+        spec(name="depth", kind="depth", loss=depth_loss),
+        spec(name="normals", kind="normals"),
+        spec(name="size", kind="regression", outputs=2, loss="mse"),
+    ]
     g = torch.Generator().manual_seed(0)
     n = 4
-    preds = {"segm": torch.randn(n, 3, 2, 3, generator=g), "depth": torch.rand(n, 1, 2, 3, generator=g) + 0.5,
-             "normals": torch.randn(n, 3, 2, 3, generator=g), "size": torch.randn(n, 2, generator=g)}
+    preds = {
+        "segm": torch.randn(n, 3, 2, 3, generator=g),
+        "depth": torch.rand(n, 1, 2, 3, generator=g) + 0.5,
+        "normals": torch.randn(n, 3, 2, 3, generator=g),
+        "size": torch.randn(n, 2, generator=g),
+    }
     depth = torch.rand(n, 1, 2, 3, generator=g) + 0.5
     depth[2:, :, 0] = 0  # the second rank has fewer valid depth pixels
-    batch = {"targets": {"segm": torch.randint(0, 3, (n, 2, 3), generator=g), "depth": depth,
-                         "normals": torch.nn.functional.normalize(torch.randn(n, 3, 2, 3, generator=g), dim=1),
-                         "size": torch.tensor([[1.0, NAN], [0.5, 2.0], [NAN, NAN], [3.0, 1.0]])},
-             "present": {"segm": torch.tensor([True, True, False, False])}}  # only rank 0 has segm
+    batch = {
+        "targets": {
+            "segm": torch.randint(0, 3, (n, 2, 3), generator=g),
+            "depth": depth,
+            "normals": torch.nn.functional.normalize(torch.randn(n, 3, 2, 3, generator=g), dim=1),
+            "size": torch.tensor([[1.0, NAN], [0.5, 2.0], [NAN, NAN], [3.0, 1.0]]),
+        },
+        "present": {"segm": torch.tensor([True, True, False, False])},
+    }  # only rank 0 has segm
 
     def run(pred_slice, batch_slice, reduction=None):
         outputs = {k: v[pred_slice].clone().requires_grad_() for k, v in preds.items()}
-        sub = {"targets": {k: v[batch_slice] for k, v in batch["targets"].items()},
-               "present": {k: v[batch_slice] for k, v in batch["present"].items()}}
+        sub = {
+            "targets": {k: v[batch_slice] for k, v in batch["targets"].items()},
+            "present": {k: v[batch_slice] for k, v in batch["present"].items()},
+        }
         losses = compute_losses(outputs, sub, tasks, reduction)
         weighting = build_weighting("uncertainty", tasks, initial_log_vars=[0.1, -0.2, 0.3, 0.0])
         total, _ = weighting(losses)
         total.backward()
-        return ({k: float(v.detach()) for k, v in losses.items()}, {k: v.grad for k, v in outputs.items()},
-                {k: p.grad for k, p in weighting.log_vars.items()})
+        return (
+            {k: float(v.detach()) for k, v in losses.items()},
+            {k: v.grad for k, v in outputs.items()},
+            {k: p.grad for k, p in weighting.log_vars.items()},
+        )
 
     full_losses, full_grads, full_lv = run(slice(None), slice(None))
     world, group, results = 2, _Group(2), {}
-    threads = [threading.Thread(target=lambda r=r: results.__setitem__(
-        r, run(slice(2 * r, 2 * r + 2), slice(2 * r, 2 * r + 2), group.rank(r)))) for r in range(world)]
+    threads = [
+        threading.Thread(
+            target=lambda r=r: results.__setitem__(
+                r, run(slice(2 * r, 2 * r + 2), slice(2 * r, 2 * r + 2), group.rank(r))
+            )
+        )
+        for r in range(world)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -267,6 +301,6 @@ def test_rank_losses_and_gradients_are_the_global_batch_ones(depth_loss):
         losses, grads, lv = results[r]
         assert losses == pytest.approx(full_losses, rel=1e-6)  # segm too, on the rank without its labels
         for name in preds:  # DDP averages: (1/W) sum over ranks of W x the global gradient's share
-            assert torch.allclose(grads[name] / world, full_grads[name][2 * r:2 * r + 2], atol=1e-7), (r, name)
+            assert torch.allclose(grads[name] / world, full_grads[name][2 * r : 2 * r + 2], atol=1e-7), (r, name)
         for name, grad in lv.items():  # the log-variances get the single-process gradient on every rank
             assert float(grad) == pytest.approx(float(full_lv[name]), rel=1e-6), (r, name)

@@ -1,10 +1,9 @@
 """Metric accumulators against answers worked out by hand."""
+
 import math
 
 import pytest
 import torch
-
-from hydranet.losses import denormalize_prediction
 
 from hydranet.errors import ConfigError
 from hydranet.evaluation import (
@@ -13,6 +12,7 @@ from hydranet.evaluation import (
     depth_crop_mask,
     format_table,
 )
+from hydranet.losses import denormalize_prediction
 from hydranet.tasks import parse_task
 
 IGN = 255
@@ -100,6 +100,7 @@ def test_segmentation_rejects_out_of_range_labels():
 
 # ------------------------------------------------------------------------- depth
 
+
 def depth_spec(**options):
     return parse_task({"name": "depth", "kind": "depth", "options": options})
 
@@ -125,11 +126,12 @@ def test_depth_errors_by_hand_over_two_batches():
     #   delta1 = 1/4, delta2 = 2/4, delta3 = 3/4
     # (Per-batch RMSEs 0.5 and 1.5232 average to 1.0116, not 1.1336.)
     acc = build_metrics([depth_spec(average="pixel")])["depth"]
-    acc.update(torch.tensor([[[[1.5, 4.5], [7.0, 7.0]]]]),
-               torch.tensor([[[[2.0, 4.0], [0.0, float("nan")]]]]))
-    acc.update(torch.tensor([[[[1.8, -3.0]]], [[[0.0, 0.0]]]]),
-               torch.tensor([[[[1.0, 1.0]]], [[[5.0, 5.0]]]]),
-               torch.tensor([True, False]))
+    acc.update(torch.tensor([[[[1.5, 4.5], [7.0, 7.0]]]]), torch.tensor([[[[2.0, 4.0], [0.0, float("nan")]]]]))
+    acc.update(
+        torch.tensor([[[[1.8, -3.0]]], [[[0.0, 0.0]]]]),
+        torch.tensor([[[[1.0, 1.0]]], [[[5.0, 5.0]]]]),
+        torch.tensor([True, False]),
+    )
     r = acc.compute()
     assert r["pixels"] == 4 and r["samples"] == 2
     assert r["abs_rel"] == pytest.approx(0.79375)
@@ -198,6 +200,7 @@ def test_depth_crop_applies_in_update():
 
 # ----------------------------------------------------------------------- normals
 
+
 def normals_spec(**options):
     return parse_task({"name": "normals", "kind": "normals", "options": options})
 
@@ -219,7 +222,7 @@ def test_normals_angles_by_hand():
     assert r["pixels"] == 4 and r["samples"] == 2
     assert r["mean_angle"] == pytest.approx(36.25, abs=1e-4)
     assert r["median_angle"] == pytest.approx(27.5, abs=0.0051)
-    assert r["within_11.25"] == 0.5   # 0, 10
+    assert r["within_11.25"] == 0.5  # 0, 10
     assert r["within_22.5"] == 0.5
     assert r["within_30"] == 0.5
     # Odd count: drop the 10 deg pixel -> median is the 45 deg pixel's bin centre.
@@ -248,15 +251,18 @@ def test_normals_histogram_median_matches_exact_median():
 
 # ---------------------------------------------------------------- classification
 
+
 def test_classification_top1_top5_present_only():
     spec = parse_task({"name": "maker", "kind": "classification", "classes": 6})
     acc = build_metrics([spec])["maker"]
-    logits = torch.tensor([
-        [0.0, 1, 9, 2, 3, 4],   # target 2: top-1 hit
-        [3.0, 5, 4, 1, 0, 2],   # target 0: ranked 3rd -> top-5 hit only
-        [5.0, 4, 3, 2, 1, 0],   # target 5: ranked 6th -> miss
-        [0.0, 9, 0, 0, 0, 0],   # absent sample (would be a hit): ignored
-    ])
+    logits = torch.tensor(
+        [
+            [0.0, 1, 9, 2, 3, 4],  # target 2: top-1 hit
+            [3.0, 5, 4, 1, 0, 2],  # target 0: ranked 3rd -> top-5 hit only
+            [5.0, 4, 3, 2, 1, 0],  # target 5: ranked 6th -> miss
+            [0.0, 9, 0, 0, 0, 0],  # absent sample (would be a hit): ignored
+        ]
+    )
     acc.update(logits[:2], torch.tensor([2, 0]))
     acc.update(logits[2:], torch.tensor([5, 1]), torch.tensor([True, False]))
     r = acc.compute()
@@ -268,10 +274,20 @@ def test_classification_top1_top5_present_only():
 
 # -------------------------------------------------------------------- regression
 
+
 def test_regression_mae_rmse_in_target_units():
-    spec = parse_task({"name": "size", "kind": "regression", "outputs": 2,
-                       "options": {"target_mean": [10.0, 100.0], "target_std": [2.0, 50.0],
-                                   "output_names": ["diameter", "length"]}})
+    spec = parse_task(
+        {
+            "name": "size",
+            "kind": "regression",
+            "outputs": 2,
+            "options": {
+                "target_mean": [10.0, 100.0],
+                "target_std": [2.0, 50.0],
+                "output_names": ["diameter", "length"],
+            },
+        }
+    )
     acc = build_metrics([spec])["size"]
     # z = [0, 1] -> y = [10, 150]; target [11, 140] -> errors [-1, 10]
     # z = [1, -1] -> y = [12, 50]; target [12, NaN] -> errors [0, -]
@@ -283,7 +299,7 @@ def test_regression_mae_rmse_in_target_units():
     acc.update(z[1:], y[1:], torch.tensor([True, False]))
     r = acc.compute()
     assert r["samples"] == 2
-    assert r["mae"] == pytest.approx(11 / 3)              # (1 + 0 + 10) / 3 values
+    assert r["mae"] == pytest.approx(11 / 3)  # (1 + 0 + 10) / 3 values
     assert r["rmse"] == pytest.approx(math.sqrt(101 / 3))  # (1 + 0 + 100) / 3
     assert r["mae/diameter"] == pytest.approx(0.5)
     assert r["rmse/diameter"] == pytest.approx(math.sqrt(0.5))
@@ -292,6 +308,7 @@ def test_regression_mae_rmse_in_target_units():
 
 # -------------------------------------------------------------------- multi-task
 
+
 def test_multitask_update_absent_tasks_and_table():
     tasks = [
         {"name": "segm", "kind": "segmentation", "classes": 3},
@@ -299,15 +316,22 @@ def test_multitask_update_absent_tasks_and_table():
         {"name": "maker", "kind": "classification", "classes": 3},
     ]
     mt = MultiTaskMetrics(tasks)
-    outputs = {"segm": one_hot_logits(SEG_A_P, 3), "depth": torch.ones(1, 1, 2, 3),
-               "maker": torch.eye(3)[:1]}
+    outputs = {"segm": one_hot_logits(SEG_A_P, 3), "depth": torch.ones(1, 1, 2, 3), "maker": torch.eye(3)[:1]}
     # Sample dict with flat targets; "maker" has no labels in the batch at all.
-    mt.update(outputs, {"image": None, "segm": SEG_A_T, "depth": torch.full((1, 1, 2, 3), 2.0),
-                        "present": {"segm": torch.tensor([True]), "depth": torch.tensor([True])}})
+    mt.update(
+        outputs,
+        {
+            "image": None,
+            "segm": SEG_A_T,
+            "depth": torch.full((1, 1, 2, 3), 2.0),
+            "present": {"segm": torch.tensor([True]), "depth": torch.tensor([True])},
+        },
+    )
     # "targets" mapping form; depth absent for this sample.
-    mt.update({**outputs, "segm": one_hot_logits(SEG_B_P, 3)},
-              {"targets": {"segm": SEG_B_T, "depth": torch.zeros(1, 1, 2, 3)},
-               "present": {"depth": torch.tensor([False])}})
+    mt.update(
+        {**outputs, "segm": one_hot_logits(SEG_B_P, 3)},
+        {"targets": {"segm": SEG_B_T, "depth": torch.zeros(1, 1, 2, 3)}, "present": {"depth": torch.tensor([False])}},
+    )
     res = mt.compute()
     assert res["segm"]["miou"] == pytest.approx(43 / 90)
     assert res["depth"]["abs_rel"] == pytest.approx(0.5) and res["depth"]["samples"] == 1
@@ -323,7 +347,8 @@ def test_multitask_resize_predictions():
     assert mt.compute()["depth"]["pixels"] == 64
     with pytest.raises(ValueError, match="spatial size"):
         MultiTaskMetrics([{"name": "depth", "kind": "depth"}]).update(
-            {"depth": torch.ones(1, 1, 2, 2)}, {"depth": torch.ones(1, 1, 8, 8)})
+            {"depth": torch.ones(1, 1, 2, 2)}, {"depth": torch.ones(1, 1, 8, 8)}
+        )
 
 
 def test_denormalize_regression_scalar_and_aliases():
@@ -332,13 +357,15 @@ def test_denormalize_regression_scalar_and_aliases():
     assert torch.equal(denormalize_prediction(plain, z), z)
     short = parse_task({"name": "d", "kind": "regression", "outputs": 1, "options": {"mean": 4.0, "std": 0.5}})
     assert denormalize_prediction(short, z).reshape(-1).tolist() == [4.0, 4.5, 3.0]
-    bad = parse_task({"name": "d", "kind": "regression", "outputs": 1,
-                      "options": {"target_mean": 0.0, "target_std": 0.0}})
+    bad = parse_task(
+        {"name": "d", "kind": "regression", "outputs": 1, "options": {"target_mean": 0.0, "target_std": 0.0}}
+    )
     with pytest.raises(ConfigError):
         denormalize_prediction(bad, z)
 
 
 # ------------------------------------------------- per-image depth, directions, selection
+
 
 def _two_depth_images():
     """Image A: 100 valid pixels at abs rel 0.05; image B: 10 000 at 0.20 (100 x 100).
@@ -362,7 +389,7 @@ def test_depth_average_per_image_against_pooled():
         acc.update(pred[1:], gt[1:])
     r_img, r_pix = image.compute(), pixel.compute()
     assert r_img["average"] == "image" and r_pix["average"] == "pixel"
-    assert r_img["abs_rel"] == pytest.approx(0.125)                          # (0.05 + 0.20) / 2
+    assert r_img["abs_rel"] == pytest.approx(0.125)  # (0.05 + 0.20) / 2
     assert r_pix["abs_rel"] == pytest.approx((100 * 0.05 + 10000 * 0.20) / 10100)  # 0.1985
     # RMSE per image is sqrt of that image's mean: (0.1 + 0.2) / 2, pooled sqrt((1 + 400) / 10100)
     assert r_img["rmse"] == pytest.approx(0.15) and r_pix["rmse"] == pytest.approx(math.sqrt(401 / 10100))
@@ -395,17 +422,28 @@ def test_every_reported_metric_declares_its_direction():
         spec = parse_task({"name": "t", "kind": name, "classes": 3, "outputs": 1})
         for metric in kind.default_metrics:
             assert isinstance(kind.metrics(spec).lower_is_better(metric), bool), (name, metric)
-    tasks = [{"name": "segm", "kind": "segmentation", "classes": 3},
-             {"name": "depth", "kind": "depth"},
-             {"name": "normals", "kind": "normals"},
-             {"name": "cls", "kind": "classification", "classes": 7},
-             {"name": "reg", "kind": "regression", "outputs": 2}]
+    tasks = [
+        {"name": "segm", "kind": "segmentation", "classes": 3},
+        {"name": "depth", "kind": "depth"},
+        {"name": "normals", "kind": "normals"},
+        {"name": "cls", "kind": "classification", "classes": 7},
+        {"name": "reg", "kind": "regression", "outputs": 2},
+    ]
     mt = MultiTaskMetrics(tasks)
-    batch = {"segm": torch.tensor([[[0, 1]]]), "depth": torch.ones(1, 1, 1, 2),
-             "normals": torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 1.0]]]]),
-             "cls": torch.tensor([3]), "reg": torch.tensor([[1.0, 2.0]])}
-    outputs = {"segm": one_hot_logits(torch.tensor([[[0, 1]]]), 3), "depth": torch.ones(1, 1, 1, 2),
-               "normals": batch["normals"], "cls": torch.randn(1, 7), "reg": torch.zeros(1, 2)}
+    batch = {
+        "segm": torch.tensor([[[0, 1]]]),
+        "depth": torch.ones(1, 1, 1, 2),
+        "normals": torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 1.0]]]]),
+        "cls": torch.tensor([3]),
+        "reg": torch.tensor([[1.0, 2.0]]),
+    }
+    outputs = {
+        "segm": one_hot_logits(torch.tensor([[[0, 1]]]), 3),
+        "depth": torch.ones(1, 1, 1, 2),
+        "normals": batch["normals"],
+        "cls": torch.randn(1, 7),
+        "reg": torch.zeros(1, 2),
+    }
     mt.update(outputs, batch)
     for task, metrics in mt.compute().items():
         for metric in metrics:

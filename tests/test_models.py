@@ -1,13 +1,12 @@
 import pytest
 import torch
+from support import ALL_KINDS_TASKS, tiny_config
 
 import hydranet
 from hydranet.config import load_config, save_config
 from hydranet.errors import ConfigError, WeightsUnavailableError
 from hydranet.models import build_encoder
 from hydranet.tools.summary import summarize
-
-from support import ALL_KINDS_TASKS, tiny_config
 
 ENCODERS = ["mobilenet_v2", "mtrn_mobilenet_v2", "resnet18"]
 
@@ -83,25 +82,31 @@ def test_config_round_trip(tmp_path):
         torch.testing.assert_close(b(x)[k], v)
 
 
-@pytest.mark.parametrize("task, field", [
-    ({"name": "x", "kind": "panoptic"}, "tasks[0].kind"),
-    ({"name": "x", "kind": "segmentation", "classes": 0}, "tasks[0].classes"),
-    ({"name": "x", "kind": "classification"}, "tasks[0].classes"),
-    ({"kind": "depth"}, "tasks[0].name"),
-    ({"name": "x", "kind": "regression", "outputs": -1}, "tasks[0].outputs"),
-    ({"name": "x", "kind": "depth", "colour": 1}, "tasks[0]"),
-])
+@pytest.mark.parametrize(
+    "task, field",
+    [
+        ({"name": "x", "kind": "panoptic"}, "tasks[0].kind"),
+        ({"name": "x", "kind": "segmentation", "classes": 0}, "tasks[0].classes"),
+        ({"name": "x", "kind": "classification"}, "tasks[0].classes"),
+        ({"kind": "depth"}, "tasks[0].name"),
+        ({"name": "x", "kind": "regression", "outputs": -1}, "tasks[0].outputs"),
+        ({"name": "x", "kind": "depth", "colour": 1}, "tasks[0]"),
+    ],
+)
 def test_bad_task_raises_naming_the_field(task, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         hydranet.build_model({"tasks": [task]})
 
 
-@pytest.mark.parametrize("model, field", [
-    ({"encoder": "vgg"}, "model.encoder"),
-    ({"decoder": "unet"}, "model.decoder"),
-    ({"width": 0}, "model.width"),
-    ({"depth_head": 3}, "model"),
-])
+@pytest.mark.parametrize(
+    "model, field",
+    [
+        ({"encoder": "vgg"}, "model.encoder"),
+        ({"decoder": "unet"}, "model.decoder"),
+        ({"width": 0}, "model.width"),
+        ({"depth_head": 3}, "model"),
+    ],
+)
 def test_bad_model_section_raises_naming_the_field(model, field):
     with pytest.raises(ConfigError, match=field):
         hydranet.build_model({"model": model, "tasks": [{"name": "d", "kind": "depth"}]})
@@ -142,8 +147,10 @@ def test_imagenet_weights_offline_error_says_how_to_supply(tmp_path, monkeypatch
 
 
 def test_summary_reports_published_cost():
-    cfg = {"model": {"encoder": "mtrn_mobilenet_v2"},
-           "tasks": [{"name": "segm", "kind": "segmentation", "classes": 40}, {"name": "depth", "kind": "depth"}]}
+    cfg = {
+        "model": {"encoder": "mtrn_mobilenet_v2"},
+        "tasks": [{"name": "segm", "kind": "segmentation", "classes": 40}, {"name": "depth", "kind": "depth"}],
+    }
     info = summarize(hydranet.build_model(cfg), height=480, width=640)
     # Multi-Task RefineNet (40 classes + depth): 3.07 M parameters, 5.94 GMACs at 640x480.
     assert abs(info["parameters"] / 1e6 - 3.07) < 0.01

@@ -1,4 +1,5 @@
 """The demo's MP4: H.264 yuv420p through PyAV (plays in browsers), mp4v fallback with a warning."""
+
 import sys
 import warnings
 
@@ -12,7 +13,7 @@ cv2 = pytest.importorskip("cv2")
 
 
 def _frames(n=5, h=48, w=64):
-    rng = np.random.default_rng(0)   # flat 16 x 16 blocks: what chroma subsampling keeps
+    rng = np.random.default_rng(0)  # flat 16 x 16 blocks: what chroma subsampling keeps
     base = np.kron(rng.integers(0, 256, (h // 16, w // 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)
     return [np.roll(base, 4 * i, axis=1) for i in range(n)]
 
@@ -51,17 +52,17 @@ def test_h264_yuv420p_when_pyav_is_installed(tmp_path):
     assert len(decoded) == 5
     # lossy, but close to what was written
     assert np.abs(decoded[2].astype(int) - _frames()[2].astype(int)).mean() < 6
-    assert _fourcc(path) == ("h264", 5)   # what OpenCV reads back for an avc1 track
+    assert _fourcc(path) == ("h264", 5)  # what OpenCV reads back for an avc1 track
 
 
 def test_fallback_to_mp4v_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "av", None)   # `import av` now raises ImportError
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
     assert not mp4.h264_available()
     path = tmp_path / "b.mp4"
     with pytest.warns(UserWarning, match=r"hydranet\[video\].*mp4v"):
         assert _write(path, "h264").codec == "mp4v"
     code, count = _fourcc(path)
-    assert code in ("mp4v", "FMP4") and count == 5   # OpenCV names MPEG-4 Part 2 FMP4 when reading
+    assert code in ("mp4v", "FMP4") and count == 5  # OpenCV names MPEG-4 Part 2 FMP4 when reading
 
 
 def test_mp4v_asked_for_gives_no_warning_and_bad_codec_is_refused(tmp_path):

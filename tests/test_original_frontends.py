@@ -1,4 +1,5 @@
 """Every original Multi-Task RefineNet layout converts, then runs predict and demo."""
+
 import json
 
 import cv2
@@ -30,8 +31,21 @@ def test_original_layout_converts_predicts_and_demos(layout, tmp_path):
     rng = np.random.default_rng(0)
     cv2.imwrite(str(tmp_path / "img.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     out = tmp_path / "pred"
-    assert main(["predict", str(tmp_path / "img.png"), "--weights", str(ckpt), "--out", str(out),
-                 "--json", str(tmp_path / "pred.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "img.png"),
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--json",
+                str(tmp_path / "pred.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "pred.json").read_text())
     assert report  # one entry per image
     written = {p.name for p in out.iterdir()}
@@ -43,8 +57,7 @@ def test_original_layout_converts_predicts_and_demos(layout, tmp_path):
     for i in range(3):
         cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     video = tmp_path / "demo.mp4"
-    assert main(["demo", "--input", str(frames), "--weights", str(ckpt), "--out", str(video),
-                 "--no-progress"]) == 0
+    assert main(["demo", "--input", str(frames), "--weights", str(ckpt), "--out", str(video), "--no-progress"]) == 0
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()

@@ -1,4 +1,5 @@
 """Palettes travel with the checkpoint; converted originals carry the authors' colours; --palette overrides."""
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +29,10 @@ def test_converted_originals_carry_the_authors_palettes():
 
 def test_palette_in_the_task_options_wins_and_survives_a_checkpoint(tmp_path):
     colours = [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
-    tasks = [{"name": "segm", "kind": "segmentation", "classes": 3, "options": {"palette": colours}},
-             {"name": "depth", "kind": "depth"}]
+    tasks = [
+        {"name": "segm", "kind": "segmentation", "classes": 3, "options": {"palette": colours}},
+        {"name": "depth", "kind": "depth"},
+    ]
     torch.manual_seed(0)
     hydranet.save_model(hydranet.build_model(tiny_config(tasks=tasks)), tmp_path / "m.pt")
     model = hydranet.load_model(tmp_path / "m.pt")
@@ -67,13 +70,39 @@ def test_predict_palette_flag(tmp_path, one_thread):
     rng = np.random.default_rng(0)
     hydranet.data.io.write_png(image, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     (tmp_path / "pal.txt").write_text("255 0 0\n0 255 0\n0 0 255\n")
-    assert main(["predict", str(image), "--weights", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o"),
-                 "--palette", str(tmp_path / "pal.txt")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(image),
+                "--weights",
+                str(tmp_path / "m.pt"),
+                "--out",
+                str(tmp_path / "o"),
+                "--palette",
+                str(tmp_path / "pal.txt"),
+            ]
+        )
+        == 0
+    )
     import cv2
 
     ids = cv2.imread(str(tmp_path / "o" / "img_segm_ids.png"), cv2.IMREAD_UNCHANGED)
     colours = read_image(tmp_path / "o" / "img_segm.png")
     expected = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)[ids]
     assert (colours == expected).all()
-    assert main(["predict", str(image), "--weights", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o"),
-                 "--palette", "nope"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(image),
+                "--weights",
+                str(tmp_path / "m.pt"),
+                "--out",
+                str(tmp_path / "o"),
+                "--palette",
+                "nope",
+            ]
+        )
+        == 2
+    )

@@ -1,14 +1,13 @@
 import cv2
 import numpy as np
 import torch
+from support import tiny_config
 
 import hydranet
 from hydranet.cli import main
 from hydranet.data import ListDataset
 from hydranet.data.transforms import normalize_image
 from hydranet.tasks import parse_tasks
-
-from support import tiny_config
 
 TASKS = [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}]
 
@@ -23,7 +22,8 @@ def _dataset(tmp_path):
     cv2.imwrite(str(tmp_path / "depth0.png"), real_depth)
     cv2.imwrite(str(tmp_path / "seg1.png"), real_seg)
     (tmp_path / "train.txt").write_text(
-        "# image segmentation depth\nimg0.png seg0.png depth0.png\nimg1.png seg1.png -\nimg2.png - -\n")
+        "# image segmentation depth\nimg0.png seg0.png depth0.png\nimg1.png seg1.png -\nimg2.png - -\n"
+    )
     return real_seg, real_depth
 
 
@@ -33,13 +33,27 @@ def test_pseudolabel_fills_only_missing_labels(tmp_path):
     teacher = hydranet.build_model(tiny_config(tasks=TASKS)).eval()
     hydranet.save_model(teacher, tmp_path / "teacher.pt")
     out = tmp_path / "pseudo"
-    assert main(["pseudolabel", "--teacher", str(tmp_path / "teacher.pt"), "--list", str(tmp_path / "train.txt"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "pseudolabel",
+                "--teacher",
+                str(tmp_path / "teacher.pt"),
+                "--list",
+                str(tmp_path / "train.txt"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = (out / "train.txt").read_text().splitlines()
     assert lines[0] == "# image segmentation depth normals"
     rows = [l.split() for l in lines[1:]]
     # real labels are kept as they were, by path and content
-    assert rows[0][1] == str((tmp_path / "seg0.png").resolve()) and rows[0][2] == str((tmp_path / "depth0.png").resolve())
+    assert rows[0][1] == str((tmp_path / "seg0.png").resolve()) and rows[0][2] == str(
+        (tmp_path / "depth0.png").resolve()
+    )
     assert rows[1][1] == str((tmp_path / "seg1.png").resolve())
     assert np.array_equal(cv2.imread(str(tmp_path / "depth0.png"), cv2.IMREAD_UNCHANGED), real_depth)
     # missing ones are the teacher's predictions
@@ -61,10 +75,36 @@ def test_pseudolabel_confidence_leaves_uncertain_pixels_unlabelled(tmp_path):
     _dataset(tmp_path)
     hydranet.save_model(hydranet.build_model(tiny_config(tasks=TASKS)), tmp_path / "teacher.pt")
     out = tmp_path / "pseudo"
-    assert main(["pseudolabel", "--teacher", str(tmp_path / "teacher.pt"), "--list", str(tmp_path / "train.txt"),
-                 "--out", str(out), "--confidence", "1.0"]) == 0
+    assert (
+        main(
+            [
+                "pseudolabel",
+                "--teacher",
+                str(tmp_path / "teacher.pt"),
+                "--list",
+                str(tmp_path / "train.txt"),
+                "--out",
+                str(out),
+                "--confidence",
+                "1.0",
+            ]
+        )
+        == 0
+    )
     seg_path = (out / "train.txt").read_text().splitlines()[3].split()[1]
     assert (cv2.imread(seg_path, cv2.IMREAD_UNCHANGED) == 255).all()
     # refusing to overwrite the source list
-    assert main(["pseudolabel", "--teacher", str(tmp_path / "teacher.pt"), "--list", str(tmp_path / "train.txt"),
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "pseudolabel",
+                "--teacher",
+                str(tmp_path / "teacher.pt"),
+                "--list",
+                str(tmp_path / "train.txt"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )

@@ -1,11 +1,12 @@
 """Equivalent layer forms (hydranet.inference.rewrites): same outputs as the layers they replace."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hydranet.models.refinenet import ChainedResidualPool
 from hydranet.inference.rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
+from hydranet.models.refinenet import ChainedResidualPool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,14 +47,17 @@ def test_tap_conv_borders_by_hand():
     assert torch.equal(got[0, 0], expected)
 
 
-@pytest.mark.parametrize("cin, cout, kernel, stride, expected", [
-    (256, 1, 3, 1, True),     # 256*9*16 = 36864 direct vs 256*16 + 16*9*16 = 6400 as taps
-    (256, 3, 3, 1, True),     # 36864 vs 256*32 + 32*9*16 = 12800
-    (256, 40, 3, 1, False),   # 40 outputs: 360 taps cost more than the 48 padded outputs
-    (16, 1, 3, 1, False),     # 2304 vs 256 + 2304
-    (256, 1, 1, 1, False),    # a 1x1 convolution has one tap
-    (256, 1, 3, 2, False),    # strided
-])
+@pytest.mark.parametrize(
+    "cin, cout, kernel, stride, expected",
+    [
+        (256, 1, 3, 1, True),  # 256*9*16 = 36864 direct vs 256*16 + 16*9*16 = 6400 as taps
+        (256, 3, 3, 1, True),  # 36864 vs 256*32 + 32*9*16 = 12800
+        (256, 40, 3, 1, False),  # 40 outputs: 360 taps cost more than the 48 padded outputs
+        (16, 1, 3, 1, False),  # 2304 vs 256 + 2304
+        (256, 1, 1, 1, False),  # a 1x1 convolution has one tap
+        (256, 1, 3, 2, False),  # strided
+    ],
+)
 def test_tap_conv_applies_where_it_is_cheaper(cin, cout, kernel, stride, expected):
     conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
     assert TapConv2d.applies_to(conv) is expected

@@ -4,6 +4,7 @@ The toy kind below (a one-channel edge map) is defined here and nowhere else; th
 trains, evaluates, predicts and exports a network with an ``edges`` task through the same
 library code every built-in kind goes through.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,8 @@ from hydranet.evaluation.metrics import MetricAccumulator
 from hydranet.tasks import KINDS, TaskKind, parse_task, register_kind
 from hydranet.tasks.kind import per_sample
 
-
 # --------------------------------------------------------------------- the toy kind, in one place
+
 
 class EdgeMetrics(MetricAccumulator):
     """Mean absolute error of an edge probability map over labelled pixels."""
@@ -95,7 +96,7 @@ def _edge_dataset(root, n=6, size=32):
         img[a:b, a:b] = 220
         edge = np.zeros((size, size), np.uint8)
         edge[a:b, a:b] = 255
-        edge[a + 1:b - 1, a + 1:b - 1] = 0
+        edge[a + 1 : b - 1, a + 1 : b - 1] = 0
         write_png(root / f"i{i}.png", img)
         write_png(root / f"e{i}.png", edge)
         lines.append(f"i{i}.png e{i}.png")
@@ -111,10 +112,10 @@ def test_every_registered_kind_is_complete():
         spec = parse_task({"name": "t", "kind": name, **spec_fields.get(name, {})})
         assert spec.channels >= 1 and spec.loss_name == kind.losses[0]
         fill = kind.fill(spec, 4, 5)
-        assert not kind.valid(spec, fill[None], None).any(), name   # a missing label is never valid
+        assert not kind.valid(spec, fill[None], None).any(), name  # a missing label is never valid
         acc = kind.metrics(spec)
         assert isinstance(acc, MetricAccumulator) and acc.kind == name
-        assert all(m in type(acc).DIRECTIONS for m in kind.default_metrics), name   # usable by train.monitor
+        assert all(m in type(acc).DIRECTIONS for m in kind.default_metrics), name  # usable by train.monitor
         shape = (2, spec.channels, 4, 5) if kind.dense else (2, spec.channels)
         results = kind.postprocess(spec, torch.randn(shape))
         assert len(results) == 2
@@ -135,18 +136,29 @@ def test_a_toy_kind_defined_in_one_place_trains_evaluates_predicts_and_exports(e
 
     lst = _edge_dataset(tmp_path)
     data = {"type": "list", "list": str(lst), "transforms": {"size": [32, 32], "hflip": 0.5}}
-    cfg = {"model": {"encoder": "mobilenet_v2", "encoder_options": {"width_mult": 0.35}, "width": 16},
-           "tasks": [{"name": "edges", "kind": "edges"}],
-           "data": {"train": data, "val": {**data, "transforms": {"size": [32, 32]}}},
-           "train": {"steps": 12, "batch_size": 3, "lr": 0.01, "val_every": 12, "ckpt_every": 12,
-                     "plots": False, "tensorboard": False, "warmup_steps": 0, "monitor": "edges/mae"},
-           "loss": {"weighting": "uncertainty"}}
+    cfg = {
+        "model": {"encoder": "mobilenet_v2", "encoder_options": {"width_mult": 0.35}, "width": 16},
+        "tasks": [{"name": "edges", "kind": "edges"}],
+        "data": {"train": data, "val": {**data, "transforms": {"size": [32, 32]}}},
+        "train": {
+            "steps": 12,
+            "batch_size": 3,
+            "lr": 0.01,
+            "val_every": 12,
+            "ckpt_every": 12,
+            "plots": False,
+            "tensorboard": False,
+            "warmup_steps": 0,
+            "monitor": "edges/mae",
+        },
+        "loss": {"weighting": "uncertainty"},
+    }
     torch.manual_seed(0)
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["status"] == "completed"
     steps = [r for r in hydranet.training.logger.read_log(tmp_path / "run" / "log.jsonl") if r["type"] == "step"]
-    assert steps[-1]["loss"]["edges"] < steps[0]["loss"]["edges"]          # it learns
-    assert "edges" in steps[-1]["sigma2"]                                    # uncertainty-weighted
+    assert steps[-1]["loss"]["edges"] < steps[0]["loss"]["edges"]  # it learns
+    assert "edges" in steps[-1]["sigma2"]  # uncertainty-weighted
 
     with pytest.raises(hydranet.ConfigError, match="edges.*unknown metric 'iou'"):
         parse_task({"name": "edges", "kind": "edges", "metrics": ["iou"]})
@@ -156,9 +168,9 @@ def test_a_toy_kind_defined_in_one_place_trains_evaluates_predicts_and_exports(e
     pred = Predictor(tmp_path / "run" / "last.pt").predict(np.zeros((40, 48, 3), np.uint8))
     assert pred["edges"].shape == (40, 48) and (0 <= pred["edges"]).all() and (pred["edges"] <= 1).all()
     figure = hydranet.visualize.render_figure(np.zeros((40, 48, 3), np.uint8), pred)
-    assert figure.shape[0] == 40 and figure.shape[1] > 2 * 48      # input | edge map
+    assert figure.shape[0] == 40 and figure.shape[1] > 2 * 48  # input | edge map
 
     model = hydranet.load_model(tmp_path / "run" / "last.pt")
     report = export_onnx(model, tmp_path / "edges.onnx", size=(64, 64), check_sizes=[(64, 64), (45, 61)])
     assert report["outputs"] == ["edges"] and len(report["check"]) == 2
-    assert all(c["max_rel"] < 1e-4 for c in report["check"])       # onnxruntime == PyTorch
+    assert all(c["max_rel"] < 1e-4 for c in report["check"])  # onnxruntime == PyTorch

@@ -1,4 +1,5 @@
 """Training speed options (train.channels_last, train.compile) and ``hydranet bench --train``."""
+
 import json
 
 import pytest
@@ -15,10 +16,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A tiny network on 32 synthetic 48x48 scenes; SGD so that rounding differences stay small
 # (Adam divides them by tiny second moments).
-TINY = ["model.encoder_options={width_mult: 0.35}", "model.width=16", "data.train.size=[48,48]",
-        "data.train.num_samples=32", "data.train.transforms={size: [48, 48]}", "train.batch_size=4",
-        "train.optimizer=sgd", "train.lr=0.01", "train.warmup_steps=0", "train.plots=false",
-        "train.tensorboard=false"]
+TINY = [
+    "model.encoder_options={width_mult: 0.35}",
+    "model.width=16",
+    "data.train.size=[48,48]",
+    "data.train.num_samples=32",
+    "data.train.transforms={size: [48, 48]}",
+    "train.batch_size=4",
+    "train.optimizer=sgd",
+    "train.lr=0.01",
+    "train.warmup_steps=0",
+    "train.plots=false",
+    "train.tensorboard=false",
+]
 
 
 def update(tmp_path, name, steps, *extra):
@@ -79,14 +89,33 @@ def test_speed_options_must_be_booleans(key):
 def test_bench_train_rows_against_the_plain_loop(tmp_path, capsys):
     cfg = load_config(apply_overrides(load_config("synthetic"), TINY))
     # data the machine does not have: the synthetic scenes stand in, with the config's tasks
-    cfg["data"] = {"train": {"type": "list", "list": str(tmp_path / "missing.txt"),
-                             "transforms": {"size": [48, 48]}}}
+    cfg["data"] = {"train": {"type": "list", "list": str(tmp_path / "missing.txt"), "transforms": {"size": [48, 48]}}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "train_bench.json"
-    assert main(["bench", "--train", "--config", str(path), "--batch", "2", "--reps", "2", "--warmup", "1",
-                 "--settings", "plain,trainer,channels_last,amp_bf16", "--loader-batches", "2",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--train",
+                "--config",
+                str(path),
+                "--batch",
+                "2",
+                "--reps",
+                "2",
+                "--warmup",
+                "1",
+                "--settings",
+                "plain,trainer,channels_last,amp_bf16",
+                "--loader-batches",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "vs plain" in text and "data loader, 0 worker(s)" in text
     result = json.loads(out.read_text())
@@ -105,10 +134,15 @@ def test_bench_train_rows_against_the_plain_loop(tmp_path, capsys):
     assert loader["images_per_s_per_worker"] == loader["images_per_s"]
 
 
-@pytest.mark.parametrize("argv, message", [(["--settings", "plain,warp"], "unknown training setting"),
-                                           (["--size", "64x64,32x32"], "one --size"),
-                                           (["--loader-workers", "x"], "--loader-workers"),
-                                           (["--weights", "m.pt"], "drop --weights")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--settings", "plain,warp"], "unknown training setting"),
+        (["--size", "64x64,32x32"], "one --size"),
+        (["--loader-workers", "x"], "--loader-workers"),
+        (["--weights", "m.pt"], "drop --weights"),
+    ],
+)
 def test_bench_train_bad_arguments_exit_2(argv, message, capsys):
     assert main(["bench", "--train", "--config", "synthetic"] + argv) == 2
     assert message in capsys.readouterr().err

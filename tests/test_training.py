@@ -1,4 +1,5 @@
 """Training: learning on the synthetic set, exact resume, DDP, crash safety, NaN, signals, CLI."""
+
 import json
 import os
 import signal
@@ -18,10 +19,19 @@ from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.training import Trainer, TrainingError, apply_overrides, train
 
 # The shipped default config, shrunk to a tiny network and 64x64 scenes for a 2-core CPU.
-TINY = ["model.encoder_options={width_mult: 0.35}", "model.width=16", "data.train.size=[64,64]",
-        "data.val.size=[64,64]", "data.val.num_samples=32", "data.train.num_samples=256",
-        "train.batch_size=8", "train.warmup_steps=5", "train.plots=false", "train.tensorboard=false",
-        "train.log_every=1"]
+TINY = [
+    "model.encoder_options={width_mult: 0.35}",
+    "model.width=16",
+    "data.train.size=[64,64]",
+    "data.val.size=[64,64]",
+    "data.val.num_samples=32",
+    "data.train.num_samples=256",
+    "train.batch_size=8",
+    "train.warmup_steps=5",
+    "train.plots=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
@@ -50,8 +60,13 @@ def test_training_learns_on_synthetic_scenes(tmp_path):
 
 
 def test_resume_is_exact(tmp_path):
-    cfg = tiny_cfg("train.steps=6", "train.val_every=100", "train.ckpt_every=3",
-                   "data.train.num_samples=32", "data.train.transforms={hflip: 0.5, color_jitter: 0.2}")
+    cfg = tiny_cfg(
+        "train.steps=6",
+        "train.val_every=100",
+        "train.ckpt_every=3",
+        "data.train.num_samples=32",
+        "data.train.transforms={hflip: 0.5, color_jitter: 0.2}",
+    )
     train(cfg, tmp_path / "straight", progress=False)
     paused = train(cfg, tmp_path / "split", progress=False, until=3)
     assert paused["status"] == "paused" and read_checkpoint(tmp_path / "split" / "last.pt")["step"] == 3
@@ -67,8 +82,13 @@ def test_resume_is_exact(tmp_path):
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "hydranet", *args], env=ENV, capture_output=True,
-                          text=True, timeout=kw.get("timeout", 300))
+    return subprocess.run(
+        [sys.executable, "-m", "hydranet", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=kw.get("timeout", 300),
+    )
 
 
 def _write_cfg(tmp_path, *extra):
@@ -78,13 +98,39 @@ def _write_cfg(tmp_path, *extra):
 
 
 def test_ddp_two_processes_gloo(tmp_path):
-    cfg = _write_cfg(tmp_path, "train.steps=3", "train.val_every=3", "train.ckpt_every=3",
-                     "data.train.num_samples=64", "train.batch_size=4", "data.val.num_samples=8")
+    cfg = _write_cfg(
+        tmp_path,
+        "train.steps=3",
+        "train.val_every=3",
+        "train.ckpt_every=3",
+        "data.train.num_samples=64",
+        "train.batch_size=4",
+        "data.val.num_samples=8",
+    )
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         "-m", "hydranet", "train", "--config", str(cfg), "--out", str(out), "--no-progress"],
-        env=ENV, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "hydranet",
+            "train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(out / "last.pt")
     assert ckpt["step"] == 3
@@ -95,8 +141,9 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 
 def test_crash_while_writing_checkpoint_keeps_previous(tmp_path):
-    cfg = _write_cfg(tmp_path, "train.steps=4", "train.val_every=100", "train.ckpt_every=1",
-                     "data.train.num_samples=64")
+    cfg = _write_cfg(
+        tmp_path, "train.steps=4", "train.val_every=100", "train.ckpt_every=1", "data.train.num_samples=64"
+    )
     out = tmp_path / "run"
     # The third save writes a few bytes then kills the process: a crash mid-write.
     script = f"""
@@ -142,13 +189,15 @@ def test_nan_loss_stops_naming_task_and_step(tmp_path):
 
 
 def test_nan_loss_can_skip_the_update(tmp_path):
-    cfg = tiny_cfg("train.steps=4", "train.val_every=100", "train.ckpt_every=100", "train.on_nan=skip",
-                   "data.train.num_samples=64")
+    cfg = tiny_cfg(
+        "train.steps=4", "train.val_every=100", "train.ckpt_every=100", "train.on_nan=skip", "data.train.num_samples=64"
+    )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     real_forward = trainer.model.forward
     trainer.model.forward = lambda images, upsample=True: {
         k: (v * float("inf") if trainer.step == 1 and k == "segm" else v)
-        for k, v in real_forward(images, upsample).items()}
+        for k, v in real_forward(images, upsample).items()
+    }
     summary = trainer.fit()
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
 
@@ -156,8 +205,13 @@ def test_nan_loss_can_skip_the_update(tmp_path):
 def test_sigterm_saves_and_stops(tmp_path):
     cfg = _write_cfg(tmp_path, "train.steps=10000", "train.val_every=100000", "train.ckpt_every=100000")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "hydranet", "train", "--config", str(cfg), "--out", str(out),
-                             "--no-progress"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydranet", "train", "--config", str(cfg), "--out", str(out), "--no-progress"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         log = out / "log.jsonl"
@@ -179,20 +233,49 @@ def test_cli_flags_of_the_uncertainty_trainer(tmp_path):
     records = []
     for i in range(8):
         cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
-        rec = {"image": f"{i}.png", "company": ["acme", "zenith"][i % 2], "model": i % 3,
-               "diameter": 4.0 + 0.1 * i, "length": 30.0 + i}
+        rec = {
+            "image": f"{i}.png",
+            "company": ["acme", "zenith"][i % 2],
+            "model": i % 3,
+            "diameter": 4.0 + 0.1 * i,
+            "length": 30.0 + i,
+        }
         if i == 5:
             del rec["diameter"]  # a missing target
         records.append(rec)
     (tmp_path / "train.json").write_text(json.dumps(records))
     (tmp_path / "val.json").write_text(json.dumps(records[:4]))
     out = tmp_path / "run"
-    proc = _cli("train", "--train_json", str(tmp_path / "train.json"), "--val_json", str(tmp_path / "val.json"),
-                "--use_uncertainty_weighting", "true", "--gradient_normalization", "true",
-                "--initial_log_vars", "0.5,0.5,0.5,0.5", "--steps", "2", "--out", str(out), "--no-progress",
-                "--set", "model.encoder_weights=null", "--set", "model.width=16",
-                "--set", "train.batch_size=4", "--set", "data.train.transforms.size=[48,48]",
-                "--set", "data.val.transforms.size=[48,48]", "--set", "train.plots=false")
+    proc = _cli(
+        "train",
+        "--train_json",
+        str(tmp_path / "train.json"),
+        "--val_json",
+        str(tmp_path / "val.json"),
+        "--use_uncertainty_weighting",
+        "true",
+        "--gradient_normalization",
+        "true",
+        "--initial_log_vars",
+        "0.5,0.5,0.5,0.5",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "model.encoder_weights=null",
+        "--set",
+        "model.width=16",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "data.train.transforms.size=[48,48]",
+        "--set",
+        "data.val.transforms.size=[48,48]",
+        "--set",
+        "train.plots=false",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(out / "last.pt")
     tasks = {t["name"]: t for t in ckpt["config"]["tasks"]}
@@ -203,15 +286,24 @@ def test_cli_flags_of_the_uncertainty_trainer(tmp_path):
     log_vars = [v for k, v in ckpt["weighting"].items()]
     assert len(log_vars) == 4 and all(abs(float(v) - 0.5) < 0.1 for v in log_vars)
     steps = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"step"' in l]
-    assert all(n <= 1.0 + 1e-5 for r in steps if "head_grad_norm" in r for n in r["head_grad_norm"].values()) \
-        or any("head_grad_norm" in r for r in steps)
+    assert all(n <= 1.0 + 1e-5 for r in steps if "head_grad_norm" in r for n in r["head_grad_norm"].values()) or any(
+        "head_grad_norm" in r for r in steps
+    )
 
 
 def test_eval_cli_defaults_to_synthetic_validation(tmp_path):
     cfg = tiny_cfg()
     hydranet.save_model(hydranet.build_model(cfg), tmp_path / "m.pt")
-    proc = _cli("eval", "--weights", str(tmp_path / "m.pt"), "--json", str(tmp_path / "r.json"),
-                "--set", "data.val.num_samples=8", "--no-progress")
+    proc = _cli(
+        "eval",
+        "--weights",
+        str(tmp_path / "m.pt"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--set",
+        "data.val.num_samples=8",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["samples"] == 8
@@ -238,6 +330,7 @@ def test_bundled_checkpoint_reproduces_its_stated_figures():
 
 # --- validation loss, monitor, metric names, weighting hooks, BatchNorm options -------------------
 
+
 def test_validation_loss_does_not_depend_on_the_batch_size(one_thread):
     from torch.utils.data import DataLoader
 
@@ -250,8 +343,7 @@ def test_validation_loss_does_not_depend_on_the_batch_size(one_thread):
     torch.manual_seed(0)
     model = hydranet.build_model(cfg).eval()
     val = build_dataset(cfg["data"]["val"], tasks, train=False)
-    results = [evaluate(model, DataLoader(val, batch_size=b, collate_fn=make_collate(tasks)), tasks)
-               for b in (1, 4, 6)]
+    results = [evaluate(model, DataLoader(val, batch_size=b, collate_fn=make_collate(tasks)), tasks) for b in (1, 4, 6)]
     assert set(results[0]["loss"]) == {"segm", "depth", "normals", "count", "dominant"}
     for other in results[1:]:
         for task, value in results[0]["loss"].items():
@@ -293,9 +385,17 @@ def test_trainer_calls_the_weighting_hooks(tmp_path, monkeypatch, one_thread):
             calls["epoch_end"].append(dict(mean_losses))
 
     monkeypatch.setitem(weighting.STRATEGIES, "equal", Recording)
-    cfg = tiny_cfg("loss.weighting=equal", "train.steps=4", "data.train.num_samples=4", "train.batch_size=2",
-                   "data.train.size=[32,32]", "data.train.transforms={size: [32, 32]}", "data.val.num_samples=2",
-                   "train.val_every=100", "train.ckpt_every=100")
+    cfg = tiny_cfg(
+        "loss.weighting=equal",
+        "train.steps=4",
+        "data.train.num_samples=4",
+        "train.batch_size=2",
+        "data.train.size=[32,32]",
+        "data.train.transforms={size: [32, 32]}",
+        "data.val.num_samples=2",
+        "train.val_every=100",
+        "train.ckpt_every=100",
+    )
     train(cfg, tmp_path / "run", progress=False)
     assert [c[1:] for c in calls["before_backward"]] == [(1, 1.0)] * 4
     assert len(calls["epoch_end"]) == 2  # 4 samples / batch 2: two steps per epoch
@@ -303,9 +403,18 @@ def test_trainer_calls_the_weighting_hooks(tmp_path, monkeypatch, one_thread):
 
 
 def test_freeze_bn_keeps_running_statistics(tmp_path, one_thread):
-    cfg = tiny_cfg("train.freeze_bn=true", "train.steps=2", "train.val_every=1", "train.ckpt_every=100",
-                   "data.train.num_samples=4", "train.batch_size=2", "data.train.size=[32,32]",
-                   "data.train.transforms={size: [32, 32]}", "data.val.num_samples=2", "data.val.size=[32,32]")
+    cfg = tiny_cfg(
+        "train.freeze_bn=true",
+        "train.steps=2",
+        "train.val_every=1",
+        "train.ckpt_every=100",
+        "data.train.num_samples=4",
+        "train.batch_size=2",
+        "data.train.size=[32,32]",
+        "data.train.transforms={size: [32, 32]}",
+        "data.val.num_samples=2",
+        "data.val.size=[32,32]",
+    )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     bns = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.running_mean.clone() for m in bns]

@@ -4,6 +4,7 @@ takes an uploaded image and shows the results; the demo's MP4 plays in a <video>
 Skipped, with the reason, where Gradio, Playwright or a chromium binary is missing
 (`.ci/run` installs chromium; Playwright's own browser downloads are never used).
 """
+
 import functools
 import http.server
 import os
@@ -26,14 +27,27 @@ from hydranet.cli import main
 from hydranet.data.io import write_png
 
 REPO = Path(__file__).resolve().parents[1]
-BROWSER_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--mute-audio"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--mute-audio",
+]
 
 
 def _chromium():
-    for candidate in (os.environ.get("HYDRANET_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome"), "/usr/bin/chromium"):
+    for candidate in (
+        os.environ.get("HYDRANET_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+        "/usr/bin/chromium",
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
@@ -54,9 +68,11 @@ def browser():
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    tasks = [{"name": "segm", "kind": "segmentation", "classes": 4}, {"name": "depth", "kind": "depth",
-                                                                      "options": {"max_depth": 10.0}},
-             {"name": "kind", "kind": "classification", "classes": 3}]
+    tasks = [
+        {"name": "segm", "kind": "segmentation", "classes": 4},
+        {"name": "depth", "kind": "depth", "options": {"max_depth": 10.0}},
+        {"name": "kind", "kind": "classification", "classes": 3},
+    ]
     path = tmp_path_factory.mktemp("web") / "tiny.pt"
     hydranet.save_model(hydranet.build_model(tiny_config(tasks=tasks)), path)
     return path
@@ -73,11 +89,21 @@ def server(ckpt, tmp_path_factory):
     pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'hydranet[web]')")
     port = _free_port()
     work = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1",
-           "GRADIO_TEMP_DIR": str(work / "gradio")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+        "GRADIO_TEMP_DIR": str(work / "gradio"),
+    }
     log = open(work / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "hydranet", "serve", "--weights", str(ckpt), "--port", str(port)],
-                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydranet", "serve", "--weights", str(ckpt), "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 120
@@ -108,7 +134,7 @@ def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
     page = browser.new_page()
     outside = []
 
-    def offline(route):   # the page must work with no internet: record and refuse anything else
+    def offline(route):  # the page must work with no internet: record and refuse anything else
         if not route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
             outside.append(route.request.url)
             return route.abort()
@@ -119,13 +145,15 @@ def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
         page.goto(server, wait_until="domcontentloaded", timeout=60_000)
         page.wait_for_selector("#input input[type=file]", state="attached", timeout=60_000)
         page.set_input_files("#input input[type=file]", str(image))
-        page.wait_for_selector("#input img", timeout=30_000)           # the upload is shown
+        page.wait_for_selector("#input img", timeout=30_000)  # the upload is shown
         page.click("#run")
         page.wait_for_selector("#overlay img", timeout=60_000)
         page.wait_for_selector("#depth img", timeout=10_000)
-        page.wait_for_function("document.querySelector('#summary') && "
-                               "document.querySelector('#summary').innerText.includes('probability')",
-                               timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#summary') && "
+            "document.querySelector('#summary').innerText.includes('probability')",
+            timeout=10_000,
+        )
         size = page.evaluate("""async () => {
             const img = document.querySelector('#overlay img');
             if (!img.complete) await new Promise(r => img.addEventListener('load', r));
@@ -154,8 +182,27 @@ class _Static:
 def test_demo_mp4_plays_in_the_browser(browser, ckpt, tmp_path, one_thread):
     pytest.importorskip("av", reason="PyAV is not installed (pip install 'hydranet[video]'): no H.264")
     site = tmp_path / "site"
-    assert main(["demo", "--weights", str(ckpt), "--out", str(site / "demo.mp4"), "--max-frames", "6",
-                 "--clip-size", "64x48", "--fps", "12", "--no-progress", "--json", str(tmp_path / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(site / "demo.mp4"),
+                "--max-frames",
+                "6",
+                "--clip-size",
+                "64x48",
+                "--fps",
+                "12",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     import json
 
     stats = json.loads((tmp_path / "s.json").read_text())
@@ -191,19 +238,24 @@ def test_demo_mp4_plays_in_the_browser(browser, ckpt, tmp_path, one_thread):
     h, w = stats["output_size"]
     assert (info["width"], info["height"]) == (w, h)
     assert info["duration"] == pytest.approx(6 / 12, abs=0.05)
-    assert info["presented"] >= 1 and info["lit"] > 0.2 * w * h   # a decoded picture, not a black frame
+    assert info["presented"] >= 1 and info["lit"] > 0.2 * w * h  # a decoded picture, not a black frame
 
 
 def test_serve_without_gradio_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "gradio", None)   # `import gradio` now raises ImportError
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
     assert main(["serve", "--port", "1"]) == 2
     assert "pip install 'hydranet[web]'" in capsys.readouterr().err
 
 
 def test_cli_startup_does_not_import_gradio():
     code = "import sys, hydranet, hydranet.cli; hydranet.cli.build_parser(); print('gradio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, timeout=60).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     assert out == "False"
 
 
@@ -216,7 +268,7 @@ def test_predict_image_and_video_handlers(ckpt, tmp_path, one_thread):
     predictor = Predictor(ckpt)
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     overlay, dense, summary, ply = predict_image(predictor, rgb, tmp_path, palette="kitti")
-    assert overlay.shape == (48, 64, 3) and dense.shape[0] == 48 and dense.shape[1] > 64   # map + scale bar
+    assert overlay.shape == (48, 64, 3) and dense.shape[0] == 48 and dense.shape[1] > 64  # map + scale bar
     assert set(summary) == {"segm", "depth", "kind"}
     valid = int(np.count_nonzero(np.isfinite(predictor.predict(rgb)["depth"]) & (predictor.predict(rgb)["depth"] > 0)))
     assert read_ply_header(ply)["vertices"] == valid
@@ -229,4 +281,4 @@ def test_predict_image_and_video_handlers(ckpt, tmp_path, one_thread):
     writer.release()
     video, stats = predict_video(predictor, str(clip), tmp_path, max_frames=3, smooth=0.5)
     assert Path(video).is_file() and stats["frames"] == 3 and stats["smooth"] == 0.5
-    assert predictor.smoother is None   # the shared predictor is left as it was
+    assert predictor.smoother is None  # the shared predictor is left as it was

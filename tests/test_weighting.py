@@ -1,4 +1,5 @@
 """Weighting strategies: totals, reports, learning behaviour, absent tasks, state."""
+
 import math
 
 import pytest
@@ -6,13 +7,20 @@ import torch
 from torch import nn
 
 from hydranet.errors import ConfigError
-from hydranet.losses import (DWAWeighting, GradNormWeighting, UncertaintyWeighting, build_weighting,
-                             weighting_param_group)
+from hydranet.losses import (
+    DWAWeighting,
+    GradNormWeighting,
+    UncertaintyWeighting,
+    build_weighting,
+    weighting_param_group,
+)
 from hydranet.tasks import parse_task
 
-TASKS = [parse_task({"name": "segm", "kind": "segmentation", "classes": 3}),
-         parse_task({"name": "depth", "kind": "depth"}),
-         parse_task({"name": "size", "kind": "regression", "outputs": 1})]
+TASKS = [
+    parse_task({"name": "segm", "kind": "segmentation", "classes": 3}),
+    parse_task({"name": "depth", "kind": "depth"}),
+    parse_task({"name": "size", "kind": "regression", "outputs": 1}),
+]
 
 
 def t(x):
@@ -56,14 +64,17 @@ def _optimise_uw(uw, losses, steps, lr=0.05):
 
 
 def test_uncertainty_reaches_analytic_optimum():
-    tasks = [parse_task({"name": "easy", "kind": "depth"}), parse_task({"name": "hard", "kind": "regression", "outputs": 1}),
-             parse_task({"name": "segm", "kind": "segmentation", "classes": 4})]
+    tasks = [
+        parse_task({"name": "easy", "kind": "depth"}),
+        parse_task({"name": "hard", "kind": "regression", "outputs": 1}),
+        parse_task({"name": "segm", "kind": "segmentation", "classes": 4}),
+    ]
     uw = build_weighting("uncertainty", tasks)
     _optimise_uw(uw, {"easy": t(0.5), "hard": t(4.0), "segm": t(1.5)}, steps=250, lr=0.08)
     s2 = uw.sigma2()
-    assert s2["easy"] == pytest.approx(0.5, rel=0.03)   # 1/(2 sigma^2) form: sigma^2 = L
+    assert s2["easy"] == pytest.approx(0.5, rel=0.03)  # 1/(2 sigma^2) form: sigma^2 = L
     assert s2["hard"] == pytest.approx(4.0, rel=0.03)
-    assert s2["segm"] == pytest.approx(3.0, rel=0.03)   # 1/sigma^2 form: sigma^2 = 2 L
+    assert s2["segm"] == pytest.approx(3.0, rel=0.03)  # 1/sigma^2 form: sigma^2 = 2 L
     w = uw.weights()
     assert s2["hard"] > s2["easy"] and w["hard"] < w["easy"]
 
@@ -113,8 +124,9 @@ def _norms(shared, losses, weights):
 def _train_toy(name, steps=30, **options):
     shared, heads, x, ya, yb = _toy()
     gn = build_weighting(name, ["a", "b"], **options)
-    opt = torch.optim.Adam([{"params": list(shared.parameters()) + list(heads.parameters()), "lr": 1e-2},
-                            weighting_param_group(gn, 0.05)])
+    opt = torch.optim.Adam(
+        [{"params": list(shared.parameters()) + list(heads.parameters()), "lr": 1e-2}, weighting_param_group(gn, 0.05)]
+    )
 
     def losses():
         h = torch.relu(shared(x))
@@ -227,8 +239,9 @@ def test_weighting_experiment_script_runs_and_uw_tracks_scale(tmp_path):
     module_spec = importlib.util.spec_from_file_location("weighting_experiment", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    rows = module.main(["--steps", "15", "--threads", "0", "--log-var-lrs", "0.001,0.1",
-                        "--json", str(tmp_path / "rows.json")])
+    rows = module.main(
+        ["--steps", "15", "--threads", "0", "--log-var-lrs", "0.001,0.1", "--json", str(tmp_path / "rows.json")]
+    )
     uw_rows = [r for r in rows if r["strategy"] == "uncertainty" and not r["normalised"]]
     assert len(uw_rows) == 2 and (tmp_path / "rows.json").exists()
     for row in uw_rows:  # the 1000x larger task ends with the larger sigma^2 (smaller weight)

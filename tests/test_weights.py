@@ -6,6 +6,7 @@ of the key table taken from the authors' network) filled with random values, sav
 way the authors' files are saved, and convert them. Exactness is checked against an
 independent functional implementation of the authors' forward pass written below.
 """
+
 import argparse
 import ast
 import builtins
@@ -22,8 +23,13 @@ from hydranet.checkpoint import read_checkpoint, safe_load, save_model
 from hydranet.cli import main
 from hydranet.errors import CheckpointError
 from hydranet.models.refinenet import ChainedResidualPool, LightRefineNet
-from hydranet.weights import (convert_file, convert_state_dict, detect_layout, load_original,
-                              synthetic_original_state_dict)
+from hydranet.weights import (
+    convert_file,
+    convert_state_dict,
+    detect_layout,
+    load_original,
+    synthetic_original_state_dict,
+)
 
 KEY_TABLE = Path(hydranet.__file__).parent / "weights" / "mtrn_three_task_keys.tsv"
 NORMAL_KEYS = ("pre_normal.weight", "normal.weight", "normal.bias")
@@ -97,8 +103,16 @@ def _conv(sd, name, x, stride=1, groups=1):
 
 def _conv_bn(sd, name, x, stride=1, groups=1, relu=True):
     x = _conv(sd, f"{name}.0", x, stride, groups)
-    x = F.batch_norm(x, sd[f"{name}.1.running_mean"], sd[f"{name}.1.running_var"], sd[f"{name}.1.weight"],
-                     sd[f"{name}.1.bias"], False, 0.0, 1e-5)
+    x = F.batch_norm(
+        x,
+        sd[f"{name}.1.running_mean"],
+        sd[f"{name}.1.running_var"],
+        sd[f"{name}.1.weight"],
+        sd[f"{name}.1.bias"],
+        False,
+        0.0,
+        1e-5,
+    )
     return F.relu6(x) if relu else x
 
 
@@ -121,9 +135,9 @@ def reference_forward(sd, x):
     for layer, (t, c, n, s) in enumerate(MBV2, start=2):
         for j in range(n):
             stride, p = (s if j == 0 else 1), f"layer{layer}.{j}.output"
-            out = _conv_bn(sd, f"{p}.0", x)                                     # expand (also t=1)
-            out = _conv_bn(sd, f"{p}.1", out, stride=stride, groups=cin * t)    # depthwise 3x3
-            out = _conv_bn(sd, f"{p}.2", out, relu=False)                       # project
+            out = _conv_bn(sd, f"{p}.0", x)  # expand (also t=1)
+            out = _conv_bn(sd, f"{p}.1", out, stride=stride, groups=cin * t)  # depthwise 3x3
+            out = _conv_bn(sd, f"{p}.2", out, relu=False)  # project
             x = out + x if stride == 1 and cin == c else out
             cin = c
         feats[layer] = x
@@ -135,8 +149,11 @@ def reference_forward(sd, x):
     l4 = F.relu6(_conv(sd, "conv4", l4) + l5)
     l4 = _up(_conv(sd, "conv_adapt2", _crp(sd, "crp2", l4, 1)), l3)
     l3 = _crp(sd, "crp1", F.relu6(_conv(sd, "conv3", l3) + l4), 256)
-    return {head: _conv(sd, head, F.relu6(_conv(sd, f"pre_{head}", l3, groups=256)))
-            for head in ("segm", "depth", "normal") if f"{head}.weight" in sd}
+    return {
+        head: _conv(sd, head, F.relu6(_conv(sd, f"pre_{head}", l3, groups=256)))
+        for head in ("segm", "depth", "normal")
+        if f"{head}.weight" in sd
+    }
 
 
 def expected_destination(key, layout_name):
@@ -155,13 +172,17 @@ def expected_destination(key, layout_name):
     if name in adapt:
         return [f"decoder.adapt.{adapt[name]}.weight"]
     head = name.replace("pre_", "")
-    tasks = {"segm": ["segm_nyud", "segm_kitti"] if layout_name == "nyudkitti_joint" else ["segm"],
-             "depth": ["depth"], "normal": ["normals"]}[head]
+    tasks = {
+        "segm": ["segm_nyud", "segm_kitti"] if layout_name == "nyudkitti_joint" else ["segm"],
+        "depth": ["depth"],
+        "normal": ["normals"],
+    }[head]
     index = 0 if name.startswith("pre_") else 2
     return [f"heads.{t}.{index}.{key.split('.')[-1]}" for t in tasks]
 
 
 # --- (a) every tensor placed, every model tensor filled -------------------------------------------
+
 
 def test_key_table_is_the_authors_three_task_network():
     table = read_key_table()
@@ -183,8 +204,12 @@ def test_convert_places_every_tensor_and_fills_the_model(originals, name):
     assert layout.name == name and layout.segm_classes == classes
     config, state, meta = convert_file(path)
     assert [t["name"] for t in config["tasks"]] == tasks
-    assert meta["layout"] == name and meta["source_file"] == {"file": path.name, "tensors": len(sd),
-                                                              "epoch": 300, "best_val": 0.42}
+    assert meta["layout"] == name and meta["source_file"] == {
+        "file": path.name,
+        "tensors": len(sd),
+        "epoch": 300,
+        "best_val": 0.42,
+    }
     # Every original tensor equals its destination(s): BN statistics and counters included.
     filled = set()
     for key, tensor in sd.items():
@@ -205,6 +230,7 @@ def test_convert_places_every_tensor_and_fills_the_model(originals, name):
 
 
 # --- (b) exactly the authors' outputs ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_converted_model_reproduces_the_original_exactly(originals, name):
@@ -230,6 +256,7 @@ def test_converted_model_reproduces_the_original_exactly(originals, name):
 
 # --- (c) hand-worked CRP and decoder stage ----------------------------------------------------------
 
+
 def _set_1x1(conv, value):
     with torch.no_grad():
         conv.weight.fill_(value)
@@ -240,15 +267,14 @@ def test_crp_block_by_hand():
     crp = ChainedResidualPool(1, stages=4, kernel_size=1)
     for conv, w in zip(crp.convs, (0.5, -1.0, 2.0, 0.5)):
         _set_1x1(conv, w)
-    x = torch.tensor([[1., 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2]]).view(1, 1, 4, 4)
+    x = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2]]).view(1, 1, 4, 4)
     # pool(x) = [[1,1,1,0],[1,2,2,2],[1,2,2,2],[0,2,2,2]]; top1 = 0.5 * that; x1 = x + top1
     # pool(top1) = 1 everywhere -> top2 = -1, x2 = x1 - 1
     # pool(top2) = -1 (padding never wins a max) -> top3 = -2, x3 = x2 - 2
     # pool(top3) = -2 -> top4 = -1, x4 = x3 - 1
-    expected = torch.tensor([[-2.5, -3.5, -3.5, -4.0],
-                             [-3.5, -3.0, -3.0, -3.0],
-                             [-3.5, -3.0, -3.0, -3.0],
-                             [-4.0, -3.0, -3.0, -1.0]]).view(1, 1, 4, 4)
+    expected = torch.tensor(
+        [[-2.5, -3.5, -3.5, -4.0], [-3.5, -3.0, -3.0, -3.0], [-3.5, -3.0, -3.0, -3.0], [-4.0, -3.0, -3.0, -1.0]]
+    ).view(1, 1, 4, 4)
     assert torch.equal(crp(x), expected)
 
 
@@ -261,17 +287,14 @@ def test_light_refinenet_stages_by_hand():
     _set_1x1(dec.adapt[0], 2.0)
     _set_1x1(dec.crp[1].convs[0], -0.5)
     assert dec.crp[1].convs[0].groups == 1 and dec.crp[0].convs[0].groups == 1  # width 1: same thing
-    f1 = torch.tensor([[1., 2], [3, 4]]).view(1, 1, 2, 2)
-    f2 = torch.tensor([[1., 0], [0, -4]]).view(1, 1, 2, 2)
+    f1 = torch.tensor([[1.0, 2], [3, 4]]).view(1, 1, 2, 2)
+    f2 = torch.tensor([[1.0, 0], [0, -4]]).view(1, 1, 2, 2)
     f0 = torch.zeros(1, 1, 4, 4)
     f0[0, 0, 0, 0] = -9.0
     # Coarse path: relu6(1*f1 + 2*f2) = [[3,2],[3,0]]; CRP: pool = 3 -> +1.5 = [[4.5,3.5],[4.5,1.5]];
     # adapt x2 = [[9,7],[9,3]]; bilinear 2x2 -> 4x4 (align_corners=False) uses weights
     # (1,0), (.75,.25), (.25,.75), (0,1) along each axis:
-    top = torch.tensor([[9.0, 8.5, 7.5, 7.0],
-                        [9.0, 8.25, 6.75, 6.0],
-                        [9.0, 7.75, 5.25, 4.0],
-                        [9.0, 7.5, 4.5, 3.0]])
+    top = torch.tensor([[9.0, 8.5, 7.5, 7.0], [9.0, 8.25, 6.75, 6.0], [9.0, 7.75, 5.25, 4.0], [9.0, 7.5, 4.5, 3.0]])
     # Fine path: relu6(f0 + top) -> CRP: every 5x5 window holds a 6 -> adds -0.5 * 6 = -3.
     expected = (torch.clamp(f0[0, 0] + top, 0, 6) - 3).view(1, 1, 4, 4)
     assert torch.equal(expected[0, 0], torch.tensor([[-3.0, 3, 3, 3], [3, 3, 3, 3], [3, 3, 2.25, 1], [3, 3, 1.5, 0]]))
@@ -279,6 +302,7 @@ def test_light_refinenet_stages_by_hand():
 
 
 # --- (d) pickled code is refused and never runs --------------------------------------------------------
+
 
 class RunsCode:
     """Unpickling this calls open(path, 'w'): a stand-in for arbitrary code."""
@@ -302,12 +326,15 @@ def test_pickled_code_is_refused_everywhere_and_never_runs(tmp_path, originals, 
     sd, _ = originals["nyud_joint"]
     evil_original = tmp_path / "ExpNYUD_joint.ckpt"
     torch.save({"state_dict": sd, "epoch": RunsCode(marker)}, evil_original, _use_new_zipfile_serialization=not legacy)
-    model = hydranet.build_model({"model": {"encoder": "mtrn_mobilenet_v2"},
-                                  "tasks": [{"name": "depth", "kind": "depth"}]})
+    model = hydranet.build_model(
+        {"model": {"encoder": "mtrn_mobilenet_v2"}, "tasks": [{"name": "depth", "kind": "depth"}]}
+    )
     evil_hydranet = tmp_path / "evil.pt"
     from hydranet.checkpoint import model_checkpoint
-    torch.save({**model_checkpoint(model), "meta": RunsCode(marker)}, evil_hydranet,
-               _use_new_zipfile_serialization=not legacy)
+
+    torch.save(
+        {**model_checkpoint(model), "meta": RunsCode(marker)}, evil_hydranet, _use_new_zipfile_serialization=not legacy
+    )
 
     for path in (evil_original, evil_hydranet):
         for load in (safe_load, hydranet.load_model, load_original, convert_file):
@@ -319,6 +346,7 @@ def test_pickled_code_is_refused_everywhere_and_never_runs(tmp_path, originals, 
 
 
 # --- (e) keys that do not fit ---------------------------------------------------------------------------
+
 
 def test_unplaced_and_missing_keys_are_listed(originals):
     sd = dict(originals["nyud_three"][0])
@@ -370,10 +398,16 @@ def test_convert_command_end_to_end(tmp_path, originals, capsys):
     assert _plain(ckpt)
     meta = ckpt["meta"]
     assert meta == ckpt["config"]["meta"]
-    assert meta["normalization"] == {"color": "RGB", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
-                                     "std": [0.229, 0.224, 0.225]}
-    assert meta["depth"]["per_dataset"] == {"nyud": {"png_scale": 5000.0, "max_depth": 10.0},
-                                            "kitti": {"png_scale": 256.0, "max_depth": 80.0}}
+    assert meta["normalization"] == {
+        "color": "RGB",
+        "scale": 1 / 255,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    assert meta["depth"]["per_dataset"] == {
+        "nyud": {"png_scale": 5000.0, "max_depth": 10.0},
+        "kitti": {"png_scale": 256.0, "max_depth": 80.0},
+    }
     tasks = {t["name"]: t for t in ckpt["config"]["tasks"]}
     assert tasks["segm_nyud"]["class_names"][:3] == ["wall", "floor", "cabinet"]
     assert len(tasks["segm_nyud"]["class_names"]) == 40 and len(tasks["segm_kitti"]["class_names"]) == 6
@@ -401,8 +435,10 @@ def test_converted_meta_per_layout(tmp_path, originals, name):
 
 
 def test_own_checkpoint_round_trip_loads_safely(tmp_path):
-    cfg = {"model": {"encoder": "mobilenet_v2", "encoder_options": {"width_mult": 0.35}, "width": 16},
-           "tasks": [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}]}
+    cfg = {
+        "model": {"encoder": "mobilenet_v2", "encoder_options": {"width_mult": 0.35}, "width": 16},
+        "tasks": [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}],
+    }
     model = hydranet.build_model(cfg).eval()
     path = tmp_path / "own.pt"
     save_model(model, path, meta={"note": "round trip", "numbers": [1, 2.5]})

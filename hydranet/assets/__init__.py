@@ -1,4 +1,5 @@
 """Files shipped inside the package: the bundled synthetic checkpoint (see weights/README.md)."""
+
 from pathlib import Path
 
 #: Folder of the shipped files (inside the installed package, wheel or editable).

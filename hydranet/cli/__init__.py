@@ -6,6 +6,7 @@ Each subcommand lives in its own module of this package with ``HELP``,
 ``--config FILE``, ``--weights FILE`` (a checkpoint), ``--out PATH``,
 ``--device cpu|cuda``, ``--json FILE``. Sizes are written ``WIDTHxHEIGHT`` (``640x480``).
 """
+
 from __future__ import annotations
 
 import argparse

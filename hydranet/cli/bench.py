@@ -1,49 +1,86 @@
 """hydranet bench: inference speed, memory and output differences of each setting, in one run."""
+
 from __future__ import annotations
 
 from .common import add_device_arg, add_model_args, config_from_args, non_negative_int, positive_int, write_json
 
-HELP = ("time inference (model only and end to end) for each setting against the original network; "
-        "--train: training steps and the data loader in images/s against a plain PyTorch loop")
+HELP = (
+    "time inference (model only and end to end) for each setting against the original network; "
+    "--train: training steps and the data loader in images/s against a plain PyTorch loop"
+)
 
 
 def add_arguments(p) -> None:
     add_model_args(p, default_config="nyud")
     add_device_arg(p)
-    p.add_argument("--encoder", help="replace the config's encoder, e.g. mtrn_mobilenet_v2 (the original "
-                                     "Multi-Task RefineNet network); with --config only")
-    p.add_argument("--train", action="store_true",
-                   help="time training instead: the trainer's step (plain, trainer, channels_last, compile, amp_bf16, "
-                        "amp_fp16) against a plain PyTorch loop, and the data loader's images/s")
-    p.add_argument("--batch", default=None,
-                   help="batch sizes, comma-separated (default 1; --train: one size, default train.batch_size)")
-    p.add_argument("--size", default=None, help="input sizes WIDTHxHEIGHT, comma-separated (default 640x480; "
-                                                "--train: one crop size, default data.train.transforms.size)")
-    p.add_argument("--settings", default="all",
-                   help="comma-separated: baseline, default, channels_last, fold_bn, compile, onnxruntime, "
-                        "onnxruntime_static, onnxruntime_int8, fp16, bf16, cuda_graphs, cuda_graphs_fp16 (default all; "
-                        "settings this device cannot run are listed as skipped); --train: plain, trainer, "
-                        "channels_last, compile, amp_bf16, amp_fp16")
-    p.add_argument("--warmup", type=non_negative_int, default=None,
-                   help="untimed calls per setting (default 5; --train 2)")
+    p.add_argument(
+        "--encoder",
+        help="replace the config's encoder, e.g. mtrn_mobilenet_v2 (the original "
+        "Multi-Task RefineNet network); with --config only",
+    )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="time training instead: the trainer's step (plain, trainer, channels_last, compile, amp_bf16, "
+        "amp_fp16) against a plain PyTorch loop, and the data loader's images/s",
+    )
+    p.add_argument(
+        "--batch",
+        default=None,
+        help="batch sizes, comma-separated (default 1; --train: one size, default train.batch_size)",
+    )
+    p.add_argument(
+        "--size",
+        default=None,
+        help="input sizes WIDTHxHEIGHT, comma-separated (default 640x480; "
+        "--train: one crop size, default data.train.transforms.size)",
+    )
+    p.add_argument(
+        "--settings",
+        default="all",
+        help="comma-separated: baseline, default, channels_last, fold_bn, compile, onnxruntime, "
+        "onnxruntime_static, onnxruntime_int8, fp16, bf16, cuda_graphs, cuda_graphs_fp16 (default all; "
+        "settings this device cannot run are listed as skipped); --train: plain, trainer, "
+        "channels_last, compile, amp_bf16, amp_fp16",
+    )
+    p.add_argument(
+        "--warmup", type=non_negative_int, default=None, help="untimed calls per setting (default 5; --train 2)"
+    )
     p.add_argument("--reps", type=positive_int, default=None, help="timed calls per setting (default 30; --train 8)")
-    p.add_argument("--calibration", metavar="CONFIG_OR_LIST",
-                   help="onnxruntime_int8: a config (its data.val) or an image list file to calibrate on "
-                        "(default: the model's own data)")
-    p.add_argument("--calibration-frames", type=positive_int, default=32, metavar="N",
-                   help="onnxruntime_int8: calibration frames (default 32)")
-    p.add_argument("--loader-workers", default="0",
-                   help="--train: worker counts to time the data loader with, comma-separated (default 0: the "
-                        "main process, i.e. what one worker gives)")
+    p.add_argument(
+        "--calibration",
+        metavar="CONFIG_OR_LIST",
+        help="onnxruntime_int8: a config (its data.val) or an image list file to calibrate on "
+        "(default: the model's own data)",
+    )
+    p.add_argument(
+        "--calibration-frames",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="onnxruntime_int8: calibration frames (default 32)",
+    )
+    p.add_argument(
+        "--loader-workers",
+        default="0",
+        help="--train: worker counts to time the data loader with, comma-separated (default 0: the "
+        "main process, i.e. what one worker gives)",
+    )
     p.add_argument("--loader-batches", type=positive_int, default=8, help="--train: batches timed per worker count")
-    p.add_argument("--synthetic-data", action="store_true",
-                   help="--train: train on synthetic scenes with the config's tasks and crop size (default: only "
-                        "when the config's data cannot be read here)")
+    p.add_argument(
+        "--synthetic-data",
+        action="store_true",
+        help="--train: train on synthetic scenes with the config's tasks and crop size (default: only "
+        "when the config's data cannot be read here)",
+    )
     p.add_argument("--frame-size", help="WIDTHxHEIGHT of the uint8 frames timed end to end (default: --size)")
     p.add_argument("--no-e2e", action="store_true", help="time the model only")
-    p.add_argument("--no-tune-allocator", action="store_true",
-                   help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
-                        "row alike: see hydranet.inference.fast.tune_cpu_allocator)")
+    p.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
+        "row alike: see hydranet.inference.fast.tune_cpu_allocator)",
+    )
     p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
     p.add_argument("--json", help="write the rows and the machine description as JSON")
 
@@ -81,11 +118,20 @@ def run(args) -> int:
     elif args.encoder:
         raise ConfigError("--encoder applies to --config; a checkpoint (--weights) fixes its encoder")
     model = model_from_args(args)
-    result = benchmark(model, device=device, batches=batches, sizes=sizes, settings=settings, warmup=args.warmup,
-                       reps=args.reps, frame_size=frame_size, end_to_end=not args.no_e2e,
-                       tune_allocator=not args.no_tune_allocator,
-                       log=lambda msg: print(msg, file=sys.stderr, flush=True),
-                       calibration=(args.calibration, args.calibration_frames))
+    result = benchmark(
+        model,
+        device=device,
+        batches=batches,
+        sizes=sizes,
+        settings=settings,
+        warmup=args.warmup,
+        reps=args.reps,
+        frame_size=frame_size,
+        end_to_end=not args.no_e2e,
+        tune_allocator=not args.no_tune_allocator,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        calibration=(args.calibration, args.calibration_frames),
+    )
     print(format_table(result))
     write_json(args.json, result)
     return 0
@@ -118,12 +164,19 @@ def _run_train(args) -> int:
         if args.threads < 1:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
-    result = train_benchmark(args.config, device=device, size=sizes[0], batch_size=batches[0], settings=args.settings,
-                             warmup=2 if args.warmup is None else args.warmup,
-                             reps=8 if args.reps is None else args.reps,
-                             loader_workers=workers, loader_batches=args.loader_batches,
-                             synthetic=True if args.synthetic_data else None,
-                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = train_benchmark(
+        args.config,
+        device=device,
+        size=sizes[0],
+        batch_size=batches[0],
+        settings=args.settings,
+        warmup=2 if args.warmup is None else args.warmup,
+        reps=8 if args.reps is None else args.reps,
+        loader_workers=workers,
+        loader_batches=args.loader_batches,
+        synthetic=True if args.synthetic_data else None,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
     print(format_train_table(result))
     write_json(args.json, result)
     return 0

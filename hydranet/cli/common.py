@@ -1,4 +1,5 @@
 """Flags and helpers shared by the subcommands (keep imports light: --help must be instant)."""
+
 from __future__ import annotations
 
 import argparse
@@ -75,10 +76,18 @@ def write_json(path, data) -> None:
 
 def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
     p.add_argument("--config", default=default_config, help="config YAML or a shipped name")
-    p.add_argument("--weights", help="a Hydranet checkpoint (the model is rebuilt from it) or a known model name "
-                                     "(mtrn-nyud-joint, mtrn-kitti-joint, ...: fetched on first use)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set model.encoder=vit_b_16 (repeatable)")
+    p.add_argument(
+        "--weights",
+        help="a Hydranet checkpoint (the model is rebuilt from it) or a known model name "
+        "(mtrn-nyud-joint, mtrn-kitti-joint, ...: fetched on first use)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.encoder=vit_b_16 (repeatable)",
+    )
 
 
 def config_from_args(args) -> dict:
@@ -99,9 +108,13 @@ def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
     ``imagenet`` uses torchvision's weights API (network or torch's hub cache); a path is a
     local state-dict file, e.g. torchvision's ImageNet file copied to an offline machine.
     """
-    p.add_argument("--encoder-weights", metavar="PATH", default=None,
-                   help="encoder weights: a local state-dict file, or 'imagenet' (torchvision, needs "
-                        "network or its cache); overrides model.encoder_weights of the config")
+    p.add_argument(
+        "--encoder-weights",
+        metavar="PATH",
+        default=None,
+        help="encoder weights: a local state-dict file, or 'imagenet' (torchvision, needs "
+        "network or its cache); overrides model.encoder_weights of the config",
+    )
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -138,11 +151,19 @@ def model_from_args(args):
 
 def add_baseline_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     """``--baseline FILE...`` and ``--metrics``: Delta_m against single-task results."""
-    p.add_argument("--baseline", nargs="+", required=required, metavar="JSON",
-                   help="single-task results to compare with (eval --json files, or {task: {metric: "
-                        "value}}); prints Delta_m (Maninis et al. 2019) and each metric's relative change")
-    p.add_argument("--metrics", help="Delta_m over these only, e.g. segm/miou,depth/abs_rel,depth/rmse "
-                                     "(default: every summary metric of every task)")
+    p.add_argument(
+        "--baseline",
+        nargs="+",
+        required=required,
+        metavar="JSON",
+        help="single-task results to compare with (eval --json files, or {task: {metric: "
+        "value}}); prints Delta_m (Maninis et al. 2019) and each metric's relative change",
+    )
+    p.add_argument(
+        "--metrics",
+        help="Delta_m over these only, e.g. segm/miou,depth/abs_rel,depth/rmse "
+        "(default: every summary metric of every task)",
+    )
 
 
 def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:

@@ -1,10 +1,13 @@
 """hydranet convert: an original Multi-Task RefineNet checkpoint -> a Hydranet checkpoint."""
+
 from __future__ import annotations
 
 from .common import write_json
 
-HELP = ("convert an original Multi-Task RefineNet checkpoint (e.g. ExpNYUD_joint.ckpt) to Hydranet's format, "
-        "or slim a Hydranet training checkpoint for inference (--half)")
+HELP = (
+    "convert an original Multi-Task RefineNet checkpoint (e.g. ExpNYUD_joint.ckpt) to Hydranet's format, "
+    "or slim a Hydranet training checkpoint for inference (--half)"
+)
 
 
 def add_arguments(p) -> None:
@@ -21,10 +24,13 @@ def _slim(args) -> int:
 
     slim = slim_checkpoint(args.src, args.dst, half=args.half)
     size = Path(args.dst).stat().st_size / 1e6
-    print(f"wrote {args.dst}: {len(slim['model'])} tensors ({slim['meta']['dtype']}), {size:.1f} MB, "
-          f"training state dropped")
-    write_json(args.json, {"src": str(args.src), "dst": str(args.dst), "megabytes": size,
-                           "dtype": slim["meta"]["dtype"]})
+    print(
+        f"wrote {args.dst}: {len(slim['model'])} tensors ({slim['meta']['dtype']}), {size:.1f} MB, "
+        f"training state dropped"
+    )
+    write_json(
+        args.json, {"src": str(args.src), "dst": str(args.dst), "megabytes": size, "dtype": slim["meta"]["dtype"]}
+    )
     return 0
 
 
@@ -49,8 +55,10 @@ def run(args) -> int:
     norm = meta["normalization"]
     print(f"input: {norm['color']} x {norm['scale']:.6g}, mean {norm['mean']}, std {norm['std']}")
     if "depth" in meta:
-        print(f"depth: {meta['depth']['units']} (absolute value of the output), "
-              f"capped at {meta['depth']['max_depth']:g} m in evaluation")
+        print(
+            f"depth: {meta['depth']['units']} (absolute value of the output), "
+            f"capped at {meta['depth']['max_depth']:g} m in evaluation"
+        )
     if args.half:
         slim_checkpoint(args.dst, args.dst, half=True)
     print(f"wrote {args.dst} (use it with --weights {args.dst})")

@@ -1,4 +1,5 @@
 """hydranet demo: the video overlay demo (default: a synthetic clip and the bundled checkpoint, offline)."""
+
 from __future__ import annotations
 
 from .common import (
@@ -12,17 +13,25 @@ from .common import (
     write_json,
 )
 
-HELP = ("video overlay demo: segmentation blended over the frames, depth beside them, legend and FPS, "
-        "written as MP4 (no --input: a built-in synthetic clip)")
+HELP = (
+    "video overlay demo: segmentation blended over the frames, depth beside them, legend and FPS, "
+    "written as MP4 (no --input: a built-in synthetic clip)"
+)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--input", help="a video file, a folder of frames (sorted by name) or a camera index "
-                                   "(default: a clip rendered from the built-in synthetic scene set)")
-    p.add_argument("--weights", help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
-                                     "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
-                                     "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
-                                     "synthetic model")
+    p.add_argument(
+        "--input",
+        help="a video file, a folder of frames (sorted by name) or a camera index "
+        "(default: a clip rendered from the built-in synthetic scene set)",
+    )
+    p.add_argument(
+        "--weights",
+        help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
+        "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
+        "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
+        "synthetic model",
+    )
     p.add_argument("--out", default="demo_out/demo.mp4", help="output MP4 (default: demo_out/demo.mp4)")
     p.add_argument("--frame-png", help="also save one output frame as PNG (default: frame.png beside --out)")
     add_device_arg(p)
@@ -30,31 +39,61 @@ def add_arguments(p) -> None:
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
     p.add_argument("--batch", type=positive_int, default=1, help="frames per network call (default 1)")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
-    p.add_argument("--show", action="store_true", help="also show the frames in a window (needs a display and "
-                                                       "OpenCV with GUI support; q or Esc stops)")
-    p.add_argument("--size", type=parse_size, metavar="WxH", help="network input size (frames are resized to it; "
-                                                                  "results are drawn at the frame's size)")
-    p.add_argument("--fps", type=positive_float,
-                   help="frame rate of the written MP4 (default: the source's; folders 10, "
-                                             "the synthetic clip 12)")
-    p.add_argument("--max-depth", type=positive_float, help="top of the depth colour scale in metres "
-                                                  "(default: the model's max_depth, else from the first frame)")
-    p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
-                   help="depth colour map")
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="also show the frames in a window (needs a display and OpenCV with GUI support; q or Esc stops)",
+    )
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="WxH",
+        help="network input size (frames are resized to it; results are drawn at the frame's size)",
+    )
+    p.add_argument(
+        "--fps",
+        type=positive_float,
+        help="frame rate of the written MP4 (default: the source's; folders 10, the synthetic clip 12)",
+    )
+    p.add_argument(
+        "--max-depth",
+        type=positive_float,
+        help="top of the depth colour scale in metres (default: the model's max_depth, else from the first frame)",
+    )
+    p.add_argument(
+        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
+    )
     p.add_argument("--alpha", type=fraction, default=0.5, help="opacity of the segmentation over the frame")
-    p.add_argument("--palette", help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
-                                     "(.npy or text, one 'R G B' row per class); default: the checkpoint's")
-    p.add_argument("--smooth", type=fraction, default=0.0, metavar="ALPHA",
-                   help="temporal smoothing: each frame's depth and class probabilities are averaged with the "
-                        "previous frames' as ALPHA * previous + (1 - ALPHA) * current (0 = off, default; "
-                        "0.5-0.8 removes most flicker)")
-    p.add_argument("--codec", default="h264", choices=("h264", "mp4v"),
-                   help="h264 (yuv420p, plays in browsers; needs PyAV: pip install 'hydranet[video]', else "
-                        "falls back to mp4v with a warning) or mp4v (OpenCV)")
+    p.add_argument(
+        "--palette",
+        help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
+        "(.npy or text, one 'R G B' row per class); default: the checkpoint's",
+    )
+    p.add_argument(
+        "--smooth",
+        type=fraction,
+        default=0.0,
+        metavar="ALPHA",
+        help="temporal smoothing: each frame's depth and class probabilities are averaged with the "
+        "previous frames' as ALPHA * previous + (1 - ALPHA) * current (0 = off, default; "
+        "0.5-0.8 removes most flicker)",
+    )
+    p.add_argument(
+        "--codec",
+        default="h264",
+        choices=("h264", "mp4v"),
+        help="h264 (yuv420p, plays in browsers; needs PyAV: pip install 'hydranet[video]', else "
+        "falls back to mp4v with a warning) or mp4v (OpenCV)",
+    )
     clip = p.add_argument_group("the synthetic clip (no --input)")
     clip.add_argument("--clip-frames", type=positive_int, default=48, help="frames of the clip (default 48)")
-    clip.add_argument("--clip-size", type=parse_size, default=(240, 320), metavar="WxH",
-                      help="frame size of the clip (default 320x240)")
+    clip.add_argument(
+        "--clip-size",
+        type=parse_size,
+        default=(240, 320),
+        metavar="WxH",
+        help="frame size of the clip (default 320x240)",
+    )
     clip.add_argument("--seed", type=non_negative_int, default=0, help="scene of the clip")
     p.add_argument("--json", help="write the run's statistics (frames, FPS, paths) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,14 +116,36 @@ def run(args) -> int:
     weights = resolve_weights(args.weights)
     clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
     source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
-    predictor = Predictor(weights, device=device, half=args.half, fast=not args.plain, size=args.size,
-                          tune_allocator=True, smooth=args.smooth)
+    predictor = Predictor(
+        weights,
+        device=device,
+        half=args.half,
+        fast=not args.plain,
+        size=args.size,
+        tune_allocator=True,
+        smooth=args.smooth,
+    )
     frame_png = Path(args.frame_png) if args.frame_png else Path(args.out).parent / "frame.png"
-    print(f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
-          f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})")
-    stats = run_demo(source, predictor, args.out, batch=args.batch, max_frames=args.max_frames, show=args.show,
-                     progress=not args.no_progress, frame_png=frame_png, fps=args.fps, max_depth=args.max_depth,
-                     cmap=args.cmap, alpha=args.alpha, codec=args.codec, palette=args.palette)
+    print(
+        f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
+        f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})"
+    )
+    stats = run_demo(
+        source,
+        predictor,
+        args.out,
+        batch=args.batch,
+        max_frames=args.max_frames,
+        show=args.show,
+        progress=not args.no_progress,
+        frame_png=frame_png,
+        fps=args.fps,
+        max_depth=args.max_depth,
+        cmap=args.cmap,
+        alpha=args.alpha,
+        codec=args.codec,
+        palette=args.palette,
+    )
     stats["weights"] = str(weights)
 
     def rate(v):
@@ -92,10 +153,14 @@ def run(args) -> int:
 
     h, w = stats["output_size"]
     note = " (stopped by Ctrl-C; the video holds the frames done)" if stats["interrupted"] else ""
-    print(f"wrote {stats['frames']} frames ({w}x{h}, {stats['codec']}) to {stats['output']} "
-          f"and one frame to {stats['frame_png']}{note}")
-    print(f"FPS after warm-up on {stats['device']}: end-to-end {rate(stats['end_to_end_fps'])} "
-          f"(read + predict + draw + encode) | inference {rate(stats['inference_fps'])} "
-          f"(pre + model + post) | model only {rate(stats['model_fps'])}")
+    print(
+        f"wrote {stats['frames']} frames ({w}x{h}, {stats['codec']}) to {stats['output']} "
+        f"and one frame to {stats['frame_png']}{note}"
+    )
+    print(
+        f"FPS after warm-up on {stats['device']}: end-to-end {rate(stats['end_to_end_fps'])} "
+        f"(read + predict + draw + encode) | inference {rate(stats['inference_fps'])} "
+        f"(pre + model + post) | model only {rate(stats['model_fps'])}"
+    )
     write_json(args.json, stats)
     return 0

@@ -1,4 +1,5 @@
 """hydranet eval: metrics of a checkpoint over a data set (default: the synthetic validation set)."""
+
 from __future__ import annotations
 
 from .common import (
@@ -15,12 +16,23 @@ HELP = "evaluate a checkpoint or exported ONNX file: mIoU, depth errors, normal 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--weights", required=True, help="a Hydranet checkpoint, or an ONNX file from `hydranet export` "
-                                                       "(fp32 or --int8; run by onnxruntime)")
-    p.add_argument("--config", help="a config whose data.val section names the data (default: the "
-                                    "checkpoint's own data.val, else the synthetic validation set)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a value of the data section, e.g. --set data.val.num_samples=50")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="a Hydranet checkpoint, or an ONNX file from `hydranet export` (fp32 or --int8; run by onnxruntime)",
+    )
+    p.add_argument(
+        "--config",
+        help="a config whose data.val section names the data (default: the "
+        "checkpoint's own data.val, else the synthetic validation set)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the data section, e.g. --set data.val.num_samples=50",
+    )
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
@@ -35,9 +47,17 @@ def run(args) -> int:
     from ..evaluation.run import evaluate_checkpoint
 
     device = resolve_device(args.device)
-    results = evaluate_checkpoint(args.weights, config=args.config, overrides=args.set, device=device,
-                                  batch_size=args.batch_size, workers=args.workers, fast=not args.plain,
-                                  progress=not args.no_progress, tune_allocator=True)
+    results = evaluate_checkpoint(
+        args.weights,
+        config=args.config,
+        overrides=args.set,
+        device=device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        fast=not args.plain,
+        progress=not args.no_progress,
+        tune_allocator=True,
+    )
     print(f"{results['data']} ({results['samples']} samples)")
     print(format_table(results["metrics"]))
     if args.baseline:

@@ -1,4 +1,5 @@
 """hydranet export: write a model as ONNX or TorchScript and check the file against PyTorch."""
+
 from __future__ import annotations
 
 from .common import add_model_args, config_from_args, parse_size, positive_int, write_json
@@ -11,19 +12,37 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default onnx)")
     p.add_argument("--out", required=True, help="the file to write")
     p.add_argument("--opset", type=positive_int, default=18, help="ONNX opset, 17 or later (default 18)")
-    p.add_argument("--size", default="640x480",
-                   help="WIDTHxHEIGHT of the example input and of the first check (default 640x480)")
-    p.add_argument("--static", action="store_true",
-                   help="ONNX fixed to --size and batch 1 (onnxruntime runs it about 10%% faster; one file per size)")
-    p.add_argument("--plain-layers", action="store_true",
-                   help="ONNX with every layer as the model has it (default: equivalent forms onnxruntime runs faster)")
-    p.add_argument("--int8", action="store_true",
-                   help="ONNX quantised to int8 (static QDQ, per-channel weights), calibrated on --calibration frames")
-    p.add_argument("--calibration", metavar="CONFIG_OR_LIST",
-                   help="with --int8: a config (its data.val) or an image list file to calibrate on (default: the "
-                        "data of --config or of the checkpoint)")
-    p.add_argument("--calibration-frames", type=int, default=32, metavar="N",
-                   help="with --int8: frames to calibrate on (default 32)")
+    p.add_argument(
+        "--size", default="640x480", help="WIDTHxHEIGHT of the example input and of the first check (default 640x480)"
+    )
+    p.add_argument(
+        "--static",
+        action="store_true",
+        help="ONNX fixed to --size and batch 1 (onnxruntime runs it about 10%% faster; one file per size)",
+    )
+    p.add_argument(
+        "--plain-layers",
+        action="store_true",
+        help="ONNX with every layer as the model has it (default: equivalent forms onnxruntime runs faster)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="ONNX quantised to int8 (static QDQ, per-channel weights), calibrated on --calibration frames",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="CONFIG_OR_LIST",
+        help="with --int8: a config (its data.val) or an image list file to calibrate on (default: the "
+        "data of --config or of the checkpoint)",
+    )
+    p.add_argument(
+        "--calibration-frames",
+        type=int,
+        default=32,
+        metavar="N",
+        help="with --int8: frames to calibrate on (default 32)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
     p.add_argument("--json", help="write the export report (with the check) as JSON")
 
@@ -59,11 +78,20 @@ def run(args) -> int:
     if args.int8:
         report = _export_int8(model, args, size)
     elif args.format == "onnx":
-        report = export_onnx(model, args.out, opset=args.opset, size=size, check=not args.no_check,
-                             static=args.static, runtime_forms=not args.plain_layers)
+        report = export_onnx(
+            model,
+            args.out,
+            opset=args.opset,
+            size=size,
+            check=not args.no_check,
+            static=args.static,
+            runtime_forms=not args.plain_layers,
+        )
         shape = ", ".join(str(d) for d in report["input_shape"])
-        print(f"wrote {args.out}: ONNX opset {report['opset']}, input 'image' ({shape}), "
-              f"outputs {', '.join(report['outputs'])}")
+        print(
+            f"wrote {args.out}: ONNX opset {report['opset']}, input 'image' ({shape}), "
+            f"outputs {', '.join(report['outputs'])}"
+        )
     else:
         if args.static or args.plain_layers:
             raise ConfigError("--static and --plain-layers apply to --format onnx")
@@ -71,15 +99,19 @@ def run(args) -> int:
         print(f"wrote {args.out}: TorchScript (torch.jit.load), outputs {{{', '.join(report['outputs'])}}}")
     if args.int8:
         shape = ", ".join(str(d) for d in report["input_shape"])
-        print(f"wrote {args.out}: ONNX int8 (static QDQ, per-channel weights, calibrated on "
-              f"{report['calibration_frames']} frames), input 'image' ({shape}), "
-              f"outputs {', '.join(report['outputs'])}")
+        print(
+            f"wrote {args.out}: ONNX int8 (static QDQ, per-channel weights, calibrated on "
+            f"{report['calibration_frames']} frames), input 'image' ({shape}), "
+            f"outputs {', '.join(report['outputs'])}"
+        )
     if "check" in report:
         print("check against PyTorch (onnxruntime)" if args.format == "onnx" else "check against PyTorch")
         print(format_check(report["check"]))
         if args.int8:
-            print("(int8 on random inputs differs by design; judge the file by `hydranet eval --weights "
-                  f"{args.out}` against the fp32 model)")
+            print(
+                "(int8 on random inputs differs by design; judge the file by `hydranet eval --weights "
+                f"{args.out}` against the fp32 model)"
+            )
     write_json(args.json, report)
     return 0
 
@@ -96,8 +128,15 @@ def _export_int8(model, args, size) -> dict:
     batches = calibration_batches(model, args.calibration, args.calibration_frames)
     with tempfile.TemporaryDirectory(prefix="hydranet-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        report = export_onnx(model, fp32, opset=args.opset, size=size, check=False, static=args.static,
-                             runtime_forms=not args.plain_layers)
+        report = export_onnx(
+            model,
+            fp32,
+            opset=args.opset,
+            size=size,
+            check=False,
+            static=args.static,
+            runtime_forms=not args.plain_layers,
+        )
         report.update(quantize_onnx(fp32, args.out, batches))
     if not args.no_check:
         h, w = size

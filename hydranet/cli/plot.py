@@ -1,4 +1,5 @@
 """hydranet plot: plots of a training run (task losses, sigma^2, weights, validation metrics)."""
+
 from __future__ import annotations
 
 HELP = "plot a training run's losses, sigma^2, effective weights and validation metrics"

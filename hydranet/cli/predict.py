@@ -1,4 +1,5 @@
 """hydranet predict: run a checkpoint on image files and folders and write every result."""
+
 from __future__ import annotations
 
 from .common import add_device_arg, parse_size, positive_float, resolve_device, write_json
@@ -8,36 +9,64 @@ HELP = "predict images: colour segmentation, depth (colour + raw), normals, figu
 
 def add_arguments(p) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders of images")
-    p.add_argument("--weights", help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
-                                     "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
-                                     "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
-                                     "synthetic model")
+    p.add_argument(
+        "--weights",
+        help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
+        "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
+        "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
+        "synthetic model",
+    )
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument("--size", type=parse_size, metavar="WxH",
-                   help="resize images to this network input size (results come back at full resolution)")
-    p.add_argument("--depth-format", choices=("png", "npy"), default="png",
-                   help="raw depth: png = uint16 millimetres (round(depth*1000), 0 = invalid), npy = float32 metres")
-    p.add_argument("--max-depth", type=positive_float, help="top of the depth colour scale in metres "
-                                                  "(default: the model's max_depth, else per image)")
-    p.add_argument("--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"),
-                   help="depth colour map")
-    p.add_argument("--palette", help="segmentation colours: nyud, kitti, cityscapes, synthetic, or a file (.npy or "
-                                     "text, one 'R G B' row per class); default: the checkpoint's")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="WxH",
+        help="resize images to this network input size (results come back at full resolution)",
+    )
+    p.add_argument(
+        "--depth-format",
+        choices=("png", "npy"),
+        default="png",
+        help="raw depth: png = uint16 millimetres (round(depth*1000), 0 = invalid), npy = float32 metres",
+    )
+    p.add_argument(
+        "--max-depth",
+        type=positive_float,
+        help="top of the depth colour scale in metres (default: the model's max_depth, else per image)",
+    )
+    p.add_argument(
+        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
+    )
+    p.add_argument(
+        "--palette",
+        help="segmentation colours: nyud, kitti, cityscapes, synthetic, or a file (.npy or "
+        "text, one 'R G B' row per class); default: the checkpoint's",
+    )
     ply = p.add_argument_group("point cloud (from the first depth task)")
-    ply.add_argument("--ply", nargs="?", const="binary", choices=("binary", "ascii"),
-                     help="write STEM.ply, one coloured point per valid depth pixel (default binary)")
-    ply.add_argument("--fx", type=positive_float,
-                     help="focal length x in pixels of the input image. Defaults: NYUD models "
-                                              "518.86*W/640; KITTI models 721.54*W/1242; otherwise a 60 deg "
-                                              "horizontal field of view, 0.866*W")
+    ply.add_argument(
+        "--ply",
+        nargs="?",
+        const="binary",
+        choices=("binary", "ascii"),
+        help="write STEM.ply, one coloured point per valid depth pixel (default binary)",
+    )
+    ply.add_argument(
+        "--fx",
+        type=positive_float,
+        help="focal length x in pixels of the input image. Defaults: NYUD models "
+        "518.86*W/640; KITTI models 721.54*W/1242; otherwise a 60 deg "
+        "horizontal field of view, 0.866*W",
+    )
     ply.add_argument("--fy", type=positive_float, help="focal length y in pixels (defaults as --fx: NYUD 519.47*H/480)")
-    ply.add_argument("--cx", type=float, help="principal point x (defaults: NYUD 325.58*W/640, KITTI "
-                                              "609.56*W/1242, else (W-1)/2)")
-    ply.add_argument("--cy", type=float, help="principal point y (defaults: NYUD 253.74*H/480, KITTI "
-                                              "172.85*H/375, else (H-1)/2)")
+    ply.add_argument(
+        "--cx", type=float, help="principal point x (defaults: NYUD 325.58*W/640, KITTI 609.56*W/1242, else (W-1)/2)"
+    )
+    ply.add_argument(
+        "--cy", type=float, help="principal point y (defaults: NYUD 253.74*H/480, KITTI 172.85*H/375, else (H-1)/2)"
+    )
     p.add_argument("--json", help="write all predictions, files and timings as JSON")
 
 
@@ -48,14 +77,31 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     writable_dir(args.out)
-    predictor = Predictor(resolve_weights(args.weights), device=device, half=args.half, fast=not args.plain,
-                          size=args.size, tune_allocator=True)
+    predictor = Predictor(
+        resolve_weights(args.weights),
+        device=device,
+        half=args.half,
+        fast=not args.plain,
+        size=args.size,
+        tune_allocator=True,
+    )
     intrinsics = {"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy}
-    results = predict_images(args.images, predictor, args.out, depth_format=args.depth_format, ply=args.ply,
-                             intrinsics=intrinsics, max_depth=args.max_depth, cmap=args.cmap, palette=args.palette)
+    results = predict_images(
+        args.images,
+        predictor,
+        args.out,
+        depth_format=args.depth_format,
+        ply=args.ply,
+        intrinsics=intrinsics,
+        max_depth=args.max_depth,
+        cmap=args.cmap,
+        palette=args.palette,
+    )
     rates = results["timing"]
-    print(f"wrote {len(results['images'])} image(s) to {args.out}/ "
-          f"(model {rates['model_ms_per_frame']:.1f} ms/image, end-to-end {rates['end_to_end_ms_per_frame']:.1f} "
-          f"ms/image incl. pre/post-processing, first image included: no warm-up)")
+    print(
+        f"wrote {len(results['images'])} image(s) to {args.out}/ "
+        f"(model {rates['model_ms_per_frame']:.1f} ms/image, end-to-end {rates['end_to_end_ms_per_frame']:.1f} "
+        f"ms/image incl. pre/post-processing, first image included: no warm-up)"
+    )
     write_json(args.json, results)
     return 0

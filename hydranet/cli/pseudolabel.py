@@ -1,4 +1,5 @@
 """hydranet pseudolabel: fill the missing dense labels of a list file with a teacher's predictions."""
+
 from __future__ import annotations
 
 from .common import add_device_arg, fraction, positive_float, resolve_device, write_json
@@ -11,10 +12,14 @@ def add_arguments(p) -> None:
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
-    p.add_argument("--depth-scale", type=positive_float, default=5000.0,
-                   help="depth PNG units per metre (NYUD 5000, KITTI 256)")
-    p.add_argument("--confidence", type=fraction,
-                   help="segmentation: leave pixels below this softmax probability unlabelled (0 to 1)")
+    p.add_argument(
+        "--depth-scale", type=positive_float, default=5000.0, help="depth PNG units per metre (NYUD 5000, KITTI 256)"
+    )
+    p.add_argument(
+        "--confidence",
+        type=fraction,
+        help="segmentation: leave pixels below this softmax probability unlabelled (0 to 1)",
+    )
     add_device_arg(p)
     p.add_argument("--json", help="write the report as JSON")
 
@@ -22,8 +27,15 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..tools.pseudolabel import pseudolabel
 
-    report = pseudolabel(args.teacher, args.list, args.out, root=args.root, depth_scale=args.depth_scale,
-                         confidence=args.confidence, device=resolve_device(args.device))
+    report = pseudolabel(
+        args.teacher,
+        args.list,
+        args.out,
+        root=args.root,
+        depth_scale=args.depth_scale,
+        confidence=args.confidence,
+        device=resolve_device(args.device),
+    )
     print(f"{report['samples']} samples: filled {report['filled']}, real labels kept {report['kept']}")
     print(f"completed list: {report['list']}")
     write_json(args.json, report)

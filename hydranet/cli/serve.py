@@ -1,17 +1,26 @@
 """hydranet serve: the web demo (Gradio; pip install 'hydranet[web]')."""
+
 from __future__ import annotations
 
 from .common import add_device_arg, port_number, positive_int, resolve_device
 
-HELP = ("web demo in the browser: upload an image or a short video, or use the webcam; overlay, depth with "
-        "its scale, image-level predictions, point cloud (needs: pip install 'hydranet[web]')")
+HELP = (
+    "web demo in the browser: upload an image or a short video, or use the webcam; overlay, depth with "
+    "its scale, image-level predictions, point cloud (needs: pip install 'hydranet[web]')"
+)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--weights", help="the model selected at start: a checkpoint or a known model name (default: "
-                                     "the bundled synthetic model; others can be picked in the page)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
-                                                      "only; 0.0.0.0 to share on the network)")
+    p.add_argument(
+        "--weights",
+        help="the model selected at start: a checkpoint or a known model name (default: "
+        "the bundled synthetic model; others can be picked in the page)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 to share on the network)",
+    )
     p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--max-video-frames", type=positive_int, default=120, help="frames of an uploaded video to process")
     add_device_arg(p)

@@ -1,4 +1,5 @@
 """hydranet summary: parameters, multiply-adds and output shapes of a model."""
+
 from __future__ import annotations
 
 from .common import add_model_args, config_from_args, model_from_args, parse_size, positive_int, write_json

@@ -1,4 +1,5 @@
 """hydranet train: train from a config (default: the built-in synthetic scenes)."""
+
 from __future__ import annotations
 
 from .common import add_device_arg, positive_int, write_json
@@ -10,28 +11,44 @@ def add_arguments(p) -> None:
     p.add_argument("--config", help="config YAML or a shipped name (default: synthetic)")
     p.add_argument("--out", default="runs/train", help="run folder (last.pt, best.pt, logs, plots)")
     p.add_argument("--steps", type=positive_int, help="optimiser steps (overrides train.steps)")
-    p.add_argument("--resume", nargs="?", const=True, default=None,
-                   help="continue from CKPT (default: OUT/last.pt); the config and --steps must be the "
-                        "checkpoint's unless --allow-changes")
-    p.add_argument("--allow-changes", action="store_true",
-                   help="with --resume: continue although the config differs (the new values apply from the "
-                        "resumed step; config.yaml records them)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        help="continue from CKPT (default: OUT/last.pt); the config and --steps must be the "
+        "checkpoint's unless --allow-changes",
+    )
+    p.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: continue although the config differs (the new values apply from the "
+        "resumed step; config.yaml records them)",
+    )
     add_device_arg(p)
     p.add_argument("--json", help="write the run summary as JSON")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+    )
     p.add_argument("--encoder-weights", help="local encoder weights file (offline ImageNet weights)")
     p.add_argument("--weighting", help="uncertainty | fixed | equal | gradnorm | dwa")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     legacy = p.add_argument_group("flags of the classic uncertainty-weighting JSON trainer")
     legacy.add_argument("--train_json", help="JSON records of image-level targets (infers the tasks)")
     legacy.add_argument("--val_json", help="JSON records for validation")
-    legacy.add_argument("--use_uncertainty_weighting", metavar="BOOL",
-                        help="true: uncertainty weighting; false: equal weights")
-    legacy.add_argument("--gradient_normalization", metavar="BOOL",
-                        help="true: clip each head's gradient to max norm 1.0")
-    legacy.add_argument("--initial_log_vars", metavar="S1,S2,...",
-                        help="initial log sigma^2 per task, in task order, e.g. 0,0,0,0")
+    legacy.add_argument(
+        "--use_uncertainty_weighting", metavar="BOOL", help="true: uncertainty weighting; false: equal weights"
+    )
+    legacy.add_argument(
+        "--gradient_normalization", metavar="BOOL", help="true: clip each head's gradient to max norm 1.0"
+    )
+    legacy.add_argument(
+        "--initial_log_vars", metavar="S1,S2,...", help="initial log sigma^2 per task, in task order, e.g. 0,0,0,0"
+    )
 
 
 def build_run_config(args) -> dict:
@@ -73,17 +90,28 @@ def run(args) -> int:
 
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes applies to --resume")
-    summary = train(build_run_config(args), args.out, device=args.device, resume=args.resume,
-                    progress=not args.no_progress, allow_changes=args.allow_changes)
+    summary = train(
+        build_run_config(args),
+        args.out,
+        device=args.device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        allow_changes=args.allow_changes,
+    )
     skipped = summary.get("skipped_steps") or 0
     if summary.get("rank", 0) != 0:  # under torchrun, rank 0 speaks for the run
         return 1 if summary["status"] == "too_many_skipped" else 0 if summary["status"] == "completed" else 130
-    print(f"{summary['status']} at step {summary['step']} in {summary['seconds']:.0f} s; "
-          f"checkpoints: {summary['last']}, {summary['best']}"
-          + (f"; {skipped} of {summary['step']} updates skipped (non-finite loss)" if skipped else ""))
+    print(
+        f"{summary['status']} at step {summary['step']} in {summary['seconds']:.0f} s; "
+        f"checkpoints: {summary['last']}, {summary['best']}"
+        + (f"; {skipped} of {summary['step']} updates skipped (non-finite loss)" if skipped else "")
+    )
     write_json(args.json, summary)
     if summary["status"] == "too_many_skipped":
-        print(f"hydranet train: error: {skipped} of {summary['step']} updates were skipped for non-finite losses "
-              f"(more than train.max_skipped); the model did not train as configured", file=sys.stderr)
+        print(
+            f"hydranet train: error: {skipped} of {summary['step']} updates were skipped for non-finite losses "
+            f"(more than train.max_skipped); the model did not train as configured",
+            file=sys.stderr,
+        )
         return 1
     return 0 if summary["status"] == "completed" else 130

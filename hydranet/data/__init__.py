@@ -5,6 +5,7 @@ A dataset item is a dict ``{"image": float32 3 x H x W (ImageNet-normalised RGB)
 (see :mod:`hydranet.data.sample`); :func:`collate` stacks items into
 ``{"image", "ids", "targets", "present"}`` (see :mod:`hydranet.data.collate`).
 """
+
 from .base import LabelledDataset
 from .collate import collate, make_collate
 from .factory import DATASET_TYPES, build_dataset
@@ -15,15 +16,51 @@ from .listfile import ListDataset
 from .nyud import NYUD_MAX_DEPTH, NYUDv2Mat, load_mapping40, load_splits, nyud40_class_names, nyud_tasks
 from .sample import task_field, to_tensor_sample
 from .synthetic import SYNTHETIC_CLASSES, SyntheticScenes, render_clip, render_scene, sample_scene, synthetic_tasks
-from .transforms import (IMAGENET_MEAN, IMAGENET_STD, JointTransform, build_transforms, denormalize_image,
-                         normalize_image)
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    JointTransform,
+    build_transforms,
+    denormalize_image,
+    normalize_image,
+)
 
 __all__ = [
-    "LabelledDataset", "SyntheticScenes", "ListDataset", "KittiDataset", "NYUDv2Mat", "JsonDataset",
-    "build_dataset", "DATASET_TYPES", "collate", "make_collate", "build_transforms", "JointTransform",
-    "IMAGENET_MEAN", "IMAGENET_STD", "normalize_image", "denormalize_image", "to_tensor_sample", "task_field",
-    "read_image", "read_segmentation", "read_depth", "read_normals", "read_kitti_depth",
-    "KITTI_MAX_DEPTH", "NYUD_MAX_DEPTH", "load_mapping40", "load_splits",
-    "nyud40_class_names", "nyud_tasks", "build_vocab", "save_vocab", "load_vocab", "SYNTHETIC_CLASSES",
-    "synthetic_tasks", "render_scene", "render_clip", "sample_scene",
+    "LabelledDataset",
+    "SyntheticScenes",
+    "ListDataset",
+    "KittiDataset",
+    "NYUDv2Mat",
+    "JsonDataset",
+    "build_dataset",
+    "DATASET_TYPES",
+    "collate",
+    "make_collate",
+    "build_transforms",
+    "JointTransform",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "normalize_image",
+    "denormalize_image",
+    "to_tensor_sample",
+    "task_field",
+    "read_image",
+    "read_segmentation",
+    "read_depth",
+    "read_normals",
+    "read_kitti_depth",
+    "KITTI_MAX_DEPTH",
+    "NYUD_MAX_DEPTH",
+    "load_mapping40",
+    "load_splits",
+    "nyud40_class_names",
+    "nyud_tasks",
+    "build_vocab",
+    "save_vocab",
+    "load_vocab",
+    "SYNTHETIC_CLASSES",
+    "synthetic_tasks",
+    "render_scene",
+    "render_clip",
+    "sample_scene",
 ]

@@ -10,6 +10,7 @@ With ``skip_bad=True`` a sample that raises :class:`DataError` is recorded in ``
 with the count. Each DataLoader worker keeps its own list, so for a complete list run
 ``scan()`` once in the main process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,13 @@ log = logging.getLogger("hydranet.data")
 class LabelledDataset(Dataset):
     """Shared machinery of Hydranet's datasets (see the module docstring)."""
 
-    def __init__(self, tasks: Sequence[TaskSpec], fields: Optional[Mapping[str, str]] = None,
-                 transform: Optional[Callable] = None, skip_bad: bool = False):
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        fields: Optional[Mapping[str, str]] = None,
+        transform: Optional[Callable] = None,
+        skip_bad: bool = False,
+    ):
         self.tasks = parse_tasks(list(tasks))
         check_fields(self.tasks, fields)
         self.fields = dict(fields or {})
@@ -76,8 +82,10 @@ class LabelledDataset(Dataset):
                 return self._item(i)
             except DataError as exc:
                 self._record_bad(i, exc)
-        raise DataError(f"{type(self).__name__}: all {n} samples are bad; first: "
-                        f"{self.bad_samples[0][1] if self.bad_samples else '?'}")
+        raise DataError(
+            f"{type(self).__name__}: all {n} samples are bad; first: "
+            f"{self.bad_samples[0][1] if self.bad_samples else '?'}"
+        )
 
     def _record_bad(self, index: int, exc: Exception) -> None:
         if index in self._bad_index:
@@ -107,7 +115,6 @@ class LabelledDataset(Dataset):
         if n == 0:
             return f"{type(self).__name__}: no bad samples"
         shown = "; ".join(f"{sid}: {msg}" for sid, msg in self.bad_samples[:5])
-        text = f"{type(self).__name__}: skipped {n} bad sample(s) of {len(self)}: {shown}" + (
-            " ..." if n > 5 else "")
+        text = f"{type(self).__name__}: skipped {n} bad sample(s) of {len(self)}: {shown}" + (" ..." if n > 5 else "")
         log.warning(text)
         return text

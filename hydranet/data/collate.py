@@ -11,6 +11,7 @@ A missing label is filled with the task's invalid value so the batch stacks: ``i
 for segmentation and classification, NaN for depth, normals and regression. Losses and
 metrics must use ``present`` (and the per-pixel invalid values), never the fill.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,10 @@ def collate(samples: Sequence[dict], tasks: Sequence[TaskSpec]) -> dict:
     sizes = {tuple(s["image"].shape) for s in samples}
     if len(sizes) != 1:
         detail = ", ".join(f"{s.get('id', i)}: {tuple(s['image'].shape)}" for i, s in enumerate(samples[:6]))
-        raise DataError(f"collate: images of different sizes in one batch ({detail}); "
-                        "set a transform size (crop/resize) so that batches have equal sizes")
+        raise DataError(
+            f"collate: images of different sizes in one batch ({detail}); "
+            "set a transform size (crop/resize) so that batches have equal sizes"
+        )
     images = torch.stack([s["image"] for s in samples])
     h, w = images.shape[-2:]
     targets, present = {}, {}
@@ -43,8 +46,7 @@ def collate(samples: Sequence[dict], tasks: Sequence[TaskSpec]) -> dict:
             ids = [s.get("id", i) for i, s in enumerate(samples)]
             raise DataError(f"collate: task {spec.name!r} labels of samples {ids} do not stack: {exc}") from exc
         present[spec.name] = torch.tensor(have, dtype=torch.bool)
-    return {"image": images, "ids": [str(s.get("id", "")) for s in samples],
-            "targets": targets, "present": present}
+    return {"image": images, "ids": [str(s.get("id", "")) for s in samples], "targets": targets, "present": present}
 
 
 def make_collate(tasks: Sequence[TaskSpec]):

@@ -10,6 +10,7 @@ mapping for :func:`~hydranet.data.transforms.build_transforms`; the train pipeli
     {"type": "nyud_mat", "mat": "nyu_depth_v2_labeled.mat", "split": "train"}
     {"type": "json", "json": "parts/train.json", "vocab": "parts/vocab.json"}
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -26,15 +27,31 @@ from .transforms import IMAGENET, build_transforms
 
 # type -> (class, required keys, optional keys, {config key: argument name})
 DATASET_TYPES = {
-    "synthetic": (SyntheticScenes, (), ("num_samples", "size", "seed", "split", "fields", "max_objects",
-                                        "label_dropout"), {}),
-    "list": (ListDataset, ("list",), ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
-             {"list": "list_file"}),
-    "kitti": (KittiDataset, ("list",), ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
-              {"list": "list_file"}),
+    "synthetic": (
+        SyntheticScenes,
+        (),
+        ("num_samples", "size", "seed", "split", "fields", "max_objects", "label_dropout"),
+        {},
+    ),
+    "list": (
+        ListDataset,
+        ("list",),
+        ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
+        {"list": "list_file"},
+    ),
+    "kitti": (
+        KittiDataset,
+        ("list",),
+        ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
+        {"list": "list_file"},
+    ),
     "nyud_mat": (NYUDv2Mat, ("mat",), ("split", "mapping", "splits", "fields", "skip_bad"), {"mat": "mat_path"}),
-    "json": (JsonDataset, ("json",), ("root", "vocab", "fields", "skip_bad", "depth_scale", "palette"),
-             {"json": "json_file"}),
+    "json": (
+        JsonDataset,
+        ("json",),
+        ("root", "vocab", "fields", "skip_bad", "depth_scale", "palette"),
+        {"json": "json_file"},
+    ),
 }
 
 # Options shared by several dataset types: check_field arguments (kind, low, high, {options}).
@@ -82,8 +99,9 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
     keys = set(cfg) - {"type", "transforms"}
     unknown = sorted(keys - set(required) - set(optional))
     if unknown:
-        raise ConfigError(f"data ({kind}): unknown key(s) {unknown}; valid: {', '.join(required + optional)}, "
-                          "transforms")
+        raise ConfigError(
+            f"data ({kind}): unknown key(s) {unknown}; valid: {', '.join(required + optional)}, transforms"
+        )
     missing = [k for k in required if cfg.get(k) in (None, "")]
     if missing:
         raise ConfigError(f"data ({kind}): missing key(s) {missing}")

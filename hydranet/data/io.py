@@ -12,6 +12,7 @@ Raw units (what :mod:`hydranet.data.sample` turns into tensors):
 - normals: float32 H x W x 3 unit vectors (camera frame: x right, y up, z towards the
   viewer), zero vector = invalid.
 """
+
 from __future__ import annotations
 
 import os
@@ -193,8 +194,7 @@ def _palette_lookup(rgb: np.ndarray, palette: np.ndarray, path: PathLike) -> np.
     if not known.all():
         bad = np.unique(rgb[~known].reshape(-1, 3), axis=0)[:5]
         shown = ", ".join(f"({r},{g},{b})" for r, g, b in bad)
-        raise DataError(f"{path}: {int((~known).sum())} pixels have colours not in the palette, "
-                        f"e.g. {shown}")
+        raise DataError(f"{path}: {int((~known).sum())} pixels have colours not in the palette, e.g. {shown}")
     return first[pos].astype(np.int64)
 
 
@@ -227,8 +227,7 @@ def read_segmentation(path: PathLike, palette: Optional[np.ndarray] = None) -> n
     if path.suffix.lower() == ".npy":
         arr = _load_npy(path, "segmentation")
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-            raise DataError(f"{path}: segmentation .npy must be an integer H x W array, "
-                            f"got {arr.dtype} {arr.shape}")
+            raise DataError(f"{path}: segmentation .npy must be an integer H x W array, got {arr.dtype} {arr.shape}")
         return arr.astype(np.int64)
     if path.suffix.lower() == ".png":
         mode = _png_mode(path)
@@ -249,8 +248,10 @@ def read_segmentation(path: PathLike, palette: Optional[np.ndarray] = None) -> n
         if palette is None:
             if (rgb == rgb[:, :, :1]).all():  # a grey image saved as RGB
                 return rgb[:, :, 0].astype(np.int64)
-            raise DataError(f"{path}: segmentation is a colour image; give a palette to map "
-                            "colours to class ids (or store class ids in a single-channel PNG)")
+            raise DataError(
+                f"{path}: segmentation is a colour image; give a palette to map "
+                "colours to class ids (or store class ids in a single-channel PNG)"
+            )
         return _palette_lookup(rgb, palette, path)
     return arr.astype(np.int64)
 

@@ -13,13 +13,13 @@ built from the training file by :func:`build_vocab` and saved with :func:`save_v
 evaluation (``JsonDataset(..., vocab=saved)``) uses the same ids. Regression values are a
 number or a list of ``outputs`` numbers.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
-
 
 from ..errors import ConfigError, DataError
 from ..tasks import LabelSources, TaskSpec, parse_tasks
@@ -59,8 +59,9 @@ def read_records(json_file: Union[str, Path]) -> list[dict]:
     return data
 
 
-def build_vocab(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec],
-                fields: Optional[Mapping[str, str]] = None) -> Vocab:
+def build_vocab(
+    records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec], fields: Optional[Mapping[str, str]] = None
+) -> Vocab:
     """Class vocabularies of the classification tasks: ``spec.class_names`` when the task
     names its classes, else the sorted distinct string values found in ``records``."""
     vocab = {}
@@ -78,8 +79,9 @@ def build_vocab(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec],
 
 def save_vocab(vocab: Vocab, path: Union[str, Path]) -> None:
     """Write a vocabulary as JSON ``{task name: [class names]}``."""
-    Path(path).write_text(json.dumps({k: list(v) for k, v in vocab.items()}, indent=2, sort_keys=True) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(
+        json.dumps({k: list(v) for k, v in vocab.items()}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
 def load_vocab(path: Union[str, Path]) -> Vocab:
@@ -87,7 +89,8 @@ def load_vocab(path: Union[str, Path]) -> Vocab:
     path = Path(path)
     data = _read_json(path, "vocabulary file", "vocabulary JSON")
     if not isinstance(data, Mapping) or not all(
-            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in data.values()):
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in data.values()
+    ):
         raise DataError(f"{path}: a vocabulary must map task names to lists of class names")
     return {str(k): list(v) for k, v in data.items()}
 
@@ -107,10 +110,18 @@ class JsonDataset(LabelledDataset):
         depth_scale, palette: as in :class:`~hydranet.data.listfile.ListDataset`, for dense fields.
     """
 
-    def __init__(self, json_file: Union[str, Path], tasks: Sequence[TaskSpec], root=None,
-                 vocab: Union[None, Vocab, str, Path] = None, transform: Optional[Callable] = None,
-                 fields: Optional[Mapping[str, str]] = None, skip_bad: bool = False,
-                 depth_scale: float = NYUD_DEPTH_SCALE, palette=None):
+    def __init__(
+        self,
+        json_file: Union[str, Path],
+        tasks: Sequence[TaskSpec],
+        root=None,
+        vocab: Union[None, Vocab, str, Path] = None,
+        transform: Optional[Callable] = None,
+        fields: Optional[Mapping[str, str]] = None,
+        skip_bad: bool = False,
+        depth_scale: float = NYUD_DEPTH_SCALE,
+        palette=None,
+    ):
         super().__init__(tasks, fields, transform, skip_bad)
         self.json_file = Path(json_file)
         self.root = Path(root) if root is not None else self.json_file.parent
@@ -133,8 +144,9 @@ class JsonDataset(LabelledDataset):
             if names is None:
                 continue
             if len(names) > spec.classes:
-                raise ConfigError(f"task {spec.name!r}: {len(names)} class names ({self.json_file}) "
-                                  f"but classes={spec.classes}")
+                raise ConfigError(
+                    f"task {spec.name!r}: {len(names)} class names ({self.json_file}) but classes={spec.classes}"
+                )
             self._index[spec.name] = {n: i for i, n in enumerate(names)}
 
     def __len__(self) -> int:

@@ -17,12 +17,12 @@ PNGs are uint16 ``metres * depth_scale`` (NYUD 5000, KITTI 256; ``.npy`` = float
 segmentation PNGs hold class ids (single channel or palette-mode PNG) or colours mapped
 through ``palette``; normals PNGs store ``(n + 1) / 2 * 255`` (``.npy`` = float vectors).
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
-
 
 from ..errors import DataError
 from ..tasks import KINDS, LabelSources, TaskSpec
@@ -62,8 +62,7 @@ def parse_list_file(path: Union[str, Path], columns: Optional[Sequence[str]] = N
             names = list(DEFAULT_COLUMNS)
         tokens = line.split()
         if len(tokens) > len(names):
-            raise DataError(f"{path}:{lineno}: {len(tokens)} columns but only {len(names)} named "
-                            f"({' '.join(names)})")
+            raise DataError(f"{path}:{lineno}: {len(tokens)} columns but only {len(names)} named ({' '.join(names)})")
         entry = {n: t for n, t in zip(names, tokens) if t != MISSING}
         if "image" not in entry:
             raise DataError(f"{path}:{lineno}: no image path")
@@ -83,8 +82,10 @@ def check_columns(path: Union[str, Path], names: Sequence[str], valid: Sequence[
     """
     unknown = [n for n in names if n not in valid]
     if unknown:
-        raise DataError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))} in the header; "
-                        f"valid columns: {', '.join(dict.fromkeys(valid))}")
+        raise DataError(
+            f"{path}: unknown column(s) {', '.join(map(repr, unknown))} in the header; "
+            f"valid columns: {', '.join(dict.fromkeys(valid))}"
+        )
 
 
 class ListDataset(LabelledDataset):
@@ -104,10 +105,18 @@ class ListDataset(LabelledDataset):
         columns: column names when the file has no header (default ``image segmentation depth normals``).
     """
 
-    def __init__(self, list_file: Union[str, Path], tasks: Sequence[TaskSpec], root=None,
-                 depth_scale: float = NYUD_DEPTH_SCALE, fields: Optional[Mapping[str, str]] = None,
-                 transform: Optional[Callable] = None, skip_bad: bool = False, palette=None,
-                 columns: Optional[Sequence[str]] = None):
+    def __init__(
+        self,
+        list_file: Union[str, Path],
+        tasks: Sequence[TaskSpec],
+        root=None,
+        depth_scale: float = NYUD_DEPTH_SCALE,
+        fields: Optional[Mapping[str, str]] = None,
+        transform: Optional[Callable] = None,
+        skip_bad: bool = False,
+        palette=None,
+        columns: Optional[Sequence[str]] = None,
+    ):
         super().__init__(tasks, fields, transform, skip_bad)
         self.list_file = Path(list_file)
         self.root = Path(root) if root is not None else self.list_file.parent
@@ -118,8 +127,11 @@ class ListDataset(LabelledDataset):
         self.label_sources = LabelSources(self.palette, self.depth_scale)
         self.columns, self.rows = parse_list_file(self.list_file, columns)
         dense_kinds = [name for name, kind in KINDS.items() if kind.dense]
-        check_columns(self.list_file, self.columns,
-                      [*DEFAULT_COLUMNS, *dense_kinds, *(t.name for t in self.tasks), *self.fields.values()])
+        check_columns(
+            self.list_file,
+            self.columns,
+            [*DEFAULT_COLUMNS, *dense_kinds, *(t.name for t in self.tasks), *self.fields.values()],
+        )
         self.task_columns = {}
         for spec in self.tasks:
             col = task_field(spec, self.fields)

@@ -12,6 +12,7 @@ of ``classMapping40.mat`` (raw id r -> class ``mapClass[r-1]`` in 1..40, stored 
 (``mapping40.txt``, ``class_names40.txt``, ``train.txt``, ``test.txt``, converted from those
 .mat files); your own copies (.mat v5 or v7.3, or text) can be passed instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -94,8 +95,10 @@ def load_mapping40(mapping=None) -> np.ndarray:
         arr = mapping
     arr = np.asarray(arr).astype(np.int64).reshape(-1)
     if arr.size == 0 or arr.min() < 1 or arr.max() > NYUD_NUM_CLASSES:
-        raise DataError(f"{source}: mapping values must be in 1..{NYUD_NUM_CLASSES}, got "
-                        f"{arr.min() if arr.size else '-'}..{arr.max() if arr.size else '-'}")
+        raise DataError(
+            f"{source}: mapping values must be in 1..{NYUD_NUM_CLASSES}, got "
+            f"{arr.min() if arr.size else '-'}..{arr.max() if arr.size else '-'}"
+        )
     return arr
 
 
@@ -121,8 +124,10 @@ def load_splits(splits=None) -> dict:
         return out
     if isinstance(splits, (str, Path)):
         data = load_mat(splits, ["trainNdxs", "testNdxs"])
-        return {"train": np.asarray(data["trainNdxs"]).astype(np.int64).reshape(-1),
-                "test": np.asarray(data["testNdxs"]).astype(np.int64).reshape(-1)}
+        return {
+            "train": np.asarray(data["trainNdxs"]).astype(np.int64).reshape(-1),
+            "test": np.asarray(data["testNdxs"]).astype(np.int64).reshape(-1),
+        }
     if isinstance(splits, Mapping):
         return {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in splits.items()}
     raise ConfigError(f"splits: expected None, a path or a mapping, got {type(splits).__name__}")
@@ -143,8 +148,10 @@ def nyud40_class_names() -> list[str]:
 
 def nyud_tasks() -> list[TaskSpec]:
     """The default NYUD tasks: ``segm`` (40 classes, named) and ``depth`` (capped at 10 m in evaluation)."""
-    return [TaskSpec("segm", "segmentation", classes=NYUD_NUM_CLASSES, class_names=tuple(nyud40_class_names())),
-            TaskSpec("depth", "depth", options={"max_depth": NYUD_MAX_DEPTH})]
+    return [
+        TaskSpec("segm", "segmentation", classes=NYUD_NUM_CLASSES, class_names=tuple(nyud40_class_names())),
+        TaskSpec("depth", "depth", options={"max_depth": NYUD_MAX_DEPTH}),
+    ]
 
 
 class NYUDv2Mat(LabelledDataset):
@@ -156,17 +163,26 @@ class NYUDv2Mat(LabelledDataset):
     Args:
         mat_path: ``nyu_depth_v2_labeled.mat``.
         split: ``"train"`` (795 frames), ``"test"`` (654; ``"val"`` is an alias) or ``"all"``.
-        tasks: task specs (default :func:`nyud_tasks`: ``segm`` 40 classes + ``depth``); segmentation reads ``labels`` (mapped to 40 classes), depth reads
-            ``depths`` (metres). ``fields`` may name another key, e.g. ``{"depth": "rawDepths"}``.
+        tasks: task specs (default :func:`nyud_tasks`: ``segm`` 40 classes + ``depth``);
+            segmentation reads ``labels`` (mapped to 40 classes), depth reads ``depths`` (metres).
+            ``fields`` may name another key, e.g. ``{"depth": "rawDepths"}``.
         mapping: raw -> 40 mapping (default: shipped; or a .mat/.txt path, or an array).
         splits: split indices (default: shipped; or a .mat path, a folder, or a mapping).
         transform: ``transform(raw_sample, tasks) -> item``.
         skip_bad: skip frames that fail to load or check.
     """
 
-    def __init__(self, mat_path: Union[str, Path], split: str = "train", tasks: Optional[Sequence[TaskSpec]] = None,
-                 mapping=None, splits=None, transform: Optional[Callable] = None,
-                 fields: Optional[Mapping[str, str]] = None, skip_bad: bool = False):
+    def __init__(
+        self,
+        mat_path: Union[str, Path],
+        split: str = "train",
+        tasks: Optional[Sequence[TaskSpec]] = None,
+        mapping=None,
+        splits=None,
+        transform: Optional[Callable] = None,
+        fields: Optional[Mapping[str, str]] = None,
+        skip_bad: bool = False,
+    ):
         super().__init__(nyud_tasks() if tasks is None else tasks, fields, transform, skip_bad)
         self.mat_path = Path(mat_path)
         split = "test" if split == "val" else split
@@ -191,8 +207,10 @@ class NYUDv2Mat(LabelledDataset):
             if frames is None:
                 raise DataError(f"splits: no {split!r} split given")
             if frames.size and (frames.min() < 1 or frames.max() > n):
-                raise DataError(f"{self.mat_path}: {split} split index {int(frames.max())} is outside the "
-                                f"file's {n} frames (indices are 1-based)")
+                raise DataError(
+                    f"{self.mat_path}: {split} split index {int(frames.max())} is outside the "
+                    f"file's {n} frames (indices are 1-based)"
+                )
         self.frames = [int(i) for i in frames]
         self._h5 = None
         self._pid = None
@@ -217,8 +235,9 @@ class NYUDv2Mat(LabelledDataset):
             n, _, w, h = images.shape
             for key in self.keys.values():
                 if f[key].shape != (n, w, h):
-                    raise DataError(f"{self.mat_path}: {key!r} has shape {f[key].shape}, expected {(n, w, h)} "
-                                    "like 'images'")
+                    raise DataError(
+                        f"{self.mat_path}: {key!r} has shape {f[key].shape}, expected {(n, w, h)} like 'images'"
+                    )
         return n
 
     def __getstate__(self):

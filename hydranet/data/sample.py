@@ -14,6 +14,7 @@ as tensors: ``"image"`` float32 3 x H x W ImageNet-normalised, segmentation int6
 depth float32 1 x H x W, normals float32 3 x H x W, classification int64 scalar, regression
 float32 ``(k,)``. A task without a label for the sample has no key (never a zero).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence

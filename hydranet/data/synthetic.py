@@ -17,6 +17,7 @@ Scenes are plain data (see :func:`sample_scene`) so a test or a user can write o
 and render it with :func:`render_scene` at any size. :class:`SyntheticScenes` is deterministic
 per ``(seed, split, index)``; the splits use disjoint seed streams.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,13 @@ OBJECT_CLASSES = SYNTHETIC_CLASSES[3:]
 #: the shape each object class is drawn with
 CLASS_SHAPE = {"box": "box", "cabinet": "box", "ball": "sphere", "cylinder": "cylinder", "table": "table"}
 # Each rendered field and the task kind that reads it.
-FIELD_KINDS = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
-               "count": "regression", "dominant": "classification"}
+FIELD_KINDS = {
+    "segmentation": "segmentation",
+    "depth": "depth",
+    "normals": "normals",
+    "count": "regression",
+    "dominant": "classification",
+}
 SYNTHETIC_FIELDS = tuple(FIELD_KINDS)
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 MAX_DEPTH = 10.0
@@ -58,6 +64,7 @@ def synthetic_tasks() -> list[TaskSpec]:
 
 # --------------------------------------------------------------------------- scene sampling
 
+
 def _rot_y(deg: float) -> np.ndarray:
     a = math.radians(deg)
     c, s = math.cos(a), math.sin(a)
@@ -67,11 +74,11 @@ def _rot_y(deg: float) -> np.ndarray:
 def _object_colour(rng: np.random.Generator, cls: str) -> list:
     """A class-typical base colour (RGB in 0..1) with some random variation."""
     base = {
-        "box": (0.62, 0.45, 0.28),       # cardboard
-        "cabinet": (0.80, 0.78, 0.72),   # painted wood
-        "ball": None,                    # any saturated colour
+        "box": (0.62, 0.45, 0.28),  # cardboard
+        "cabinet": (0.80, 0.78, 0.72),  # painted wood
+        "ball": None,  # any saturated colour
         "cylinder": (0.35, 0.45, 0.65),  # bluish metal
-        "table": (0.50, 0.32, 0.18),     # dark wood
+        "table": (0.50, 0.32, 0.18),  # dark wood
     }[cls]
     if base is None:
         hue = rng.uniform(0, 1)
@@ -112,8 +119,9 @@ def _footprint(obj: dict) -> float:
     return 0.5 * math.hypot(sx, sz)
 
 
-def sample_scene(rng: np.random.Generator, max_objects: int = 6, keep_clear: Sequence[Sequence[float]] = (),
-                 clearance: float = 0.9) -> dict:
+def sample_scene(
+    rng: np.random.Generator, max_objects: int = 6, keep_clear: Sequence[Sequence[float]] = (), clearance: float = 0.9
+) -> dict:
     """Draw a random scene (plain data) from ``rng``.
 
     The returned mapping has ``room`` (width, depth, height: x in [-w/2, w/2], z in [0, depth],
@@ -129,16 +137,27 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 6, keep_clear: Seq
     scene = {
         "room": {"width": float(width), "depth": float(depth), "height": float(height)},
         "camera": {"position": cam, "yaw": yaw, "pitch": pitch, "hfov": hfov},
-        "light": {"direction": [float(rng.uniform(-0.6, 0.6)), 1.0, float(rng.uniform(-0.8, 0.3))],
-                  "ambient": float(rng.uniform(0.3, 0.45))},
-        "floor": {"colors": [list(np.clip(c + rng.normal(0, 0.05, 3), 0, 1).round(3)) for c in
-                             ([0.55, 0.42, 0.30], [0.42, 0.31, 0.22])] if rng.random() < 0.5 else
-                  [list(np.clip(c + rng.normal(0, 0.05, 3), 0, 1).round(3)) for c in
-                   ([0.78, 0.78, 0.75], [0.35, 0.36, 0.38])],
-                  "tile": float(rng.uniform(0.3, 0.8))},
-        "wall": {"color": [float(v) for v in np.clip(np.array([0.82, 0.80, 0.74]) + rng.normal(0, 0.07, 3), 0, 1)],
-                 "stripes": bool(rng.random() < 0.4)},
-        "seed": int(rng.integers(0, 2 ** 31 - 1)),
+        "light": {
+            "direction": [float(rng.uniform(-0.6, 0.6)), 1.0, float(rng.uniform(-0.8, 0.3))],
+            "ambient": float(rng.uniform(0.3, 0.45)),
+        },
+        "floor": {
+            "colors": [
+                list(np.clip(c + rng.normal(0, 0.05, 3), 0, 1).round(3))
+                for c in ([0.55, 0.42, 0.30], [0.42, 0.31, 0.22])
+            ]
+            if rng.random() < 0.5
+            else [
+                list(np.clip(c + rng.normal(0, 0.05, 3), 0, 1).round(3))
+                for c in ([0.78, 0.78, 0.75], [0.35, 0.36, 0.38])
+            ],
+            "tile": float(rng.uniform(0.3, 0.8)),
+        },
+        "wall": {
+            "color": [float(v) for v in np.clip(np.array([0.82, 0.80, 0.74]) + rng.normal(0, 0.07, 3), 0, 1)],
+            "stripes": bool(rng.random() < 0.4),
+        },
+        "seed": int(rng.integers(0, 2**31 - 1)),
         "objects": [],
     }
     clear = [tuple(p) for p in keep_clear] + [(cam[0], cam[2])]
@@ -163,6 +182,7 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 6, keep_clear: Seq
 
 
 # --------------------------------------------------------------------------- ray casting
+
 
 def _camera_frame(cam: Mapping) -> np.ndarray:
     """3 x 3 matrix whose columns are the camera's right, down and forward axes in world coordinates."""
@@ -266,8 +286,14 @@ def _primitives(obj: Mapping) -> list[tuple]:
         for sx in (-1, 1):
             for sz in (-1, 1):
                 off = rot @ np.array([sx * (w / 2 - leg), 0.0, sz * (dpt / 2 - leg)])
-                prims.append(("box", [c[0] + off[0], base_y + (h - top) / 2, c[2] + off[2]],
-                              [leg / 2, (h - top) / 2, leg / 2], yaw))
+                prims.append(
+                    (
+                        "box",
+                        [c[0] + off[0], base_y + (h - top) / 2, c[2] + off[2]],
+                        [leg / 2, (h - top) / 2, leg / 2],
+                        yaw,
+                    )
+                )
         return prims
     raise ConfigError(f"synthetic scene: unknown object shape {shape!r} (box, sphere, cylinder, table)")
 
@@ -431,8 +457,13 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
         rot = _rot_y(float(obj.get("yaw", 0.0))).astype(np.float32)
         q = (p - np.asarray(obj["center"], np.float32)) @ rot
         tex = obj.get("texture", {}) or {}
-        albedo[px] = _texture(tex.get("kind", "plain"), float(tex.get("scale", 0.2)), q,
-                              np.asarray(obj.get("color", [0.6, 0.6, 0.6]), np.float32), field[px])
+        albedo[px] = _texture(
+            tex.get("kind", "plain"),
+            float(tex.get("scale", 0.2)),
+            q,
+            np.asarray(obj.get("color", [0.6, 0.6, 0.6]), np.float32),
+            field[px],
+        )
 
     # shading: a directional light plus a weak headlight (Lambertian), fading with distance
     light = params.get("light", {})
@@ -442,7 +473,9 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
     diffuse = np.clip(normals_w @ ldir, 0, None)
     inv_len = np.float32(1.0) / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
     head = np.clip(-(normals_w[..., 0] * d[0] + normals_w[..., 1] * d[1] + normals_w[..., 2] * d[2]) * inv_len, 0, None)
-    shade = (ambient + (1 - ambient) * np.float32(0.75) * diffuse + np.float32(0.3) * head) / (1 + np.float32(0.04) * depth)
+    shade = (ambient + (1 - ambient) * np.float32(0.75) * diffuse + np.float32(0.3) * head) / (
+        1 + np.float32(0.04) * depth
+    )
     rgb = albedo * (shade * np.float32(255.0))[..., None]
     if noise > 0:
         rng = np.random.default_rng(int(params.get("seed", 0)) + 7919)
@@ -459,11 +492,19 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
     dominant = None
     if visible.size:
         dominant = CLASS_ID[_class_name(objects[int(np.argmax(areas))]["class"])]
-    return {"rgb": rgb, "depth": depth.astype(np.float32), "segmentation": labels, "normals": normals,
-            "instances": instances, "count": float(visible.size), "dominant": dominant}
+    return {
+        "rgb": rgb,
+        "depth": depth.astype(np.float32),
+        "segmentation": labels,
+        "normals": normals,
+        "instances": instances,
+        "count": float(visible.size),
+        "dominant": dominant,
+    }
 
 
 # --------------------------------------------------------------------------- a camera path
+
 
 def render_clip(num_frames: int, size: Sequence[int] = (240, 320), seed: int = 0) -> list[tuple]:
     """Render ``num_frames`` frames of one scene while the camera glides through it.
@@ -482,13 +523,20 @@ def render_clip(num_frames: int, size: Sequence[int] = (240, 320), seed: int = 0
     path = []
     for i in range(num_frames):
         s = i / max(1, num_frames - 1)
-        path.append((x0 + sway * math.sin(2 * math.pi * s), y0 + 0.05 * math.sin(4 * math.pi * s),
-                     z0 + forward * (0.5 - 0.5 * math.cos(math.pi * s)),
-                     cam0["yaw"] + 12.0 * math.sin(2 * math.pi * s + 0.5), cam0["pitch"]))
+        path.append(
+            (
+                x0 + sway * math.sin(2 * math.pi * s),
+                y0 + 0.05 * math.sin(4 * math.pi * s),
+                z0 + forward * (0.5 - 0.5 * math.cos(math.pi * s)),
+                cam0["yaw"] + 12.0 * math.sin(2 * math.pi * s + 0.5),
+                cam0["pitch"],
+            )
+        )
     # re-place the objects away from the whole path (same scene otherwise)
     clear = [(p[0], p[2]) for p in path[:: max(1, num_frames // 16)]] + [(path[-1][0], path[-1][2])]
-    scene = sample_scene(np.random.default_rng(np.random.SeedSequence([int(seed), 99])), max_objects=6,
-                         keep_clear=clear, clearance=1.0)
+    scene = sample_scene(
+        np.random.default_rng(np.random.SeedSequence([int(seed), 99])), max_objects=6, keep_clear=clear, clearance=1.0
+    )
     frames = []
     for x, y, z, yaw, pitch in path:
         params = dict(scene)
@@ -499,6 +547,7 @@ def render_clip(num_frames: int, size: Sequence[int] = (240, 320), seed: int = 0
 
 
 # --------------------------------------------------------------------------- the dataset
+
 
 class SyntheticScenes(LabelledDataset):
     """Procedural indoor scenes rendered on the fly (see the module docstring).
@@ -518,10 +567,18 @@ class SyntheticScenes(LabelledDataset):
             simulate asymmetric annotations (deterministic per item).
     """
 
-    def __init__(self, num_samples: int, size: Sequence[int] = (64, 64), seed: int = 0,
-                 tasks: Optional[Sequence[TaskSpec]] = None, transform: Optional[Callable] = None,
-                 split: str = "train", fields: Optional[Mapping[str, str]] = None, max_objects: int = 6,
-                 label_dropout: Optional[Mapping[str, float]] = None):
+    def __init__(
+        self,
+        num_samples: int,
+        size: Sequence[int] = (64, 64),
+        seed: int = 0,
+        tasks: Optional[Sequence[TaskSpec]] = None,
+        transform: Optional[Callable] = None,
+        split: str = "train",
+        fields: Optional[Mapping[str, str]] = None,
+        max_objects: int = 6,
+        label_dropout: Optional[Mapping[str, float]] = None,
+    ):
         super().__init__(synthetic_tasks() if tasks is None else tasks, fields, transform)
         if split not in SPLIT_STREAM:
             raise ConfigError(f"synthetic split {split!r}: valid splits are {', '.join(SPLIT_STREAM)}")
@@ -534,15 +591,20 @@ class SyntheticScenes(LabelledDataset):
         for spec in self.tasks:
             field = task_field(spec, self.fields)
             if field not in SYNTHETIC_FIELDS:
-                raise ConfigError(f"task {spec.name!r}: the synthetic set has no field {field!r}; "
-                                  f"fields: {', '.join(SYNTHETIC_FIELDS)}")
+                raise ConfigError(
+                    f"task {spec.name!r}: the synthetic set has no field {field!r}; "
+                    f"fields: {', '.join(SYNTHETIC_FIELDS)}"
+                )
             need = FIELD_KINDS[field]
             if spec.kind != need:
-                raise ConfigError(f"task {spec.name!r} ({spec.kind}) cannot read the synthetic field "
-                                  f"{field!r} ({need})")
+                raise ConfigError(
+                    f"task {spec.name!r} ({spec.kind}) cannot read the synthetic field {field!r} ({need})"
+                )
             if field in ("segmentation", "dominant") and spec.classes < len(SYNTHETIC_CLASSES):
-                raise ConfigError(f"task {spec.name!r}: the synthetic set has {len(SYNTHETIC_CLASSES)} "
-                                  f"classes, the task only {spec.classes}")
+                raise ConfigError(
+                    f"task {spec.name!r}: the synthetic set has {len(SYNTHETIC_CLASSES)} "
+                    f"classes, the task only {spec.classes}"
+                )
             if field == "count" and spec.outputs != 1:
                 raise ConfigError(f"task {spec.name!r}: 'count' is one value, the task has outputs={spec.outputs}")
             self.sources[spec.name] = field

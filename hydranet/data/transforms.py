@@ -15,6 +15,7 @@ see :mod:`hydranet.data.sample`). :class:`JointTransform` applies:
 Normals are in the camera frame with x right, y up and z towards the viewer (a surface facing
 the camera is (0, 0, 1)).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ class Normalization:
     std: tuple = IMAGENET_STD
 
     @classmethod
-    def from_config(cls, config: Optional[Mapping[str, Any]]) -> "Normalization":
+    def from_config(cls, config: Optional[Mapping[str, Any]]) -> Normalization:
         meta = (config or {}).get("meta") or {}
         raw = meta.get("normalization")
         if raw is None:
@@ -150,6 +151,7 @@ def reorient_normals(normals: np.ndarray, linear: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the joint transform
 
+
 class JointTransform:
     """Augment a raw sample jointly and return a dataset item (see the module docstring).
 
@@ -160,8 +162,13 @@ class JointTransform:
             own stream from torch's per-worker seed, so workers and epochs differ.
     """
 
-    def __init__(self, geometric: Sequence[Any] = (), photometric: Sequence[Any] = (),
-                 seed: Optional[int] = None, normalization: Normalization = IMAGENET):
+    def __init__(
+        self,
+        geometric: Sequence[Any] = (),
+        photometric: Sequence[Any] = (),
+        seed: Optional[int] = None,
+        normalization: Normalization = IMAGENET,
+    ):
         self.normalization = normalization
         self.geometric = list(geometric)
         self.photometric = list(photometric)
@@ -183,9 +190,9 @@ class JointTransform:
         info = torch.utils.data.get_worker_info()
         own = 0 if self.seed is None else int(self.seed)
         if info is not None:
-            material = [torch.initial_seed() % (2 ** 63), own]
+            material = [torch.initial_seed() % (2**63), own]
         else:
-            material = [own] if self.seed is not None else [torch.initial_seed() % (2 ** 63)]
+            material = [own] if self.seed is not None else [torch.initial_seed() % (2**63)]
         self.reseed(material)
 
     def reseed(self, material) -> None:
@@ -195,7 +202,7 @@ class JointTransform:
         depend on which worker loads a sample: what makes ``--resume`` exact.
         """
         self._rng = np.random.default_rng(np.random.SeedSequence(material))
-        self._py_rng = random.Random(int(self._rng.integers(2 ** 63)))
+        self._py_rng = random.Random(int(self._rng.integers(2**63)))
         for pipe in self._pipelines.values():
             if pipe is not None:
                 pipe.set_random_state(self._rng, self._py_rng)
@@ -207,8 +214,16 @@ class JointTransform:
 
         if keys not in self._pipelines:
             ops = self.photometric + self.geometric
-            pipe = A.Compose(ops, additional_targets={k: "mask" for k in keys},
-                             mask_interpolation=cv2.INTER_NEAREST, save_applied_params=True) if ops else None
+            pipe = (
+                A.Compose(
+                    ops,
+                    additional_targets={k: "mask" for k in keys},
+                    mask_interpolation=cv2.INTER_NEAREST,
+                    save_applied_params=True,
+                )
+                if ops
+                else None
+            )
             if pipe is not None and self._rng is not None:
                 pipe.set_random_state(self._rng, self._py_rng)
             self._pipelines[keys] = pipe
@@ -251,8 +266,12 @@ TRANSFORM_KEYS = ("size", "scale", "hflip", "rotate", "color_jitter", "eval_resi
 
 
 # scalar keys: (kind, low, high) for check_field
-_TRANSFORM_SCHEMA = {"hflip": ("float", 0, 1), "rotate": ("float", 0, 180), "eval_resize": ("bool", None, None),
-                     "seed": ("int", 0, None)}
+_TRANSFORM_SCHEMA = {
+    "hflip": ("float", 0, 1),
+    "rotate": ("float", 0, 180),
+    "eval_resize": ("bool", None, None),
+    "seed": ("int", 0, None),
+}
 
 
 def _pair(value, name: str, cast=float) -> tuple:
@@ -264,8 +283,9 @@ def _pair(value, name: str, cast=float) -> tuple:
     raise ConfigError(f"transforms.{name}: expected a number or a pair, got {value!r}")
 
 
-def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
-                     normalization: Normalization = IMAGENET) -> JointTransform:
+def build_transforms(
+    cfg: Optional[Mapping[str, Any]], train: bool, size=None, normalization: Normalization = IMAGENET
+) -> JointTransform:
     """Build the train or eval pipeline from a config mapping.
 
     Keys (all optional): ``size`` [H, W] (or the ``size`` argument), ``scale`` [lo, hi] random
@@ -296,8 +316,9 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
     if not train:
         geometric = []
         if hw is not None and cfg.get("eval_resize", True):
-            geometric.append(A.Resize(hw[0], hw[1], interpolation=cv2.INTER_LINEAR,
-                                      mask_interpolation=cv2.INTER_NEAREST))
+            geometric.append(
+                A.Resize(hw[0], hw[1], interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
+            )
         return JointTransform(geometric, [], seed=seed, normalization=normalization)
 
     photometric = []
@@ -306,31 +327,55 @@ def build_transforms(cfg: Optional[Mapping[str, Any]], train: bool, size=None,
         extra = set(cj) - {"brightness", "contrast", "saturation", "hue", "p"}
         if extra:
             raise ConfigError(f"transforms.color_jitter: unknown key(s) {sorted(extra)}")
-        b, c, s, h, p = (float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0,
-                                           1 if k == "p" else None))
-                         for k, d in (("brightness", 0.0), ("contrast", 0.0), ("saturation", 0.0), ("hue", 0.0),
-                                      ("p", 0.8)))
+        b, c, s, h, p = (
+            float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0, 1 if k == "p" else None))
+            for k, d in (("brightness", 0.0), ("contrast", 0.0), ("saturation", 0.0), ("hue", 0.0), ("p", 0.8))
+        )
     else:
         b = c = s = float(check_field("transforms.color_jitter", cj or 0.0, "float", 0))
         h, p = min(b / 4.0, 0.5), 0.8
     if max(b, c, s, h) > 0:
-        photometric.append(A.ColorJitter(brightness=(max(0.0, 1 - b), 1 + b), contrast=(max(0.0, 1 - c), 1 + c),
-                                         saturation=(max(0.0, 1 - s), 1 + s), hue=(-h, h), p=p))
+        photometric.append(
+            A.ColorJitter(
+                brightness=(max(0.0, 1 - b), 1 + b),
+                contrast=(max(0.0, 1 - c), 1 + c),
+                saturation=(max(0.0, 1 - s), 1 + s),
+                hue=(-h, h),
+                p=p,
+            )
+        )
     geometric = []
     if cfg.get("scale") is not None:
         lo, hi = _pair(cfg["scale"], "scale")
         if not 0 < lo <= hi:
             raise ConfigError(f"transforms.scale: need 0 < lo <= hi, got {cfg['scale']!r}")
-        geometric.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                                       mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+        geometric.append(
+            A.RandomScale(
+                scale_limit=(lo - 1.0, hi - 1.0),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                p=1.0,
+            )
+        )
     rot = float(cfg.get("rotate", 0) or 0)
     if rot > 0:
-        geometric.append(A.Rotate(limit=(-rot, rot), interpolation=cv2.INTER_LINEAR,
-                                  mask_interpolation=cv2.INTER_NEAREST, border_mode=const,
-                                  fill=PAD_RGB, fill_mask=0, p=1.0))
+        geometric.append(
+            A.Rotate(
+                limit=(-rot, rot),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=const,
+                fill=PAD_RGB,
+                fill_mask=0,
+                p=1.0,
+            )
+        )
     if hw is not None:
-        geometric.append(A.PadIfNeeded(min_height=hw[0], min_width=hw[1], position="random", border_mode=const,
-                                       fill=PAD_RGB, fill_mask=0))
+        geometric.append(
+            A.PadIfNeeded(
+                min_height=hw[0], min_width=hw[1], position="random", border_mode=const, fill=PAD_RGB, fill_mask=0
+            )
+        )
         geometric.append(A.RandomCrop(hw[0], hw[1]))
     hflip = float(cfg.get("hflip", 0.5))
     if not 0 <= hflip <= 1:

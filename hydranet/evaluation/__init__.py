@@ -1,4 +1,5 @@
 """Evaluation: metric accumulators over a whole set (see :mod:`hydranet.evaluation.metrics`)."""
+
 from .evaluate import batch_to, evaluate
 from .metrics import (
     DEPTH_CROPS,

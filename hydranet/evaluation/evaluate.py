@@ -1,4 +1,5 @@
 """Evaluate a model over a whole data set: metrics (accumulated over the set) and task losses."""
+
 from __future__ import annotations
 
 from typing import Callable, Iterable, Optional, Sequence
@@ -22,9 +23,15 @@ def batch_to(batch: dict, device: torch.device) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(model: Callable, loader: Iterable, tasks: Sequence[TaskSpec], device="cpu",
-             progress: bool = False, autocast_dtype: Optional[torch.dtype] = None,
-             reduction: Optional[LocalReduction] = None) -> dict:
+def evaluate(
+    model: Callable,
+    loader: Iterable,
+    tasks: Sequence[TaskSpec],
+    device="cpu",
+    progress: bool = False,
+    autocast_dtype: Optional[torch.dtype] = None,
+    reduction: Optional[LocalReduction] = None,
+) -> dict:
     """Run ``model`` over ``loader`` and return ``{"metrics": {task: {...}}, "loss": {task: value}}``.
 
     ``model`` maps an image batch to ``{task: output}`` at the input size (a HydraNet
@@ -40,7 +47,8 @@ def evaluate(model: Callable, loader: Iterable, tasks: Sequence[TaskSpec], devic
     device = torch.device(device)
     metrics = MultiTaskMetrics(tasks, resize=True)
     totals: dict[str, torch.Tensor] = {
-        spec.name: torch.zeros(LOSS_FORMS[spec.loss_name].size, dtype=torch.float64, device=device) for spec in tasks}
+        spec.name: torch.zeros(LOSS_FORMS[spec.loss_name].size, dtype=torch.float64, device=device) for spec in tasks
+    }
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
         batch = batch_to(batch, device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):

@@ -46,6 +46,7 @@ reduction) or :meth:`MetricAccumulator.all_reduce` sums the state tensors over t
 processes: per-image depth averages are kept as sums of per-image values and an image
 count, so every state is a sum and the reduced metrics equal one process's.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,6 +86,7 @@ DEPTH_CROPS = ("garg", "eigen", "nyu")
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _as_bool_present(present: Any, n: int, device: torch.device) -> torch.Tensor:
     """``present`` as a bool tensor of shape (n,) on ``device``; None = all present."""
     if present is None:
@@ -99,8 +101,9 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def depth_crop_mask(crop: Optional[str], height: int, width: int,
-                    device: Optional[torch.device] = None) -> torch.Tensor:
+def depth_crop_mask(
+    crop: Optional[str], height: int, width: int, device: Optional[torch.device] = None
+) -> torch.Tensor:
     """Bool ``height x width`` mask of the pixels a depth evaluation crop keeps.
 
     Args:
@@ -134,10 +137,12 @@ def _check_same_size(pred: torch.Tensor, target: torch.Tensor, name: str) -> Non
         raise ValueError(
             f"task {name!r}: prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
             "differ in batch or spatial size (upsample the prediction to the target's size, "
-            "or use MultiTaskMetrics(..., resize=True))")
+            "or use MultiTaskMetrics(..., resize=True))"
+        )
 
 
 # ----------------------------------------------------------------------- base class
+
 
 class MetricAccumulator:
     """Base class: state is a few tensors (named in ``_state``) of sums and counts.
@@ -155,13 +160,16 @@ class MetricAccumulator:
 
     def __init__(self, spec: TaskSpec):
         if spec.kind != self.kind:
-            raise ConfigError(f"task {spec.name!r}: {type(self).__name__} is for {self.kind!r} tasks, "
-                              f"not {spec.kind!r}")
+            raise ConfigError(
+                f"task {spec.name!r}: {type(self).__name__} is for {self.kind!r} tasks, not {spec.kind!r}"
+            )
         self.spec = spec
         for metric in spec.metrics or ():
             if metric.split("/", 1)[0] not in self.DIRECTIONS:
-                raise ConfigError(f"task {spec.name!r}: unknown metric {metric!r} in metrics; "
-                                  f"valid for kind {spec.kind!r}: {', '.join(self.DIRECTIONS)}")
+                raise ConfigError(
+                    f"task {spec.name!r}: unknown metric {metric!r} in metrics; "
+                    f"valid for kind {spec.kind!r}: {', '.join(self.DIRECTIONS)}"
+                )
         self.reset()
 
     @classmethod
@@ -233,6 +241,7 @@ class MetricAccumulator:
         current CUDA device for the NCCL backend and the CPU otherwise.
         """
         import torch.distributed as dist
+
         if not (dist.is_available() and dist.is_initialized()):
             return
         if device is None:
@@ -247,6 +256,7 @@ class MetricAccumulator:
 
 
 # --------------------------------------------------------------------- segmentation
+
 
 class SegmentationMetrics(MetricAccumulator):
     """Confusion matrix over the whole set (rows = ground truth, columns = prediction).
@@ -279,18 +289,18 @@ class SegmentationMetrics(MetricAccumulator):
         if target.dim() == 4 and target.shape[1] == 1:
             target = target[:, 0]
         if target.dim() != 3:
-            raise ValueError(f"task {self.name!r}: segmentation target must be N x H x W, "
-                             f"got {tuple(target.shape)}")
+            raise ValueError(f"task {self.name!r}: segmentation target must be N x H x W, got {tuple(target.shape)}")
         if pred.dim() == 4:
             if pred.shape[1] != c:
-                raise ValueError(f"task {self.name!r}: logits have {pred.shape[1]} channels "
-                                 f"for {c} classes")
+                raise ValueError(f"task {self.name!r}: logits have {pred.shape[1]} channels for {c} classes")
             labels = pred.argmax(dim=1)
         elif pred.dim() == 3 and not pred.is_floating_point():
             labels = pred
         else:
-            raise ValueError(f"task {self.name!r}: segmentation prediction must be N x C x H x W "
-                             f"logits or N x H x W labels, got {tuple(pred.shape)}")
+            raise ValueError(
+                f"task {self.name!r}: segmentation prediction must be N x C x H x W "
+                f"logits or N x H x W labels, got {tuple(pred.shape)}"
+            )
         _check_same_size(labels, target, self.name)
         device = labels.device
         self._to(device)
@@ -302,8 +312,10 @@ class SegmentationMetrics(MetricAccumulator):
         bad = valid & ((target < 0) | (target >= c))
         if bool(bad.any()):
             bad_ids = torch.unique(target[bad]).tolist()[:10]
-            raise ValueError(f"task {self.name!r}: target class ids {bad_ids} are outside 0..{c - 1} "
-                             f"and are not the ignore index {self.spec.ignore_index}")
+            raise ValueError(
+                f"task {self.name!r}: target class ids {bad_ids} are outside 0..{c - 1} "
+                f"and are not the ignore index {self.spec.ignore_index}"
+            )
         if labels.numel() and bool(((labels < 0) | (labels >= c)).any()):
             raise ValueError(f"task {self.name!r}: predicted labels outside 0..{c - 1}")
         # Invalid pixels go to an extra bin (index c*c) that is dropped afterwards:
@@ -337,6 +349,7 @@ class SegmentationMetrics(MetricAccumulator):
 
 
 # ---------------------------------------------------------------------------- depth
+
 
 class DepthMetrics(MetricAccumulator):
     """Standard monocular depth errors over the whole set, averaged per image by default.
@@ -377,8 +390,16 @@ class DepthMetrics(MetricAccumulator):
     # order of the per-pixel sums
     _TERMS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "delta1", "delta2", "delta3")
     _METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
-    DIRECTIONS = {"abs_rel": "lower", "sq_rel": "lower", "rmse": "lower", "rmse_log": "lower", "log10": "lower",
-                  "delta1": "higher", "delta2": "higher", "delta3": "higher"}
+    DIRECTIONS = {
+        "abs_rel": "lower",
+        "sq_rel": "lower",
+        "rmse": "lower",
+        "rmse_log": "lower",
+        "log10": "lower",
+        "delta1": "higher",
+        "delta2": "higher",
+        "delta3": "higher",
+    }
     AVERAGES = ("image", "pixel")
 
     def __init__(self, spec: TaskSpec):
@@ -388,12 +409,14 @@ class DepthMetrics(MetricAccumulator):
         self.max_depth = None if max_depth is None else float(max_depth)
         self.crop = opts.get("crop")
         if self.crop is not None and self.crop not in DEPTH_CROPS:
-            raise ConfigError(f"tasks[{spec.name}].options.crop: unknown crop {self.crop!r}; "
-                              f"valid: {', '.join(DEPTH_CROPS)} or null")
+            raise ConfigError(
+                f"tasks[{spec.name}].options.crop: unknown crop {self.crop!r}; valid: {', '.join(DEPTH_CROPS)} or null"
+            )
         self.average = opts.get("average", "image")
         if self.average not in self.AVERAGES:
-            raise ConfigError(f"tasks[{spec.name}].options.average: {self.average!r} is not one of "
-                              f"{', '.join(self.AVERAGES)}")
+            raise ConfigError(
+                f"tasks[{spec.name}].options.average: {self.average!r} is not one of {', '.join(self.AVERAGES)}"
+            )
         self.median_scaling = bool(opts.get("median_scaling", False))
         if self.min_depth <= 0:
             raise ConfigError(f"tasks[{spec.name}].options.min_depth: must be > 0, got {self.min_depth}")
@@ -422,8 +445,10 @@ class DepthMetrics(MetricAccumulator):
         if pred.dim() == 3:
             pred = pred[:, None]
         if target.dim() != 4 or target.shape[1] != 1 or pred.dim() != 4 or pred.shape[1] != 1:
-            raise ValueError(f"task {self.name!r}: depth prediction and target must be N x 1 x H x W, "
-                             f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"task {self.name!r}: depth prediction and target must be N x 1 x H x W, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         target, present = self._dense_inputs(pred, target, present)
         valid = self.valid_mask(target) & present[:, None, None, None]
 
@@ -443,14 +468,22 @@ class DepthMetrics(MetricAccumulator):
         def delta(t):  # a NaN ratio (NaN prediction) stays NaN instead of counting as a miss
             return torch.where(torch.isnan(ratio), ratio, (ratio < t).to(ratio.dtype)) * vf
 
-        terms = torch.stack([
-            diff.abs() / g,
-            diff.square() / g,
-            diff.square(),
-            (d.log() - g.log()).square(),
-            (d.log10() - g.log10()).abs(),
-            delta(1.25), delta(1.25 ** 2), delta(1.25 ** 3),
-        ]).flatten(2).to(torch.float64)  # 8 x N x pixels
+        terms = (
+            torch.stack(
+                [
+                    diff.abs() / g,
+                    diff.square() / g,
+                    diff.square(),
+                    (d.log() - g.log()).square(),
+                    (d.log10() - g.log10()).abs(),
+                    delta(1.25),
+                    delta(1.25**2),
+                    delta(1.25**3),
+                ]
+            )
+            .flatten(2)
+            .to(torch.float64)
+        )  # 8 x N x pixels
         per_image = terms.sum(dim=2)  # 8 x N
         self.sums += per_image.sum(dim=1)
         pixels = valid.flatten(1).sum(dim=1)  # N
@@ -491,6 +524,7 @@ class DepthMetrics(MetricAccumulator):
 
 # -------------------------------------------------------------------------- normals
 
+
 class NormalsMetrics(MetricAccumulator):
     """Angular error between predicted and true surface normals, over the whole set.
 
@@ -512,8 +546,13 @@ class NormalsMetrics(MetricAccumulator):
 
     kind = "normals"
     _state = ("hist", "angle_sum", "within", "count")
-    DIRECTIONS = {"mean_angle": "lower", "median_angle": "lower", "within_11.25": "higher",
-                  "within_22.5": "higher", "within_30": "higher"}
+    DIRECTIONS = {
+        "mean_angle": "lower",
+        "median_angle": "lower",
+        "within_11.25": "higher",
+        "within_22.5": "higher",
+        "within_30": "higher",
+    }
     THRESHOLDS = (11.25, 22.5, 30.0)
 
     def __init__(self, spec: TaskSpec):
@@ -533,8 +572,10 @@ class NormalsMetrics(MetricAccumulator):
 
     def update(self, pred, target, present=None) -> None:
         if pred.dim() != 4 or pred.shape[1] != 3 or target.dim() != 4 or target.shape[1] != 3:
-            raise ValueError(f"task {self.name!r}: normals prediction and target must be N x 3 x H x W, "
-                             f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"task {self.name!r}: normals prediction and target must be N x 3 x H x W, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         target, present = self._dense_inputs(pred, target, present)
         finite = torch.isfinite(target).all(dim=1)
         tnorm = torch.linalg.vector_norm(torch.nan_to_num(target), dim=1)
@@ -567,7 +608,7 @@ class NormalsMetrics(MetricAccumulator):
         n = int(counts.sum())
         cum = torch.cumsum(counts, 0)
         lo = int(torch.searchsorted(cum, (n - 1) // 2, right=True))  # 0-based rank (n-1)//2
-        hi = int(torch.searchsorted(cum, n // 2, right=True))        # 0-based rank n//2
+        hi = int(torch.searchsorted(cum, n // 2, right=True))  # 0-based rank n//2
         return (lo + hi + 1) * 0.5 * self.bin_width  # mean of the two bin centres
 
     def compute(self) -> dict:
@@ -584,6 +625,7 @@ class NormalsMetrics(MetricAccumulator):
 
 
 # ------------------------------------------------------------------- classification
+
 
 class ClassificationMetrics(MetricAccumulator):
     """Top-1 accuracy, and top-5 accuracy when the task has more than 5 classes.
@@ -607,8 +649,10 @@ class ClassificationMetrics(MetricAccumulator):
         c = self.spec.classes
         target = target.reshape(-1)
         if pred.dim() != 2 or pred.shape[1] != c or pred.shape[0] != target.shape[0]:
-            raise ValueError(f"task {self.name!r}: classification logits must be N x {c} for "
-                             f"N = {target.shape[0]} targets, got {tuple(pred.shape)}")
+            raise ValueError(
+                f"task {self.name!r}: classification logits must be N x {c} for "
+                f"N = {target.shape[0]} targets, got {tuple(pred.shape)}"
+            )
         device = pred.device
         self._to(device)
         target = target.to(device=device, dtype=torch.int64)
@@ -616,8 +660,7 @@ class ClassificationMetrics(MetricAccumulator):
         valid = present & (target != self.spec.ignore_index)
         bad = valid & ((target < 0) | (target >= c))
         if bool(bad.any()):
-            raise ValueError(f"task {self.name!r}: target class ids {target[bad].tolist()[:10]} "
-                             f"are outside 0..{c - 1}")
+            raise ValueError(f"task {self.name!r}: target class ids {target[bad].tolist()[:10]} are outside 0..{c - 1}")
         top = pred.detach().topk(max(self.topk), dim=1).indices  # N x kmax
         hit = top == target[:, None]
         self.correct += torch.stack([(hit[:, :k].any(dim=1) & valid).sum() for k in self.topk])
@@ -635,6 +678,7 @@ class ClassificationMetrics(MetricAccumulator):
 
 
 # ----------------------------------------------------------------------- regression
+
 
 class RegressionMetrics(MetricAccumulator):
     """MAE and RMSE in the target's units, per output and pooled over all outputs.
@@ -663,8 +707,10 @@ class RegressionMetrics(MetricAccumulator):
         pred = pred.detach().float().reshape(n, -1)
         target = torch.as_tensor(target).reshape(n, -1)
         if pred.shape[1] != k or target.shape[1] != k:
-            raise ValueError(f"task {self.name!r}: regression prediction and target must be N x {k}, "
-                             f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"task {self.name!r}: regression prediction and target must be N x {k}, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         device = pred.device
         self._to(device)
         target = target.to(device=device, dtype=torch.float32)
@@ -698,6 +744,7 @@ class RegressionMetrics(MetricAccumulator):
 
 
 # ------------------------------------------------------------------------ multi-task
+
 
 def _specs(tasks: Iterable[Any]) -> list[TaskSpec]:
     return [parse_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)]
@@ -758,8 +805,7 @@ class MultiTaskMetrics:
             pred = outputs[name]
             spec = self.specs[name]
             if self.resize and spec.dense and pred.dim() == 4 and pred.shape[-2:] != target.shape[-2:]:
-                pred = F.interpolate(pred.float(), size=tuple(target.shape[-2:]), mode="bilinear",
-                                     align_corners=False)
+                pred = F.interpolate(pred.float(), size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False)
             acc.update(pred, target, present)
 
     def compute(self) -> dict:
@@ -782,8 +828,10 @@ class MultiTaskMetrics:
         try:
             return self.metrics[task].lower_is_better(metric)
         except KeyError:
-            raise ConfigError(f"train.monitor: task {task!r} has no metric {metric!r}; valid: "
-                              f"{', '.join(type(self.metrics[task]).DIRECTIONS)}") from None
+            raise ConfigError(
+                f"train.monitor: task {task!r} has no metric {metric!r}; valid: "
+                f"{', '.join(type(self.metrics[task]).DIRECTIONS)}"
+            ) from None
 
     def all_reduce(self, device: Optional[torch.device] = None) -> None:
         """Sum every accumulator's state over the distributed processes (see the base class)."""
@@ -792,6 +840,7 @@ class MultiTaskMetrics:
 
 
 # ---------------------------------------------------------------------------- table
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, bool) or isinstance(value, int):

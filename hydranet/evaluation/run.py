@@ -1,4 +1,5 @@
 """Evaluate a checkpoint file on a data set named by a config (the work of ``hydranet eval``)."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -24,9 +25,17 @@ def resolve_val_data(model_config: dict, config: Optional[str] = None, overrides
     return wrapped["data"]["val"]
 
 
-def evaluate_checkpoint(weights: str, config: Optional[str] = None, overrides: Sequence[str] = (),
-                        device="cpu", batch_size: int = 8, workers: int = 0, fast: bool = True,
-                        progress: bool = True, tune_allocator: bool = False) -> dict:
+def evaluate_checkpoint(
+    weights: str,
+    config: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    device="cpu",
+    batch_size: int = 8,
+    workers: int = 0,
+    fast: bool = True,
+    progress: bool = True,
+    tune_allocator: bool = False,
+) -> dict:
     """Metrics of the checkpoint ``weights`` on its validation data (see :func:`resolve_val_data`).
 
     ``weights`` may also be an ONNX file written by ``hydranet export`` (fp32 or int8): it is
@@ -46,8 +55,9 @@ def evaluate_checkpoint(weights: str, config: Optional[str] = None, overrides: S
         model = load_model(weights, device=device)
     val_cfg = resolve_val_data(model.config, config, overrides)
     dataset = build_dataset(val_cfg, model.tasks, train=False, normalization=Normalization.from_config(model.config))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=make_collate(model.tasks))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=make_collate(model.tasks)
+    )
     runner = model
     if fast:
         from ..inference.fast import optimize_for_inference

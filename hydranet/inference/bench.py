@@ -63,6 +63,7 @@ in its own arena between calls, so its growth is near 0 (its memory is already r
 on the timing input against the baseline's, per task; ``rel`` is the largest absolute
 difference divided by the largest magnitude of the baseline's output for that task.
 """
+
 from __future__ import annotations
 
 import copy
@@ -87,39 +88,82 @@ from ..data.transforms import Normalization
 from ..errors import ConfigError
 from . import processing
 
-__all__ = ["SETTINGS", "DEFAULT_SETTINGS", "ROW_FIELDS", "benchmark", "format_table", "machine_info",
-           "interleaved_times", "parse_sizes", "parse_batches", "parse_settings"]
+__all__ = [
+    "SETTINGS",
+    "DEFAULT_SETTINGS",
+    "ROW_FIELDS",
+    "benchmark",
+    "format_table",
+    "machine_info",
+    "interleaved_times",
+    "parse_sizes",
+    "parse_batches",
+    "parse_settings",
+]
 
 SETTINGS = {
     "baseline": "eager fp32, NCHW, nn.MaxPool2d, BatchNorm unfolded (the original network)",
     "default": "optimize_for_inference: BN folded, channels_last, exact separable max pool, "
-               "per-channel convs as multiplies, inference_mode",
+    "per-channel convs as multiplies, inference_mode",
     "channels_last": "channels_last only",
     "fold_bn": "BatchNorm folding only",
     "compile": "default path under torch.compile (Inductor, weight freezing), native max pool",
     "onnxruntime": "ONNX export (dynamic batch and size) run by onnxruntime (all graph optimisations)",
     "onnxruntime_static": "ONNX export fixed to this batch and size, run by onnxruntime",
     "onnxruntime_int8": "ONNX export (dynamic) quantised to int8 (static QDQ, per-channel weights, calibrated), "
-                        "run by onnxruntime",
+    "run by onnxruntime",
     "fp16": "default path in float16 (CUDA; CPUs with AVX512-FP16/AMX-FP16)",
     "bf16": "default path in bfloat16 (CUDA; CPUs with AVX512-BF16/AMX)",
     "cuda_graphs": "default path replayed as a CUDA graph (fp32, fixed size)",
     "cuda_graphs_fp16": "default path in float16 replayed as a CUDA graph (fixed size)",
 }
-DEFAULT_SETTINGS = ("baseline", "default", "channels_last", "fold_bn", "compile", "onnxruntime", "onnxruntime_static",
-                    "onnxruntime_int8", "fp16", "bf16", "cuda_graphs", "cuda_graphs_fp16")
+DEFAULT_SETTINGS = (
+    "baseline",
+    "default",
+    "channels_last",
+    "fold_bn",
+    "compile",
+    "onnxruntime",
+    "onnxruntime_static",
+    "onnxruntime_int8",
+    "fp16",
+    "bf16",
+    "cuda_graphs",
+    "cuda_graphs_fp16",
+)
 CUDA_ONLY = {"cuda_graphs", "cuda_graphs_fp16"}  # fp16/bf16 also run on CPUs with native kernels
 
 # Every row has every one of these keys (None where a value does not apply).
 ROW_FIELDS = (
-    "setting", "description", "status", "reason", "device", "batch", "size", "height", "width",
-    "model_ms_median", "model_ms_p90", "model_fps", "speedup",
-    "e2e_ms_median", "e2e_ms_p90", "e2e_fps", "e2e_speedup",
-    "peak_memory_mb", "memory_method", "max_abs_diff", "max_rel_diff", "diff_per_task",
-    "setup_s", "warmup", "reps",
+    "setting",
+    "description",
+    "status",
+    "reason",
+    "device",
+    "batch",
+    "size",
+    "height",
+    "width",
+    "model_ms_median",
+    "model_ms_p90",
+    "model_fps",
+    "speedup",
+    "e2e_ms_median",
+    "e2e_ms_p90",
+    "e2e_fps",
+    "e2e_speedup",
+    "peak_memory_mb",
+    "memory_method",
+    "max_abs_diff",
+    "max_rel_diff",
+    "diff_per_task",
+    "setup_s",
+    "warmup",
+    "reps",
 )
 
 # --- argument parsing (shared with the CLI) -----------------------------------------------------
+
 
 def parse_sizes(text) -> list[tuple[int, int]]:
     """``"640x480,1216x352"`` -> ``[(480, 640), (352, 1216)]``; :class:`ConfigError` if malformed."""
@@ -159,6 +203,7 @@ def parse_settings(text) -> list[str]:
 
 
 # --- machine and memory -------------------------------------------------------------------------
+
 
 def _cpu_model() -> str:
     try:
@@ -272,6 +317,7 @@ def _measure_memory(call: Callable[[], object], device: torch.device) -> tuple[O
 
 # --- settings -------------------------------------------------------------------------------------
 
+
 class Skip(Exception):
     """A setting cannot run on this machine; the message is the reason."""
 
@@ -279,8 +325,8 @@ class Skip(Exception):
 @dataclass
 class _Runner:
     name: str
-    model: Callable[[torch.Tensor], dict]          # normalised NCHW input on the device -> outputs
-    e2e: Callable[[np.ndarray], dict]              # uint8 frames -> numpy results
+    model: Callable[[torch.Tensor], dict]  # normalised NCHW input on the device -> outputs
+    e2e: Callable[[np.ndarray], dict]  # uint8 frames -> numpy results
     setup_s: float = 0.0
 
 
@@ -288,8 +334,16 @@ def _has_compiler() -> bool:
     return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 
 
-def _build_runner(name: str, model, device: torch.device, size: tuple[int, int], batch: int,
-                  frame_size: tuple[int, int], workdir: str, calibration=None) -> _Runner:
+def _build_runner(
+    name: str,
+    model,
+    device: torch.device,
+    size: tuple[int, int],
+    batch: int,
+    frame_size: tuple[int, int],
+    workdir: str,
+    calibration=None,
+) -> _Runner:
     from .fast import CudaGraphRunner, optimize_for_inference
 
     tasks = model.tasks
@@ -307,9 +361,16 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
     def e2e_from(run, dtype=torch.float32, channels_last=False, host=False):
         # Predictor's own pipeline (hydranet.inference.processing), so the figure is what users run.
         def e2e(frames):
-            x, net_size = processing.preprocess(frames, torch.device("cpu") if host else device, size,
-                                                normalization, dtype=dtype, channels_last=channels_last)
+            x, net_size = processing.preprocess(
+                frames,
+                torch.device("cpu") if host else device,
+                size,
+                normalization,
+                dtype=dtype,
+                channels_last=channels_last,
+            )
             return processing.postprocess(run(x), tasks, net_size, frame_size)
+
         return e2e
 
     start = time.perf_counter()
@@ -319,6 +380,7 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
         def run(x):
             with torch.no_grad():
                 return net(x)
+
         return _Runner(name, run, e2e_from(run), time.perf_counter() - start)
 
     if name in ("onnxruntime", "onnxruntime_static", "onnxruntime_int8"):
@@ -350,6 +412,7 @@ def _build_runner(name: str, model, device: torch.device, size: tuple[int, int],
         def run(x):
             outs = session.run(names, {"image": x.detach().cpu().numpy()})
             return {n: torch.from_numpy(o) for n, o in zip(names, outs)}
+
         return _Runner(name, run, e2e_from(run, host=True), time.perf_counter() - start)
 
     options = {
@@ -391,6 +454,7 @@ def _calibration_frames(model, calibration) -> list:
 
 # --- timing ---------------------------------------------------------------------------------------
 
+
 def _timed_call(fn: Callable[[], object], device: torch.device, events: bool) -> float:
     """Milliseconds one call takes, synchronised."""
     if device.type == "cuda":
@@ -415,8 +479,9 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def interleaved_times(calls: dict, device: torch.device, warmup: int, reps: int, events: bool,
-                      blocks: int = 4) -> dict[str, list[float]]:
+def interleaved_times(
+    calls: dict, device: torch.device, warmup: int, reps: int, events: bool, blocks: int = 4
+) -> dict[str, list[float]]:
     """Time each call ``reps`` times, in ``blocks`` rounds over the settings.
 
     Each round runs every setting for a block of consecutive calls, after one untimed call
@@ -450,16 +515,35 @@ def _differences(ref: dict, got: dict) -> dict:
 
 def _empty_row(setting: str, device: torch.device, batch: int, size: tuple[int, int], warmup: int, reps: int) -> dict:
     row = dict.fromkeys(ROW_FIELDS)
-    row.update(setting=setting, description=SETTINGS[setting], device=str(device), batch=batch,
-               size=f"{size[1]}x{size[0]}", height=size[0], width=size[1], warmup=warmup, reps=reps)
+    row.update(
+        setting=setting,
+        description=SETTINGS[setting],
+        device=str(device),
+        batch=batch,
+        size=f"{size[1]}x{size[0]}",
+        height=size[0],
+        width=size[1],
+        warmup=warmup,
+        reps=reps,
+    )
     return row
 
 
-def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequence[tuple[int, int]] = ((480, 640),),
-              settings: Sequence[str] = DEFAULT_SETTINGS, warmup: int = 5, reps: int = 30,
-              frame_size: Optional[tuple[int, int]] = None, end_to_end: bool = True, seed: int = 0,
-              tune_allocator: bool = True, log: Optional[Callable[[str], None]] = None,
-              calibration: Optional[tuple] = None) -> dict:
+def benchmark(
+    model,
+    device="cpu",
+    batches: Sequence[int] = (1,),
+    sizes: Sequence[tuple[int, int]] = ((480, 640),),
+    settings: Sequence[str] = DEFAULT_SETTINGS,
+    warmup: int = 5,
+    reps: int = 30,
+    frame_size: Optional[tuple[int, int]] = None,
+    end_to_end: bool = True,
+    seed: int = 0,
+    tune_allocator: bool = True,
+    log: Optional[Callable[[str], None]] = None,
+    calibration: Optional[tuple] = None,
+) -> dict:
     """Measure ``model`` (a HydraNet) under each setting, for each batch and size.
 
     Args:
@@ -512,20 +596,53 @@ def benchmark(model, device="cpu", batches: Sequence[int] = (1,), sizes: Sequenc
     try:
         for batch in batches:
             for size in sizes:
-                rows.extend(_bench_one(base, device, batch, size, settings, warmup, reps, frame_size or size,
-                                       end_to_end, seed, events, workdir, log, calibration))
+                rows.extend(
+                    _bench_one(
+                        base,
+                        device,
+                        batch,
+                        size,
+                        settings,
+                        warmup,
+                        reps,
+                        frame_size or size,
+                        end_to_end,
+                        seed,
+                        events,
+                        workdir,
+                        log,
+                        calibration,
+                    )
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine["loadavg_after"] = _loadavg()
     machine["allocator_tuned"] = allocator_tuned
-    return {"machine": machine, "settings": {s: SETTINGS[s] for s in settings},
-            "timing": "4 rounds over the settings, each an untimed call then reps/4 timed calls per setting; "
-                      "CUDA events on GPU, perf_counter on CPU; median and p90 of reps",
-            "rows": rows}
+    return {
+        "machine": machine,
+        "settings": {s: SETTINGS[s] for s in settings},
+        "timing": "4 rounds over the settings, each an untimed call then reps/4 timed calls per setting; "
+        "CUDA events on GPU, perf_counter on CPU; median and p90 of reps",
+        "rows": rows,
+    }
 
 
-def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, end_to_end, seed, events,
-               workdir, log, calibration=None) -> list[dict]:
+def _bench_one(
+    model,
+    device,
+    batch,
+    size,
+    settings,
+    warmup,
+    reps,
+    frame_size,
+    end_to_end,
+    seed,
+    events,
+    workdir,
+    log,
+    calibration=None,
+) -> list[dict]:
     h, w = size
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, h, w, generator=gen).to(device)
@@ -559,23 +676,36 @@ def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, e
             continue
         if reference is not None:
             per_task = _differences(reference, out)
-            rows[name].update(diff_per_task=per_task, max_abs_diff=max(d["abs"] for d in per_task.values()),
-                              max_rel_diff=max(d["rel"] for d in per_task.values()))
+            rows[name].update(
+                diff_per_task=per_task,
+                max_abs_diff=max(d["abs"] for d in per_task.values()),
+                max_rel_diff=max(d["rel"] for d in per_task.values()),
+            )
 
     log(f"[{batch} x {w}x{h}] timing {', '.join(runners)} (model only, {reps} calls each in 4 rounds)")
-    model_times = interleaved_times({n: (lambda r=r: r.model(x)) for n, r in runners.items()}, device, warmup, reps,
-                                    events)
+    model_times = interleaved_times(
+        {n: (lambda r=r: r.model(x)) for n, r in runners.items()}, device, warmup, reps, events
+    )
     e2e_times = {}
     if end_to_end:
         log(f"[{batch} x {w}x{h}] timing end to end")
-        e2e_times = interleaved_times({n: (lambda r=r: r.e2e(frames)) for n, r in runners.items()}, device,
-                                 max(1, warmup // 2), reps, events=False)
+        e2e_times = interleaved_times(
+            {n: (lambda r=r: r.e2e(frames)) for n, r in runners.items()},
+            device,
+            max(1, warmup // 2),
+            reps,
+            events=False,
+        )
     for name, runner in runners.items():
         mem, method = _measure_memory(lambda r=runner: r.model(x), device)
         row = rows[name]
         t = model_times[name]
-        row.update(model_ms_median=statistics.median(t), model_ms_p90=_percentile(t, 90),
-                   peak_memory_mb=None if mem is None else round(mem, 1), memory_method=method)
+        row.update(
+            model_ms_median=statistics.median(t),
+            model_ms_p90=_percentile(t, 90),
+            peak_memory_mb=None if mem is None else round(mem, 1),
+            memory_method=method,
+        )
         row["model_fps"] = batch * 1000.0 / row["model_ms_median"]
         if name in e2e_times:
             t = e2e_times[name]
@@ -596,14 +726,28 @@ def _bench_one(model, device, batch, size, settings, warmup, reps, frame_size, e
 
 # --- the table ------------------------------------------------------------------------------------
 
+
 def _fmt(value, spec: str, none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
 
 def format_table(result: dict) -> str:
     """The rows as a text table, then the skipped and failed settings with their reasons."""
-    header = ("setting", "batch", "size", "model ms", "p90", "FPS", "speed-up", "e2e ms", "e2e FPS", "e2e x",
-              "peak MB", "max abs diff", "max rel diff")
+    header = (
+        "setting",
+        "batch",
+        "size",
+        "model ms",
+        "p90",
+        "FPS",
+        "speed-up",
+        "e2e ms",
+        "e2e FPS",
+        "e2e x",
+        "peak MB",
+        "max abs diff",
+        "max rel diff",
+    )
     lines = []
     table = [header]
     notes = []
@@ -612,13 +756,23 @@ def format_table(result: dict) -> str:
             notes.append(f"  {row['setting']} ({row['batch']} x {row['size']}): {row['status']}: {row['reason']}")
             table.append((row["setting"], str(row["batch"]), row["size"]) + (row["status"],) + ("",) * 9)
             continue
-        table.append((
-            row["setting"], str(row["batch"]), row["size"],
-            _fmt(row["model_ms_median"], ".1f"), _fmt(row["model_ms_p90"], ".1f"), _fmt(row["model_fps"], ".1f"),
-            _fmt(row["speedup"], ".2f") + "x" if row["speedup"] else "-",
-            _fmt(row["e2e_ms_median"], ".1f"), _fmt(row["e2e_fps"], ".1f"),
-            _fmt(row["e2e_speedup"], ".2f") + "x" if row["e2e_speedup"] else "-",
-            _fmt(row["peak_memory_mb"], ".0f"), _fmt(row["max_abs_diff"], ".2e"), _fmt(row["max_rel_diff"], ".2e")))
+        table.append(
+            (
+                row["setting"],
+                str(row["batch"]),
+                row["size"],
+                _fmt(row["model_ms_median"], ".1f"),
+                _fmt(row["model_ms_p90"], ".1f"),
+                _fmt(row["model_fps"], ".1f"),
+                _fmt(row["speedup"], ".2f") + "x" if row["speedup"] else "-",
+                _fmt(row["e2e_ms_median"], ".1f"),
+                _fmt(row["e2e_fps"], ".1f"),
+                _fmt(row["e2e_speedup"], ".2f") + "x" if row["e2e_speedup"] else "-",
+                _fmt(row["peak_memory_mb"], ".0f"),
+                _fmt(row["max_abs_diff"], ".2e"),
+                _fmt(row["max_rel_diff"], ".2e"),
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for i, r in enumerate(table):
         lines.append("  ".join(c.ljust(widths[j]) if j < 3 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
@@ -626,10 +780,14 @@ def format_table(result: dict) -> str:
             lines.append("  ".join("-" * wd for wd in widths))
     m = result.get("machine", {})
     lines.append("")
-    lines.append(f"{m.get('cpu')} ({m.get('cpu_count')} cpus, {m.get('torch_threads')} torch threads), "
-                 f"torch {m.get('torch')}" + (f", {m['gpu']}" if m.get("gpu") else ""))
-    lines.append("speed-up and diff are relative to the baseline row of the same batch and size; "
-                 "e2e = uint8 frame -> results in host memory")
+    lines.append(
+        f"{m.get('cpu')} ({m.get('cpu_count')} cpus, {m.get('torch_threads')} torch threads), "
+        f"torch {m.get('torch')}" + (f", {m['gpu']}" if m.get("gpu") else "")
+    )
+    lines.append(
+        "speed-up and diff are relative to the baseline row of the same batch and size; "
+        "e2e = uint8 frame -> results in host memory"
+    )
     if notes:
         lines.append("not measured:")
         lines.extend(notes)

@@ -27,6 +27,7 @@ Both exporters check the file after writing it: random inputs at two sizes (the 
 and an odd one) go through the file (onnxruntime for ONNX) and through PyTorch, and the
 largest absolute and relative difference per task is reported.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,11 +44,21 @@ from ..config import parse_size
 from ..data.io import output_error, writable_file
 from ..errors import ConfigError
 
-__all__ = ["export_onnx", "export_torchscript", "check_onnx", "check_torchscript", "onnx_session",
-           "TaskTuple", "format_check", "DEFAULT_OPSET", "MIN_SIZE", "CONFIG_METADATA_KEY"]
+__all__ = [
+    "export_onnx",
+    "export_torchscript",
+    "check_onnx",
+    "check_torchscript",
+    "onnx_session",
+    "TaskTuple",
+    "format_check",
+    "DEFAULT_OPSET",
+    "MIN_SIZE",
+    "CONFIG_METADATA_KEY",
+]
 
-DEFAULT_OPSET = 18   # the torch.export-based exporter's own opset; 17 is converted down from it
-MIN_SIZE = 32        # smallest height/width the exported graph is declared for
+DEFAULT_OPSET = 18  # the torch.export-based exporter's own opset; 17 is converted down from it
+MIN_SIZE = 32  # smallest height/width the exported graph is declared for
 CONFIG_METADATA_KEY = "hydranet_config"  # ONNX metadata entry holding the model's config (JSON)
 
 
@@ -96,7 +107,7 @@ def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
         replace_modules(net, lambda m: SumFirstChainedResidualPool(m) if isinstance(m, ChainedResidualPool) else None)
         replace_modules(net, lambda m: TapConv2d(m) if TapConv2d.applies_to(m) else None)
         for decoder in [m for m in net.modules() if isinstance(m, LightRefineNet)]:
-            channels = decoder.out_channels   # the decoder's sums are all at its width
+            channels = decoder.out_channels  # the decoder's sums are all at its width
             replace_modules(decoder, lambda m, c=channels: ChannelIdentityReLU6(c) if isinstance(m, nn.ReLU6) else None)
     return net
 
@@ -119,8 +130,9 @@ def _difference(ref: torch.Tensor, got: torch.Tensor) -> dict:
     return {"abs": diff, "rel": diff / scale if scale > 0 else diff}
 
 
-def _compare(reference: nn.Module, run, task_names: list[str], sizes, batch: int, seed: int,
-             vary_batch: bool = True) -> list[dict]:
+def _compare(
+    reference: nn.Module, run, task_names: list[str], sizes, batch: int, seed: int, vary_batch: bool = True
+) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     results = []
     for i, (h, w) in enumerate(sizes):
@@ -132,13 +144,20 @@ def _compare(reference: nn.Module, run, task_names: list[str], sizes, batch: int
         if list(got) != task_names:
             raise RuntimeError(f"exported outputs {list(got)} differ from the tasks {task_names}")
         per_task = {name: _difference(ref[name], got[name]) for name in task_names}
-        results.append({"batch": n, "size": f"{w}x{h}", "tasks": per_task,
-                        "max_abs": max(d["abs"] for d in per_task.values()),
-                        "max_rel": max(d["rel"] for d in per_task.values())})
+        results.append(
+            {
+                "batch": n,
+                "size": f"{w}x{h}",
+                "tasks": per_task,
+                "max_abs": max(d["abs"] for d in per_task.values()),
+                "max_rel": max(d["rel"] for d in per_task.values()),
+            }
+        )
     return results
 
 
 # --- ONNX -----------------------------------------------------------------------------------
+
 
 def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
     """An onnxruntime session with all graph optimisations and ``threads`` intra-op threads.
@@ -167,11 +186,18 @@ def _onnx_runner(session, task_names):
     def run(x: torch.Tensor) -> dict:
         outs = session.run(task_names, {"image": x.numpy()})
         return {name: torch.from_numpy(o) for name, o in zip(task_names, outs)}
+
     return run
 
 
-def check_onnx(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
-               batch: int = 1, seed: int = 0, vary_batch: bool = True) -> list[dict]:
+def check_onnx(
+    path,
+    model: nn.Module,
+    sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
+    batch: int = 1,
+    seed: int = 0,
+    vary_batch: bool = True,
+) -> list[dict]:
     """Run the ONNX file in onnxruntime and ``model`` in PyTorch on the same random inputs.
 
     Returns one entry per size: ``{"batch", "size", "tasks": {task: {"abs", "rel"}}, "max_abs",
@@ -190,8 +216,10 @@ def check_opset(opset) -> int:
     from torch.onnx._constants import ONNX_MAX_OPSET
 
     if not isinstance(opset, int) or isinstance(opset, bool) or not 17 <= opset <= ONNX_MAX_OPSET:
-        raise ConfigError(f"--opset {opset}: use 17 to {ONNX_MAX_OPSET} (17 and later for Resize and the "
-                          f"exporter; {ONNX_MAX_OPSET} is the newest this torch writes)")
+        raise ConfigError(
+            f"--opset {opset}: use 17 to {ONNX_MAX_OPSET} (17 and later for Resize and the "
+            f"exporter; {ONNX_MAX_OPSET} is the newest this torch writes)"
+        )
     return opset
 
 
@@ -207,9 +235,17 @@ def _removed_on_failure(tmp: Path, path: Path):
         raise
 
 
-def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[int, int] = (480, 640),
-                batch: int = 1, check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None,
-                static: bool = False, runtime_forms: bool = True) -> dict:
+def export_onnx(
+    model: nn.Module,
+    path,
+    opset: int = DEFAULT_OPSET,
+    size: tuple[int, int] = (480, 640),
+    batch: int = 1,
+    check: bool = True,
+    check_sizes: Optional[Sequence[tuple[int, int]]] = None,
+    static: bool = False,
+    runtime_forms: bool = True,
+) -> dict:
     """Write ``model`` as an ONNX file with dynamic batch, height and width.
 
     With ``static=True`` the file is fixed to ``batch x 3 x size``: every Resize then has
@@ -245,27 +281,52 @@ def export_onnx(model: nn.Module, path, opset: int = DEFAULT_OPSET, size: tuple[
             # Declared from MIN_SIZE + 1: at 32 pixels a ViT's stride-32 map is a single pixel, a
             # case torch.export would otherwise make the graph specialise on. The range is not part
             # of the ONNX file (onnxruntime runs it at 32 too, see tests/test_encoders.py).
-            dims = {0: torch.export.Dim("batch", min=1, max=1024),
-                    2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
-                    3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192)}
-            program = torch.onnx.export(TaskTuple(net), (example,), None, input_names=["image"], output_names=names,
-                                        opset_version=int(opset), dynamo=True,
-                                        dynamic_shapes=None if static else {"image": dims},
-                                        external_data=False, verbose=False)
+            dims = {
+                0: torch.export.Dim("batch", min=1, max=1024),
+                2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
+                3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192),
+            }
+            program = torch.onnx.export(
+                TaskTuple(net),
+                (example,),
+                None,
+                input_names=["image"],
+                output_names=names,
+                opset_version=int(opset),
+                dynamo=True,
+                dynamic_shapes=None if static else {"image": dims},
+                external_data=False,
+                verbose=False,
+            )
             program.save(str(tmp), external_data=False)
         else:
             # The torch.export-based exporter cannot convert its graph down to 17; the
             # TorchScript-based one writes 17 natively (and also uses half_pixel Resize).
             axes = {"image": {0: "batch", 2: "height", 3: "width"}}
             axes.update({name: {0: "batch"} for name in names})
-            torch.onnx.export(TaskTuple(net), (example,), str(tmp), input_names=["image"], output_names=names,
-                              opset_version=int(opset), dynamo=False, dynamic_axes=None if static else axes)
+            torch.onnx.export(
+                TaskTuple(net),
+                (example,),
+                str(tmp),
+                input_names=["image"],
+                output_names=names,
+                opset_version=int(opset),
+                dynamo=False,
+                dynamic_axes=None if static else axes,
+            )
         _write_metadata(tmp, model)
         os.replace(tmp, path)
     _check_graph(path, names)
-    report = {"path": str(path), "format": "onnx", "opset": _file_opset(path), "inputs": ["image"], "outputs": names,
-              "static": bool(static), "runtime_forms": bool(runtime_forms),
-              "input_shape": [batch, 3, h, w] if static else ["batch", 3, "height", "width"]}
+    report = {
+        "path": str(path),
+        "format": "onnx",
+        "opset": _file_opset(path),
+        "inputs": ["image"],
+        "outputs": names,
+        "static": bool(static),
+        "runtime_forms": bool(runtime_forms),
+        "input_shape": [batch, 3, h, w] if static else ["batch", 3, "height", "width"],
+    }
     if check:
         sizes = [(h, w)] if static else _check_sizes((h, w), check_sizes)
         report["check"] = check_onnx(path, model, sizes, batch=batch, vary_batch=not static)
@@ -309,8 +370,10 @@ def _check_graph(path, names: list[str]) -> None:
 
 # --- TorchScript ----------------------------------------------------------------------------
 
-def check_torchscript(path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)),
-                      batch: int = 1, seed: int = 0) -> list[dict]:
+
+def check_torchscript(
+    path, model: nn.Module, sizes: Sequence[tuple[int, int]] = ((480, 640), (241, 323)), batch: int = 1, seed: int = 0
+) -> list[dict]:
     """Load the TorchScript file and compare it with ``model`` on random inputs (see :func:`check_onnx`)."""
     net = copy.deepcopy(model).float().cpu().eval()
     with warnings.catch_warnings():
@@ -320,11 +383,18 @@ def check_torchscript(path, model: nn.Module, sizes: Sequence[tuple[int, int]] =
     def run(x):
         with torch.no_grad():
             return dict(loaded(x))
+
     return _compare(net, run, list(net.task_names), sizes, batch, seed)
 
 
-def export_torchscript(model: nn.Module, path, size: tuple[int, int] = (480, 640), batch: int = 1,
-                       check: bool = True, check_sizes: Optional[Sequence[tuple[int, int]]] = None) -> dict:
+def export_torchscript(
+    model: nn.Module,
+    path,
+    size: tuple[int, int] = (480, 640),
+    batch: int = 1,
+    check: bool = True,
+    check_sizes: Optional[Sequence[tuple[int, int]]] = None,
+) -> dict:
     """Write ``model`` as a traced TorchScript module returning ``{task: tensor}``.
 
     The trace records shapes symbolically, so the file accepts any batch and size; the
@@ -351,8 +421,10 @@ def format_check(check: list[dict]) -> str:
     """The check results as text: one line per size and task."""
     lines = []
     for entry in check:
-        lines.append(f"batch {entry['batch']}, {entry['size']}: largest difference "
-                     f"{entry['max_abs']:.3g} (relative {entry['max_rel']:.3g})")
+        lines.append(
+            f"batch {entry['batch']}, {entry['size']}: largest difference "
+            f"{entry['max_abs']:.3g} (relative {entry['max_rel']:.3g})"
+        )
         for name, d in entry["tasks"].items():
             lines.append(f"  {name:<16} abs {d['abs']:.3g}  rel {d['rel']:.3g}")
     return "\n".join(lines)

@@ -42,6 +42,7 @@ come back as float32; bfloat16 also on CPUs with native bf16 kernels), and
 :class:`CudaGraphRunner` replays the whole network as one CUDA graph for a fixed input
 size. ``compile=True`` (or a mode string) wraps the network in ``torch.compile``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,18 +52,34 @@ import torch
 from torch import nn
 
 from ..models.refinenet import ChainedResidualPool
-from .rewrites import (ChannelScale, FastChainedResidualPool, SeparableMaxPool2d, TapConv2d, replace_modules,
-                       separable_max_pool2d)
+from .rewrites import (
+    ChannelScale,
+    FastChainedResidualPool,
+    SeparableMaxPool2d,
+    TapConv2d,
+    replace_modules,
+    separable_max_pool2d,
+)
 
-__all__ = ["optimize_for_inference", "FastModel", "CudaGraphRunner", "fold_batchnorm", "tune_cpu_allocator",
-           "cpu_reduced_precision_unsupported",
-           "fuse_conv_bn", "SeparableMaxPool2d", "ChannelScale", "FastChainedResidualPool",
-           "separable_max_pool2d"]
+__all__ = [
+    "optimize_for_inference",
+    "FastModel",
+    "CudaGraphRunner",
+    "fold_batchnorm",
+    "tune_cpu_allocator",
+    "cpu_reduced_precision_unsupported",
+    "fuse_conv_bn",
+    "SeparableMaxPool2d",
+    "ChannelScale",
+    "FastChainedResidualPool",
+    "separable_max_pool2d",
+]
 
 DeviceLike = Union[str, torch.device]
 
 
 # --- BatchNorm folding ----------------------------------------------------------------
+
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A new convolution computing ``bn(conv(x))`` (eval-mode BN statistics).
@@ -72,13 +89,26 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """
     if not bn.track_running_stats or bn.running_mean is None:
         raise ValueError("cannot fold a BatchNorm without running statistics")
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                      device=conv.weight.device, dtype=conv.weight.dtype)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     with torch.no_grad():
         w = conv.weight.double()
-        b = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64,
-                                                                         device=w.device)
+        b = (
+            conv.bias.double()
+            if conv.bias is not None
+            else torch.zeros(conv.out_channels, dtype=torch.float64, device=w.device)
+        )
         scale = bn.running_var.double().add(bn.eps).rsqrt()
         if bn.weight is not None:
             scale = scale * bn.weight.double()
@@ -93,8 +123,13 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 def _is_conv_bn(a: nn.Module, b: nn.Module) -> bool:
     # Exact types: subclasses may do more in forward (timm's BatchNormAct2d adds an activation).
-    return (type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.num_features == a.out_channels
-            and b.track_running_stats and b.running_mean is not None)
+    return (
+        type(a) is nn.Conv2d
+        and type(b) is nn.BatchNorm2d
+        and b.num_features == a.out_channels
+        and b.track_running_stats
+        and b.running_mean is not None
+    )
 
 
 def _traced_pairs(module: nn.Module) -> Optional[list[tuple[str, str]]]:
@@ -117,8 +152,11 @@ def _traced_pairs(module: nn.Module) -> Optional[list[tuple[str, str]]]:
         src = node.args[0]
         if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
             continue
-        if calls[node.target] == 1 and calls[src.target] == 1 and \
-                _is_conv_bn(module.get_submodule(src.target), module.get_submodule(node.target)):
+        if (
+            calls[node.target] == 1
+            and calls[src.target] == 1
+            and _is_conv_bn(module.get_submodule(src.target), module.get_submodule(node.target))
+        ):
             pairs.append((src.target, node.target))
     return pairs
 
@@ -199,6 +237,7 @@ def tune_cpu_allocator() -> bool:
 
 # --- the optimised model --------------------------------------------------------------------
 
+
 class FastModel(nn.Module):
     """An inference-only copy of a HydraNet, made by :func:`optimize_for_inference`.
 
@@ -210,8 +249,15 @@ class FastModel(nn.Module):
     ``.view()`` if NCHW memory is needed.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool,
-                 report: dict, compiled: Optional[Callable] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        dtype: torch.dtype,
+        channels_last: bool,
+        report: dict,
+        compiled: Optional[Callable] = None,
+    ):
         super().__init__()
         self.model = model
         self.device = device
@@ -270,14 +316,24 @@ def cpu_reduced_precision_unsupported(dtype: torch.dtype) -> Optional[str]:
         return None
     if ok:
         return None
-    return (f"this CPU has no native {str(dtype).replace('torch.', '')} convolutions ({name}); "
-            "PyTorch would fall back to reference kernels many times slower than float32")
+    return (
+        f"this CPU has no native {str(dtype).replace('torch.', '')} convolutions ({name}); "
+        "PyTorch would fall back to reference kernels many times slower than float32"
+    )
 
 
-def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: Optional[torch.dtype] = None,
-                           channels_last: bool = True, fold_bn: bool = True, fast_pool: bool = True,
-                           fast_depthwise: bool = True, tap_convs: bool = True, compile: Union[bool, str] = False,
-                           tune_allocator: bool = False) -> FastModel:
+def optimize_for_inference(
+    model: nn.Module,
+    device: DeviceLike = "cpu",
+    dtype: Optional[torch.dtype] = None,
+    channels_last: bool = True,
+    fold_bn: bool = True,
+    fast_pool: bool = True,
+    fast_depthwise: bool = True,
+    tap_convs: bool = True,
+    compile: Union[bool, str] = False,
+    tune_allocator: bool = False,
+) -> FastModel:
     """An inference-optimised copy of ``model`` (a HydraNet); ``model`` itself is not changed.
 
     Args:
@@ -366,6 +422,7 @@ def optimize_for_inference(model: nn.Module, device: DeviceLike = "cpu", dtype: 
 
 
 # --- CUDA graphs -------------------------------------------------------------------------------
+
 
 class CudaGraphRunner:
     """Replay a model as one CUDA graph for a fixed input shape.

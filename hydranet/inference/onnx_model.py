@@ -7,6 +7,7 @@
 Used by ``hydranet eval --weights model.onnx`` so the exported file is scored with the same
 evaluation loop and metrics as a checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ class OnnxModel:
         except Exception as exc:
             raise CheckpointError(f"{self.path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
         if CONFIG_METADATA_KEY not in meta:
-            raise CheckpointError(f"{self.path}: no {CONFIG_METADATA_KEY!r} metadata (export it again with "
-                                  "`hydranet export`, which records the model's tasks in the file)")
+            raise CheckpointError(
+                f"{self.path}: no {CONFIG_METADATA_KEY!r} metadata (export it again with "
+                "`hydranet export`, which records the model's tasks in the file)"
+            )
         try:
             self.config = load_config(json.loads(meta[CONFIG_METADATA_KEY]))
         except (ValueError, TypeError) as exc:

@@ -20,6 +20,7 @@ Timing (warmed up and synchronised, pre/post-processing said): ``model`` time co
 pre-processing, the upload, the network, post-processing and the download to NumPy. Call
 :meth:`Predictor.warmup` first (the demo does) so the first call's one-off costs are left out.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,6 +41,7 @@ __all__ = ["Predictor", "Prediction", "as_rgb_frame"]
 
 # --------------------------------------------------------------------------- images
 
+
 def as_rgb_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
     """A uint8 ``H x W x 3`` RGB array from ``frame`` (grey ``H x W`` and RGBA are converted)."""
     arr = np.asarray(frame)
@@ -57,6 +59,7 @@ def as_rgb_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- results
+
 
 @dataclass
 class Prediction:
@@ -97,8 +100,9 @@ class Prediction:
 
     def summary(self) -> dict:
         """Plain data for JSON: image-level results in full, dense results summarised."""
-        return {name: self.tasks[name].task_kind.summarize(self.tasks[name], value)
-                for name, value in self.outputs.items()}
+        return {
+            name: self.tasks[name].task_kind.summarize(self.tasks[name], value) for name, value in self.outputs.items()
+        }
 
     def describe(self) -> str:
         """One log line: each task's short description (``segm: floor 40%, ...; depth: median 2.1 m``)."""
@@ -108,6 +112,7 @@ class Prediction:
 
 
 # --------------------------------------------------------------------------- the predictor
+
 
 class Predictor:
     """Runs a Hydranet model on uint8 RGB frames and returns full-resolution results.
@@ -136,9 +141,17 @@ class Predictor:
         ConfigError: CUDA asked for and absent, or half precision on CPU.
     """
 
-    def __init__(self, model_or_checkpoint_path, device: Union[str, torch.device] = "cpu", half: bool = False,
-                 fast: bool = True, size: Optional[Sequence[int]] = None, pad_to: Optional[int] = None,
-                 tune_allocator: bool = False, smooth: float = 0.0):
+    def __init__(
+        self,
+        model_or_checkpoint_path,
+        device: Union[str, torch.device] = "cpu",
+        half: bool = False,
+        fast: bool = True,
+        size: Optional[Sequence[int]] = None,
+        pad_to: Optional[int] = None,
+        tune_allocator: bool = False,
+        smooth: float = 0.0,
+    ):
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device}: CUDA is not available on this machine (use cpu)")
@@ -175,8 +188,9 @@ class Predictor:
             self.dtype = model.dtype
         elif fast:
             self.fast = True
-            self.net = optimize_for_inference(model, device=device, dtype=self.dtype if half else None,
-                                              tune_allocator=tune_allocator)
+            self.net = optimize_for_inference(
+                model, device=device, dtype=self.dtype if half else None, tune_allocator=tune_allocator
+            )
         else:
             self.fast = False
             self.net = model.to(device=device, dtype=self.dtype).eval()
@@ -207,11 +221,13 @@ class Predictor:
         """Frames per second over the calls since :meth:`reset_timing`: the network alone
         (``model_fps``) and pre-processing + network + post-processing (``end_to_end_fps``)."""
         t = self.timing
-        return {"frames": t["frames"],
-                "model_fps": t["frames"] / t["model_s"] if t["model_s"] > 0 else None,
-                "end_to_end_fps": t["frames"] / t["end_to_end_s"] if t["end_to_end_s"] > 0 else None,
-                "model_ms_per_frame": 1000 * t["model_s"] / t["frames"] if t["frames"] else None,
-                "end_to_end_ms_per_frame": 1000 * t["end_to_end_s"] / t["frames"] if t["frames"] else None}
+        return {
+            "frames": t["frames"],
+            "model_fps": t["frames"] / t["model_s"] if t["model_s"] > 0 else None,
+            "end_to_end_fps": t["frames"] / t["end_to_end_s"] if t["end_to_end_s"] > 0 else None,
+            "model_ms_per_frame": 1000 * t["model_s"] / t["frames"] if t["frames"] else None,
+            "end_to_end_ms_per_frame": 1000 * t["end_to_end_s"] / t["frames"] if t["frames"] else None,
+        }
 
     def reset_smoothing(self) -> None:
         """Start the temporal smoothing afresh (a new clip)."""
@@ -227,7 +243,7 @@ class Predictor:
         if not isinstance(frame, np.ndarray):
             frame = np.zeros((int(frame[0]), int(frame[1]), 3), np.uint8)
         saved, smoother = dict(self.timing), self.smoother
-        self.smoother = None   # warm-up frames are not part of the clip
+        self.smoother = None  # warm-up frames are not part of the clip
         try:
             for _ in range(max(0, iterations)):
                 self.predict_batch([frame] * max(1, batch))
@@ -247,8 +263,9 @@ class Predictor:
             out = self.net(x.to(self.device, self.dtype))
         return {k: v.float() for k, v in out.items()}
 
-    def postprocess(self, outputs: Mapping[str, torch.Tensor], net_size: tuple[int, int],
-                    frame_size: tuple[int, int]) -> list[dict]:
+    def postprocess(
+        self, outputs: Mapping[str, torch.Tensor], net_size: tuple[int, int], frame_size: tuple[int, int]
+    ) -> list[dict]:
         """Network outputs (on the device) -> one ``{task: result}`` dict per frame (NumPy)."""
         return processing.postprocess(outputs, self.tasks, net_size, frame_size)
 
@@ -265,7 +282,7 @@ class Predictor:
         groups: dict[tuple, list[int]] = {}
         for i, f in enumerate(frames):
             groups.setdefault(tuple(f.shape[:2]), []).append(i)
-        if len(groups) > 1:   # mixed sizes: one network call per size
+        if len(groups) > 1:  # mixed sizes: one network call per size
             out: list[Optional[Prediction]] = [None] * len(frames)
             for idx in groups.values():
                 for i, p in zip(idx, self.predict_batch([frames[i] for i in idx])):
@@ -292,13 +309,13 @@ class Predictor:
         self.timing["model_s"] += t2 - t1
         self.timing["end_to_end_s"] += t3 - t0
         timing = {"model_ms": 1000 * (t2 - t1) / n, "end_to_end_ms": 1000 * (t3 - t0) / n}
-        return [Prediction(outputs=r, tasks=dict(self.task_map), size=frame_size, timing=dict(timing))
-                for r in results]
+        return [Prediction(outputs=r, tasks=dict(self.task_map), size=frame_size, timing=dict(timing)) for r in results]
 
     def __repr__(self) -> str:
         src = f"checkpoint={str(self.checkpoint)!r}, " if self.checkpoint else ""
-        return (f"Predictor({src}tasks={self.task_names}, device={self.device}, "
-                f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size}"
-                + (f", smooth={self.smoother.alpha}" if self.smoother else "") + ")")
-
-
+        return (
+            f"Predictor({src}tasks={self.task_names}, device={self.device}, "
+            f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size}"
+            + (f", smooth={self.smoother.alpha}" if self.smoother else "")
+            + ")"
+        )

@@ -12,6 +12,7 @@ users run.
   frame, dense outputs cropped back, resized to the frame (bilinear on logits and values,
   before any arg-max) and turned into results by each task's kind.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
@@ -25,9 +26,15 @@ from ..data.transforms import IMAGENET, Normalization
 __all__ = ["preprocess", "postprocess"]
 
 
-def preprocess(frames: Sequence[np.ndarray], device: torch.device, size: Optional[Sequence[int]] = None,
-               normalization: Normalization = IMAGENET, pad_to: Optional[int] = None,
-               dtype: torch.dtype = torch.float32, channels_last: bool = False) -> tuple[torch.Tensor, tuple]:
+def preprocess(
+    frames: Sequence[np.ndarray],
+    device: torch.device,
+    size: Optional[Sequence[int]] = None,
+    normalization: Normalization = IMAGENET,
+    pad_to: Optional[int] = None,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, tuple]:
     """uint8 RGB frames of one size -> ``(N x 3 x h x w tensor on device, (h, w) before padding)``.
 
     ``frames``: a list of ``H x W x 3`` arrays or one ``N x H x W x 3`` array.
@@ -52,8 +59,9 @@ def preprocess(frames: Sequence[np.ndarray], device: torch.device, size: Optiona
     return x, net_size
 
 
-def postprocess(outputs: Mapping[str, torch.Tensor], tasks: Sequence, net_size: Sequence[int],
-                frame_size: Sequence[int]) -> list[dict]:
+def postprocess(
+    outputs: Mapping[str, torch.Tensor], tasks: Sequence, net_size: Sequence[int], frame_size: Sequence[int]
+) -> list[dict]:
     """Network outputs -> one ``{task: result}`` dict per frame (NumPy / plain data, host memory).
 
     Results per kind (see each kind's ``postprocess``): segmentation ``H x W`` class ids,
@@ -66,7 +74,7 @@ def postprocess(outputs: Mapping[str, torch.Tensor], tasks: Sequence, net_size: 
         for task in tasks:
             y = outputs[task.name].float()
             if task.dense:
-                y = y[..., :net_size[0], :net_size[1]]
+                y = y[..., : net_size[0], : net_size[1]]
                 if tuple(y.shape[-2:]) != tuple(frame_size):
                     y = F.interpolate(y, size=tuple(frame_size), mode="bilinear", align_corners=False)
             for result, value in zip(results, task.task_kind.postprocess(task, y)):

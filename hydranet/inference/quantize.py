@@ -11,6 +11,7 @@ activations on the calibration frames. Calibration frames are what the model see
 dataset's eval transforms and the model's own input normalisation applied to ``frames`` samples of a
 validation set. The file keeps the fp32 file's interface and metadata (the Hydranet config).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,10 @@ def calibration_dataset(tasks, source: Union[str, Path, None] = None, model_conf
     if source is None:
         cfg = _data_section(model_config or {})
         if not cfg:
-            raise ConfigError("int8 quantisation needs calibration frames: the model's config names no data "
-                              "(data.val or data.train); give --calibration CONFIG_OR_LIST")
+            raise ConfigError(
+                "int8 quantisation needs calibration frames: the model's config names no data "
+                "(data.val or data.train); give --calibration CONFIG_OR_LIST"
+            )
         return build_dataset(cfg, tasks, train=False, normalization=normalization)
     text = str(source)
     path = Path(text)
@@ -124,8 +127,14 @@ def _preprocess(src: Path, dst: Path) -> bool:
             return False
 
 
-def quantize_onnx(src, dst, batches: Iterable[np.ndarray], per_channel: bool = True, preprocess: bool = True,
-                  activation: str = "uint8") -> dict:
+def quantize_onnx(
+    src,
+    dst,
+    batches: Iterable[np.ndarray],
+    per_channel: bool = True,
+    preprocess: bool = True,
+    activation: str = "uint8",
+) -> dict:
     """Quantise the fp32 ONNX file ``src`` into ``dst`` (QDQ, calibrated on ``batches``).
 
     Args:
@@ -160,10 +169,16 @@ def quantize_onnx(src, dst, batches: Iterable[np.ndarray], per_channel: bool = T
             done = _preprocess(src, pre)
             model_in = pre if done else src
         out = Path(tmp) / "int8.onnx"
-        quantize_static(str(model_in), str(out), _Reader(batches), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(model_in),
+            str(out),
+            _Reader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         model = onnx.load(str(out))
         present = {p.key for p in model.metadata_props}
         for key, value in meta.items():  # the Hydranet config travels with the int8 file too
@@ -171,10 +186,19 @@ def quantize_onnx(src, dst, batches: Iterable[np.ndarray], per_channel: bool = T
                 entry = model.metadata_props.add()
                 entry.key, entry.value = key, value
         entry = model.metadata_props.add()
-        entry.key, entry.value = "hydranet_quantization", "int8 QDQ static, per-channel weights" \
-            if per_channel else "int8 QDQ static, per-tensor weights"
+        entry.key, entry.value = (
+            "hydranet_quantization",
+            "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
+        )
         tmp_dst = dst.with_name(f".{dst.name}.tmp")
         onnx.save(model, str(tmp_dst))
         os.replace(tmp_dst, dst)
-    return {"path": str(dst), "format": "onnx", "int8": True, "calibration_frames": len(batches),
-            "preprocessed": done, "per_channel": bool(per_channel), "activation": activation}
+    return {
+        "path": str(dst),
+        "format": "onnx",
+        "int8": True,
+        "calibration_frames": len(batches),
+        "preprocessed": done,
+        "per_channel": bool(per_channel),
+        "activation": activation,
+    }

@@ -24,6 +24,7 @@ fp32 summation order (~1e-6 relative), in a form a runtime executes faster:
 
 :func:`replace_modules` applies a rewrite to every matching submodule.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -34,8 +35,16 @@ from torch import nn
 
 from ..models.refinenet import ChainedResidualPool
 
-__all__ = ["TapConv2d", "SumFirstChainedResidualPool", "ChannelIdentityReLU6", "SeparableMaxPool2d", "ChannelScale",
-           "FastChainedResidualPool", "separable_max_pool2d", "replace_modules"]
+__all__ = [
+    "TapConv2d",
+    "SumFirstChainedResidualPool",
+    "ChannelIdentityReLU6",
+    "SeparableMaxPool2d",
+    "ChannelScale",
+    "FastChainedResidualPool",
+    "separable_max_pool2d",
+    "replace_modules",
+]
 
 
 def replace_modules(model: nn.Module, fn: Callable[[nn.Module], Optional[nn.Module]]) -> int:
@@ -73,7 +82,7 @@ class TapConv2d(nn.Module):
         channels = _round_up(cout * n_taps, multiple)
         weight = conv.weight.detach()
         taps = weight.new_zeros(channels, cin, 1, 1)
-        taps[:cout * n_taps, :, 0, 0] = weight.permute(0, 2, 3, 1).reshape(cout * n_taps, cin)
+        taps[: cout * n_taps, :, 0, 0] = weight.permute(0, 2, 3, 1).reshape(cout * n_taps, cin)
         shift = weight.new_zeros(cout, channels, kh, kw)
         for o in range(cout):
             for t in range(n_taps):
@@ -141,6 +150,7 @@ class ChannelIdentityReLU6(nn.Module):
 
 # --- exact fast max pooling -------------------------------------------------------------
 
+
 def _window_max(x: torch.Tensor, dim: int, kernel: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Max over windows of ``kernel`` consecutive elements along ``dim`` (no padding).
 
@@ -150,7 +160,7 @@ def _window_max(x: torch.Tensor, dim: int, kernel: int, out: Optional[torch.Tens
     maximum is written into ``out`` when given.
     """
     n_out = x.shape[dim] - kernel + 1
-    parts = []                      # (tensor of maxima over windows of `width`, width)
+    parts = []  # (tensor of maxima over windows of `width`, width)
     power, width, remaining = x, 1, kernel
     while True:
         if remaining & 1:
@@ -175,11 +185,12 @@ def _window_max(x: torch.Tensor, dim: int, kernel: int, out: Optional[torch.Tens
     return result
 
 
-TILE_BYTES = 2 << 20   # row bands of about this size stay in the caches between the passes
+TILE_BYTES = 2 << 20  # row bands of about this size stay in the caches between the passes
 
 
-def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
-                         tile_bytes: Optional[int] = TILE_BYTES) -> torch.Tensor:
+def separable_max_pool2d(
+    x: torch.Tensor, kernel_size: int, padding: int, tile_bytes: Optional[int] = TILE_BYTES
+) -> torch.Tensor:
     """``F.max_pool2d(x, kernel_size, stride=1, padding=padding)``, bit for bit.
 
     Max pooling with stride 1 pads with -inf, so it is separable: a 1 x k max along the
@@ -214,20 +225,20 @@ def separable_max_pool2d(x: torch.Tensor, kernel_size: int, padding: int,
     buf = torch.empty((1, c, rows + k - 1, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
     if p:
         buf[..., :p].fill_(neg)
-        buf[..., p + w:].fill_(neg)
+        buf[..., p + w :].fill_(neg)
     for i in range(n):  # image by image: a band of one image is one contiguous block
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
             # Output rows r0..r1 read padded rows r0..r1+k-1, i.e. input rows r0-p..r1+k-1-p.
             a, b = max(r0 - p, 0), min(r1 + k - 1 - p, h)
             top, bottom = a - (r0 - p), (r1 + k - 1 - p) - b
-            band = buf[:, :, :r1 - r0 + k - 1]
+            band = buf[:, :, : r1 - r0 + k - 1]
             if top:
-                band[:, :, :top, p:p + w].fill_(neg)
+                band[:, :, :top, p : p + w].fill_(neg)
             if bottom:
-                band[:, :, band.shape[2] - bottom:, p:p + w].fill_(neg)
-            band[:, :, top:top + b - a, p:p + w].copy_(x[i:i + 1, :, a:b])
-            _window_max(_window_max(band, 3, k), 2, k, out=out[i:i + 1, :, r0:r1])
+                band[:, :, band.shape[2] - bottom :, p : p + w].fill_(neg)
+            band[:, :, top : top + b - a, p : p + w].copy_(x[i : i + 1, :, a:b])
+            _window_max(_window_max(band, 3, k), 2, k, out=out[i : i + 1, :, r0:r1])
     return out
 
 
@@ -245,7 +256,7 @@ class SeparableMaxPool2d(nn.Module):
         self.tile_bytes = tile_bytes
 
     @classmethod
-    def from_pool(cls, pool: nn.MaxPool2d) -> "SeparableMaxPool2d":
+    def from_pool(cls, pool: nn.MaxPool2d) -> SeparableMaxPool2d:
         k, s, p, d = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
         k, s, p, d = (v if isinstance(v, int) else v[0] if len(set(v)) == 1 else None for v in (k, s, p, d))
         if None in (k, s, p, d) or s != 1 or d != 1 or pool.ceil_mode or p > k // 2:
@@ -263,22 +274,29 @@ class SeparableMaxPool2d(nn.Module):
 
 # --- per-channel 1x1 convolutions -----------------------------------------------------------
 
+
 class ChannelScale(nn.Module):
     """``x * weight[c] (+ bias[c])``: a 1x1 convolution with ``groups == channels``."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None):
         super().__init__()
         self.weight = nn.Parameter(weight.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
-        self.bias = (nn.Parameter(bias.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False)
-                     if bias is not None else None)
+        self.bias = (
+            nn.Parameter(bias.detach().reshape(1, -1, 1, 1).clone(), requires_grad=False) if bias is not None else None
+        )
 
     @staticmethod
     def applies_to(conv: nn.Module) -> bool:
-        return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-                and conv.padding in ((0, 0), "valid") and conv.groups == conv.in_channels == conv.out_channels)
+        return (
+            type(conv) is nn.Conv2d
+            and conv.kernel_size == (1, 1)
+            and conv.stride == (1, 1)
+            and conv.padding in ((0, 0), "valid")
+            and conv.groups == conv.in_channels == conv.out_channels
+        )
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "ChannelScale":
+    def from_conv(cls, conv: nn.Conv2d) -> ChannelScale:
         return cls(conv.weight, conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

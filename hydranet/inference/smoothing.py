@@ -10,6 +10,7 @@ magnitude, the raw values of other kinds (normals are normalised afterwards). Av
 at the network's resolution; the post-processing's bilinear resize is linear, so it commutes
 with the average.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence

@@ -1,5 +1,6 @@
 """Which checkpoint a front end runs: a path or a known model name given by the user, else the
 bundled default (shipped inside the package, so it is found in a wheel install too)."""
+
 from __future__ import annotations
 
 import os
@@ -45,13 +46,15 @@ def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
 
         if is_known_model(str(weights)):
             return fetch_model(str(weights))
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist (nor is it a known model name: "
-                              f"{', '.join(KNOWN_MODELS)})")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist (nor is it a known model name: {', '.join(KNOWN_MODELS)})"
+        )
     path = default_weights_path()
     if not path.is_file():
         source = "$HYDRANET_WEIGHTS" if os.environ.get("HYDRANET_WEIGHTS") else "the bundled checkpoint"
         raise CheckpointError(
             f"no --weights given and {source} {str(path)!r} does not exist. Pass --weights CKPT, or create it "
             f"(see weights/README.md): `hydranet train --out runs/synthetic` (the built-in synthetic set), then "
-            f"`hydranet convert runs/synthetic/best.pt {path} --half`.")
+            f"`hydranet convert runs/synthetic/best.pt {path} --half`."
+        )
     return path

@@ -6,6 +6,7 @@
   (``uncertainty | fixed | equal | gradnorm | dwa``), built by ``build_weighting``.
 * :mod:`.clipping`: ``clip_head_gradients``, per-head gradient clipping.
 """
+
 from .clipping import clip_head_gradients
 from .task_losses import (
     LOSS_FORMS,
@@ -41,11 +42,33 @@ from .weighting import (
 )
 
 __all__ = [
-    "build_weighting", "compute_losses", "batch_statistics", "finish_losses", "LocalReduction", "LossForm",
-    "LOSS_FORMS", "task_loss", "clip_head_gradients", "LOSSES",
-    "STRATEGIES", "resolve_loss", "normalize_target",
-    "denormalize_prediction", "weighting_param_group",
-    "Weighting", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting", "GradNormWeighting",
+    "build_weighting",
+    "compute_losses",
+    "batch_statistics",
+    "finish_losses",
+    "LocalReduction",
+    "LossForm",
+    "LOSS_FORMS",
+    "task_loss",
+    "clip_head_gradients",
+    "LOSSES",
+    "STRATEGIES",
+    "resolve_loss",
+    "normalize_target",
+    "denormalize_prediction",
+    "weighting_param_group",
+    "Weighting",
+    "EqualWeighting",
+    "FixedWeighting",
+    "UncertaintyWeighting",
+    "GradNormWeighting",
     "DWAWeighting",
-    "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
+    "cross_entropy",
+    "l1",
+    "mse",
+    "smooth_l1",
+    "berhu",
+    "silog",
+    "cosine",
+    "angular",
 ]

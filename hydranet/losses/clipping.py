@@ -1,4 +1,5 @@
 """Per-head gradient clipping: each task head's gradient capped at its own max L2 norm."""
+
 from __future__ import annotations
 
 from typing import Mapping

@@ -31,6 +31,7 @@ regression      N x k raw             N x k float           N x k
 ``present`` (the data contract's per-sample flag, bool of shape N) is folded into the
 valid mask by the kind; ``None`` means every sample is present.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -45,9 +46,25 @@ from ..tasks import TaskSpec
 from ..tasks.normals import valid_normals
 
 __all__ = [
-    "cross_entropy", "l1", "mse", "smooth_l1", "berhu", "silog", "cosine", "angular",
-    "LOSSES", "LOSS_OPTION_ALIASES", "normalize_target", "denormalize_prediction", "resolve_loss",
-    "task_loss", "compute_losses", "batch_statistics", "finish_losses", "LocalReduction", "LossForm",
+    "cross_entropy",
+    "l1",
+    "mse",
+    "smooth_l1",
+    "berhu",
+    "silog",
+    "cosine",
+    "angular",
+    "LOSSES",
+    "LOSS_OPTION_ALIASES",
+    "normalize_target",
+    "denormalize_prediction",
+    "resolve_loss",
+    "task_loss",
+    "compute_losses",
+    "batch_statistics",
+    "finish_losses",
+    "LocalReduction",
+    "LossForm",
     "LOSS_FORMS",
 ]
 
@@ -66,8 +83,10 @@ def _full_valid(valid: Optional[Tensor], target: Tensor) -> Tensor:
 def _pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
     """(pred[valid], target[valid]) as float32, or None when nothing is valid."""
     if pred.shape != target.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape "
-                         "(dense outputs must be upsampled to the target size by the caller)")
+        raise ValueError(
+            f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape "
+            "(dense outputs must be upsampled to the target size by the caller)"
+        )
     mask = _full_valid(valid, target)
     if not bool(mask.any()):
         return None
@@ -88,12 +107,20 @@ def _mean(totals: Tensor, **_: Any) -> Tensor:
     return totals[0] / totals[1]
 
 
-def _cross_entropy_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
-                         class_weights: Optional[Iterable[float]] = None, label_smoothing: float = 0.0,
-                         **_: Any) -> Optional[Tensor]:
+def _cross_entropy_stats(
+    pred: Tensor,
+    target: Tensor,
+    valid: Optional[Tensor] = None,
+    *,
+    class_weights: Optional[Iterable[float]] = None,
+    label_smoothing: float = 0.0,
+    **_: Any,
+) -> Optional[Tensor]:
     if pred.dim() != target.dim() + 1 or pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[1:]:
-        raise ValueError(f"cross_entropy: logits {tuple(pred.shape)} do not match labels {tuple(target.shape)} "
-                         "(expected N x C [x H x W] logits and N [x H x W] labels)")
+        raise ValueError(
+            f"cross_entropy: logits {tuple(pred.shape)} do not match labels {tuple(target.shape)} "
+            "(expected N x C [x H x W] logits and N [x H x W] labels)"
+        )
     mask = torch.ones_like(target, dtype=torch.bool) if valid is None else valid.to(target.device).bool()
     if not bool(mask.any()):
         return None
@@ -103,15 +130,26 @@ def _cross_entropy_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] =
         if weight.numel() != pred.shape[1]:
             raise ValueError(f"cross_entropy: {weight.numel()} class weights for {pred.shape[1]} classes")
     labels = torch.where(mask, target.long(), torch.full_like(target.long(), _IGNORE))
-    total = F.cross_entropy(pred.float(), labels, weight=weight, ignore_index=_IGNORE,
-                            label_smoothing=float(label_smoothing), reduction="sum")
+    total = F.cross_entropy(
+        pred.float(),
+        labels,
+        weight=weight,
+        ignore_index=_IGNORE,
+        label_smoothing=float(label_smoothing),
+        reduction="sum",
+    )
     count = mask.sum() if weight is None else weight[target.long()[mask]].sum()
     return torch.stack([total, count.to(total.dtype)])
 
 
-def cross_entropy(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *,
-                  class_weights: Optional[Iterable[float]] = None,
-                  label_smoothing: float = 0.0) -> Optional[Tensor]:
+def cross_entropy(
+    pred: Tensor,
+    target: Tensor,
+    valid: Optional[Tensor] = None,
+    *,
+    class_weights: Optional[Iterable[float]] = None,
+    label_smoothing: float = 0.0,
+) -> Optional[Tensor]:
     """Cross-entropy for segmentation (N x C x H x W vs N x H x W) or classification (N x C vs N).
 
     Averaged over valid elements; with ``class_weights`` (C values) it is the weighted mean
@@ -132,8 +170,9 @@ def _mse_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_
     return None if pair is None else _sum_count((pair[0] - pair[1]).pow(2))
 
 
-def _smooth_l1_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, beta: float = 1.0,
-                     **_: Any) -> Optional[Tensor]:
+def _smooth_l1_stats(
+    pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, beta: float = 1.0, **_: Any
+) -> Optional[Tensor]:
     pair = _pairs(pred, target, valid)
     return None if pair is None else _sum_count(F.smooth_l1_loss(pair[0], pair[1], beta=float(beta), reduction="none"))
 
@@ -164,8 +203,15 @@ def _berhu_max(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, **_
     return (pair[0] - pair[1]).abs().max().detach()
 
 
-def _berhu_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, threshold: float = 0.2,
-                 max_residual: Optional[Tensor] = None, **_: Any) -> Optional[Tensor]:
+def _berhu_stats(
+    pred: Tensor,
+    target: Tensor,
+    valid: Optional[Tensor] = None,
+    *,
+    threshold: float = 0.2,
+    max_residual: Optional[Tensor] = None,
+    **_: Any,
+) -> Optional[Tensor]:
     pair = _pairs(pred, target, valid)
     if pair is None:
         return None
@@ -189,8 +235,9 @@ def berhu(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, thres
     return None if stats is None else _mean(stats)
 
 
-def _silog_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, min_depth: float = 1e-3,
-                 **_: Any) -> Optional[Tensor]:
+def _silog_stats(
+    pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, min_depth: float = 1e-3, **_: Any
+) -> Optional[Tensor]:
     full = _full_valid(valid, target) & (torch.nan_to_num(target, nan=0.0) > 0)
     pair = _pairs(pred, target, full)
     if pair is None:
@@ -207,8 +254,15 @@ def _silog_finish(totals: Tensor, *, lam: float = 0.85, scale: float = 1.0, **_:
     return scale * torch.sqrt(var + 1e-12)
 
 
-def silog(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, lam: float = 0.85,
-          scale: float = 1.0, min_depth: float = 1e-3) -> Optional[Tensor]:
+def silog(
+    pred: Tensor,
+    target: Tensor,
+    valid: Optional[Tensor] = None,
+    *,
+    lam: float = 0.85,
+    scale: float = 1.0,
+    min_depth: float = 1e-3,
+) -> Optional[Tensor]:
     """Scale-invariant log loss (Eigen et al. 2014), in its square-root form.
 
     d = log(max(|pred|, min_depth)) - log(target) over valid elements with target > 0;
@@ -226,8 +280,9 @@ def silog(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, lam: 
 
 def _normal_pairs(pred: Tensor, target: Tensor, valid: Optional[Tensor]):
     if pred.shape != target.shape or pred.dim() < 2 or pred.shape[1] != 3:
-        raise ValueError(f"normals: prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
-                         "must both be N x 3 [x H x W]")
+        raise ValueError(
+            f"normals: prediction {tuple(pred.shape)} and target {tuple(target.shape)} must both be N x 3 [x H x W]"
+        )
     mask = valid_normals(target) if valid is None else valid_normals(target) & _pixel_mask(valid, target)
     if not bool(mask.any()):
         return None
@@ -248,8 +303,9 @@ def _cosine_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, 
     return None if pair is None else _sum_count(1.0 - (pair[0] * pair[1]).sum(-1))
 
 
-def _angular_stats(pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps: float = 1e-7,
-                   **_: Any) -> Optional[Tensor]:
+def _angular_stats(
+    pred: Tensor, target: Tensor, valid: Optional[Tensor] = None, *, eps: float = 1e-7, **_: Any
+) -> Optional[Tensor]:
     pair = _normal_pairs(pred, target, valid)
     if pair is None:
         return None
@@ -341,19 +397,23 @@ def resolve_loss(spec: TaskSpec) -> tuple[Callable[..., Optional[Tensor]], dict]
     name = spec.loss_name
     allowed = spec.task_kind.losses
     if name not in LOSSES:
-        raise ConfigError(f"task {spec.name!r}: unknown loss {name!r}; valid losses for kind "
-                          f"{spec.kind!r}: {', '.join(allowed)}")
+        raise ConfigError(
+            f"task {spec.name!r}: unknown loss {name!r}; valid losses for kind {spec.kind!r}: {', '.join(allowed)}"
+        )
     if name not in allowed:
-        raise ConfigError(f"task {spec.name!r}: loss {name!r} does not apply to kind {spec.kind!r}; "
-                          f"valid: {', '.join(allowed)}")
+        raise ConfigError(
+            f"task {spec.name!r}: loss {name!r} does not apply to kind {spec.kind!r}; valid: {', '.join(allowed)}"
+        )
     fn = LOSSES[name]
     accepted = [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
     options = {}
     for key, value in dict(spec.loss_options or {}).items():
         key = LOSS_OPTION_ALIASES.get(key, key)
         if key not in accepted:
-            raise ConfigError(f"task {spec.name!r}: loss {name!r} has no option {key!r}; "
-                              f"valid options: {', '.join(accepted) or '(none)'}")
+            raise ConfigError(
+                f"task {spec.name!r}: loss {name!r} has no option {key!r}; "
+                f"valid options: {', '.join(accepted) or '(none)'}"
+            )
         options[key] = value
     return fn, options
 
@@ -410,8 +470,9 @@ def _batch_inputs(spec: TaskSpec, outputs: Mapping[str, Tensor], targets: Mappin
     if flags is not None and not bool(torch.as_tensor(flags).any()):
         return None
     if spec.name not in outputs:
-        raise KeyError(f"task {spec.name!r} has targets in the batch but no model output "
-                       f"(outputs: {', '.join(outputs)})")
+        raise KeyError(
+            f"task {spec.name!r} has targets in the batch but no model output (outputs: {', '.join(outputs)})"
+        )
     target, valid = _task_inputs(spec, targets[spec.name], flags)
     if not bool(valid.any()):
         return None
@@ -426,9 +487,12 @@ def _no_stats(pred: Optional[Tensor], size: int) -> Tensor:
     return torch.zeros(size, device=pred.device) + anchor.sum()
 
 
-def batch_statistics(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
-                     tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
-                     reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
+def batch_statistics(
+    outputs: Mapping[str, Tensor],
+    batch: Mapping[str, Any],
+    tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+    reduction: Optional[LocalReduction] = None,
+) -> dict[str, Tensor]:
     """``{task: loss statistics of this batch}`` for every task (zeros where it has no label).
 
     The statistics are sums over this process's valid elements (see :class:`LossForm`); with
@@ -445,8 +509,7 @@ def batch_statistics(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
     if maxima:
         local = [forms[n].batch_max(*inputs[n], **options[n]) if inputs[n] else None for n in maxima]
         device = next((m.device for m in local if m is not None), None) or _device_of(outputs)
-        stacked = torch.stack([torch.zeros((), device=device) if m is None else m.float().to(device)
-                               for m in local])
+        stacked = torch.stack([torch.zeros((), device=device) if m is None else m.float().to(device) for m in local])
         for name, value in zip(maxima, reduction.max(stacked)):
             options[name] = {**options[name], "max_residual": value}
     stats = {}
@@ -461,8 +524,11 @@ def _device_of(outputs: Mapping[str, Tensor]) -> torch.device:
     return next(iter(outputs.values())).device if outputs else torch.device("cpu")
 
 
-def finish_losses(stats: Mapping[str, Tensor], tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
-                  reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
+def finish_losses(
+    stats: Mapping[str, Tensor],
+    tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+    reduction: Optional[LocalReduction] = None,
+) -> dict[str, Tensor]:
     """Losses from per-task statistics: summed over ranks, tasks with no valid element left out.
 
     With one process this is ``finish(stats)``, the loss of the batch. With ``W`` ranks the
@@ -496,9 +562,12 @@ def finish_losses(stats: Mapping[str, Tensor], tasks: Union[Iterable[TaskSpec], 
     return losses
 
 
-def compute_losses(outputs: Mapping[str, Tensor], batch: Mapping[str, Any],
-                   tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
-                   reduction: Optional[LocalReduction] = None) -> dict[str, Tensor]:
+def compute_losses(
+    outputs: Mapping[str, Tensor],
+    batch: Mapping[str, Any],
+    tasks: Union[Iterable[TaskSpec], Mapping[str, TaskSpec]],
+    reduction: Optional[LocalReduction] = None,
+) -> dict[str, Tensor]:
     """``{task name: scalar loss}`` for the tasks that have at least one label in ``batch``.
 
     ``batch`` follows the data contract: ``batch["targets"][name]`` and (optionally)

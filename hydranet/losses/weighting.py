@@ -45,6 +45,7 @@ State: UW log-variances and GradNorm weights are parameters, GradNorm's initial 
 DWA's loss history are buffers; all of them are in ``weighting.state_dict()``, which the
 checkpoint must store (else a resume resets them).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -58,8 +59,15 @@ from ..errors import ConfigError
 from ..tasks import KINDS, TaskSpec, parse_task
 
 __all__ = [
-    "Weighting", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting", "GradNormWeighting",
-    "DWAWeighting", "STRATEGIES", "UW_FORMS", "build_weighting",
+    "Weighting",
+    "EqualWeighting",
+    "FixedWeighting",
+    "UncertaintyWeighting",
+    "GradNormWeighting",
+    "DWAWeighting",
+    "STRATEGIES",
+    "UW_FORMS",
+    "build_weighting",
     "weighting_param_group",
 ]
 
@@ -105,7 +113,9 @@ def _per_task_values(value: Any, names: Sequence[str], what: str, default: float
         if isinstance(value, Mapping):
             unknown = set(value) - set(names)
             if unknown:
-                raise ConfigError(f"weighting: {what} names unknown task(s) {sorted(unknown)}; tasks: {', '.join(names)}")
+                raise ConfigError(
+                    f"weighting: {what} names unknown task(s) {sorted(unknown)}; tasks: {', '.join(names)}"
+                )
             return {n: float(value.get(n, default)) for n in names}
         value = list(value)
         if len(value) != len(names):
@@ -160,11 +170,14 @@ class Weighting(nn.Module):
         (see :func:`hydranet.losses.finish_losses`), identical on every rank.
         """
         if self.single_process and world_size > 1:
-            raise ConfigError(f"loss.weighting: {type(self).__name__} needs per-task gradients of one "
-                              f"process; run it without torchrun ({world_size} processes here)")
+            raise ConfigError(
+                f"loss.weighting: {type(self).__name__} needs per-task gradients of one "
+                f"process; run it without torchrun ({world_size} processes here)"
+            )
 
-    def before_backward(self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor],
-                        grad_scale: float = 1.0) -> None:
+    def before_backward(
+        self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor], grad_scale: float = 1.0
+    ) -> None:
         """Called after the forward, before ``total.backward()``, with the step's losses.
 
         ``shared_params``: the last shared layer's tensors; ``grad_scale``: the factor the
@@ -180,8 +193,9 @@ class Weighting(nn.Module):
     def _check(self, losses: Mapping[str, Tensor]) -> None:
         unknown = set(losses) - set(self.task_names)
         if unknown:
-            raise KeyError(f"weighting: losses for unknown task(s) {sorted(unknown)}; "
-                           f"known: {', '.join(self.task_names)}")
+            raise KeyError(
+                f"weighting: losses for unknown task(s) {sorted(unknown)}; known: {', '.join(self.task_names)}"
+            )
         for name, value in losses.items():
             if not isinstance(value, Tensor) or value.numel() != 1:
                 raise ValueError(f"weighting: the loss of {name!r} must be a scalar tensor")
@@ -204,8 +218,7 @@ class Weighting(nn.Module):
             if reg is not None:
                 term = term + reg
             total = term if total is None else total + term
-            entry = {"loss": float(loss.detach()), "weight": float(w.detach()),
-                     "weighted": float(weighted.detach())}
+            entry = {"loss": float(loss.detach()), "weight": float(w.detach()), "weighted": float(weighted.detach())}
             if reg is not None:
                 entry["regularizer"] = float(reg.detach())
             entry.update(self.extra_report(name))
@@ -296,8 +309,9 @@ class UncertaintyWeighting(Weighting):
     at most ~lr per step): see :func:`weighting_param_group`.
     """
 
-    def __init__(self, tasks: Iterable[TaskLike], initial_log_vars: Any = None,
-                 forms: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self, tasks: Iterable[TaskLike], initial_log_vars: Any = None, forms: Optional[Mapping[str, str]] = None
+    ):
         super().__init__(tasks)
         forms = dict(forms or {})
         unknown = set(forms) - set(self.task_names)
@@ -307,17 +321,22 @@ class UncertaintyWeighting(Weighting):
         for name in self.task_names:
             form = forms.get(name) or self.task_kinds[name]
             if form is None:
-                raise ConfigError(f"weighting: uncertainty needs the kind of task {name!r}: pass task specs "
-                                  "or forms={task: 'regression'|'classification'}")
+                raise ConfigError(
+                    f"weighting: uncertainty needs the kind of task {name!r}: pass task specs "
+                    "or forms={task: 'regression'|'classification'}"
+                )
             if form in KINDS:
                 form = KINDS[form].uw_form
             if form not in UW_FORMS:
-                raise ConfigError(f"weighting: unknown uncertainty form {form!r} for {name!r}; "
-                                  f"valid: {', '.join(UW_FORMS)} (or a task kind)")
+                raise ConfigError(
+                    f"weighting: unknown uncertainty form {form!r} for {name!r}; "
+                    f"valid: {', '.join(UW_FORMS)} (or a task kind)"
+                )
             self.forms[name] = form
         init = _per_task_values(initial_log_vars, self.task_names, "initial_log_vars", 0.0)
         self.log_vars = nn.ParameterDict(
-            {n: nn.Parameter(torch.tensor(init[n], dtype=torch.float32)) for n in self.task_names})
+            {n: nn.Parameter(torch.tensor(init[n], dtype=torch.float32)) for n in self.task_names}
+        )
 
     def weight(self, name: str, loss: Tensor) -> Tensor:
         return UW_FORMS[self.forms[name]] * torch.exp(-self.log_vars[name])
@@ -390,12 +409,14 @@ class GradNormWeighting(Weighting):
         # a copy: the in-place renormalisation must not modify a tensor saved for backward
         return self.task_weights[name].detach().clone().to(loss.dtype)
 
-    def before_backward(self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor],
-                        grad_scale: float = 1.0) -> None:
+    def before_backward(
+        self, losses: Mapping[str, Tensor], shared_params: Sequence[Tensor], grad_scale: float = 1.0
+    ) -> None:
         self.gradnorm_step(losses, shared_params, grad_scale=grad_scale)
 
-    def gradnorm_step(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor],
-                      grad_scale: float = 1.0) -> dict[str, dict[str, float]]:
+    def gradnorm_step(
+        self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor], grad_scale: float = 1.0
+    ) -> dict[str, dict[str, float]]:
         """Compute the GradNorm loss and write its gradient into the present tasks' weights.
 
         Returns ``{task: {"grad_norm": G_i, "target": target_i, "weight": w_i}}`` (floats).
@@ -417,7 +438,9 @@ class GradNormWeighting(Weighting):
         norms_t = torch.stack(norms)
         idx = [self.task_names.index(n) for n in names]
         with torch.no_grad():
-            current = torch.stack([losses[n].detach().float().reshape(()) for n in names]).to(self.initial_losses.device)
+            current = torch.stack([losses[n].detach().float().reshape(()) for n in names]).to(
+                self.initial_losses.device
+            )
             first = self.initial_losses[idx]
             fresh = torch.isnan(first)
             self.initial_losses[idx] = torch.where(fresh, current, first)
@@ -434,8 +457,10 @@ class GradNormWeighting(Weighting):
             gr = gr * grad_scale
             p.grad = gr if p.grad is None else p.grad + gr
         self.last_gradnorm_loss = float(gn_loss.detach())
-        return {n: {"grad_norm": float(g[i].detach()), "target": float(target[i]), "weight": float(w[i].detach())}
-                for i, n in enumerate(names)}
+        return {
+            n: {"grad_norm": float(g[i].detach()), "target": float(target[i]), "weight": float(w[i].detach())}
+            for i, n in enumerate(names)
+        }
 
 
 class DWAWeighting(Weighting):
@@ -470,8 +495,11 @@ class DWAWeighting(Weighting):
         unknown = set(mean_losses) - set(self.task_names)
         if unknown:
             raise KeyError(f"dwa: mean losses for unknown task(s) {sorted(unknown)}")
-        row = torch.tensor([float(mean_losses.get(n, float("nan"))) for n in self.task_names],
-                           dtype=torch.float64, device=self.loss_history.device)
+        row = torch.tensor(
+            [float(mean_losses.get(n, float("nan"))) for n in self.task_names],
+            dtype=torch.float64,
+            device=self.loss_history.device,
+        )
         self.loss_history[0] = self.loss_history[1].clone()
         self.loss_history[1] = row
         self.epochs_seen += 1
@@ -514,8 +542,9 @@ def build_weighting(name: Optional[str], tasks: Iterable[TaskLike], **options: A
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "tasks")]
     unknown = set(options) - set(accepted)
     if unknown:
-        raise ConfigError(f"weighting: {name} has no option(s) {sorted(unknown)}; "
-                          f"valid options: {', '.join(accepted) or '(none)'}")
+        raise ConfigError(
+            f"weighting: {name} has no option(s) {sorted(unknown)}; valid options: {', '.join(accepted) or '(none)'}"
+        )
     return cls(tasks, **options)
 
 

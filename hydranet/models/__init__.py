@@ -1,4 +1,5 @@
 """Models: encoders, RefineNet decoders, heads, and the HydraNet that composes them."""
+
 from __future__ import annotations
 
 from ..config import ConfigLike, load_config
@@ -13,8 +14,7 @@ def build_model(config: ConfigLike, progress: bool = True) -> HydraNet:
     """Build a :class:`HydraNet` from a config mapping or the path of a YAML file."""
     cfg = load_config(config)
     m = cfg["model"]
-    encoder = build_encoder(m["encoder"], weights=m["encoder_weights"], progress=progress,
-                            **m["encoder_options"])
+    encoder = build_encoder(m["encoder"], weights=m["encoder_weights"], progress=progress, **m["encoder_options"])
     decoder_kwargs = {"width": m["width"]}
     if m["crp_stages"] is not None:
         decoder_kwargs["crp_stages"] = m["crp_stages"]
@@ -22,6 +22,19 @@ def build_model(config: ConfigLike, progress: bool = True) -> HydraNet:
     return HydraNet(encoder, decoder, parse_tasks(cfg["tasks"]), config=cfg)
 
 
-__all__ = ["build_model", "HydraNet", "Encoder", "build_encoder", "check_encoder_name", "ENCODERS", "DECODERS",
-           "LightRefineNet", "RefineNet", "ChainedResidualPool", "ResidualConvUnit", "DenseHead",
-           "GlobalHead", "TaskSpec"]
+__all__ = [
+    "build_model",
+    "HydraNet",
+    "Encoder",
+    "build_encoder",
+    "check_encoder_name",
+    "ENCODERS",
+    "DECODERS",
+    "LightRefineNet",
+    "RefineNet",
+    "ChainedResidualPool",
+    "ResidualConvUnit",
+    "DenseHead",
+    "GlobalHead",
+    "TaskSpec",
+]

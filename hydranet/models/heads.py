@@ -6,6 +6,7 @@
   ViT's class token as a 1x1 map): global average pool ->
   dropout -> linear, ``N x C``.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -42,5 +43,9 @@ def build_head(task: TaskSpec, dense_channels: int, global_channels: int) -> nn.
     """The head for ``task``: dense heads read the decoder, global heads the encoder."""
     if task.dense:
         return DenseHead(dense_channels, task.channels)
-    return GlobalHead(global_channels, task.channels, hidden=int(task.options.get("hidden", 0)),
-                      dropout=float(task.options.get("dropout", 0.0)))
+    return GlobalHead(
+        global_channels,
+        task.channels,
+        hidden=int(task.options.get("hidden", 0)),
+        dropout=float(task.options.get("dropout", 0.0)),
+    )

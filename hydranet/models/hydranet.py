@@ -1,4 +1,5 @@
 """HydraNet: one encoder, one decoder, many heads; ``forward`` returns ``{task: tensor}``."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,7 +30,8 @@ class HydraNet(nn.Module):
         self.decoder = decoder
         self.tasks = list(tasks)
         self.heads = nn.ModuleDict(
-            {t.name: build_head(t, decoder.out_channels, encoder.global_channels) for t in self.tasks})
+            {t.name: build_head(t, decoder.out_channels, encoder.global_channels) for t in self.tasks}
+        )
         self.config = config or {}
         self._needs_decoder = any(t.dense for t in self.tasks)
 

@@ -13,6 +13,7 @@ previous path's output.
   arithmetic follows the original step for step, so original checkpoints reproduce
   their outputs exactly.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -54,14 +55,16 @@ class ChainedResidualPool(nn.Module):
         pool_size: max-pool window (stride 1, "same" padding).
     """
 
-    def __init__(self, channels: int, stages: int = 4, kernel_size: int = 1, depthwise: bool = False,
-                 pool_size: int = 5):
+    def __init__(
+        self, channels: int, stages: int = 4, kernel_size: int = 1, depthwise: bool = False, pool_size: int = 5
+    ):
         super().__init__()
         self.pool = nn.MaxPool2d(pool_size, stride=1, padding=pool_size // 2)
         groups = channels if depthwise else 1
         self.convs = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=groups, bias=False)
-            for _ in range(stages))
+            for _ in range(stages)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         top = x
@@ -107,8 +110,8 @@ class RefineBlock(nn.Module):
     def __init__(self, in_channels: Sequence[int], width: int, has_top: bool, crp_stages: int):
         super().__init__()
         self.adapt = nn.ModuleList(
-            nn.Sequential(conv3x3(c, width), ResidualConvUnit(width), ResidualConvUnit(width))
-            for c in in_channels)
+            nn.Sequential(conv3x3(c, width), ResidualConvUnit(width), ResidualConvUnit(width)) for c in in_channels
+        )
         n_inputs = len(in_channels) + int(has_top)
         self.fusion = MultiResolutionFusion(width, n_inputs) if n_inputs > 1 else None
         self.crp = ChainedResidualPool(width, crp_stages, kernel_size=3)
@@ -125,13 +128,13 @@ class RefineBlock(nn.Module):
 class RefineNet(nn.Module):
     """Full RefineNet decoder (Lin et al., CVPR 2017) over any encoder's features."""
 
-    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], width: int = 256,
-                 crp_stages: int = 2):
+    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], width: int = 256, crp_stages: int = 2):
         super().__init__()
         self.groups = group_by_stride(strides)
         self.blocks = nn.ModuleList(
             RefineBlock([in_channels[i] for i in g], width, has_top=k > 0, crp_stages=crp_stages)
-            for k, g in enumerate(self.groups))
+            for k, g in enumerate(self.groups)
+        )
         self.out_channels = width
         self.stride = min(strides)
 
@@ -150,15 +153,14 @@ class LightRefineNet(nn.Module):
     upsampling to the next path's size. The finest path's CRP uses per-channel convs.
     """
 
-    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], width: int = 256,
-                 crp_stages: int = 4):
+    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], width: int = 256, crp_stages: int = 4):
         super().__init__()
         self.groups = group_by_stride(strides)
         self.lateral = nn.ModuleList(conv1x1(c, width) for c in in_channels)
         last = len(self.groups) - 1
         self.crp = nn.ModuleList(
-            ChainedResidualPool(width, crp_stages, kernel_size=1, depthwise=k == last)
-            for k in range(len(self.groups)))
+            ChainedResidualPool(width, crp_stages, kernel_size=1, depthwise=k == last) for k in range(len(self.groups))
+        )
         self.adapt = nn.ModuleList(conv1x1(width, width) for _ in range(last))
         self.relu = nn.ReLU6(inplace=True)
         self.out_channels = width

@@ -7,9 +7,19 @@
 Built-in kinds, one module each: segmentation, depth, normals, classification, regression.
 A new kind is one module defining a :class:`TaskKind` subclass and calling :func:`register_kind`.
 """
+
 from . import classification, depth, normals, regression, segmentation  # noqa: F401  (register the kinds)
 from .kind import KINDS, DrawStyle, LabelSources, TaskKind, get_kind, register_kind
 from .spec import TaskSpec, parse_task, parse_tasks
 
-__all__ = ["KINDS", "DrawStyle", "LabelSources", "TaskKind", "TaskSpec", "get_kind", "parse_task", "parse_tasks",
-           "register_kind"]
+__all__ = [
+    "KINDS",
+    "DrawStyle",
+    "LabelSources",
+    "TaskKind",
+    "TaskSpec",
+    "get_kind",
+    "parse_task",
+    "parse_tasks",
+    "register_kind",
+]

@@ -1,4 +1,5 @@
 """Image-level classification: N logits per image; labels are class ids (or names with a vocabulary)."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -25,8 +26,9 @@ class Classification(TaskKind):
         if isinstance(value, str) and (vocabulary or {}).get(spec.name) is not None:
             index = vocabulary[spec.name]
             if value not in index:
-                raise DataError(f"{where}: unknown class name {value!r} for task {spec.name!r} "
-                                f"(vocabulary has {len(index)} names)")
+                raise DataError(
+                    f"{where}: unknown class name {value!r} for task {spec.name!r} (vocabulary has {len(index)} names)"
+                )
             return index[value]
         if isinstance(value, str):
             try:
@@ -55,18 +57,20 @@ class Classification(TaskKind):
         return ClassificationMetrics(spec)
 
     def to_average(self, spec, y):
-        return y.softmax(1)   # probabilities are averaged, not logits
+        return y.softmax(1)  # probabilities are averaged, not logits
 
     def from_average(self, spec, average):
-        return average.clamp_min(1e-12).log()   # softmax and argmax give the averaged probabilities back
+        return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
 
     def postprocess(self, spec, y) -> list:
         from ..visualize import class_names_for
 
         p, c = y.softmax(1).max(1)
         names = class_names_for(spec)
-        return [{"class_id": int(ci), "name": names[ci], "probability": float(pi)}
-                for pi, ci in zip(p.cpu().tolist(), c.cpu().tolist())]
+        return [
+            {"class_id": int(ci), "name": names[ci], "probability": float(pi)}
+            for pi, ci in zip(p.cpu().tolist(), c.cpu().tolist())
+        ]
 
     def summarize(self, spec, value) -> dict:
         return dict(value)

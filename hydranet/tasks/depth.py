@@ -2,6 +2,7 @@
 
 Labels: float32 metres, 0 / negative / NaN = no measurement (sparse KITTI depth is normal).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -12,7 +13,7 @@ import torch
 from ..errors import DataError
 from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
 
-FALLBACK_MAX_DEPTH = 10.0   # the colour range when neither the task nor the frame says more
+FALLBACK_MAX_DEPTH = 10.0  # the colour range when neither the task nor the frame says more
 
 
 def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:
@@ -21,8 +22,9 @@ def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(d * 1000.0), 0, 65535).astype(np.uint16)
 
 
-def display_max_depth(spec, config: Optional[dict], depth: Optional[np.ndarray] = None,
-                      override: Optional[float] = None) -> float:
+def display_max_depth(
+    spec, config: Optional[dict], depth: Optional[np.ndarray] = None, override: Optional[float] = None
+) -> float:
     """The top of the depth colour scale: ``override``, else the task's/checkpoint's
     ``max_depth``, else the 99th percentile of ``depth`` rounded up to a readable value."""
     from ..visualize import max_depth_for, nice_ceil
@@ -78,15 +80,18 @@ class Depth(TaskKind):
         return DepthMetrics(spec)
 
     def to_average(self, spec, y):
-        return y.abs()   # the depth is |output|: average magnitudes
+        return y.abs()  # the depth is |output|: average magnitudes
 
     def postprocess(self, spec, y) -> list:
         return list(y[:, 0].abs().cpu().numpy())
 
     def summarize(self, spec, value) -> dict:
         valid = value[np.isfinite(value) & (value > 0)]
-        return ({"min_m": float(valid.min()), "median_m": float(np.median(valid)), "max_m": float(valid.max())}
-                if valid.size else {})
+        return (
+            {"min_m": float(valid.min()), "median_m": float(np.median(valid)), "max_m": float(valid.max())}
+            if valid.size
+            else {}
+        )
 
     def describe(self, spec, summary) -> Optional[str]:
         return f"{spec.name}: median {summary['median_m']:.2f} m" if summary else None
@@ -95,14 +100,13 @@ class Depth(TaskKind):
         import io
 
         from ..data.io import write_bytes_atomic, write_png
-        from ..visualize import hstack
-
-        from ..visualize import colorize_depth, depth_scale_bar
+        from ..visualize import colorize_depth, depth_scale_bar, hstack
 
         coloured = out_dir / f"{stem}_{spec.name}.png"
         top = display_max_depth(spec, style.config, value, style.max_depth)
-        write_png(coloured, hstack([colorize_depth(value, top, style.cmap),
-                                    depth_scale_bar(value.shape[0], top, style.cmap)]))
+        write_png(
+            coloured, hstack([colorize_depth(value, top, style.cmap), depth_scale_bar(value.shape[0], top, style.cmap)])
+        )
         if options.get("depth_format", "png") == "png":
             raw = out_dir / f"{stem}_{spec.name}_mm.png"
             write_png(raw, depth_to_png_mm(value))

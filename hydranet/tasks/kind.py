@@ -6,6 +6,7 @@ and drawing call its methods with the task's :class:`~hydranet.tasks.TaskSpec`; 
 them branches on a kind's name. A new kind is one module plus one ``register_kind`` call
 (see ``tests/test_task_kinds.py`` for a toy kind defined in a test).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TaskKind", "DrawStyle", "LabelSources", "KINDS", "register_kind", "get_kind", "per_sample"]
 
 # The two uncertainty-weighting forms (Kendall et al. 2018; factors in hydranet.losses.weighting.UW_FORMS):
-GAUSSIAN_UW = "regression"       # 1/(2 sigma^2) L + log sigma: L1/L2-type losses; optimum sigma^2 = L
-SOFTMAX_UW = "classification"    # 1/sigma^2 L + log sigma: cross-entropy; optimum sigma^2 = 2 L
+GAUSSIAN_UW = "regression"  # 1/(2 sigma^2) L + log sigma: L1/L2-type losses; optimum sigma^2 = L
+SOFTMAX_UW = "classification"  # 1/sigma^2 L + log sigma: cross-entropy; optimum sigma^2 = 2 L
 
 
 @dataclass
@@ -32,7 +33,7 @@ class LabelSources:
     """How a dataset's label files are read: the palette of colour masks, depth units."""
 
     palette: Optional[np.ndarray] = None
-    depth_scale: float = 5000.0   # hydranet.data.io.NYUD_DEPTH_SCALE (not imported: data imports tasks)
+    depth_scale: float = 5000.0  # hydranet.data.io.NYUD_DEPTH_SCALE (not imported: data imports tasks)
 
 
 @dataclass
@@ -48,8 +49,8 @@ class DrawStyle:
     cmap: str = "magma"
     alpha: float = 0.5
     font_scale: float = 0.45
-    fixed_range: bool = False        # video: keep the first frame's range
-    palette: Any = None              # segmentation colours overriding the checkpoint's (resolve_palette)
+    fixed_range: bool = False  # video: keep the first frame's range
+    palette: Any = None  # segmentation colours overriding the checkpoint's (resolve_palette)
     cache: dict = field(default_factory=dict)
 
 
@@ -94,105 +95,107 @@ class TaskKind:
     vocabulary: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ the head
-    def channels(self, spec: "TaskSpec") -> int:
+    def channels(self, spec: TaskSpec) -> int:
         return self.fixed_channels if self.size_field is None else getattr(spec, self.size_field)
 
     def check_spec(self, spec_fields: dict, where: str) -> None:
         """Kind-specific checks of a raw task mapping (ConfigError naming the field)."""
 
     # ------------------------------------------------------------------ data
-    def read_label(self, spec: "TaskSpec", path, sources: LabelSources) -> np.ndarray:
+    def read_label(self, spec: TaskSpec, path, sources: LabelSources) -> np.ndarray:
         """A dense label from its file (dense kinds)."""
         raise DataError(f"task {spec.name!r}: {self.name} labels are not read from files")
 
-    def parse_value(self, spec: "TaskSpec", value: Any, where: str, vocabulary: Optional[dict] = None) -> Any:
+    def parse_value(self, spec: TaskSpec, value: Any, where: str, vocabulary: Optional[dict] = None) -> Any:
         """An image-level label from list-file text or a JSON value (image-level kinds)."""
         raise DataError(f"{where}: task {spec.name!r} ({self.name}) takes a label file path, got {value!r}")
 
-    def check_label(self, spec: "TaskSpec", value: Any, image_hw: tuple, src: str) -> None:
+    def check_label(self, spec: TaskSpec, value: Any, image_hw: tuple, src: str) -> None:
         """DataError naming ``src`` when a raw label does not fit the image or the spec."""
         if self.dense and np.shape(value)[:2] != tuple(image_hw):
             h, w = image_hw
-            raise DataError(f"{src}: {self.name} size {np.shape(value)[1]}x{np.shape(value)[0]} (WxH) does not "
-                            f"match the image size {w}x{h}")
+            raise DataError(
+                f"{src}: {self.name} size {np.shape(value)[1]}x{np.shape(value)[0]} (WxH) does not "
+                f"match the image size {w}x{h}"
+            )
 
-    def label_to_tensor(self, spec: "TaskSpec", value: Any) -> torch.Tensor:
+    def label_to_tensor(self, spec: TaskSpec, value: Any) -> torch.Tensor:
         """One raw label -> its tensor form (a dataset item's entry)."""
         raise NotImplementedError
 
-    def fill(self, spec: "TaskSpec", h: int, w: int) -> torch.Tensor:
+    def fill(self, spec: TaskSpec, h: int, w: int) -> torch.Tensor:
         """The invalid stand-in for a missing label, so that a batch stacks."""
         raise NotImplementedError
 
-    def to_mask(self, spec: "TaskSpec", value: np.ndarray) -> np.ndarray:
+    def to_mask(self, spec: TaskSpec, value: np.ndarray) -> np.ndarray:
         """A dense label as a float32 mask for joint augmentation (0 = fill of padding)."""
         return np.ascontiguousarray(value, dtype=np.float32)
 
-    def from_mask(self, spec: "TaskSpec", value: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    def from_mask(self, spec: TaskSpec, value: np.ndarray, linear: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_mask` after augmentation; ``linear`` is the applied 2x2 map."""
         return value.astype(np.float32)
 
     # ------------------------------------------------------------------ losses
-    def valid(self, spec: "TaskSpec", target: torch.Tensor, present: Optional[torch.Tensor]) -> torch.Tensor:
+    def valid(self, spec: TaskSpec, target: torch.Tensor, present: Optional[torch.Tensor]) -> torch.Tensor:
         """Mask of the elements that carry a label (broadcastable to the loss's terms)."""
         raise NotImplementedError
 
-    def loss_target(self, spec: "TaskSpec", target: torch.Tensor) -> torch.Tensor:
+    def loss_target(self, spec: TaskSpec, target: torch.Tensor) -> torch.Tensor:
         """The batch target in the form and units the head is trained on."""
         return target
 
-    def normalize(self, spec: "TaskSpec", y: torch.Tensor) -> torch.Tensor:
+    def normalize(self, spec: TaskSpec, y: torch.Tensor) -> torch.Tensor:
         """A target in the head's units (identity unless the kind normalises targets)."""
         return y
 
-    def denormalize(self, spec: "TaskSpec", pred: torch.Tensor) -> torch.Tensor:
+    def denormalize(self, spec: TaskSpec, pred: torch.Tensor) -> torch.Tensor:
         """A prediction in the target's units (inverse of any target normalisation)."""
         return pred
 
     # ------------------------------------------------------------------ evaluation
-    def metrics(self, spec: "TaskSpec"):
+    def metrics(self, spec: TaskSpec):
         """A fresh metric accumulator for the task (``hydranet.evaluation.metrics``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ inference
-    def postprocess(self, spec: "TaskSpec", y: torch.Tensor) -> list:
+    def postprocess(self, spec: TaskSpec, y: torch.Tensor) -> list:
         """The network output of a batch (dense: at frame size, float) -> one result per frame."""
         raise NotImplementedError
 
-    def to_average(self, spec: "TaskSpec", y: torch.Tensor) -> torch.Tensor:
+    def to_average(self, spec: TaskSpec, y: torch.Tensor) -> torch.Tensor:
         """What temporal smoothing averages over video frames (the raw output by default)."""
         return y
 
-    def from_average(self, spec: "TaskSpec", average: torch.Tensor) -> torch.Tensor:
+    def from_average(self, spec: TaskSpec, average: torch.Tensor) -> torch.Tensor:
         """An average of :meth:`to_average` back in the form :meth:`postprocess` takes."""
         return average
 
-    def summarize(self, spec: "TaskSpec", value: Any) -> Any:
+    def summarize(self, spec: TaskSpec, value: Any) -> Any:
         """A result as plain data for JSON."""
         return {"shape": list(np.shape(value))}
 
-    def describe(self, spec: "TaskSpec", summary: Any) -> Optional[str]:
+    def describe(self, spec: TaskSpec, summary: Any) -> Optional[str]:
         """One short phrase for a log line, or None."""
         return None
 
-    def save(self, spec: "TaskSpec", value: Any, out_dir, stem: str, style: DrawStyle, options: dict) -> dict:
+    def save(self, spec: TaskSpec, value: Any, out_dir, stem: str, style: DrawStyle, options: dict) -> dict:
         """Write a dense result's files (``hydranet predict``); returns ``{label: path}``."""
         return {}
 
-    def pseudolabel(self, spec: "TaskSpec", logits: torch.Tensor, options: dict) -> np.ndarray:
+    def pseudolabel(self, spec: TaskSpec, logits: torch.Tensor, options: dict) -> np.ndarray:
         """A teacher's output for one image (C x H x W) as the array of a label file."""
         raise DataError(f"task {spec.name!r}: {self.name} labels cannot be filled by a teacher")
 
     # ------------------------------------------------------------------ drawing
-    def draw_map(self, spec: "TaskSpec", value: Any, style: DrawStyle) -> list:
+    def draw_map(self, spec: TaskSpec, value: Any, style: DrawStyle) -> list:
         """Panels (RGB uint8) of a ``"map"`` kind's result, the colour scale included."""
         return []
 
-    def colour_mask(self, spec: "TaskSpec", value: Any, style: DrawStyle) -> np.ndarray:
+    def colour_mask(self, spec: TaskSpec, value: Any, style: DrawStyle) -> np.ndarray:
         """An ``"overlay"`` kind's colours, to blend over the frame."""
         raise NotImplementedError
 
-    def legend(self, spec: "TaskSpec", value: Any, style: DrawStyle) -> Optional[tuple]:
+    def legend(self, spec: TaskSpec, value: Any, style: DrawStyle) -> Optional[tuple]:
         """``(ids present, names, palette)`` for a legend, or None."""
         return None
 

@@ -1,5 +1,6 @@
 """Surface normals: 3 values per pixel, unit vectors in the camera frame (x right, y up,
 z towards the viewer). Labels: float32 H x W x 3; a zero or non-finite vector = no label."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ Targets may be normalised for training (``options: {target_mean, target_std}``, 
 list of ``outputs`` values each): the head learns ``(y - mean) / std`` and predictions are
 mapped back with :meth:`Regression.denormalize`. NaN marks a missing value.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -42,8 +43,7 @@ class Regression(TaskKind):
             try:
                 return [float(v) for v in value.split(",")]
             except ValueError:
-                raise DataError(f"{where}: task {spec.name!r} value {value!r} is not comma-separated numbers") \
-                    from None
+                raise DataError(f"{where}: task {spec.name!r} value {value!r} is not comma-separated numbers") from None
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise DataError(f"{where}: task {spec.name!r} must be a number or a list of numbers, got {value!r}")

@@ -1,4 +1,5 @@
 """Semantic segmentation: C logits per pixel, class-id labels (``ignore_index`` = unlabelled)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -15,8 +16,10 @@ def check_class_ids(ids: np.ndarray, spec, src: str) -> None:
     bad = (ids != spec.ignore_index) & ((ids < 0) | (ids >= spec.classes))
     if bad.any():
         values = np.unique(ids[bad])[:8].tolist()
-        raise DataError(f"{src}: task {spec.name!r} has class ids {values} out of range "
-                        f"(valid 0..{spec.classes - 1}, ignore {spec.ignore_index})")
+        raise DataError(
+            f"{src}: task {spec.name!r} has class ids {values} out of range "
+            f"(valid 0..{spec.classes - 1}, ignore {spec.ignore_index})"
+        )
 
 
 def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
@@ -27,8 +30,7 @@ def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
     taken first and each channel, last to first, marks where it reaches it: the first
     maximal index wins, as in ``argmax`` (about 4x faster).
     """
-    if y.dim() != 4 or y.shape[1] == 1 or y.is_contiguous(memory_format=torch.channels_last) \
-            or y.device.type != "cpu":
+    if y.dim() != 4 or y.shape[1] == 1 or y.is_contiguous(memory_format=torch.channels_last) or y.device.type != "cpu":
         return y.argmax(1).to(dtype)
     top = y.amax(1)
     idx = torch.zeros(top.shape, dtype=dtype, device=y.device)
@@ -79,10 +81,10 @@ class Segmentation(TaskKind):
         return SegmentationMetrics(spec)
 
     def to_average(self, spec, y):
-        return y.softmax(1)   # probabilities are averaged, not logits
+        return y.softmax(1)  # probabilities are averaged, not logits
 
     def from_average(self, spec, average):
-        return average.clamp_min(1e-12).log()   # softmax and argmax give the averaged probabilities back
+        return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
 
     def postprocess(self, spec, y) -> list:
         dtype = torch.uint8 if spec.classes <= 256 else torch.int32
@@ -94,8 +96,12 @@ class Segmentation(TaskKind):
         names = class_names_for(spec)
         counts = np.bincount(value.ravel().astype(np.int64), minlength=spec.classes)
         total = float(value.size)
-        return {"classes_present": [{"class_id": c, "name": names[c], "fraction": round(float(counts[c]) / total, 5)}
-                                    for c in present_classes(value, spec.classes)]}
+        return {
+            "classes_present": [
+                {"class_id": c, "name": names[c], "fraction": round(float(counts[c]) / total, 5)}
+                for c in present_classes(value, spec.classes)
+            ]
+        }
 
     def describe(self, spec, summary) -> Optional[str]:
         top = summary["classes_present"][:3]
@@ -122,7 +128,7 @@ class Segmentation(TaskKind):
         from ..visualize import resolve_palette
 
         key = ("palette", spec.name)
-        if key not in style.cache:   # once per figure or video (a palette file is read once)
+        if key not in style.cache:  # once per figure or video (a palette file is read once)
             style.cache[key] = resolve_palette(style.palette, spec)
         return style.cache[key]
 
@@ -138,4 +144,3 @@ class Segmentation(TaskKind):
 
 
 SEGMENTATION = register_kind(Segmentation())
-

@@ -4,6 +4,7 @@ The spec's kind (a :class:`~hydranet.tasks.kind.TaskKind` from the registry) dec
 whether the head is dense (one value per pixel) or global (one value per image), how many
 channels it outputs, its default loss and the metrics it reports.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -12,11 +13,17 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import ConfigError
 from .kind import KINDS, TaskKind
 
-
-
 _KNOWN_FIELDS = {
-    "name", "kind", "classes", "outputs", "loss", "loss_options", "metrics",
-    "ignore_index", "class_names", "options",
+    "name",
+    "kind",
+    "classes",
+    "outputs",
+    "loss",
+    "loss_options",
+    "metrics",
+    "ignore_index",
+    "class_names",
+    "options",
 }
 
 
@@ -112,8 +119,9 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
         if size is None:
             raise ConfigError(f"{where}.{task_kind.size_field}: missing (a {kind} task needs it)")
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_CHANNELS:
-            raise ConfigError(f"{where}.{task_kind.size_field}: must be an integer from 1 to {MAX_CHANNELS}, "
-                              f"got {size!r}")
+            raise ConfigError(
+                f"{where}.{task_kind.size_field}: must be an integer from 1 to {MAX_CHANNELS}, got {size!r}"
+            )
     ignore_index = raw.get("ignore_index", 255)
     if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
         raise ConfigError(f"{where}.ignore_index: must be an integer, got {ignore_index!r}")
@@ -125,8 +133,7 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         if len(class_names) != raw.get("classes"):
-            raise ConfigError(
-                f"{where}.class_names: {len(class_names)} names for {raw.get('classes')} classes")
+            raise ConfigError(f"{where}.class_names: {len(class_names)} names for {raw.get('classes')} classes")
     spec = TaskSpec(
         name=name,
         kind=kind,

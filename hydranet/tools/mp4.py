@@ -9,6 +9,7 @@ plays in browsers, Jupyter and chat tools; else OpenCV's MPEG-4 Part 2 (``mp4v``
 PyAV (``pip install hydranet[video]``, BSD-3-Clause bindings) ships FFmpeg with libx264 in
 its wheels; see the README for the licences of those libraries.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -70,12 +71,15 @@ class _CvWriter:
     def __init__(self, path: Path, fps: float, size_hw: Sequence[int]):
         import cv2
 
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
-                                      (int(size_hw[1]), int(size_hw[0])))
+        self.writer = cv2.VideoWriter(
+            str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (int(size_hw[1]), int(size_hw[0]))
+        )
         if not self.writer.isOpened():
             self.writer.release()
-            raise DataError(f"{path}: cannot open a video writer (codec mp4v, {size_hw[1]}x{size_hw[0]}); "
-                            f"check the folder is writable and the name ends in .mp4")
+            raise DataError(
+                f"{path}: cannot open a video writer (codec mp4v, {size_hw[1]}x{size_hw[0]}); "
+                f"check the folder is writable and the name ends in .mp4"
+            )
 
     def write(self, rgb: np.ndarray) -> None:
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
@@ -103,6 +107,9 @@ def open_video_writer(path: Union[str, Path], fps: float, size_hw: Sequence[int]
                 return _AvWriter(path, fps, size_hw)
             except OSError as exc:
                 raise DataError(f"{path}: cannot open an H.264 writer ({exc})") from exc
-        warnings.warn("PyAV with an H.264 encoder is not installed (pip install 'hydranet[video]'); writing "
-                      f"{path} with OpenCV's mp4v codec, which browsers and Jupyter do not play", stacklevel=2)
+        warnings.warn(
+            "PyAV with an H.264 encoder is not installed (pip install 'hydranet[video]'); writing "
+            f"{path} with OpenCV's mp4v codec, which browsers and Jupyter do not play",
+            stacklevel=2,
+        )
     return _CvWriter(path, fps, size_hw)

@@ -17,6 +17,7 @@ Default intrinsics (:func:`default_intrinsics`), in pixels of the image being pr
   fx = fy = 0.5 W / tan(30 deg) = 0.866 W, and the principal point at the image centre
   ((W - 1) / 2, (H - 1) / 2), which is exactly the synthetic renderer's camera.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ def _model_dataset(config: Optional[dict], tasks: Sequence = ()) -> Optional[str
     meta = (config or {}).get("meta") or {}
     datasets = [str(d).lower() for d in (meta.get("datasets") or [])]
     if datasets:
-        return "nyud" if any("nyu" in d for d in datasets) else ("kitti" if any("kitti" in d for d in datasets)
-                                                                 else None)
+        return (
+            "nyud" if any("nyu" in d for d in datasets) else ("kitti" if any("kitti" in d for d in datasets) else None)
+        )
     from ..visualize import NYUD40_NAMES
 
     for t in tasks:
@@ -58,15 +60,32 @@ def default_intrinsics(height: int, width: int, config: Optional[dict] = None, t
     if dataset in ("nyud", "kitti"):
         ref = NYUD_INTRINSICS if dataset == "nyud" else KITTI_INTRINSICS
         sx, sy = width / ref["width"], height / ref["height"]
-        return {"fx": ref["fx"] * sx, "fy": ref["fy"] * sy, "cx": ref["cx"] * sx, "cy": ref["cy"] * sy,
-                "source": f"{dataset} camera scaled from {ref['width']}x{ref['height']}"}
+        return {
+            "fx": ref["fx"] * sx,
+            "fy": ref["fy"] * sy,
+            "cx": ref["cx"] * sx,
+            "cy": ref["cy"] * sy,
+            "source": f"{dataset} camera scaled from {ref['width']}x{ref['height']}",
+        }
     f = 0.5 * width / math.tan(math.radians(DEFAULT_HFOV_DEG) / 2)
-    return {"fx": f, "fy": f, "cx": (width - 1) / 2, "cy": (height - 1) / 2,
-            "source": f"{DEFAULT_HFOV_DEG:g} deg horizontal field of view, centred principal point"}
+    return {
+        "fx": f,
+        "fy": f,
+        "cx": (width - 1) / 2,
+        "cy": (height - 1) / 2,
+        "source": f"{DEFAULT_HFOV_DEG:g} deg horizontal field of view, centred principal point",
+    }
 
 
-def depth_to_points(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float,
-                    rgb: Optional[np.ndarray] = None, max_depth: Optional[float] = None):
+def depth_to_points(
+    depth: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    rgb: Optional[np.ndarray] = None,
+    max_depth: Optional[float] = None,
+):
     """Back-project every valid pixel (finite depth > 0, and <= ``max_depth`` if given).
 
     Returns ``(points N x 3 float32, colours N x 3 uint8 or None)`` in row-major pixel order.
@@ -91,8 +110,9 @@ def depth_to_points(depth: np.ndarray, fx: float, fy: float, cx: float, cy: floa
     return pts, colours
 
 
-def write_ply(path: Union[str, Path], points: np.ndarray, colours: Optional[np.ndarray] = None,
-              binary: bool = True) -> None:
+def write_ply(
+    path: Union[str, Path], points: np.ndarray, colours: Optional[np.ndarray] = None, binary: bool = True
+) -> None:
     """Write a PLY point cloud (``binary_little_endian`` or ``ascii``): float x, y, z and,
     with ``colours``, uchar red, green, blue."""
     from ..data.io import write_bytes_atomic
@@ -100,9 +120,15 @@ def write_ply(path: Union[str, Path], points: np.ndarray, colours: Optional[np.n
     path = Path(path)
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     n = len(points)
-    header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
-              "comment written by hydranet (camera frame: x right, y up, z towards the viewer; metres)",
-              f"element vertex {n}", "property float x", "property float y", "property float z"]
+    header = [
+        "ply",
+        f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
+        "comment written by hydranet (camera frame: x right, y up, z towards the viewer; metres)",
+        f"element vertex {n}",
+        "property float x",
+        "property float y",
+        "property float z",
+    ]
     if colours is not None:
         colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
         if len(colours) != n:

@@ -3,6 +3,7 @@
 Colour maps, class-id PNGs, 16-bit depth in millimetres (or .npy), the side-by-side figure
 and an optional PLY point cloud per image.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,10 +42,19 @@ def collect_images(inputs: Sequence[Union[str, Path]]) -> list[Path]:
     return files
 
 
-def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Path], stem: str,
-                    depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                    config: Optional[dict] = None, max_depth: Optional[float] = None, cmap: str = "magma",
-                    palette=None) -> dict:
+def save_prediction(
+    frame: np.ndarray,
+    pred: Prediction,
+    out_dir: Union[str, Path],
+    stem: str,
+    depth_format: str = "png",
+    ply: Optional[str] = None,
+    intrinsics: Optional[Mapping] = None,
+    config: Optional[dict] = None,
+    max_depth: Optional[float] = None,
+    cmap: str = "magma",
+    palette=None,
+) -> dict:
     """Write the files of one prediction into ``out_dir``; returns ``{label: path}``.
 
     Each dense task writes its own files (its kind's ``save``): segmentation ``STEM_T.png``
@@ -63,8 +73,13 @@ def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Pat
     if ply and ply not in ("binary", "ascii"):
         raise ConfigError(f"PLY format must be binary or ascii, got {ply!r}")
     out_dir = Path(out_dir)
-    style = vis.DrawStyle(config=dict(config or {}), max_depth=max_depth, cmap=cmap,
-                          font_scale=vis.font_scale_for(frame.shape[0]), palette=palette)
+    style = vis.DrawStyle(
+        config=dict(config or {}),
+        max_depth=max_depth,
+        cmap=cmap,
+        font_scale=vis.font_scale_for(frame.shape[0]),
+        palette=palette,
+    )
     files: dict = {}
     for name, value in pred.items():
         spec = pred.tasks[name]
@@ -86,9 +101,18 @@ def save_prediction(frame: np.ndarray, pred: Prediction, out_dir: Union[str, Pat
     return files
 
 
-def predict_images(inputs: Sequence[Union[str, Path]], predictor: Predictor, out_dir: Union[str, Path],
-                   depth_format: str = "png", ply: Optional[str] = None, intrinsics: Optional[Mapping] = None,
-                   max_depth: Optional[float] = None, cmap: str = "magma", log=print, palette=None) -> dict:
+def predict_images(
+    inputs: Sequence[Union[str, Path]],
+    predictor: Predictor,
+    out_dir: Union[str, Path],
+    depth_format: str = "png",
+    ply: Optional[str] = None,
+    intrinsics: Optional[Mapping] = None,
+    max_depth: Optional[float] = None,
+    cmap: str = "magma",
+    log=print,
+    palette=None,
+) -> dict:
     """Run ``predictor`` on image files and folders and write every result (:func:`save_prediction`).
 
     Returns ``{"images": [{"image", "size", "predictions", "files", "timing"}], "timing": ...}``;
@@ -104,12 +128,25 @@ def predict_images(inputs: Sequence[Union[str, Path]], predictor: Predictor, out
         while stem in used:
             stem, k = f"{path.stem}_{k}", k + 1
         used.add(stem)
-        written = save_prediction(frame, pred, out_dir, stem, depth_format, ply, intrinsics, predictor.config,
-                                  max_depth, cmap, palette)
-        records.append({"image": str(path), "size": list(pred.size), "predictions": pred.summary(),
-                        "files": written, "timing": {k2: round(v, 3) for k2, v in pred.timing.items()}})
+        written = save_prediction(
+            frame, pred, out_dir, stem, depth_format, ply, intrinsics, predictor.config, max_depth, cmap, palette
+        )
+        records.append(
+            {
+                "image": str(path),
+                "size": list(pred.size),
+                "predictions": pred.summary(),
+                "files": written,
+                "timing": {k2: round(v, 3) for k2, v in pred.timing.items()},
+            }
+        )
         if log:
             log(f"{path}: " + pred.describe())
-    return {"weights": str(predictor.checkpoint) if predictor.checkpoint else None,
-            "device": str(predictor.device), "fast": predictor.fast, "out": str(out_dir),
-            "images": records, "timing": predictor.fps()}
+    return {
+        "weights": str(predictor.checkpoint) if predictor.checkpoint else None,
+        "device": str(predictor.device),
+        "fast": predictor.fast,
+        "out": str(out_dir),
+        "images": records,
+        "timing": predictor.fps(),
+    }

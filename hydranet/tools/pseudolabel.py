@@ -10,6 +10,7 @@ replaced, and no file of the source dataset is written.
 * depth: the teacher's depth in metres, stored as uint16 ``metres * depth_scale``;
 * normals: the teacher's unit normals, stored as ``(n + 1) / 2 * 255``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,9 +31,16 @@ PathLike = Union[str, Path]
 
 
 @torch.inference_mode()
-def pseudolabel(teacher: PathLike, list_file: PathLike, out_dir: PathLike, root: Optional[PathLike] = None,
-                depth_scale: float = NYUD_DEPTH_SCALE, confidence: Optional[float] = None, device="cpu",
-                progress: bool = True) -> dict:
+def pseudolabel(
+    teacher: PathLike,
+    list_file: PathLike,
+    out_dir: PathLike,
+    root: Optional[PathLike] = None,
+    depth_scale: float = NYUD_DEPTH_SCALE,
+    confidence: Optional[float] = None,
+    device="cpu",
+    progress: bool = True,
+) -> dict:
     """Fill the missing dense labels of ``list_file`` with ``teacher``'s predictions.
 
     Every dense task kind that can be filled (its ``fillable``: segmentation, depth, normals)

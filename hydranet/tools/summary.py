@@ -1,4 +1,5 @@
 """Model summary: parameters per part, multiply-adds at an input size, output shapes."""
+
 from __future__ import annotations
 
 import torch

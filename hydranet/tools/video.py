@@ -22,6 +22,7 @@ network + post-processing) and ``end_to_end_fps`` (everything per frame: reading
 inference, drawing and encoding the MP4). The FPS drawn on each frame is the running
 end-to-end rate and the running model-only rate.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,18 @@ from ..data.io import write_png
 from ..errors import ConfigError, DataError
 from .mp4 import open_video_writer
 
-__all__ = ["FrameSource", "VideoSource", "CameraSource", "FolderSource", "SyntheticSource", "open_source",
-           "DemoRenderer", "run_demo", "check_display", "VIDEO_EXTENSIONS"]
+__all__ = [
+    "FrameSource",
+    "VideoSource",
+    "CameraSource",
+    "FolderSource",
+    "SyntheticSource",
+    "open_source",
+    "DemoRenderer",
+    "run_demo",
+    "check_display",
+    "VIDEO_EXTENSIONS",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 SYNTHETIC_CLIP_FRAMES = 48
@@ -45,6 +56,7 @@ SYNTHETIC_CLIP_SIZE = (240, 320)
 
 
 # --------------------------------------------------------------------------- sources
+
 
 class FrameSource:
     """Iterates over uint8 RGB frames. ``name``, ``kind``, ``fps`` (the source's rate) and
@@ -192,8 +204,13 @@ class SyntheticSource(FrameSource):
 
     kind = "synthetic"
 
-    def __init__(self, num_frames: int = SYNTHETIC_CLIP_FRAMES, size: Sequence[int] = SYNTHETIC_CLIP_SIZE,
-                 seed: int = 0, fps: float = 12.0):
+    def __init__(
+        self,
+        num_frames: int = SYNTHETIC_CLIP_FRAMES,
+        size: Sequence[int] = SYNTHETIC_CLIP_SIZE,
+        seed: int = 0,
+        fps: float = 12.0,
+    ):
         if num_frames < 1:
             raise ConfigError(f"the synthetic clip needs at least one frame, got {num_frames}")
         self.num_frames = int(num_frames)
@@ -210,9 +227,13 @@ class SyntheticSource(FrameSource):
             yield rgb
 
 
-def open_source(spec: Optional[Union[str, int, Path]] = None, clip_frames: int = SYNTHETIC_CLIP_FRAMES,
-                clip_size: Sequence[int] = SYNTHETIC_CLIP_SIZE, seed: int = 0,
-                folder_fps: float = 10.0) -> FrameSource:
+def open_source(
+    spec: Optional[Union[str, int, Path]] = None,
+    clip_frames: int = SYNTHETIC_CLIP_FRAMES,
+    clip_size: Sequence[int] = SYNTHETIC_CLIP_SIZE,
+    seed: int = 0,
+    folder_fps: float = 10.0,
+) -> FrameSource:
     """A frame source from a command-line ``--input``: None -> the synthetic clip, an integer
     (or a string of digits that is not an existing path) -> a camera, a folder -> its frames,
     anything else -> a video file."""
@@ -229,6 +250,7 @@ def open_source(spec: Optional[Union[str, int, Path]] = None, clip_frames: int =
 
 
 # --------------------------------------------------------------------------- drawing
+
 
 class DemoRenderer:
     """Composes the demo's output frames (see the module docstring for the layout).
@@ -247,17 +269,32 @@ class DemoRenderer:
             :func:`hydranet.visualize.resolve_palette`).
     """
 
-    def __init__(self, tasks: Sequence, frame_size: Sequence[int], config: Optional[dict] = None,
-                 max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, legend_rows: int = 2,
-                 palette=None):
+    def __init__(
+        self,
+        tasks: Sequence,
+        frame_size: Sequence[int],
+        config: Optional[dict] = None,
+        max_depth: Optional[float] = None,
+        cmap: str = "magma",
+        alpha: float = 0.5,
+        legend_rows: int = 2,
+        palette=None,
+    ):
         from .. import visualize as vis
 
         self.vis = vis
         self.h, self.w = int(frame_size[0]), int(frame_size[1])
         self.overlay_task, self.map_task = vis.drawn_tasks(list(tasks))
         vis._cmap_lut(cmap)  # validates the name now
-        self.style = vis.DrawStyle(config=dict(config or {}), max_depth=max_depth, cmap=cmap, alpha=float(alpha),
-                                   font_scale=vis.font_scale_for(self.h), fixed_range=True, palette=palette)
+        self.style = vis.DrawStyle(
+            config=dict(config or {}),
+            max_depth=max_depth,
+            cmap=cmap,
+            alpha=float(alpha),
+            font_scale=vis.font_scale_for(self.h),
+            fixed_range=True,
+            palette=palette,
+        )
         self.legend_rows = legend_rows if self.overlay_task else 0
         self.output_size: Optional[tuple[int, int]] = None
 
@@ -288,10 +325,11 @@ class DemoRenderer:
         top = np.concatenate(panels, axis=1)
         parts = [top]
         if legend is not None and self.legend_rows:
-            parts.append(vis.draw_legend(*legend, font_scale=style.font_scale, width=top.shape[1],
-                                         rows=self.legend_rows))
+            parts.append(
+                vis.draw_legend(*legend, font_scale=style.font_scale, width=top.shape[1], rows=self.legend_rows)
+            )
         canvas = np.concatenate(parts, axis=0)
-        ph, pw = canvas.shape[0] % 2, canvas.shape[1] % 2   # MPEG-4 wants even sizes
+        ph, pw = canvas.shape[0] % 2, canvas.shape[1] % 2  # MPEG-4 wants even sizes
         if ph or pw:
             canvas = np.pad(canvas, ((0, ph), (0, pw), (0, 0)), constant_values=vis.BACKGROUND[0])
         self.output_size = canvas.shape[:2]
@@ -300,19 +338,24 @@ class DemoRenderer:
 
 # --------------------------------------------------------------------------- the loop
 
+
 def check_display() -> None:
     """Raise ConfigError unless OpenCV can open a window here (``--show``)."""
     import cv2
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise ConfigError("--show needs a display, and none is set here (no $DISPLAY or $WAYLAND_DISPLAY); "
-                          "drop --show and open the written MP4 instead")
+        raise ConfigError(
+            "--show needs a display, and none is set here (no $DISPLAY or $WAYLAND_DISPLAY); "
+            "drop --show and open the written MP4 instead"
+        )
     try:
         cv2.namedWindow("hydranet", cv2.WINDOW_NORMAL)
     except cv2.error as exc:
-        raise ConfigError("--show needs OpenCV with GUI support; this build has none (opencv-python-headless?). "
-                          "Install opencv-python, or drop --show and open the written MP4 instead. "
-                          f"OpenCV said: {str(exc).strip().splitlines()[-1]}") from exc
+        raise ConfigError(
+            "--show needs OpenCV with GUI support; this build has none (opencv-python-headless?). "
+            "Install opencv-python, or drop --show and open the written MP4 instead. "
+            f"OpenCV said: {str(exc).strip().splitlines()[-1]}"
+        ) from exc
 
 
 def _chunks(source: FrameSource, batch: int, max_frames: Optional[int]) -> Iterator[list]:
@@ -333,11 +376,23 @@ def _rate(frames: int, seconds: float) -> Optional[float]:
     return frames / seconds if seconds > 0 and frames else None
 
 
-def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int = 1,
-             max_frames: Optional[int] = None, show: bool = False, progress: bool = True,
-             frame_png: Optional[Union[str, Path]] = None, fps: Optional[float] = None,
-             max_depth: Optional[float] = None, cmap: str = "magma", alpha: float = 0.5, warmup: int = 2,
-             codec: str = "h264", palette=None) -> dict:
+def run_demo(
+    source: FrameSource,
+    predictor,
+    out: Union[str, Path],
+    batch: int = 1,
+    max_frames: Optional[int] = None,
+    show: bool = False,
+    progress: bool = True,
+    frame_png: Optional[Union[str, Path]] = None,
+    fps: Optional[float] = None,
+    max_depth: Optional[float] = None,
+    cmap: str = "magma",
+    alpha: float = 0.5,
+    warmup: int = 2,
+    codec: str = "h264",
+    palette=None,
+) -> dict:
     """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4: H.264
     yuv420p when PyAV is installed, else mp4v with a warning; see :mod:`hydranet.tools.mp4`).
     ``palette`` overrides the checkpoint's segmentation colours.
@@ -374,15 +429,16 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
             bar = tqdm(total=total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
         for chunk in _chunks(source, batch, max_frames):
             if renderer is None:
-                renderer = DemoRenderer(predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha,
-                                        palette=palette)
+                renderer = DemoRenderer(
+                    predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha, palette=palette
+                )
                 predictor.warmup(chunk[0], iterations=warmup, batch=len(chunk))
                 predictor.reset_timing()
                 predictor.reset_smoothing()
                 t_start = time.perf_counter()
             preds = predictor.predict_batch(chunk)
             for frame, pred in zip(chunk, preds):
-                if frame.shape[:2] != (renderer.h, renderer.w):   # a video changing size mid-stream
+                if frame.shape[:2] != (renderer.h, renderer.w):  # a video changing size mid-stream
                     frame = cv2.resize(frame, (renderer.w, renderer.h), interpolation=cv2.INTER_AREA)
                     pred = predictor.predict(frame)
                 rates = predictor.fps()
@@ -426,18 +482,30 @@ def run_demo(source: FrameSource, predictor, out: Union[str, Path], batch: int =
         frame_png = write_png(frame_png, saved)
     t = predictor.timing
     return {
-        "input": source.name, "source": source.kind, "frames": frames, "output": str(out),
+        "input": source.name,
+        "source": source.kind,
+        "frames": frames,
+        "output": str(out),
         "codec": writer.codec if writer is not None else None,
         "frame_png": str(frame_png) if frame_png is not None else None,
-        "output_size": list(renderer.output_size), "output_fps": out_fps, "batch": batch,
-        "device": str(predictor.device), "dtype": str(predictor.dtype).replace("torch.", ""),
-        "fast": predictor.fast, "warmup_iterations": warmup,
+        "output_size": list(renderer.output_size),
+        "output_fps": out_fps,
+        "batch": batch,
+        "device": str(predictor.device),
+        "dtype": str(predictor.dtype).replace("torch.", ""),
+        "fast": predictor.fast,
+        "warmup_iterations": warmup,
         "smooth": predictor.smoother.alpha if predictor.smoother is not None else 0.0,
         "model_fps": _rate(t["frames"], t["model_s"]),
         "inference_fps": _rate(t["frames"], t["end_to_end_s"]),
         "end_to_end_fps": _rate(frames, wall),
-        "wall_s": wall, "max_depth": renderer.max_depth, "interrupted": interrupted, "stopped_by_key": stopped,
-        "fps_notes": {"model_fps": "network only (input on the device; CUDA synchronised)",
-                      "inference_fps": "pre-processing + network + post-processing to NumPy",
-                      "end_to_end_fps": "the whole loop per frame: read/decode, inference, drawing, MP4 encoding"},
+        "wall_s": wall,
+        "max_depth": renderer.max_depth,
+        "interrupted": interrupted,
+        "stopped_by_key": stopped,
+        "fps_notes": {
+            "model_fps": "network only (input on the device; CUDA synchronised)",
+            "inference_fps": "pre-processing + network + post-processing to NumPy",
+            "end_to_end_fps": "the whole loop per frame: read/decode, inference, drawing, MP4 encoding",
+        },
     }

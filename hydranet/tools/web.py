@@ -10,6 +10,7 @@ viewer. *Video* (a short clip or a webcam recording): the overlay video of ``hyd
 the bundled model and the known model names, or given as a path; models are loaded once and
 kept. Everything is served locally: no CDN, no analytics.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,17 +74,24 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tu
     dep = pred.first("depth")
     if dep:
         k = default_intrinsics(h, w, predictor.config, predictor.tasks)
-        step = max(1, int(np.ceil(np.sqrt(h * w / MAX_POINTS))))   # keep the viewer responsive
-        points, colours = depth_to_points(pred[dep][::step, ::step], k["fx"] / step, k["fy"] / step,
-                                          k["cx"] / step, k["cy"] / step, rgb[::step, ::step])
+        step = max(1, int(np.ceil(np.sqrt(h * w / MAX_POINTS))))  # keep the viewer responsive
+        points, colours = depth_to_points(
+            pred[dep][::step, ::step],
+            k["fx"] / step,
+            k["fy"] / step,
+            k["cx"] / step,
+            k["cy"] / step,
+            rgb[::step, ::step],
+        )
         if len(points):
             ply = out_dir / f"cloud_{os.getpid()}_{threading.get_ident()}_{len(list(out_dir.iterdir()))}.ply"
             write_ply(ply, points, colours)
     return overlay, dense, pred.summary(), (str(ply) if ply else None)
 
 
-def predict_video(predictor, video_path: str, out_dir: Path, max_frames: int, smooth: float = 0.0,
-                  palette=None) -> tuple:
+def predict_video(
+    predictor, video_path: str, out_dir: Path, max_frames: int, smooth: float = 0.0, palette=None
+) -> tuple:
     """(overlay MP4 path, run statistics) for a short clip, as ``hydranet demo`` renders it."""
     from .video import open_source, run_demo
 
@@ -93,8 +101,9 @@ def predict_video(predictor, video_path: str, out_dir: Path, max_frames: int, sm
 
     predictor.smoother = TemporalSmoother(predictor.tasks, smooth) if smooth else None
     try:
-        stats = run_demo(open_source(video_path), predictor, out, max_frames=max_frames, progress=False,
-                         palette=palette)
+        stats = run_demo(
+            open_source(video_path), predictor, out, max_frames=max_frames, progress=False, palette=palette
+        )
     finally:
         predictor.smoother = old
     keep = ("frames", "output_size", "codec", "end_to_end_fps", "model_fps", "smooth")
@@ -120,8 +129,9 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
         if image is None:
             raise gr.Error("upload an image (or take a webcam snapshot) first")
         try:
-            return predict_image(predictors.get(choice, path), np.asarray(image, dtype=np.uint8), out_dir,
-                                 palette or None)
+            return predict_image(
+                predictors.get(choice, path), np.asarray(image, dtype=np.uint8), out_dir, palette or None
+            )
         except HydranetError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -129,24 +139,28 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
         if not video:
             raise gr.Error("upload a short video (or record one with the webcam) first")
         try:
-            return predict_video(predictors.get(choice, path), video, out_dir, max_video_frames, float(smooth),
-                                 palette or None)
+            return predict_video(
+                predictors.get(choice, path), video, out_dir, max_video_frames, float(smooth), palette or None
+            )
         except HydranetError as exc:
             raise gr.Error(str(exc)) from exc
 
     with gr.Blocks(title="Hydranet", analytics_enabled=False) as app:
-        gr.Markdown("# Hydranet\nReal-time multi-task dense prediction: segmentation, depth, normals and "
-                    "image-level predictions from one network.")
+        gr.Markdown(
+            "# Hydranet\nReal-time multi-task dense prediction: segmentation, depth, normals and "
+            "image-level predictions from one network."
+        )
         with gr.Row():
-            model = gr.Dropdown(choices, value=choices[0], label="model", allow_custom_value=True,
-                                elem_id="model")
+            model = gr.Dropdown(choices, value=choices[0], label="model", allow_custom_value=True, elem_id="model")
             path = gr.Textbox(label="or a checkpoint path", placeholder="runs/x/best.pt", elem_id="path")
-            palette = gr.Textbox(label="palette (optional)", placeholder="nyud, kitti, cityscapes, synthetic",
-                                 elem_id="palette")
+            palette = gr.Textbox(
+                label="palette (optional)", placeholder="nyud, kitti, cityscapes, synthetic", elem_id="palette"
+            )
         with gr.Tab("Image"):
             with gr.Row():
-                image = gr.Image(sources=["upload", "webcam", "clipboard"], type="numpy", label="input",
-                                 elem_id="input")
+                image = gr.Image(
+                    sources=["upload", "webcam", "clipboard"], type="numpy", label="input", elem_id="input"
+                )
                 overlay = gr.Image(label="segmentation overlay", format="png", elem_id="overlay")
             with gr.Row():
                 dense = gr.Image(label="depth (metres)", format="png", elem_id="depth")
@@ -156,8 +170,9 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
             run.click(on_image, [image, model, path, palette], [overlay, dense, summary, cloud])
         with gr.Tab("Video"):
             with gr.Row():
-                video = gr.Video(sources=["upload", "webcam"], label=f"input (first {max_video_frames} frames)",
-                                 elem_id="video_in")
+                video = gr.Video(
+                    sources=["upload", "webcam"], label=f"input (first {max_video_frames} frames)", elem_id="video_in"
+                )
                 video_out = gr.Video(label="overlay", elem_id="video_out")
             smooth = gr.Slider(0.0, 0.95, value=0.5, step=0.05, label="temporal smoothing (0 = off)")
             stats = gr.JSON(label="run", elem_id="video_stats")
@@ -170,7 +185,16 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve ``app`` until interrupted (local fonts only: nothing is fetched from the internet)."""
     import gradio as gr
 
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])
-    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, theme=theme,
-               allowed_paths=[tempfile.gettempdir()], footer_links=[], quiet=False)
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        theme=theme,
+        allowed_paths=[tempfile.gettempdir()],
+        footer_links=[],
+        quiet=False,
+    )

@@ -9,6 +9,7 @@
 * ``train.freeze_bn: true``: BatchNorm layers stay in eval mode (running statistics fixed,
   affine parameters still learnt), so the result does not depend on how the batch is split.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -25,8 +26,10 @@ def prepare_batchnorm(model: nn.Module, train_cfg: Mapping, ctx: DistContext, de
     if not train_cfg["sync_bn"] or not ctx.enabled:
         return model
     if device.type != "cuda":
-        raise ConfigError("train.sync_bn: SyncBatchNorm needs CUDA devices (torch has no CPU/gloo version); "
-                          "on CPU set train.freeze_bn: true (exact) or leave both off (per-process statistics)")
+        raise ConfigError(
+            "train.sync_bn: SyncBatchNorm needs CUDA devices (torch has no CPU/gloo version); "
+            "on CPU set train.freeze_bn: true (exact) or leave both off (per-process statistics)"
+        )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

@@ -1,4 +1,5 @@
 """torch.distributed set-up for ``torchrun``: one process per device, rank 0 writes."""
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ infers one task per target field of the training records:
 
 Pass a config with explicit ``tasks`` to decide otherwise.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,15 +32,22 @@ def infer_json_tasks(records: list[dict], source: str = "train json") -> list[di
         if not values:
             continue
         if all(isinstance(v, str) for v in values):
-            tasks.append({"name": name, "kind": "classification", "classes": len(set(values)),
-                          "class_names": sorted(set(values))})
+            tasks.append(
+                {
+                    "name": name,
+                    "kind": "classification",
+                    "classes": len(set(values)),
+                    "class_names": sorted(set(values)),
+                }
+            )
         elif all(isinstance(v, bool) or isinstance(v, int) for v in values):
             tasks.append({"name": name, "kind": "classification", "classes": max(values) + 1})
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) or 1.0
-            tasks.append({"name": name, "kind": "regression", "outputs": 1,
-                          "options": {"target_mean": mean, "target_std": std}})
+            tasks.append(
+                {"name": name, "kind": "regression", "outputs": 1, "options": {"target_mean": mean, "target_std": std}}
+            )
         else:
             raise DataError(f"{source}: field {name!r} mixes strings and numbers; give the tasks in a config")
     if not tasks:

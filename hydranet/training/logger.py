@@ -1,4 +1,5 @@
 """Training logs: JSON lines (every record), CSV (step records), TensorBoard when installed."""
+
 from __future__ import annotations
 
 import csv
@@ -106,8 +107,9 @@ def read_log(path: Path) -> list[dict]:
         path = path / "log.jsonl"
     records, broken = _records(path)
     if broken:
-        warnings.warn(f"{path}: skipped {len(broken)} unreadable line(s): {', '.join(map(str, broken[:5]))}",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: skipped {len(broken)} unreadable line(s): {', '.join(map(str, broken[:5]))}", stacklevel=2
+        )
     return records
 
 
@@ -131,6 +133,7 @@ def truncate_logs(out_dir: Path, step: int) -> None:
                 return len(row) == len(header) and int(row[0]) <= step
             except ValueError:
                 return False
+
         kept_rows = [r for r in body if keep(r)]
         if len(kept_rows) != len(body):
             buffer = io.StringIO()

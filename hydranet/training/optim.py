@@ -1,4 +1,5 @@
 """Optimisers and learning-rate schedules for HydraNet training."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,11 @@ def param_groups(model: nn.Module, weighting: nn.Module, train: dict, loss: dict
     enc_lr = float(train["encoder_lr"]) if train["encoder_lr"] is not None else lr * float(train["encoder_lr_mult"])
     wd = float(train["weight_decay"])
     groups = []
-    for name, module, group_lr in (("encoder", model.encoder, enc_lr), ("decoder", model.decoder, lr),
-                                   ("heads", model.heads, lr)):
+    for name, module, group_lr in (
+        ("encoder", model.encoder, enc_lr),
+        ("decoder", model.decoder, lr),
+        ("heads", model.heads, lr),
+    ):
         decay, no_decay = [], []
         for p in module.parameters():
             if p.requires_grad:
@@ -56,5 +60,4 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, power: floa
 def build_scheduler(optimizer: torch.optim.Optimizer, train: dict) -> torch.optim.lr_scheduler.LambdaLR:
     total, schedule = int(train["steps"]), train["schedule"]
     warmup, power = int(train["warmup_steps"]), float(train["poly_power"])
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, schedule, warmup, power))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, schedule, warmup, power))

@@ -1,4 +1,5 @@
 """Matplotlib plots of a training run: task losses, sigma^2, effective weights, validation metrics."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,12 @@ def plot_run(run: Path, out: Path | None = None) -> list[Path]:
     out = Path(out) if out else run
     out.mkdir(parents=True, exist_ok=True)
     records = read_log(run)
-    panels = [("loss", "task loss (raw)", True), ("weighted", "weighted loss", False),
-              ("sigma2", "sigma^2 (learnt variance)", True), ("weight", "effective weight", True)]
+    panels = [
+        ("loss", "task loss (raw)", True),
+        ("weighted", "weighted loss", False),
+        ("sigma2", "sigma^2 (learnt variance)", True),
+        ("weight", "effective weight", True),
+    ]
     panels = [p for p in panels if _series(records, "step", p[0])]
     written = []
     if panels:
@@ -72,7 +77,7 @@ def plot_run(run: Path, out: Path | None = None) -> list[Path]:
                 ax.set_title(name, fontsize=9)
                 ax.set_xlabel("step", fontsize=8)
                 ax.grid(alpha=0.3)
-            for ax in list(axes.flat)[len(metrics):]:
+            for ax in list(axes.flat)[len(metrics) :]:
                 ax.axis("off")
             fig.tight_layout()
             written.append(out / "validation.png")

@@ -1,4 +1,5 @@
 """Deterministic, resumable batch order (also sharded across torch.distributed ranks)."""
+
 from __future__ import annotations
 
 import random
@@ -17,13 +18,23 @@ class ResumableBatchSampler(Sampler[list[int]]):
     so every rank runs the same number of steps.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int = 0, epoch: int = 0, rank: int = 0,
-                 world_size: int = 1, shuffle: bool = True, start_batch: int = 0):
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        start_batch: int = 0,
+    ):
         self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
         self.rank, self.world_size, self.shuffle, self.start_batch = rank, world_size, shuffle, start_batch
         if self.batches_per_epoch(size, batch_size, world_size) == 0:
-            raise ValueError(f"dataset of {size} samples is smaller than one batch of {batch_size} "
-                             f"x {world_size} process(es)")
+            raise ValueError(
+                f"dataset of {size} samples is smaller than one batch of {batch_size} x {world_size} process(es)"
+            )
 
     @staticmethod
     def batches_per_epoch(size: int, batch_size: int, world_size: int = 1) -> int:
@@ -39,9 +50,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
         else:
             order = list(range(self.size))
         n = self.batches_per_epoch(self.size, self.batch_size, self.world_size)
-        per_rank = order[self.rank: n * self.batch_size * self.world_size: self.world_size]
+        per_rank = order[self.rank : n * self.batch_size * self.world_size : self.world_size]
         for b in range(self.start_batch, n):
-            yield per_rank[b * self.batch_size:(b + 1) * self.batch_size]
+            yield per_rank[b * self.batch_size : (b + 1) * self.batch_size]
 
 
 class SeededSamples(Dataset):

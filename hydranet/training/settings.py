@@ -1,4 +1,5 @@
 """The ``train`` and ``loss`` config sections: defaults, validation and command-line overrides."""
+
 from __future__ import annotations
 
 import copy
@@ -10,41 +11,41 @@ from ..config import check_field
 from ..errors import ConfigError
 
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 2000,             # optimiser steps
+    "steps": 2000,  # optimiser steps
     "batch_size": 8,
-    "optimizer": "adamw",      # adamw | sgd
-    "lr": 1e-3,                # decoder and heads
-    "encoder_lr": None,        # None = lr * encoder_lr_mult
+    "optimizer": "adamw",  # adamw | sgd
+    "lr": 1e-3,  # decoder and heads
+    "encoder_lr": None,  # None = lr * encoder_lr_mult
     "encoder_lr_mult": 0.1,
     "weight_decay": 1e-4,
-    "momentum": 0.9,           # SGD only
-    "schedule": "poly",        # poly | cosine | constant
+    "momentum": 0.9,  # SGD only
+    "schedule": "poly",  # poly | cosine | constant
     "poly_power": 0.9,
     "warmup_steps": 0,
-    "accumulate": 1,           # micro-batches per optimiser step
-    "amp": "none",             # none | fp16 | bf16 (CUDA only)
-    "channels_last": False,    # NHWC weights and inputs (see docs/benchmarks.md, training throughput)
-    "compile": False,          # torch.compile the training forward (Inductor; needs a C++ compiler on CPU)
-    "max_grad_norm": None,     # global gradient clipping, on top of the head-wise option
-    "val_every": 500,          # steps between validations (and best.pt updates)
-    "ckpt_every": 500,         # steps between last.pt writes (also written at the end)
+    "accumulate": 1,  # micro-batches per optimiser step
+    "amp": "none",  # none | fp16 | bf16 (CUDA only)
+    "channels_last": False,  # NHWC weights and inputs (see docs/benchmarks.md, training throughput)
+    "compile": False,  # torch.compile the training forward (Inductor; needs a C++ compiler on CPU)
+    "max_grad_norm": None,  # global gradient clipping, on top of the head-wise option
+    "val_every": 500,  # steps between validations (and best.pt updates)
+    "ckpt_every": 500,  # steps between last.pt writes (also written at the end)
     "log_every": 10,
-    "monitor": "loss",         # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
-    "on_nan": "stop",          # stop | skip
-    "max_skipped": 0.5,        # on_nan skip: a run that skipped more than this fraction of its updates fails
-    "sync_bn": False,          # SyncBatchNorm over the ranks (torchrun on CUDA)
-    "freeze_bn": False,        # BatchNorm layers in eval mode: fixed running statistics
+    "monitor": "loss",  # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
+    "on_nan": "stop",  # stop | skip
+    "max_skipped": 0.5,  # on_nan skip: a run that skipped more than this fraction of its updates fails
+    "sync_bn": False,  # SyncBatchNorm over the ranks (torchrun on CUDA)
+    "freeze_bn": False,  # BatchNorm layers in eval mode: fixed running statistics
     "seed": 0,
     "workers": 0,
     "plots": True,
-    "tensorboard": True,       # used when tensorboard is installed
+    "tensorboard": True,  # used when tensorboard is installed
 }
 
 LOSS_DEFAULTS: dict[str, Any] = {
-    "weighting": "uncertainty",   # uncertainty | fixed | equal | gradnorm | dwa
-    "options": {},                # passed to build_weighting (e.g. weights, alpha, temperature)
-    "initial_log_vars": None,     # uncertainty: "0,0" or a list, in task order
-    "log_var_lr": 0.01,           # learning rate of the weighting's parameters (see weighting_param_group)
+    "weighting": "uncertainty",  # uncertainty | fixed | equal | gradnorm | dwa
+    "options": {},  # passed to build_weighting (e.g. weights, alpha, temperature)
+    "initial_log_vars": None,  # uncertainty: "0,0" or a list, in task order
+    "log_var_lr": 0.01,  # learning rate of the weighting's parameters (see weighting_param_group)
     "gradient_normalization": False,  # clip each head's gradient to max_head_grad_norm
     "max_head_grad_norm": 1.0,
 }
@@ -110,13 +111,16 @@ def training_settings(cfg: Mapping[str, Any]) -> tuple[dict, dict]:
     train = _section(cfg, "train", TRAIN_DEFAULTS, _TRAIN_SCHEMA)
     loss = _section(cfg, "loss", LOSS_DEFAULTS, _LOSS_SCHEMA)
     if train["sync_bn"] and train["freeze_bn"]:
-        raise ConfigError("train.sync_bn and train.freeze_bn: choose one (frozen BatchNorm layers compute "
-                          "no batch statistics to synchronise)")
+        raise ConfigError(
+            "train.sync_bn and train.freeze_bn: choose one (frozen BatchNorm layers compute "
+            "no batch statistics to synchronise)"
+        )
     if train["monitor"] != "loss" and "/" not in str(train["monitor"]):
         raise ConfigError(f"train.monitor: 'loss' or 'task/metric', got {train['monitor']!r}")
     if train["optimizer"] == "sgd" and train["momentum"] <= 0:
-        raise ConfigError(f"train.momentum: SGD here uses Nesterov momentum, which needs momentum > 0, "
-                          f"got {train['momentum']!r}")
+        raise ConfigError(
+            f"train.momentum: SGD here uses Nesterov momentum, which needs momentum > 0, got {train['momentum']!r}"
+        )
     if not isinstance(loss["options"], Mapping):
         raise ConfigError(f"loss.options: must be a mapping, got {loss['options']!r}")
     return train, loss
@@ -143,8 +147,11 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
     a, b = effective(old), effective(new)
     missing = "(unset)"
-    return [f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}"
-            for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
+    return [
+        f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:

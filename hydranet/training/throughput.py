@@ -21,6 +21,7 @@ worker counts asked for. When the config's training data cannot be read here (e.
 downloaded), the synthetic scene set stands in, rendered at the crop size with the config's
 transforms and tasks (``result["data"]`` says so).
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,21 +36,25 @@ import torch
 from ..config import load_config
 from ..errors import ConfigError, HydranetError
 
-__all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table",
-           "parse_train_settings"]
+__all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table", "parse_train_settings"]
 
 TRAIN_SETTINGS = {
     "plain": "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step",
     "trainer": "Trainer's step: forward, losses, finiteness check, loss weighting, backward, optimiser groups, "
-               "schedule",
+    "schedule",
     "channels_last": "Trainer's step with train.channels_last (NHWC weights and inputs)",
     "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
     "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
     "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
 }
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
-_OVERRIDES = {"trainer": {}, "channels_last": {"channels_last": True}, "compile": {"compile": True},
-              "amp_bf16": {"amp": "bf16"}, "amp_fp16": {"amp": "fp16"}}
+_OVERRIDES = {
+    "trainer": {},
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "amp_bf16": {"amp": "bf16"},
+    "amp_fp16": {"amp": "fp16"},
+}
 
 
 def parse_train_settings(text) -> list[str]:
@@ -63,8 +68,9 @@ def parse_train_settings(text) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _bench_config(config, size: Optional[tuple[int, int]], batch_size: Optional[int], synthetic: Optional[bool],
-                  samples: int) -> tuple[dict, str]:
+def _bench_config(
+    config, size: Optional[tuple[int, int]], batch_size: Optional[int], synthetic: Optional[bool], samples: int
+) -> tuple[dict, str]:
     """The config to train with here, and a description of the data used."""
     from ..data import build_dataset
     from ..tasks import parse_tasks
@@ -88,8 +94,14 @@ def _bench_config(config, size: Optional[tuple[int, int]], batch_size: Optional[
             synthetic = True
             description = f"synthetic scenes standing in: the config's data.train cannot be read here ({exc})"
     if synthetic:
-        train_data = {"type": "synthetic", "split": "train", "num_samples": int(samples),
-                      "size": list(transforms["size"]), "seed": 0, "transforms": transforms}
+        train_data = {
+            "type": "synthetic",
+            "split": "train",
+            "num_samples": int(samples),
+            "size": list(transforms["size"]),
+            "seed": 0,
+            "transforms": transforms,
+        }
         if not description.startswith("synthetic"):
             description = "synthetic scenes (asked for)"
     cfg["data"] = {"train": train_data}  # no validation here
@@ -111,8 +123,11 @@ def _plain_step(cfg: dict, device: torch.device, batch: dict) -> Callable[[], No
     model = build_model(cfg).to(device).train()
     tasks = parse_tasks(cfg["tasks"])
     lr = float(cfg["train"].get("lr", 1e-3))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if cfg["train"].get("optimizer") == "sgd" \
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        if cfg["train"].get("optimizer") == "sgd"
         else torch.optim.AdamW(model.parameters(), lr=lr)
+    )
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -120,6 +135,7 @@ def _plain_step(cfg: dict, device: torch.device, batch: dict) -> Callable[[], No
         losses = compute_losses(model(b["image"]), b, tasks)
         sum(losses.values()).backward()
         opt.step()
+
     return step
 
 
@@ -127,6 +143,7 @@ def _trainer_step(trainer) -> Callable[[], None]:
     def step():
         trainer._train_step([trainer.fixed_batch])
         trainer.scheduler.step()
+
     return step
 
 
@@ -144,15 +161,29 @@ def _loader_rate(trainer, workers: int, batches: int) -> dict:
     seconds = time.perf_counter() - t0
     del loader
     rate = images / seconds if seconds > 0 else None
-    return {"workers": int(workers), "images": images, "seconds": round(seconds, 3), "images_per_s": rate,
-            "images_per_s_per_worker": rate / max(1, int(workers)) if rate else None,
-            "ms_per_image": 1000.0 * seconds / images if images else None}
+    return {
+        "workers": int(workers),
+        "images": images,
+        "seconds": round(seconds, 3),
+        "images_per_s": rate,
+        "images_per_s_per_worker": rate / max(1, int(workers)) if rate else None,
+        "ms_per_image": 1000.0 * seconds / images if images else None,
+    }
 
 
-def train_benchmark(config="nyud", device="cpu", size: Optional[tuple[int, int]] = None,
-                    batch_size: Optional[int] = None, settings: Sequence[str] = DEFAULT_TRAIN_SETTINGS,
-                    warmup: int = 2, reps: int = 8, loader_workers: Sequence[int] = (0,), loader_batches: int = 8,
-                    synthetic: Optional[bool] = None, log: Optional[Callable[[str], None]] = None) -> dict:
+def train_benchmark(
+    config="nyud",
+    device="cpu",
+    size: Optional[tuple[int, int]] = None,
+    batch_size: Optional[int] = None,
+    settings: Sequence[str] = DEFAULT_TRAIN_SETTINGS,
+    warmup: int = 2,
+    reps: int = 8,
+    loader_workers: Sequence[int] = (0,),
+    loader_batches: int = 8,
+    synthetic: Optional[bool] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> dict:
     """Time the training step under each setting and the data pipeline (see the module docstring).
 
     Args:
@@ -195,9 +226,20 @@ def train_benchmark(config="nyud", device="cpu", size: Optional[tuple[int, int]]
     workdir = tempfile.mkdtemp(prefix="hydranet-trainbench-")
     fixed = None
     for name in settings:
-        row = {"setting": name, "description": TRAIN_SETTINGS[name], "status": "ok", "reason": None,
-               "device": str(device), "batch": batch, "size": f"{w}x{h}", "step_ms_median": None,
-               "step_ms_p90": None, "images_per_s": None, "vs_plain": None, "setup_s": None}
+        row = {
+            "setting": name,
+            "description": TRAIN_SETTINGS[name],
+            "status": "ok",
+            "reason": None,
+            "device": str(device),
+            "batch": batch,
+            "size": f"{w}x{h}",
+            "step_ms_median": None,
+            "step_ms_p90": None,
+            "images_per_s": None,
+            "vs_plain": None,
+            "setup_s": None,
+        }
         rows[name] = row
         if name.startswith("amp") and device.type != "cuda":
             row.update(status="skipped", reason="AMP training is CUDA-only (train.amp is ignored on CPU)")
@@ -244,11 +286,18 @@ def train_benchmark(config="nyud", device="cpu", size: Optional[tuple[int, int]]
             log(f"[train {batch} x {w}x{h}] timing the data loader with {workers} worker(s)")
             loader.append(_loader_rate(probe_trainer, workers, loader_batches))
     machine["loadavg_after"] = machine_info(device)["loadavg"]
-    return {"machine": machine, "config": cfg, "data": data_note, "batch": batch, "size": f"{w}x{h}",
-            "settings": {s: TRAIN_SETTINGS[s] for s in settings},
-            "timing": "warm-up steps, then 4 rounds over the settings, each an untimed step then reps/4 timed steps; "
-                      "median and p90",
-            "rows": list(rows.values()), "loader": loader}
+    return {
+        "machine": machine,
+        "config": cfg,
+        "data": data_note,
+        "batch": batch,
+        "size": f"{w}x{h}",
+        "settings": {s: TRAIN_SETTINGS[s] for s in settings},
+        "timing": "warm-up steps, then 4 rounds over the settings, each an untimed step then reps/4 timed steps; "
+        "median and p90",
+        "rows": list(rows.values()),
+        "loader": loader,
+    }
 
 
 def format_train_table(result: dict) -> str:
@@ -262,20 +311,31 @@ def format_train_table(result: dict) -> str:
             table.append((row["setting"], row["status"], "", "", "", ""))
             notes.append(f"  {row['setting']}: {row['status']}: {row['reason']}")
             continue
-        table.append((row["setting"], f"{row['step_ms_median']:.1f}", f"{row['step_ms_p90']:.1f}",
-                      f"{row['images_per_s']:.2f}", f"{row['vs_plain']:.2f}x" if row["vs_plain"] else "-",
-                      f"{row['setup_s']:.1f}"))
+        table.append(
+            (
+                row["setting"],
+                f"{row['step_ms_median']:.1f}",
+                f"{row['step_ms_p90']:.1f}",
+                f"{row['images_per_s']:.2f}",
+                f"{row['vs_plain']:.2f}x" if row["vs_plain"] else "-",
+                f"{row['setup_s']:.1f}",
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for i, r in enumerate(table):
         lines.append("  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * wd for wd in widths))
     for entry in result.get("loader", []):
-        lines.append(f"data loader, {entry['workers']} worker(s): {entry['images_per_s']:.1f} images/s "
-                     f"({entry['images_per_s_per_worker']:.1f} per worker, {entry['ms_per_image']:.1f} ms per image)")
+        lines.append(
+            f"data loader, {entry['workers']} worker(s): {entry['images_per_s']:.1f} images/s "
+            f"({entry['images_per_s_per_worker']:.1f} per worker, {entry['ms_per_image']:.1f} ms per image)"
+        )
     m = result.get("machine", {})
-    lines.append(f"{m.get('cpu')} ({m.get('cpu_count')} cpus, {m.get('torch_threads')} torch threads), "
-                 f"torch {m.get('torch')}" + (f", {m['gpu']}" if m.get("gpu") else ""))
+    lines.append(
+        f"{m.get('cpu')} ({m.get('cpu_count')} cpus, {m.get('torch_threads')} torch threads), "
+        f"torch {m.get('torch')}" + (f", {m['gpu']}" if m.get("gpu") else "")
+    )
     if notes:
         lines.append("not measured:")
         lines.extend(notes)

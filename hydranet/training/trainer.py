@@ -19,6 +19,7 @@ What it guarantees:
   or synchronised, see :mod:`.batchnorm`), validate on shards with all-reduced metrics, and
   rank 0 alone writes and prints.
 """
+
 from __future__ import annotations
 
 import random
@@ -62,8 +63,12 @@ def _rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": random.getstate(),
     }
 
@@ -73,8 +78,9 @@ def _set_rng_state(state: dict) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 
@@ -126,8 +132,15 @@ class Trainer:
             values, e.g. ``train.lr`` or ``train.steps``, then apply from the resumed step).
     """
 
-    def __init__(self, config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None,
-                 progress: bool = True, allow_changes: bool = False):
+    def __init__(
+        self,
+        config: Any,
+        out_dir: str | Path,
+        device: str = "cpu",
+        resume: Any = None,
+        progress: bool = True,
+        allow_changes: bool = False,
+    ):
         self.cfg = load_config(config)
         self.train_cfg, self.loss_cfg = training_settings(self.cfg)
         if "data" not in self.cfg or "train" not in (self.cfg.get("data") or {}):
@@ -164,21 +177,29 @@ class Trainer:
         self.model = prepare_batchnorm(self.model, tc, self.ctx, self.device)
 
         data_cfg = self.cfg["data"]
-        self.train_set = SeededSamples(build_dataset(data_cfg["train"], self.tasks, train=True,
-                                                        normalization=self.normalization), int(tc["seed"]))
-        self.val_set = (build_dataset(data_cfg["val"], self.tasks, train=False, normalization=self.normalization)
-                        if data_cfg.get("val") else None)
+        self.train_set = SeededSamples(
+            build_dataset(data_cfg["train"], self.tasks, train=True, normalization=self.normalization), int(tc["seed"])
+        )
+        self.val_set = (
+            build_dataset(data_cfg["val"], self.tasks, train=False, normalization=self.normalization)
+            if data_cfg.get("val")
+            else None
+        )
         self.collate = make_collate(self.tasks)
         self.steps_per_epoch = ResumableBatchSampler.batches_per_epoch(
-            len(self.train_set), int(tc["batch_size"]), self.ctx.world_size) // int(tc["accumulate"])
+            len(self.train_set), int(tc["batch_size"]), self.ctx.world_size
+        ) // int(tc["accumulate"])
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"data.train: {len(self.train_set)} samples make less than one step of "
-                              f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)")
+            raise ConfigError(
+                f"data.train: {len(self.train_set)} samples make less than one step of "
+                f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)"
+            )
 
         self.optimizer = build_optimizer(param_groups(self.model, self.weighting, tc, self.loss_cfg), tc)
         self.scheduler = build_scheduler(self.optimizer, tc)
-        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc["amp"]) \
-            if self.device.type == "cuda" else None
+        self.amp_dtype = (
+            {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc["amp"]) if self.device.type == "cuda" else None
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.step = 0
@@ -192,8 +213,10 @@ class Trainer:
         self.ddp = None
         if self.ctx.enabled:
             self.ddp = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)  # heads of tasks without labels in a batch are unused
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )  # heads of tasks without labels in a batch are unused
         # The training forward; the checkpoint keeps the plain module's state either way.
         self.forward = self.ddp or self.model
         if tc["compile"]:
@@ -229,13 +252,16 @@ class Trainer:
         ckpt = read_checkpoint(path)
         for key in ("optimizer", "scheduler", "step", "weighting", "rng"):
             if key not in ckpt:
-                raise CheckpointError(f"{path}: not a training checkpoint (no {key!r}); "
-                                      f"use it as --weights / model init instead")
+                raise CheckpointError(
+                    f"{path}: not a training checkpoint (no {key!r}); use it as --weights / model init instead"
+                )
         changes = config_changes(ckpt["config"], self.cfg)
         if changes and not self.allow_changes:
-            raise ConfigError(f"--resume {path}: the config differs from the checkpoint's in "
-                              f"{'; '.join(changes)}. Resume with the same config and --steps, or pass "
-                              f"--allow-changes to continue with the new values from step {ckpt['step']}")
+            raise ConfigError(
+                f"--resume {path}: the config differs from the checkpoint's in "
+                f"{'; '.join(changes)}. Resume with the same config and --steps, or pass "
+                f"--allow-changes to continue with the new values from step {ckpt['step']}"
+            )
         fresh_groups = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
         fresh_base_lrs = list(self.scheduler.base_lrs)
         try:
@@ -266,11 +292,23 @@ class Trainer:
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         tc = self.train_cfg
         self.train_set.epoch = epoch
-        sampler = ResumableBatchSampler(len(self.train_set), int(tc["batch_size"]), int(tc["seed"]), epoch,
-                                        self.ctx.rank, self.ctx.world_size, start_batch=start_batch)
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
-                          num_workers=int(tc["workers"]), pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(int(tc["seed"]) + epoch))
+        sampler = ResumableBatchSampler(
+            len(self.train_set),
+            int(tc["batch_size"]),
+            int(tc["seed"]),
+            epoch,
+            self.ctx.rank,
+            self.ctx.world_size,
+            start_batch=start_batch,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=int(tc["workers"]),
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(int(tc["seed"]) + epoch),
+        )
 
     def _check_finite(self, losses: dict) -> Optional[str]:
         for name, value in losses.items():
@@ -285,9 +323,10 @@ class Trainer:
         params = list(self.weighting.parameters())
         if not params:
             return
-        flat = torch.stack([p.grad.sum() if p.grad is not None else torch.zeros((), device=self.device)
-                            for p in params] + [torch.tensor(float(p.grad is not None), device=self.device)
-                                                for p in params])
+        flat = torch.stack(
+            [p.grad.sum() if p.grad is not None else torch.zeros((), device=self.device) for p in params]
+            + [torch.tensor(float(p.grad is not None), device=self.device) for p in params]
+        )
         dist.all_reduce(flat)
         n = len(params)
         for i, p in enumerate(params):
@@ -318,8 +357,10 @@ class Trainer:
                         if self.ctx.is_main:
                             tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
                         return None
-                    raise TrainingError(f"{problem}; training stopped, last checkpoint left as it was "
-                                        f"(set train.on_nan: skip to skip such steps)")
+                    raise TrainingError(
+                        f"{problem}; training stopped, last checkpoint left as it was "
+                        f"(set train.on_nan: skip to skip such steps)"
+                    )
                 total, report = self.weighting(losses)
                 if total is None:
                     continue
@@ -361,11 +402,17 @@ class Trainer:
         if self.val_set is None:
             return None
         shard = torch.utils.data.Subset(self.val_set, range(self.ctx.rank, len(self.val_set), self.ctx.world_size))
-        loader = DataLoader(shard, batch_size=int(self.train_cfg["batch_size"]), shuffle=False,
-                            collate_fn=self.collate, num_workers=int(self.train_cfg["workers"]))
+        loader = DataLoader(
+            shard,
+            batch_size=int(self.train_cfg["batch_size"]),
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=int(self.train_cfg["workers"]),
+        )
         self.model.eval()
-        result = evaluate(self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype,
-                          reduction=self.reduction)
+        result = evaluate(
+            self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype, reduction=self.reduction
+        )
         set_train_mode(self.model, self.train_cfg)
         return result
 
@@ -382,8 +429,9 @@ class Trainer:
         try:
             value = float(result["metrics"][task][metric])
         except KeyError as exc:
-            raise ConfigError(f"train.monitor: {monitor!r} is not among the validation metrics "
-                              f"(is it in the task's metrics list?)") from exc
+            raise ConfigError(
+                f"train.monitor: {monitor!r} is not among the validation metrics (is it in the task's metrics list?)"
+            ) from exc
         return value if self.monitor_lower else -value
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -401,8 +449,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
             logger = RunLogger(self.out_dir, tensorboard=bool(tc["tensorboard"]), start_step=self.step)
-        bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         status, last_val, t0 = "completed", None, time.time()
         set_train_mode(self.model, tc)
         try:
@@ -430,18 +477,26 @@ class Trainer:
                     status = "interrupted" if self.step < stop_step else "paused"
                     path = self._save("last.pt")
                     if self.ctx.is_main and status == "interrupted":
-                        tqdm.write(f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; "
-                                   f"saved {path}")
+                        tqdm.write(
+                            f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; saved {path}"
+                        )
         finally:
             bar.close()
             if logger is not None:
                 logger.close()
         if status == "completed" and self.skipped_steps > float(tc["max_skipped"]) * self.step:
             status = "too_many_skipped"
-        summary = {"status": status, "step": self.step, "seconds": time.time() - t0,
-                   "skipped_steps": self.skipped_steps, "out_dir": str(self.out_dir),
-                   "last": str(self.out_dir / "last.pt"), "best": str(self.out_dir / "best.pt"),
-                   "validation": last_val, "rank": self.ctx.rank}
+        summary = {
+            "status": status,
+            "step": self.step,
+            "seconds": time.time() - t0,
+            "skipped_steps": self.skipped_steps,
+            "out_dir": str(self.out_dir),
+            "last": str(self.out_dir / "last.pt"),
+            "best": str(self.out_dir / "best.pt"),
+            "validation": last_val,
+            "rank": self.ctx.rank,
+        }
         if self.ctx.is_main and status == "completed" and tc["plots"]:
             from .plots import plot_run
 
@@ -451,9 +506,14 @@ class Trainer:
     def _log_step(self, out: dict, logger: Optional[RunLogger], bar) -> None:
         report = out["report"]
         if self.progress:
-            bar.set_postfix_str(" ".join(
-                f"{name}:{r['loss']:.3g}" + (f" s2={r['sigma2']:.2g}" if "sigma2" in r else "")
-                + f" w={r['weight']:.2g}" for name, r in report.items()))
+            bar.set_postfix_str(
+                " ".join(
+                    f"{name}:{r['loss']:.3g}"
+                    + (f" s2={r['sigma2']:.2g}" if "sigma2" in r else "")
+                    + f" w={r['weight']:.2g}"
+                    for name, r in report.items()
+                )
+            )
         if logger is None or (self.step % int(self.train_cfg["log_every"]) and self.step != 1):
             return
         fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
@@ -461,9 +521,14 @@ class Trainer:
             for key in fields:
                 if key in r:
                     fields[key][name] = float(r[key])
-        logger.log("step", self.step, total=out["total"], lr=self.optimizer.param_groups[0]["lr"],
-                   **{k: v for k, v in fields.items() if v},
-                   **({"head_grad_norm": out["head_grad_norm"]} if out["head_grad_norm"] else {}))
+        logger.log(
+            "step",
+            self.step,
+            total=out["total"],
+            lr=self.optimizer.param_groups[0]["lr"],
+            **{k: v for k, v in fields.items() if v},
+            **({"head_grad_norm": out["head_grad_norm"]} if out["head_grad_norm"] else {}),
+        )
 
     def _validate_and_keep_best(self, logger: Optional[RunLogger]) -> Optional[dict]:
         result = self.validate()
@@ -501,8 +566,15 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return removed
 
 
-def train(config: Any, out_dir: str | Path, device: str = "cpu", resume: Any = None, progress: bool = True,
-          until: Optional[int] = None, allow_changes: bool = False) -> dict:
+def train(
+    config: Any,
+    out_dir: str | Path,
+    device: str = "cpu",
+    resume: Any = None,
+    progress: bool = True,
+    until: Optional[int] = None,
+    allow_changes: bool = False,
+) -> dict:
     """Train from ``config`` into ``out_dir`` (see :class:`Trainer`); returns the run summary.
 
     ``until``: stop at that step with ``last.pt`` saved (see :meth:`Trainer.fit`).

@@ -8,10 +8,39 @@ ImageNet encoder weights are handled by the encoders themselves
 (``model.encoder_weights: imagenet`` or a local file, see ``hydranet.models.encoders``).
 See ``weights/README.md`` for the known checkpoints.
 """
-from .mtrn import (DATASETS, KNOWN_CHECKPOINTS, NORMALIZATION, Layout, convert, convert_file,
-                   convert_state_dict, detect_layout, load_original, map_key, nyud_class_names,
-                   original_key_shapes, read_original, strip_module_prefix, synthetic_original_state_dict)
 
-__all__ = ["DATASETS", "KNOWN_CHECKPOINTS", "NORMALIZATION", "Layout", "convert", "convert_file",
-           "convert_state_dict", "detect_layout", "load_original", "map_key", "nyud_class_names",
-           "original_key_shapes", "read_original", "strip_module_prefix", "synthetic_original_state_dict"]
+from .mtrn import (
+    DATASETS,
+    KNOWN_CHECKPOINTS,
+    NORMALIZATION,
+    Layout,
+    convert,
+    convert_file,
+    convert_state_dict,
+    detect_layout,
+    load_original,
+    map_key,
+    nyud_class_names,
+    original_key_shapes,
+    read_original,
+    strip_module_prefix,
+    synthetic_original_state_dict,
+)
+
+__all__ = [
+    "DATASETS",
+    "KNOWN_CHECKPOINTS",
+    "NORMALIZATION",
+    "Layout",
+    "convert",
+    "convert_file",
+    "convert_state_dict",
+    "detect_layout",
+    "load_original",
+    "map_key",
+    "nyud_class_names",
+    "original_key_shapes",
+    "read_original",
+    "strip_module_prefix",
+    "synthetic_original_state_dict",
+]

@@ -12,6 +12,7 @@ Offline, an original file placed by hand in that folder under its own name is ve
 and converted the same way; otherwise a :class:`~hydranet.errors.WeightsUnavailableError`
 says which file to fetch and where to put it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,7 @@ from typing import Optional, Union
 
 from ..errors import CheckpointError, WeightsUnavailableError
 
-__all__ = ["KNOWN_MODELS", "DEFAULT_BASE_URL", "base_url", "cache_dir", "git_blob_id", "is_known_model",
-           "fetch_model"]
+__all__ = ["KNOWN_MODELS", "DEFAULT_BASE_URL", "base_url", "cache_dir", "git_blob_id", "is_known_model", "fetch_model"]
 
 #: Where the authors keep their files (branch master of DrSleep/multi-task-refinenet).
 DEFAULT_BASE_URL = "https://github.com/DrSleep/multi-task-refinenet/raw/master/weights/"
@@ -34,8 +34,7 @@ DEFAULT_BASE_URL = "https://github.com/DrSleep/multi-task-refinenet/raw/master/w
 KNOWN_MODELS = {
     "mtrn-nyud-joint": {"file": "ExpNYUD_joint.ckpt", "git_blob": "56f5f5a6bc08a64f36e83547140add41baa4216d"},
     "mtrn-kitti-joint": {"file": "ExpKITTI_joint.ckpt", "git_blob": "d9386a96f748001406c622100ce944333d1967ff"},
-    "mtrn-nyudkitti-joint": {"file": "ExpNYUDKITTI_joint.ckpt",
-                             "git_blob": "54f57cc2bd15e5cdfa9f3f1eaba9760951218bfa"},
+    "mtrn-nyudkitti-joint": {"file": "ExpNYUDKITTI_joint.ckpt", "git_blob": "54f57cc2bd15e5cdfa9f3f1eaba9760951218bfa"},
     "mtrn-nyud-three": {"file": "ExpNYUD_three.ckpt", "git_blob": "6f412c152600827cabff5e1b66efad50090c16a7"},
 }
 
@@ -71,9 +70,11 @@ def git_blob_id(path: Union[str, Path]) -> str:
 
 
 def _manual_steps(name: str, url: str, raw: Path) -> str:
-    return (f"fetch {url} by hand and put it at {raw} (it is verified and converted on the next use of "
-            f"{name!r}); or convert it yourself with `hydranet convert {raw.name} {name}.pt` and pass "
-            f"--weights {name}.pt")
+    return (
+        f"fetch {url} by hand and put it at {raw} (it is verified and converted on the next use of "
+        f"{name!r}); or convert it yourself with `hydranet convert {raw.name} {name}.pt` and pass "
+        f"--weights {name}.pt"
+    )
 
 
 def _download(url: str, dst: Path, progress: bool) -> None:
@@ -84,8 +85,15 @@ def _download(url: str, dst: Path, progress: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dst.name,
-                      disable=not progress, leave=False) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dst.name,
+                disable=not progress,
+                leave=False,
+            ) as bar:
                 for chunk in iter(lambda: resp.read(_CHUNK), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -131,15 +139,18 @@ def fetch_model(name: str, progress: bool = True, force: bool = False) -> Path:
             _download(url, raw, progress)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise WeightsUnavailableError(f"model {name!r}: cannot download {url} ({reason}). "
-                                          + _manual_steps(name, url, raw)) from exc
+            raise WeightsUnavailableError(
+                f"model {name!r}: cannot download {url} ({reason}). " + _manual_steps(name, url, raw)
+            ) from exc
     found = git_blob_id(raw)
     if found != entry["git_blob"]:
         raw.unlink(missing_ok=True)
-        raise CheckpointError(f"model {name!r}: {entry['file']} from {url} has git blob id {found}, expected "
-                              f"{entry['git_blob']}; the file was deleted and nothing was cached (a changed or "
-                              f"truncated download). Try again, or " + _manual_steps(name, url, raw))
-    convert(raw, converted)   # written atomically (temporary file + rename)
+        raise CheckpointError(
+            f"model {name!r}: {entry['file']} from {url} has git blob id {found}, expected "
+            f"{entry['git_blob']}; the file was deleted and nothing was cached (a changed or "
+            f"truncated download). Try again, or " + _manual_steps(name, url, raw)
+        )
+    convert(raw, converted)  # written atomically (temporary file + rename)
     raw.unlink(missing_ok=True)
     return converted
 

@@ -29,6 +29,7 @@ Files are read with ``torch.load(weights_only=True)``: pickled code is refused. 
 NumPy's plain-data reconstructors (arrays, scalars, dtypes, which old training scripts
 stored for e.g. the best validation score) are allowed besides tensors.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,19 +62,35 @@ DATASETS = {
 
 #: The authors' published checkpoints, by layout name.
 KNOWN_CHECKPOINTS = {
-    "nyud_joint": {"file": "ExpNYUD_joint.ckpt", "segm_classes": 40, "heads": ("segm", "depth"),
-                   "datasets": ("nyud",)},
-    "kitti_joint": {"file": "ExpKITTI_joint.ckpt", "segm_classes": 6, "heads": ("segm", "depth"),
-                    "datasets": ("kitti",)},
-    "nyudkitti_joint": {"file": "ExpNYUDKITTI_joint.ckpt", "segm_classes": 46, "heads": ("segm", "depth"),
-                        "datasets": ("nyud", "kitti")},
-    "nyud_three": {"file": "ExpNYUD_three.ckpt", "segm_classes": 40, "heads": ("segm", "depth", "normal"),
-                   "datasets": ("nyud",)},
+    "nyud_joint": {"file": "ExpNYUD_joint.ckpt", "segm_classes": 40, "heads": ("segm", "depth"), "datasets": ("nyud",)},
+    "kitti_joint": {
+        "file": "ExpKITTI_joint.ckpt",
+        "segm_classes": 6,
+        "heads": ("segm", "depth"),
+        "datasets": ("kitti",),
+    },
+    "nyudkitti_joint": {
+        "file": "ExpNYUDKITTI_joint.ckpt",
+        "segm_classes": 46,
+        "heads": ("segm", "depth"),
+        "datasets": ("nyud", "kitti"),
+    },
+    "nyud_three": {
+        "file": "ExpNYUD_three.ckpt",
+        "segm_classes": 40,
+        "heads": ("segm", "depth", "normal"),
+        "datasets": ("nyud",),
+    },
 }
 
 #: Model section of every converted config.
-MODEL_SECTION = {"encoder": "mtrn_mobilenet_v2", "decoder": "lightweight", "width": 256, "crp_stages": 4,
-                 "encoder_weights": None}
+MODEL_SECTION = {
+    "encoder": "mtrn_mobilenet_v2",
+    "decoder": "lightweight",
+    "width": 256,
+    "crp_stages": 4,
+    "encoder_weights": None,
+}
 
 _PACKAGE = Path(__file__).resolve().parent
 #: Keys, shapes and dtypes of the authors' three-task (40 classes + depth + normals) network.
@@ -102,6 +119,7 @@ def nyud_class_names() -> tuple:
 
 
 # --- layout -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -164,8 +182,10 @@ class Layout:
             "class_names": {t["name"]: list(t["class_names"]) for t in self.tasks if t.get("class_names")},
         }
         if "depth" in self.heads:
-            per_dataset = {d: {"png_scale": DATASETS[d]["depth_png_scale"], "max_depth": DATASETS[d]["max_depth"]}
-                           for d in self.datasets}
+            per_dataset = {
+                d: {"png_scale": DATASETS[d]["depth_png_scale"], "max_depth": DATASETS[d]["max_depth"]}
+                for d in self.datasets
+            }
             single = per_dataset[self.datasets[0]] if len(self.datasets) == 1 else {}
             meta["depth"] = {
                 "task": "depth",
@@ -182,7 +202,7 @@ def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict:
     """Drop the ``module.`` prefix that ``nn.DataParallel`` puts in front of every key."""
     keys = list(state_dict)
     if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -198,13 +218,15 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
         sample = ", ".join(list(sd)[:5])
         raise CheckpointError(
             "not a Multi-Task RefineNet state dict: none of the heads "
-            f"{', '.join(h + '.weight' for h in ORIGINAL_HEADS)} is present (keys begin: {sample or 'none'})")
+            f"{', '.join(h + '.weight' for h in ORIGINAL_HEADS)} is present (keys begin: {sample or 'none'})"
+        )
     segm_classes = None
     if "segm" in heads:
         w = sd.get("segm.weight")
         if not isinstance(w, torch.Tensor) or w.dim() != 4:
-            raise CheckpointError("the state dict has pre_segm.weight but no 4-d segm.weight: "
-                                  "cannot tell the number of classes")
+            raise CheckpointError(
+                "the state dict has pre_segm.weight but no 4-d segm.weight: cannot tell the number of classes"
+            )
         segm_classes = int(w.shape[0])
     datasets = {40: ("nyud",), 6: ("kitti",), 46: ("nyud", "kitti")}.get(segm_classes, ())
 
@@ -218,8 +240,10 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
         kind, task_name = HEAD_TASKS[head]
         if head == "segm":
             if segm_classes == 46:
-                pieces = [("segm_nyud", 0, 40, nyud_class_names(), "nyud"),
-                          ("segm_kitti", 40, 46, KITTI_CLASS_NAMES, "kitti")]
+                pieces = [
+                    ("segm_nyud", 0, 40, nyud_class_names(), "nyud"),
+                    ("segm_kitti", 40, 46, KITTI_CLASS_NAMES, "kitti"),
+                ]
             else:
                 names = {40: nyud_class_names, 6: lambda: KITTI_CLASS_NAMES}.get(segm_classes, lambda: None)()
                 pieces = [("segm", 0, segm_classes, names, datasets[0] if len(datasets) == 1 else None)]
@@ -240,8 +264,14 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
             tasks.append(task)
         else:
             tasks.append({"name": task_name, "kind": kind})
-    return Layout(name=name, heads=heads, segm_classes=segm_classes, datasets=datasets,
-                  tasks=tuple(tasks), segm_split=tuple(split))
+    return Layout(
+        name=name,
+        heads=heads,
+        segm_classes=segm_classes,
+        datasets=datasets,
+        tasks=tuple(tasks),
+        segm_split=tuple(split),
+    )
 
 
 # --- key mapping -----------------------------------------------------------------------------
@@ -249,8 +279,10 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
 _RULES = (
     (re.compile(r"layer([1-8])\.(.+)"), lambda m: f"encoder.layer{m[1]}.{m[2]}"),
     (re.compile(r"conv([3-8])\.weight"), lambda m: f"decoder.lateral.{int(m[1]) - 3}.weight"),
-    (re.compile(r"crp([1-4])\.0\.([1-4])_outvar_dimred\.weight"),
-     lambda m: f"decoder.crp.{4 - int(m[1])}.convs.{int(m[2]) - 1}.weight"),
+    (
+        re.compile(r"crp([1-4])\.0\.([1-4])_outvar_dimred\.weight"),
+        lambda m: f"decoder.crp.{4 - int(m[1])}.convs.{int(m[2]) - 1}.weight",
+    ),
     (re.compile(r"conv_adapt([2-4])\.weight"), lambda m: f"decoder.adapt.{4 - int(m[1])}.weight"),
 )
 _HEAD_PRE = re.compile(r"pre_(segm|depth|normal)\.weight")
@@ -319,7 +351,7 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> tuple:
         if not targets:
             unplaced.append(f"{key} {tuple(tensor.shape)}: no place for it in a {layout.name} model")
         for dst, channels in targets:
-            value = tensor if channels is None else tensor[channels[0]:channels[1]]
+            value = tensor if channels is None else tensor[channels[0] : channels[1]]
             if dst not in expected:
                 unplaced.append(f"{key} -> {dst}: the model has no such tensor")
             elif tuple(value.shape) != expected[dst]:
@@ -342,6 +374,7 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> tuple:
 
 # --- files ---------------------------------------------------------------------------------------
 
+
 def _numpy_data_globals() -> list:
     """NumPy's plain-data reconstructors (arrays, scalars, dtypes), also under NumPy 1 names."""
     try:
@@ -353,13 +386,20 @@ def _numpy_data_globals() -> list:
             from numpy.core import multiarray
         except ImportError:
             return []
-    dtype_classes = [getattr(np.dtypes, n) for n in getattr(getattr(np, "dtypes", None), "__all__", [])
-                     if isinstance(getattr(np.dtypes, n), type) and issubclass(getattr(np.dtypes, n), np.dtype)]
-    return [np.ndarray, np.dtype, *dtype_classes,
-            (multiarray.scalar, "numpy.core.multiarray.scalar"),
-            (multiarray.scalar, "numpy._core.multiarray.scalar"),
-            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-            (multiarray._reconstruct, "numpy._core.multiarray._reconstruct")]
+    dtype_classes = [
+        getattr(np.dtypes, n)
+        for n in getattr(getattr(np, "dtypes", None), "__all__", [])
+        if isinstance(getattr(np.dtypes, n), type) and issubclass(getattr(np.dtypes, n), np.dtype)
+    ]
+    return [
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+        (multiarray.scalar, "numpy.core.multiarray.scalar"),
+        (multiarray.scalar, "numpy._core.multiarray.scalar"),
+        (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    ]
 
 
 def read_original(path: PathLike) -> tuple:
@@ -384,8 +424,9 @@ def read_original(path: PathLike) -> tuple:
         sd, extras = obj, {}  # a bare state dict
     else:
         keys = ", ".join(map(str, list(obj)[:8])) if isinstance(obj, Mapping) else type(obj).__name__
-        raise CheckpointError(f"{path}: no 'state_dict' entry (found: {keys}); not an original "
-                              "Multi-Task RefineNet checkpoint")
+        raise CheckpointError(
+            f"{path}: no 'state_dict' entry (found: {keys}); not an original Multi-Task RefineNet checkpoint"
+        )
     plain = {}
     for k, v in extras.items():
         if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -448,12 +489,18 @@ def convert(src: PathLike, dst: PathLike) -> dict:
     model = build_model(config, progress=False)
     model.load_state_dict(state, strict=True)
     save_model(model.eval(), dst, meta=meta)
-    return {"layout": meta["layout"], "description": meta["description"],
-            "tensors_in": meta["source_file"]["tensors"], "tensors_out": len(state),
-            "tasks": [t["name"] for t in config["tasks"]], "meta": meta}
+    return {
+        "layout": meta["layout"],
+        "description": meta["description"],
+        "tensors_in": meta["source_file"]["tensors"],
+        "tensors_out": len(state),
+        "tasks": [t["name"] for t in config["tasks"]],
+        "meta": meta,
+    }
 
 
 # --- the reference key table and synthetic originals (tests, demos) -------------------------
+
 
 def original_key_shapes(segm_classes: int = 40, normals: bool = True) -> dict:
     """Keys and shapes of an original state dict, from the authors' three-task key table.
@@ -477,8 +524,9 @@ def original_key_shapes(segm_classes: int = 40, normals: bool = True) -> dict:
     return out
 
 
-def synthetic_original_state_dict(segm_classes: int = 40, normals: bool = False, seed: int = 0,
-                                  scale: float = 0.1) -> dict:
+def synthetic_original_state_dict(
+    segm_classes: int = 40, normals: bool = False, seed: int = 0, scale: float = 0.1
+) -> dict:
     """A state dict in the original layout with random values (for tests and offline demos).
 
     BatchNorm running variances are positive and ``num_batches_tracked`` are int64 counts.

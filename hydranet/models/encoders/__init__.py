@@ -5,6 +5,7 @@
 ``weights`` is ``None`` (random init), ``"imagenet"`` (the providing library's weights
 mechanism, which needs network or its cache) or the path of a local state-dict file.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -36,8 +37,10 @@ def check_encoder_name(name) -> str:
     """``name`` if it names an encoder (a key of :data:`ENCODERS` or ``timm:MODEL``), else ConfigError."""
     if isinstance(name, str) and (name in ENCODERS or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX))):
         return name
-    raise ConfigError(f"model.encoder: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}, "
-                      f"or {TIMM_PREFIX}MODEL for any timm backbone (pip install 'hydranet[timm]')")
+    raise ConfigError(
+        f"model.encoder: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}, "
+        f"or {TIMM_PREFIX}MODEL for any timm backbone (pip install 'hydranet[timm]')"
+    )
 
 
 def build_encoder(name: str, weights=None, progress: bool = True, **options) -> Encoder:
@@ -45,11 +48,20 @@ def build_encoder(name: str, weights=None, progress: bool = True, **options) -> 
     check_encoder_name(name)
     try:
         if name.startswith(TIMM_PREFIX):
-            return timm_encoder(name[len(TIMM_PREFIX):], weights=weights, progress=progress, **options)
+            return timm_encoder(name[len(TIMM_PREFIX) :], weights=weights, progress=progress, **options)
         return ENCODERS[name](weights=weights, progress=progress, **options)
     except TypeError as exc:
         raise ConfigError(f"model.encoder_options: {exc}") from exc
 
 
-__all__ = ["ENCODERS", "Encoder", "StagedEncoder", "MTRNMobileNetV2", "MTRNInvertedResidual", "ViTEncoder",
-           "TimmEncoder", "build_encoder", "check_encoder_name"]
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "StagedEncoder",
+    "MTRNMobileNetV2",
+    "MTRNInvertedResidual",
+    "ViTEncoder",
+    "TimmEncoder",
+    "build_encoder",
+    "check_encoder_name",
+]

@@ -13,6 +13,7 @@ Every encoder keeps this contract (decoders and heads rely on it, so no magic nu
   mean token) as an ``N x C x 1 x 1`` map, and skips the dense features when ``dense``
   is False.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,7 +89,7 @@ def stages_by_stride(blocks: Sequence[nn.Module], min_stride: int = 4) -> Staged
     stages, start, channels, strides = [], 0, [], []
     for stride in sorted(last):
         i, c = last[stride]
-        stages.append(nn.Sequential(*blocks[start:i + 1]))
+        stages.append(nn.Sequential(*blocks[start : i + 1]))
         start = i + 1
         channels.append(c)
         strides.append(stride)
@@ -124,7 +125,8 @@ def load_matching(model: nn.Module, sd: dict, source: str, name: str) -> None:
     if missing or unexpected:
         raise WeightsUnavailableError(
             f"{source!r} does not match {name}: missing keys {missing[:5]}"
-            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}")
+            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+        )
 
 
 def torchvision_weights(builder: Callable, weights_enum, weights, progress: bool, **kwargs) -> nn.Module:
@@ -140,7 +142,8 @@ def torchvision_weights(builder: Callable, weights_enum, weights, progress: bool
                 f"could not fetch ImageNet weights ({exc}). Offline? Download {url} on a machine "
                 f"with network and pass the file with --encoder-weights PATH "
                 f"(config: model.encoder_weights: PATH), or copy it to torch's hub cache "
-                f"({torch.hub.get_dir()}/checkpoints/).") from exc
+                f"({torch.hub.get_dir()}/checkpoints/)."
+            ) from exc
     model = builder(weights=None, **kwargs)
     load_matching(model, load_local_state_dict(str(weights)), str(weights), builder.__name__)
     return model

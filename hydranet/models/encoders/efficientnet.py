@@ -1,4 +1,5 @@
 """torchvision's EfficientNet-B0."""
+
 from __future__ import annotations
 
 from torchvision import models as tvm

@@ -1,4 +1,5 @@
 """MobileNets: torchvision's MobileNetV2 and V3-Large, and the Multi-Task RefineNet MobileNetV2."""
+
 from __future__ import annotations
 
 import torch
@@ -9,6 +10,7 @@ from ...errors import WeightsUnavailableError
 from .base import Encoder, StagedEncoder, load_local_state_dict, stages_by_stride, torchvision_weights
 
 # --- the Multi-Task RefineNet MobileNetV2 (expand conv also in the t=1 block) -----------
+
 
 def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True):
     layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
@@ -41,8 +43,15 @@ class MTRNInvertedResidual(nn.Module):
 
 
 # (expansion t, channels c, repeats n, stride s) of layer2..layer8
-MTRN_MOBILENET_V2_CONFIG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MTRN_MOBILENET_V2_CONFIG = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MTRNMobileNetV2(Encoder):
@@ -58,8 +67,9 @@ class MTRNMobileNetV2(Encoder):
         channels, strides = [], []
         layers = [_conv_bn_relu6(3, cin, 3, stride=2)]
         for t, c, n, s in MTRN_MOBILENET_V2_CONFIG:
-            layers.append(nn.Sequential(
-                *[MTRNInvertedResidual(cin if j == 0 else c, c, t, s if j == 0 else 1) for j in range(n)]))
+            layers.append(
+                nn.Sequential(*[MTRNInvertedResidual(cin if j == 0 else c, c, t, s if j == 0 else 1) for j in range(n)])
+            )
             cin, stride = c, stride * s
             channels.append(c)
             strides.append(stride)
@@ -78,8 +88,7 @@ class MTRNMobileNetV2(Encoder):
 
 def mobilenet_v2(weights=None, progress: bool = True, width_mult: float = 1.0) -> Encoder:
     """torchvision's MobileNetV2, returning the ends of its c=24, 32, 64, 96, 160, 320 stages."""
-    net = torchvision_weights(tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, weights, progress,
-                               width_mult=width_mult)
+    net = torchvision_weights(tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, weights, progress, width_mult=width_mult)
     f = net.features
     bounds = ((0, 4), (4, 7), (7, 11), (11, 14), (14, 17), (17, 18))  # feature indices per stage
     stages = [nn.Sequential(*f[a:b]) for a, b in bounds]
@@ -93,7 +102,8 @@ def mtrn_mobilenet_v2(weights=None, progress: bool = True) -> Encoder:
     if weights == "imagenet":
         raise WeightsUnavailableError(
             "mtrn_mobilenet_v2 has no torchvision ImageNet weights; load an original Multi-Task "
-            "RefineNet checkpoint (hydranet convert) or use encoder: mobilenet_v2")
+            "RefineNet checkpoint (hydranet convert) or use encoder: mobilenet_v2"
+        )
     if weights is not None:
         sd = load_local_state_dict(str(weights))
         enc.load_state_dict(sd)
@@ -102,6 +112,7 @@ def mtrn_mobilenet_v2(weights=None, progress: bool = True) -> Encoder:
 
 def mobilenet_v3_large(weights=None, progress: bool = True, width_mult: float = 1.0) -> Encoder:
     """torchvision's MobileNetV3-Large, cut at the last block of strides 4, 8, 16 and 32."""
-    net = torchvision_weights(tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights, weights, progress,
-                              width_mult=width_mult)
+    net = torchvision_weights(
+        tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights, weights, progress, width_mult=width_mult
+    )
     return stages_by_stride(net.features)

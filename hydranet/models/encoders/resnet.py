@@ -1,4 +1,5 @@
 """torchvision's ResNets (18, 34, 50, 101): layer1..layer4 at strides 4, 8, 16, 32."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -9,8 +10,15 @@ from .base import Encoder, StagedEncoder, torchvision_weights
 
 def _resnet(name: str):
     builder = getattr(tvm, name)
-    weights_enum = getattr(tvm, {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
-                                 "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[name])
+    weights_enum = getattr(
+        tvm,
+        {
+            "resnet18": "ResNet18_Weights",
+            "resnet34": "ResNet34_Weights",
+            "resnet50": "ResNet50_Weights",
+            "resnet101": "ResNet101_Weights",
+        }[name],
+    )
 
     def build(weights=None, progress: bool = True) -> Encoder:
         net = torchvision_weights(builder, weights_enum, weights, progress)

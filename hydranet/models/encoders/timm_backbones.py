@@ -10,6 +10,7 @@ Face hub); a local file -> ``pretrained_cfg_overlay=dict(file=PATH)``, timm's ow
 Many timm weights expect ImageNet mean/std, as Hydranet's preprocessing does; some (e.g.
 ``augreg`` ViTs) expect 0.5/0.5, which fine-tuning absorbs.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ def require_timm():
     try:
         import timm
     except ImportError as exc:
-        raise ConfigError("model.encoder: timm encoders need the timm package: pip install 'hydranet[timm]' "
-                          "(or pip install timm)") from exc
+        raise ConfigError(
+            "model.encoder: timm encoders need the timm package: pip install 'hydranet[timm]' (or pip install timm)"
+        ) from exc
     return timm
 
 
@@ -38,8 +40,9 @@ def create_timm_model(name: str, weights=None, **kwargs) -> nn.Module:
     if not timm.is_model(name):
         pattern = f"*{name.split('.')[0].split('_')[0]}*"
         close = timm.list_models(pattern)[:8]
-        raise ConfigError(f"model.encoder: timm has no model {name!r}"
-                          + (f"; similar: {', '.join(close)}" if close else ""))
+        raise ConfigError(
+            f"model.encoder: timm has no model {name!r}" + (f"; similar: {', '.join(close)}" if close else "")
+        )
     if weights is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     if weights != "imagenet":
@@ -58,7 +61,8 @@ def create_timm_model(name: str, weights=None, **kwargs) -> nn.Module:
             f"Save the weights on a machine with network (timm.create_model({name!r}, pretrained=True)"
             f".state_dict(), or the hub's model file) and pass the file with --encoder-weights PATH "
             f"(config: model.encoder_weights: PATH; timm loads it via pretrained_cfg_overlay=dict(file=PATH)), "
-            f"or fill the Hugging Face cache (HF_HOME).") from exc
+            f"or fill the Hugging Face cache (HF_HOME)."
+        ) from exc
 
 
 class TimmEncoder(Encoder):

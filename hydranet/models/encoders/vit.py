@@ -14,6 +14,7 @@ normalisation) to a multiple of the patch size, the position embeddings are inte
 Parameter names follow timm's ``VisionTransformer`` (``blocks.N.attn.qkv`` ...), so timm
 state dicts load as they are; torchvision's are renamed on loading.
 """
+
 from __future__ import annotations
 
 import math
@@ -112,26 +113,47 @@ class ViTEncoder(Encoder):
 
     STRIDES = (4, 8, 16, 32)
 
-    def __init__(self, patch_size: int, depth: int, width: int, heads: int, mlp_dim: int, grid: int,
-                 out_blocks: Optional[Sequence[int]] = None, channels: Optional[Sequence[int]] = None,
-                 global_pool: str = "token", readout: str = "ignore", dropout: float = 0.0):
+    def __init__(
+        self,
+        patch_size: int,
+        depth: int,
+        width: int,
+        heads: int,
+        mlp_dim: int,
+        grid: int,
+        out_blocks: Optional[Sequence[int]] = None,
+        channels: Optional[Sequence[int]] = None,
+        global_pool: str = "token",
+        readout: str = "ignore",
+        dropout: float = 0.0,
+    ):
         opt = "model.encoder_options"
         if patch_size not in (8, 16, 32):
             raise ConfigError(f"{opt}.patch_size: 8, 16 or 32, got {patch_size!r}")
-        for key, value in (("depth", depth), ("width", width), ("heads", heads), ("mlp_dim", mlp_dim),
-                           ("image_size", grid)):
+        for key, value in (
+            ("depth", depth),
+            ("width", width),
+            ("heads", heads),
+            ("mlp_dim", mlp_dim),
+            ("image_size", grid),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{opt}.{key}: must be a positive integer (and image_size at least "
-                                  f"the patch size), got {value!r}")
+                raise ConfigError(
+                    f"{opt}.{key}: must be a positive integer (and image_size at least the patch size), got {value!r}"
+                )
         if global_pool not in ("token", "mean"):
             raise ConfigError(f"{opt}.global_pool: 'token' or 'mean', got {global_pool!r}")
         if readout not in ("ignore", "add"):
             raise ConfigError(f"{opt}.readout: 'ignore' or 'add', got {readout!r}")
         out_blocks = tuple(out_blocks) if out_blocks is not None else default_out_blocks(depth)
-        if len(out_blocks) != 4 or not all(isinstance(b, int) and 0 <= b < depth for b in out_blocks) \
-                or list(out_blocks) != sorted(out_blocks):
-            raise ConfigError(f"{opt}.out_blocks: four non-decreasing block indices in 0..{depth - 1}, "
-                              f"got {list(out_blocks)}")
+        if (
+            len(out_blocks) != 4
+            or not all(isinstance(b, int) and 0 <= b < depth for b in out_blocks)
+            or list(out_blocks) != sorted(out_blocks)
+        ):
+            raise ConfigError(
+                f"{opt}.out_blocks: four non-decreasing block indices in 0..{depth - 1}, got {list(out_blocks)}"
+            )
         channels = tuple(channels) if channels is not None else (width // 8, width // 4, width // 2, width)
         if len(channels) != 4 or not all(isinstance(c, int) and c > 0 for c in channels):
             raise ConfigError(f"{opt}.channels: four positive channel counts, got {list(channels)}")
@@ -195,8 +217,11 @@ class ViTEncoder(Encoder):
 
     def load_weights(self, sd: dict, source: str) -> None:
         """Load a timm- or torchvision-style ViT state dict (classifier heads are ignored)."""
-        sd = {k: v for k, v in (from_torchvision(sd) if "conv_proj.weight" in sd else sd).items()
-              if not k.startswith(("head.", "heads.", "fc_norm.")) and not k.startswith("reassemble.")}
+        sd = {
+            k: v
+            for k, v in (from_torchvision(sd) if "conv_proj.weight" in sd else sd).items()
+            if not k.startswith(("head.", "heads.", "fc_norm.")) and not k.startswith("reassemble.")
+        }
         if "patch_embed.proj.weight" in sd:
             sd["patch_embed.weight"] = sd.pop("patch_embed.proj.weight")
             sd["patch_embed.bias"] = sd.pop("patch_embed.proj.bias")
@@ -204,13 +229,18 @@ class ViTEncoder(Encoder):
             if old in sd:
                 sd[new] = sd.pop(old)
         pos = sd.get("pos_embedding")
-        if pos is not None and pos.shape != self.pos_embedding.shape and pos.dim() == 3 \
-                and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1:
+        if (
+            pos is not None
+            and pos.shape != self.pos_embedding.shape
+            and pos.dim() == 3
+            and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1
+        ):
             self.pos_embedding = nn.Parameter(torch.zeros_like(pos))  # the weights' own grid
         missing = [k for k in self.state_dict() if k not in sd and not k.startswith("reassemble.")]
         if missing:
-            raise WeightsUnavailableError(f"{source!r} is not a ViT state dict of this shape: "
-                                          f"missing keys {missing[:5]}")
+            raise WeightsUnavailableError(
+                f"{source!r} is not a ViT state dict of this shape: missing keys {missing[:5]}"
+            )
         load_matching(self, {**self.state_dict(), **sd}, source, "this ViT")
 
 
@@ -220,12 +250,17 @@ def from_torchvision(sd: dict) -> dict:
     for key, value in sd.items():
         k = key.replace("conv_proj.", "patch_embed.").replace("encoder.ln.", "norm.")
         k = k.replace("encoder.pos_embedding", "pos_embedding").replace("encoder.layers.encoder_layer_", "blocks.")
-        k = (k.replace(".ln_1.", ".norm1.").replace(".ln_2.", ".norm2.")
-             .replace(".self_attention.in_proj_weight", ".attn.qkv.weight")
-             .replace(".self_attention.in_proj_bias", ".attn.qkv.bias")
-             .replace(".self_attention.out_proj.", ".attn.proj.")
-             .replace(".mlp.0.", ".mlp.fc1.").replace(".mlp.3.", ".mlp.fc2.")
-             .replace(".mlp.linear_1.", ".mlp.fc1.").replace(".mlp.linear_2.", ".mlp.fc2."))
+        k = (
+            k.replace(".ln_1.", ".norm1.")
+            .replace(".ln_2.", ".norm2.")
+            .replace(".self_attention.in_proj_weight", ".attn.qkv.weight")
+            .replace(".self_attention.in_proj_bias", ".attn.qkv.bias")
+            .replace(".self_attention.out_proj.", ".attn.proj.")
+            .replace(".mlp.0.", ".mlp.fc1.")
+            .replace(".mlp.3.", ".mlp.fc2.")
+            .replace(".mlp.linear_1.", ".mlp.fc1.")
+            .replace(".mlp.linear_2.", ".mlp.fc2.")
+        )
         out[k] = value
     return out
 
@@ -251,13 +286,34 @@ def _imagenet_state_dict(source: str, progress: bool) -> dict:
 def _vit(name: str):
     patch, depth0, width0, heads0, source = VIT_CONFIGS[name]
 
-    def build(weights=None, progress: bool = True, image_size: int = 224, depth: Optional[int] = None,
-              width: Optional[int] = None, heads: Optional[int] = None, mlp_dim: Optional[int] = None,
-              out_blocks: Optional[Sequence[int]] = None, channels: Optional[Sequence[int]] = None,
-              global_pool: str = "token", readout: str = "ignore", dropout: float = 0.0) -> Encoder:
+    def build(
+        weights=None,
+        progress: bool = True,
+        image_size: int = 224,
+        depth: Optional[int] = None,
+        width: Optional[int] = None,
+        heads: Optional[int] = None,
+        mlp_dim: Optional[int] = None,
+        out_blocks: Optional[Sequence[int]] = None,
+        channels: Optional[Sequence[int]] = None,
+        global_pool: str = "token",
+        readout: str = "ignore",
+        dropout: float = 0.0,
+    ) -> Encoder:
         width = width or width0
-        enc = ViTEncoder(patch, depth or depth0, width, heads or heads0, mlp_dim or 4 * width,
-                         int(image_size) // patch, out_blocks, channels, global_pool, readout, dropout)
+        enc = ViTEncoder(
+            patch,
+            depth or depth0,
+            width,
+            heads or heads0,
+            mlp_dim or 4 * width,
+            int(image_size) // patch,
+            out_blocks,
+            channels,
+            global_pool,
+            readout,
+            dropout,
+        )
         if weights == "imagenet":
             enc.load_weights(_imagenet_state_dict(source, progress), f"{source} ImageNet weights")
         elif weights is not None:
@@ -265,8 +321,10 @@ def _vit(name: str):
         return enc
 
     build.__name__ = name
-    build.__doc__ = (f"ViT-{'S' if 's_' in name else 'B'}/{patch} with DPT reassembly; ImageNet weights from "
-                     f"{source.replace(':', ' ')}.")
+    build.__doc__ = (
+        f"ViT-{'S' if 's_' in name else 'B'}/{patch} with DPT reassembly; ImageNet weights from "
+        f"{source.replace(':', ' ')}."
+    )
     return build
 
 
