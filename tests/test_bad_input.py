@@ -381,7 +381,8 @@ def test_corpus_covers_every_command_and_is_large():
 @pytest.mark.parametrize(
     "argv,expected", [(argv, expected) for _, argv, expected in CASES], ids=[case_id for case_id, _, _ in CASES]
 )
-def test_bad_input_is_a_clear_error(corpus, capsys, argv, expected, one_thread):
+def test_bad_input_is_a_clear_error(corpus, capsys, argv, expected, one_thread, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output folders (e.g. predict's) land here, not in the checkout
     before = sorted(p.name for p in corpus.rglob("*.tmp"))
     code, out, err = _cli([a.replace("{d}", str(corpus)) for a in argv], capsys)
     assert code == 2, (out, err)

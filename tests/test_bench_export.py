@@ -68,6 +68,7 @@ def check_rows(result, n_expected):
     assert rows[0]["setting"] == "baseline" and rows[0]["speedup"] == 1.0 and rows[0]["max_abs_diff"] == 0.0
 
 
+@pytest.mark.slow
 def test_bench_cli_end_to_end_json(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "bench.json"
     settings = (
@@ -262,6 +263,7 @@ def test_onnx_static_export(tiny_model, tmp_path):
     assert dims == [2, 3, 49, 67]
 
 
+@pytest.mark.slow
 def test_onnx_runtime_forms_and_plain_layers(tmp_path):
     """The default export writes the equivalent layers (hydranet.inference.rewrites); both files match PyTorch."""
     import onnx

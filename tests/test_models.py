@@ -31,6 +31,7 @@ def test_output_shapes_every_kind_odd_size(decoder, encoder):
     assert low["maker"].shape == (2, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["lightweight", "refinenet"])
 def test_each_task_loss_reaches_its_head_and_the_encoder_only(decoder):
     model = hydranet.build_model(tiny_config(decoder))
