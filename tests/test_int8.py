@@ -138,6 +138,14 @@ def test_bench_int8_row_without_calibration_data_is_skipped_with_the_reason():
     assert rows["baseline"]["status"] == "ok"
     assert rows["onnxruntime_int8"]["status"] == "skipped"
     assert "--calibration" in rows["onnxruntime_int8"]["reason"]
+    # data named but not on this machine (the nyud config without NYUD): skipped too, naming the file
+    cfg = tiny_config()
+    cfg["data"] = {"val": {"type": "list", "list": "no/such/test.txt"}}
+    result = benchmark(
+        hydranet.build_model(cfg), sizes=[(64, 64)], settings=["onnxruntime_int8"], warmup=0, reps=1, end_to_end=False
+    )
+    row = {r["setting"]: r for r in result["rows"]}["onnxruntime_int8"]
+    assert row["status"] == "skipped" and "no/such/test.txt" in row["reason"] and "--calibration" in row["reason"]
 
 
 def test_calibration_frames_from_a_list_file_are_normalised_as_the_model_sees_them(tmp_path):

@@ -85,7 +85,7 @@ import torch
 
 from ..config import parse_size
 from ..data.transforms import Normalization
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import processing
 
 __all__ = [
@@ -388,7 +388,7 @@ def _build_runner(
             import onnxruntime  # noqa: F401
         except ImportError:
             raise Skip("onnxruntime is not installed") from None
-        from .export import export_onnx, onnx_session
+        from .export import export_onnx, onnx_runner, onnx_session
 
         static = name == "onnxruntime_static"
         frames = None
@@ -407,12 +407,7 @@ def _build_runner(
             session = onnx_session(path, str(device))
         except ConfigError as exc:
             raise Skip(str(exc)) from None
-        names = list(model.task_names)
-
-        def run(x):
-            outs = session.run(names, {"image": x.detach().cpu().numpy()})
-            return {n: torch.from_numpy(o) for n, o in zip(names, outs)}
-
+        run = onnx_runner(session, list(model.task_names))
         return _Runner(name, run, e2e_from(run, host=True), time.perf_counter() - start)
 
     options = {
@@ -448,7 +443,7 @@ def _calibration_frames(model, calibration) -> list:
     source, frames = calibration if calibration else (None, 32)
     try:
         return calibration_batches(model, source, frames)
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:  # no data named, or the named data is not on this machine
         raise Skip(f"no calibration frames: {exc} (hydranet bench --calibration CONFIG_OR_LIST)") from None
 
 

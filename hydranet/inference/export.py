@@ -50,6 +50,7 @@ __all__ = [
     "check_onnx",
     "check_torchscript",
     "onnx_session",
+    "onnx_runner",
     "TaskTuple",
     "format_check",
     "DEFAULT_OPSET",
@@ -182,9 +183,11 @@ def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
-def _onnx_runner(session, task_names):
+def onnx_runner(session, task_names):
+    """``run(images) -> {task: tensor}`` over an onnxruntime session (outputs on the CPU)."""
+
     def run(x: torch.Tensor) -> dict:
-        outs = session.run(task_names, {"image": x.numpy()})
+        outs = session.run(task_names, {"image": x.detach().float().cpu().contiguous().numpy()})
         return {name: torch.from_numpy(o) for name, o in zip(task_names, outs)}
 
     return run
@@ -208,7 +211,7 @@ def check_onnx(
     names = [o.name for o in session.get_outputs()]
     if names != list(net.task_names):
         raise RuntimeError(f"{path}: outputs {names} are not the tasks {list(net.task_names)}")
-    return _compare(net, _onnx_runner(session, names), names, sizes, batch, seed, vary_batch)
+    return _compare(net, onnx_runner(session, names), names, sizes, batch, seed, vary_batch)
 
 
 def check_opset(opset) -> int:

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from ..errors import CheckpointError
-from .export import CONFIG_METADATA_KEY, onnx_session
+from .export import CONFIG_METADATA_KEY, onnx_runner, onnx_session
 
 __all__ = ["OnnxModel", "load_onnx_model", "is_onnx_file"]
 
@@ -56,14 +56,13 @@ class OnnxModel:
         self.task_names = [t.name for t in self.tasks]
         self.quantization = meta.get("hydranet_quantization")
         self.session = onnx_session(self.path, device, threads)
+        self._run = onnx_runner(self.session, self.task_names)
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs != self.task_names:
             raise CheckpointError(f"{self.path}: outputs {outputs} are not the tasks {self.task_names} of its config")
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = images.detach().float().cpu().contiguous().numpy()
-        outs = self.session.run(self.task_names, {"image": x})
-        return {name: torch.from_numpy(o).to(images.device) for name, o in zip(self.task_names, outs)}
+        return {name: y.to(images.device) for name, y in self._run(images).items()}
 
 
 def load_onnx_model(path, device: str = "cpu", threads: Optional[int] = None) -> OnnxModel:

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 
 from ..errors import ConfigError
+from .export import _removed_on_failure
 
 __all__ = ["calibration_dataset", "calibration_batches", "quantize_onnx", "DEFAULT_CALIBRATION_FRAMES"]
 
@@ -191,8 +192,9 @@ def quantize_onnx(
             "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
         )
         tmp_dst = dst.with_name(f".{dst.name}.tmp")
-        onnx.save(model, str(tmp_dst))
-        os.replace(tmp_dst, dst)
+        with _removed_on_failure(tmp_dst, dst):
+            onnx.save(model, str(tmp_dst))
+            os.replace(tmp_dst, dst)
     return {
         "path": str(dst),
         "format": "onnx",
