@@ -63,6 +63,7 @@ __all__ = [
     "DEPTH_CMAPS",
     "DrawStyle",
     "drawn_tasks",
+    "blend_overlay",
     "render_figure",
 ]
 
@@ -627,6 +628,15 @@ def drawn_tasks(tasks: Sequence) -> tuple:
     return overlay, min(maps, key=lambda t: t.task_kind.draw_priority, default=None)
 
 
+def blend_overlay(frame: np.ndarray, pred, task, style: DrawStyle) -> tuple:
+    """``(frame with the overlay task's colours blended in, its legend or None)``; with no
+    overlay task, ``(a copy of frame, None)``. Figures, the video demo and the web demo use it."""
+    if task is None:
+        return frame.copy(), None
+    kind, value = task.task_kind, pred[task.name]
+    return overlay(frame, kind.colour_mask(task, value, style), style.alpha), kind.legend(task, value, style)
+
+
 def render_figure(frame: np.ndarray, pred, style: Optional[DrawStyle] = None) -> np.ndarray:
     """The side-by-side figure of one prediction: input | overlay | value map with its scale,
     a legend of the classes present underneath (panels only for the tasks the model has)."""
@@ -634,12 +644,9 @@ def render_figure(frame: np.ndarray, pred, style: Optional[DrawStyle] = None) ->
     overlay_task, map_task = drawn_tasks(list(pred.tasks.values()))
     fs = style.font_scale
     panels = [put_label(frame.copy(), "input", font_scale=fs)]
-    legend = None
+    blended, legend = blend_overlay(frame, pred, overlay_task, style)
     if overlay_task is not None:
-        kind, value = overlay_task.task_kind, pred[overlay_task.name]
-        blended = overlay(frame, kind.colour_mask(overlay_task, value, style), style.alpha)
         panels.append(put_label(blended, overlay_task.name, font_scale=fs))
-        legend = kind.legend(overlay_task, value, style)
     if map_task is not None:
         panels += map_task.task_kind.draw_map(map_task, pred[map_task.name], style)
     figure = hstack(panels, gap=4)

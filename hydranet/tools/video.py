@@ -309,14 +309,7 @@ class DemoRenderer:
         vis, style = self.vis, self.style
         if frame.shape[:2] != (self.h, self.w):
             raise ValueError(f"frame of size {frame.shape[:2]}, the renderer was made for {(self.h, self.w)}")
-        legend = None
-        if self.overlay_task:
-            spec, kind = self.overlay_task, self.overlay_task.task_kind
-            value = pred[spec.name]
-            left = vis.overlay(frame, kind.colour_mask(spec, value, style), style.alpha)
-            legend = kind.legend(spec, value, style)
-        else:
-            left = frame.copy()
+        left, legend = vis.blend_overlay(frame, pred, self.overlay_task, style)
         if fps_text:
             vis.put_label(left, fps_text, (3, 3), style.font_scale)
         panels = [left]

@@ -65,10 +65,7 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tu
     h, w = rgb.shape[:2]
     style = vis.DrawStyle(config=dict(predictor.config), font_scale=vis.font_scale_for(h), palette=palette)
     overlay_task, map_task = vis.drawn_tasks(predictor.tasks)
-    overlay = rgb.copy()
-    if overlay_task is not None:
-        mask = overlay_task.task_kind.colour_mask(overlay_task, pred[overlay_task.name], style)
-        overlay = vis.overlay(rgb, mask, style.alpha)
+    overlay, _ = vis.blend_overlay(rgb, pred, overlay_task, style)
     dense = vis.hstack(map_task.task_kind.draw_map(map_task, pred[map_task.name], style)) if map_task else None
     ply = None
     dep = pred.first("depth")
