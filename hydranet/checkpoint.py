@@ -208,10 +208,9 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     :mod:`hydranet.weights.hub`): it is downloaded, verified and converted on first use.
     """
     from .models import build_model
-    from .weights.hub import fetch_model, is_known_model
+    from .weights.hub import file_or_known_model
 
-    if is_known_model(str(path)) and not Path(path).is_file():
-        path = fetch_model(str(path))
+    path = file_or_known_model(path)
     ckpt = read_checkpoint(path)
     cfg = checked_config(path, ckpt)
     check_weight_shapes(path, cfg, ckpt["model"])

@@ -39,13 +39,11 @@ def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
         WeightsUnavailableError: a known model cannot be downloaded (offline).
     """
     if weights:
-        path = Path(weights).expanduser()
+        from ..weights.hub import KNOWN_MODELS, file_or_known_model
+
+        path = file_or_known_model(weights)
         if path.is_file():
             return path
-        from ..weights.hub import KNOWN_MODELS, fetch_model, is_known_model
-
-        if is_known_model(str(weights)):
-            return fetch_model(str(weights))
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not exist (nor is it a known model name: {', '.join(KNOWN_MODELS)})"
         )

@@ -25,7 +25,16 @@ from typing import Optional, Union
 
 from ..errors import CheckpointError, WeightsUnavailableError
 
-__all__ = ["KNOWN_MODELS", "DEFAULT_BASE_URL", "base_url", "cache_dir", "git_blob_id", "is_known_model", "fetch_model"]
+__all__ = [
+    "KNOWN_MODELS",
+    "DEFAULT_BASE_URL",
+    "base_url",
+    "cache_dir",
+    "git_blob_id",
+    "is_known_model",
+    "fetch_model",
+    "file_or_known_model",
+]
 
 #: Where the authors keep their files (branch master of DrSleep/multi-task-refinenet).
 DEFAULT_BASE_URL = "https://github.com/DrSleep/multi-task-refinenet/raw/master/weights/"
@@ -44,6 +53,14 @@ _CHUNK = 1 << 20
 def is_known_model(name) -> bool:
     """True for the names of :data:`KNOWN_MODELS` (``mtrn-nyud-joint`` ...)."""
     return isinstance(name, str) and name in KNOWN_MODELS
+
+
+def file_or_known_model(path) -> Path:
+    """``path`` itself when it is a file, else the cached checkpoint of the known model it names
+    (fetched on first use), else ``path`` unchanged (the caller reports it missing)."""
+    if not Path(path).expanduser().is_file() and is_known_model(str(path)):
+        return fetch_model(str(path))
+    return Path(path).expanduser()
 
 
 def base_url() -> str:
