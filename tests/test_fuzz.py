@@ -148,7 +148,9 @@ class Fuzz:
         shutil.rmtree(folder, ignore_errors=True)
         return scene(self.world, folder)
 
-    def check(self, folder: Path, argv, names, refuse: str = "", result=None, timeout: float = TIMEOUT):
+    def check(
+        self, folder: Path, argv, names, refuse: str = "", result=None, timeout: float = TIMEOUT, damage: str = ""
+    ):
         """Run ``argv`` in ``folder`` and check the property; on failure keep the folder, write
         repro.sh there and raise AssertionError with the command."""
         outcome = self.server.run(argv, folder, timeout=timeout)
@@ -169,7 +171,7 @@ class Fuzz:
             shutil.rmtree(folder, ignore_errors=True)
             return outcome
         (folder / "repro.sh").write_text("#!/bin/sh\n" + outcome.command() + "\n")
-        message = outcome.report(problems)
+        message = (f"[{damage}] " if damage else "") + outcome.report(problems)
         key = (
             argv[0],
             problems[0].split(":")[0],
@@ -288,7 +290,12 @@ def config_body(fuzz):
         else:
             (folder / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
         names = [str(p) for p in path if isinstance(p, str)] + ["c.yaml"]
-        fuzz.check(folder, argv, names, refuse)
+        damage = (
+            f"{name}.yaml: {how} {dotted(path)}"
+            + (f" = {new!r}" if how == "replace" else "")
+            + (" by --set" if by_set else "")
+        )
+        fuzz.check(folder, argv, names, refuse, damage=damage)
 
     return body
 
@@ -600,7 +607,7 @@ def ckpt_body(fuzz):
             else:
                 raw[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
             target.write_bytes(bytes(raw))
-        fuzz.check(folder, CKPT_COMMANDS[command], ["w.pt", key], refuse)
+        fuzz.check(folder, CKPT_COMMANDS[command], ["w.pt", key], refuse, damage=f"{source}: {what} {key}")
 
     return body
 
@@ -655,7 +662,7 @@ def json_body(fuzz):
             if "image" not in path:
                 refuse = f"{dotted(path)} = {token}"
         names = [kind] + [str(p) for p in path if isinstance(p, str)]
-        fuzz.check(folder, argv, names, refuse)
+        fuzz.check(folder, argv, names, refuse, damage=f"{kind}: {dotted(path) or 'whole file'} = {token[:40]}")
 
     return body
 
@@ -709,7 +716,6 @@ def list_body(fuzz):
             (folder / "c.yaml").write_text(yaml.safe_dump(cfg))
             argv = ["train", "--config", "c.yaml", "--out", "out", "--no-progress", "--json", "r.json"]
         sample_rows = [r for r in rows if r.strip() and not r.startswith("#")]
-        columns = header.lstrip("#").split() or ["image", "segmentation", "depth"]
 
         def result(folder):
             if command != "pseudolabel":
@@ -718,9 +724,10 @@ def list_body(fuzz):
             assert report["samples"] == len(sample_rows), f"{report['samples']} samples read, {len(sample_rows)} rows"
             written = (folder / report["list"]).read_text().splitlines() if report.get("list") else []
             assert not any("\ufeff" in line for line in written), "the byte-order mark was written into the list"
-            assert written and written[0].lstrip("#").split()[: len(columns)] == columns[: len(written[0])], written
+            assert written and written[0].startswith("# image"), f"the completed list starts {written[:1]}"
 
-        fuzz.check(folder, argv, ["l.txt"], result=result)
+        names = ["l.txt"] + [t for row in extra for t in row.split() if t != "-"]  # or the file it names
+        fuzz.check(folder, argv, names, result=result, damage=f"l.txt = {text[:120]!r}")
 
     return body
 
@@ -799,7 +806,7 @@ def png_body(fuzz):
                 cfg["data"]["train"]["list"] = "l.txt"
                 (folder / "c.yaml").write_text(yaml.safe_dump(cfg))
                 argv = ["train", "--config", "c.yaml", "--out", "out", "--no-progress", "--json", "r.json"]
-        fuzz.check(folder, argv, ["x.png"], refuse if command in ("predict",) else "")
+        fuzz.check(folder, argv, ["x.png", "1.png"], refuse if command == "predict" else "", damage=f"x.png: {what}")
 
     return body
 
@@ -850,7 +857,7 @@ def onnx_body(fuzz):
             raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
         (folder / "w.onnx").write_bytes(raw)
         argv = ["eval", "--weights", "w.onnx", "--config", "eval.yaml", "--no-progress", "--json", "r.json"]
-        fuzz.check(folder, argv, ["w.onnx"], refuse)
+        fuzz.check(folder, argv, ["w.onnx"], refuse, damage=f"w.onnx: {what} {init.name}")
 
     return body
 
