@@ -654,6 +654,7 @@ def json_body(fuzz):
             argv = ["train", "--config", "cfg_json_targets.yaml", "--out", "out", "--no-progress", "--json", "r.json"]
         elif data.draw(st.integers(0, 5), label="via eval") == 0:
             argv = ["eval", "--weights", "tiny.pt", "--config", "eval.yaml", "--no-progress", "--baseline", kind]
+            argv += ["--metrics", "segm/miou,depth/abs_rel"]  # the metrics the baselines hold
             argv += ["--json", "r.json"]
         else:
             argv = ["compare", "run.json", "--baseline", "base.json", "--json", "r.json"]

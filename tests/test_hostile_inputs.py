@@ -367,7 +367,7 @@ CASES = [
     ("train-class-names-too-few", cfg_set(("tasks.0.class_names", ["a", "b"])), TRAIN, err("class_names")),
     ("train-max-depth-text", cfg_set(("tasks.1.options.max_depth", "far")), TRAIN, err("max_depth")),
     ("train-max-depth-nan", cfg_set(("tasks.1.options.max_depth", NAN)), TRAIN, err("max_depth")),
-    ("train-target-mean-null", cfg_set(("tasks.3.options.target_mean", None)), TRAIN, err("target_mean")),
+    ("train-target-mean-list", cfg_set(("tasks.3.options.target_mean", [1.0, 2.0])), TRAIN, err("target_mean")),
     ("train-target-std-zero", cfg_set(("tasks.3.options.target_std", 0)), TRAIN, err("target_std")),
     (
         "train-label-smoothing-text",
@@ -530,6 +530,7 @@ CASES = [
         EVAL + ["--baseline", "b.json", "--metrics", "segm/miou"],
         err("b.json"),
     ),
+    ("eval-baseline-lacks-a-metric", None, EVAL + ["--baseline", "base.json"], err("base.json")),
     ("eval-set-val-size-huge", None, EVAL + ["--set", "data.val.size=[100000,100000]"], err("size")),
     ("eval-weights-is-yaml", None, ["eval", "--weights", "eval.yaml"], err("eval.yaml")),
     (
