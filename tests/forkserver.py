@@ -80,7 +80,11 @@ def child(req):
         stub_serve()
     code = 1
     try:
-        code = main(req["argv"])
+        if req.get("python"):  # the server's own test: Python code instead of a command line
+            exec(req["python"], {})
+            code = 0
+        else:
+            code = main(req["argv"])
     except SystemExit as exc:  # as the interpreter does with sys.exit(main())
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
@@ -215,8 +219,10 @@ class ForkServer:
             raise RuntimeError(f"fork server did not start: {line!r}")
         self.runs = 0
 
-    def run(self, argv, cwd, timeout: float = 60, env: dict | None = None, stub_serve: bool = True) -> Outcome:
-        """Run ``hydranet ARGV`` in ``cwd`` (a folder the command may write to)."""
+    def run(
+        self, argv, cwd, timeout: float = 60, env: dict | None = None, stub_serve: bool = True, python: str = ""
+    ) -> Outcome:
+        """Run ``hydranet ARGV`` (or the Python code ``python``) in ``cwd``, a folder the command may write to."""
         cwd = Path(cwd)
         self.runs += 1
         logs = cwd.parent / f".{cwd.name}.{self.runs}"
@@ -227,6 +233,7 @@ class ForkServer:
             "timeout": timeout,
             "env": env or {},
             "stub_serve": stub_serve,
+            "python": python,
             "stdout": stdout,
             "stderr": stderr,
         }

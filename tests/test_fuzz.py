@@ -159,8 +159,10 @@ class Fuzz:
             if refuse:
                 problems.append(f"exit 0: accepted {refuse}")
             try:
-                if "--json" in argv:
-                    finite_json(folder / argv[argv.index("--json") + 1])
+                at = [i for i, a in enumerate(argv[:-1]) if a == "--json"]
+                report = argv[at[-1] + 1] if at else ""  # argparse keeps the last
+                if report.strip():  # (an empty --json asks for no report)
+                    finite_json(folder / report)
                 if result:
                     result(folder)
             except AssertionError as exc:
@@ -865,6 +867,28 @@ def onnx_body(fuzz):
 
 def test_fuzz_onnx(fuzz):
     run_fuzz(fuzz, "onnx", onnx_body(fuzz), examples=6)
+
+
+def test_fork_server_sees_every_broken_promise(fork_server, tmp_path):
+    """The bounds are real: a traceback, a hang, 2.3 GB resident and an allocation past the
+    address-space cap are each reported; a clean run is not."""
+    cases = {
+        "ok": ("print('fine')", 30, []),
+        "traceback": ("raise ValueError('boom')", 30, ["printed a traceback", "exit code 1"]),
+        "hang": ("import time; time.sleep(60)", 2, ["still running after 2 s"]),
+        "resident": ("import numpy as np; a = np.ones(2300 << 17)", 60, ["peak resident memory"]),
+        "allocate": (
+            "import numpy as np; a = np.empty(1 << 40, np.uint8)",
+            30,
+            ["printed a traceback", "tried to allocate", "exit code 1"],
+        ),
+    }
+    for name, (code, timeout, expected) in cases.items():
+        problems = fork_server.run([], tmp_path, timeout=timeout, python=code).problems()
+        assert len(problems) == len(expected), (name, problems)
+        for start in expected:
+            assert any(p.startswith(start) for p in problems), (name, start, problems)
+    assert fork_server.run([], tmp_path, python="print('fine')").out.strip() == "fine"
 
 
 GROUPS = ["configs", "flags", "checkpoints", "json", "list files", "png", "onnx"]
