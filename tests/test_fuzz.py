@@ -100,7 +100,9 @@ def must_be_refused(old, new) -> bool:
     """A replacement no valid config can hold: a number replaced by text, a container or a
     non-finite number; a bool by anything but a bool; a section by a scalar or a list."""
     if is_number(old):
-        if isinstance(new, (list, dict)) or (isinstance(new, str) and not _numeric_text(new)):
+        if isinstance(new, list):  # a list of numbers may be a per-output value (target_std: [2.0])
+            return not all(is_number(v) and math.isfinite(v) for v in new)
+        if isinstance(new, dict) or (isinstance(new, str) and not _numeric_text(new)):
             return True
         return isinstance(new, float) and not math.isfinite(new)
     if isinstance(old, bool):
