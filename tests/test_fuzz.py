@@ -467,6 +467,10 @@ FLAGS = {
 }
 
 
+# Text a command line can carry: execve's strings end at a NUL byte, so argv never holds one.
+ARGV_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8)
+
+
 def with_flag(argv: list, flag: str, value: str) -> list:
     """``argv`` with ``flag`` set to ``value`` (replacing its value when present)."""
     argv = list(argv)
@@ -489,7 +493,7 @@ def flags_body(fuzz):
             flag = data.draw(st.sampled_from(sorted(flags)), label="flag")
             family = flags[flag]
             value = data.draw(
-                st.one_of(st.sampled_from(FAMILY_VALUES[family]), st.text(max_size=8)), label=f"{flag} value"
+                st.one_of(st.sampled_from(FAMILY_VALUES[family]), ARGV_TEXT), label=f"{flag} value"
             )
             argv = with_flag(argv, flag, value)
             names += [flag, value, Path(value).name] if value.strip() else [flag]
