@@ -268,3 +268,25 @@ def test_shipped_configs_are_canonical_fixed_points(name):
     once = load_config(name)
     assert load_config(once) == once  # a checkpoint's stored config parses to itself
     assert load_config(copy.deepcopy(once)) == once
+
+
+def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_configs():
+    from hydranet.config import CONFIG_DIR, read_yaml
+    from hydranet.schema.reference import field_tables, json_schema, markdown
+
+    tables = field_tables()
+    assert {"train", "loss", "model", "tasks[]", "tasks[].options (kind: depth)", "data.<split> (type: list)"} <= set(
+        tables
+    )
+    assert "loss.options (weighting: gradnorm)" in tables and "model.encoder_options (encoder: vit_b_16)" in tables
+    undocumented = [(t, r["field"]) for t, table in tables.items() for r in table["fields"] if not r["description"]]
+    assert undocumented == []
+    lr = next(r for r in tables["train"]["fields"] if r["field"] == "lr")
+    assert lr == {"field": "lr", "type": "number", "default": 0.001, "range": "> 0", "description": lr["description"]}
+    assert "| `max_depth` |" in markdown()
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        errors = [e.message for e in validator.iter_errors(read_yaml(path))]
+        assert errors == [], (path.name, errors[:3])
+    assert list(validator.iter_errors({"tasks": [{"name": "d", "kind": "depth"}], "train": {"lrr": 1}}))
