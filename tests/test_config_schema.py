@@ -290,3 +290,17 @@ def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_confi
         errors = [e.message for e in validator.iter_errors(read_yaml(path))]
         assert errors == [], (path.name, errors[:3])
     assert list(validator.iter_errors({"tasks": [{"name": "d", "kind": "depth"}], "train": {"lrr": 1}}))
+
+
+def test_random_rescale_is_checked_against_the_pixel_limit_per_image(monkeypatch):
+    import numpy as np
+
+    from hydranet.data.transforms import build_transforms
+    from hydranet.errors import DataError
+
+    transform = build_transforms({"scale": [1, 4], "size": [8, 8]}, train=True)
+    sample = {"image": np.zeros((20, 10, 3), np.uint8), "id": "img7"}
+    assert transform(sample, [])["image"].shape == (3, 8, 8)  # 10x20 x 4^2 = 3,200 pixels: fine
+    monkeypatch.setenv(MAX_PIXELS_ENV, "3000")
+    with pytest.raises(DataError, match=r"img7: a 10x20 image rescaled by up to 4 .transforms.scale. is 3,200 pixels"):
+        transform(sample, [])
