@@ -221,6 +221,11 @@ def test_billion_laughs_yaml_is_one_error_at_once(tmp_path, capsys):
     assert main(["summary", "--config", str(path)]) == 2
     assert "billion laughs" in capsys.readouterr().err
     assert time.perf_counter() - start < 10  # refused without expanding 387 million values
+    path.write_text(  # an alias for repeated transforms stays allowed
+        "tasks: [{name: depth, kind: depth}]\ndata:\n  train: {type: synthetic, transforms: &tf {size: [32, 32]}}\n"
+        "  val: {type: synthetic, transforms: *tf}\n"
+    )
+    assert load_config(path)["data"]["val"]["transforms"] == {"size": [32, 32]}
     path.write_text("tasks: &t [{name: depth, kind: depth, options: *t}]\n")
     with pytest.raises(ConfigError, match="contains itself"):
         load_config(path)
