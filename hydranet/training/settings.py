@@ -35,6 +35,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_skipped": 0.5,  # on_nan skip: a run that skipped more than this fraction of its updates fails
     "sync_bn": False,  # SyncBatchNorm over the ranks (torchrun on CUDA)
     "freeze_bn": False,  # BatchNorm layers in eval mode: fixed running statistics
+    "init": None,  # start from a model: a checkpoint, an original MTRN file or a known model name
+    "init_strict": False,  # refuse an init that skips any tensor (shape mismatch)
+    "freeze": [],  # module paths kept fixed: encoder, decoder, heads.segm, ... (prefix match)
+    "cache_features": False,  # encoder + decoder frozen: compute their output once, train the heads on it
+    "cache_max_gb": 16.0,  # refuse a feature cache larger than this
     "seed": 0,
     "workers": 0,
     "plots": True,
@@ -72,6 +77,10 @@ _TRAIN_SCHEMA: dict[str, tuple] = {
     "monitor": ("str", None, None, {}),
     "on_nan": ("str", None, None, {"choices": ("stop", "skip")}),
     "max_skipped": ("float", 0, 1, {}),
+    "init": ("str", None, None, {"optional": True}),
+    "init_strict": ("bool", None, None, {}),
+    "cache_features": ("bool", None, None, {}),
+    "cache_max_gb": ("float", 0, None, {"low_open": True}),
     "seed": ("int", 0, None, {}),
     "workers": ("int", 0, 256, {}),
     "plots": ("bool", None, None, {}),
@@ -121,6 +130,12 @@ def training_settings(cfg: Mapping[str, Any]) -> tuple[dict, dict]:
         raise ConfigError(
             f"train.momentum: SGD here uses Nesterov momentum, which needs momentum > 0, got {train['momentum']!r}"
         )
+    freeze = train["freeze"]
+    if isinstance(freeze, str):
+        freeze = train["freeze"] = [freeze]
+    if not isinstance(freeze, (list, tuple)) or not all(isinstance(p, str) and p for p in freeze):
+        raise ConfigError(f"train.freeze: a list of module paths such as [encoder, decoder], got {freeze!r}")
+    train["freeze"] = list(freeze)
     if not isinstance(loss["options"], Mapping):
         raise ConfigError(f"loss.options: must be a mapping, got {loss['options']!r}")
     return train, loss
