@@ -122,8 +122,9 @@ def test_init_explicit_class_map_skips_and_strict(trained):
 
 
 def test_init_with_nothing_in_common_is_refused(trained):
-    other = load_config(cfg([SEGM, DEPTH]))
-    other["model"]["encoder_options"] = {"width_mult": 0.5}
+    other = load_config(cfg([{**SEGM, "name": "labels"}, {**DEPTH, "name": "distance"}]))
+    other["model"]["encoder"] = "resnet18"
+    other["model"]["encoder_options"] = {}
     other["model"]["width"] = 24
     with pytest.raises(ConfigError, match="no tensor in common"):
         init_model(hydranet.build_model(other), str(trained))
