@@ -132,29 +132,38 @@ def test_init_with_nothing_in_common_is_refused(trained):
         init_model(hydranet.build_model(other), "no-such-model")
 
 
-def test_init_by_known_name_from_a_local_server_and_from_the_original_file(tmp_path, monkeypatch):
+def test_shipped_finetune_config_inits_by_known_name_from_a_local_server(tmp_path, monkeypatch):
+    """``finetune_nyud13``: mtrn-nyud-joint (served from 127.0.0.1) -> 13 classes + a new normals head;
+    the original file itself gives the same."""
     folder = tmp_path / "authors" / "weights"
     folder.mkdir(parents=True)
-    original = folder / "ExpKITTI_joint.ckpt"
-    torch.save({"state_dict": synthetic_original_state_dict(segm_classes=6, seed=3)}, original)
+    original = folder / "ExpNYUD_joint.ckpt"
+    torch.save({"state_dict": synthetic_original_state_dict(segm_classes=40, normals=False, seed=3)}, original)
     srv = _Server(folder.parent)
     try:
         monkeypatch.setenv("HYDRANET_MODEL_BASE_URL", srv.url)
         monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
         monkeypatch.setitem(
-            hub.KNOWN_MODELS, "mtrn-kitti-joint", {"file": original.name, "git_blob": hub.git_blob_id(original)}
+            hub.KNOWN_MODELS, "mtrn-nyud-joint", {"file": original.name, "git_blob": hub.git_blob_id(original)}
         )
-        converted = load_original(original)
-        target = {"model": converted.config["model"], "tasks": [*converted.config["tasks"], NORMALS]}
-        for source in ("mtrn-kitti-joint", str(original)):
-            model = hydranet.build_model(target)
+        finetune = load_config("finetune_nyud13")
+        assert finetune["train"]["init"] == "mtrn-nyud-joint"
+        src = load_original(original).state_dict()
+        for source in ("mtrn-nyud-joint", str(original)):
+            model = hydranet.build_model(finetune)
             report = init_model(model, source)
-            assert srv.served == ["/weights/ExpKITTI_joint.ckpt"]  # the name downloaded once
-            assert report.skipped == [] and report.remapped == [] and report.unused == []
+            assert srv.served == ["/weights/ExpNYUD_joint.ckpt"]  # the name downloaded once
+            assert report.skipped == [] and report.unused == []
             assert sorted(report.new) == sorted(k for k in model.state_dict() if k.startswith("heads.normals."))
-            state, src = model.state_dict(), converted.state_dict()
+            assert dict(report.remapped)["heads.segm.2.weight"] == (
+                "13 of 13 classes from the source's 40 (10 by name, 3 by init_classes), 0 new"
+            )
+            state = model.state_dict()
             assert all(torch.equal(state[k], src[k]) for k in report.loaded)
-            assert len(report.loaded) == len(src)
+            assert len(report.loaded) + 2 == len(src)  # all but the remapped class layer
+            w, old = state["heads.segm.2.weight"], src["heads.segm.2.weight"]
+            # wall (13-class id 11) = NYUD-40 id 0; tv (10) = television (24), by init_classes
+            assert torch.equal(w[11], old[0]) and torch.equal(w[10], old[24]) and torch.equal(w[0], old[3])
         assert "converted from the original format" in report.source
     finally:
         srv.close()
@@ -281,3 +290,19 @@ def test_per_set_validation_equals_each_set_alone(tmp_path):
     assert trainer._monitored(result) == result["metrics"]["more/depth"]["abs_rel"]
     with pytest.raises(ConfigError, match="train.monitor: 'rooms/normals/mean'"):
         Trainer(cfg([SEGM, DEPTH], val_data=val, monitor="rooms/normals/mean"), tmp_path / "b", progress=False)
+
+
+def test_shipped_nyudkitti_config_is_the_authors_joint_layout():
+    joint = load_config("nyudkitti")
+    (segm, depth) = joint["tasks"]
+    assert segm["classes"] == 46 and depth["loss"] == "berhu"
+    nyud, kitti = joint["data"]["train"]
+    assert (nyud["name"], kitti["name"], kitti["class_offset"]) == ("nyud", "kitti", {"segm": 40})
+    assert set(joint["data"]["val"]) == {"nyud", "kitti"} and joint["train"]["monitor"] == "nyud/segm/miou"
+    # the same layout on synthetic stand-ins builds: KITTI's classes land on 40..45 of the union head
+    stand_in = [
+        {k: v for k, v in entry.items() if k in ("name", "weight", "tasks", "class_offset")} for entry in (nyud, kitti)
+    ]
+    data = build_train_data([{**e, **_data(4, seed=i)} for i, e in enumerate(stand_in)], parse_tasks(joint["tasks"]))
+    assert data.members[1].offsets == {"segm": 40} and data.members[1].ranges == {"segm": 6}
+    assert data.members[0].ranges == {"segm": 40}
