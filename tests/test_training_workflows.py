@@ -13,6 +13,7 @@ from hydranet.data import build_dataset, make_collate
 from hydranet.data.multi import MultiDataset, build_train_data, build_val_sets, largest_remainder
 from hydranet.errors import ConfigError
 from hydranet.evaluation import evaluate
+from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.tasks import parse_tasks
 from hydranet.training import Trainer, train
 from hydranet.training.init import init_model
@@ -55,11 +56,19 @@ def cfg(tasks, train_data=None, val_data=None, **train_opts):
     )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Tiny models: one intra-op thread (see conftest.one_thread)."""
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A segm + depth network trained a few steps (its BatchNorm statistics moved too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("segm_depth")
     train(cfg([SEGM, DEPTH]), out, progress=False)
+    torch.set_num_threads(threads)
     return out / "last.pt"
 
 
@@ -288,6 +297,10 @@ def test_per_set_validation_equals_each_set_alone(tmp_path):
             for metric, value in metrics.items():
                 assert result["metrics"][f"{name}/{task}"][metric] == pytest.approx(value, abs=1e-6), (name, metric)
     assert trainer._monitored(result) == result["metrics"]["more/depth"]["abs_rel"]
+    hydranet.save_model(trainer.model, tmp_path / "model.pt")  # hydranet eval reports the same sets
+    again = evaluate_checkpoint(tmp_path / "model.pt", fast=False, progress=False, batch_size=4)
+    assert again["samples"] == 11 and set(again["metrics"]) == set(result["metrics"])
+    assert again["metrics"]["more/depth"]["rmse"] == pytest.approx(result["metrics"]["more/depth"]["rmse"], abs=1e-6)
     with pytest.raises(ConfigError, match="train.monitor: 'rooms/normals/mean'"):
         Trainer(cfg([SEGM, DEPTH], val_data=val, monitor="rooms/normals/mean"), tmp_path / "b", progress=False)
 

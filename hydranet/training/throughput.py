@@ -86,7 +86,12 @@ def _bench_config(
     cfg = load_config(config)
     cfg["model"]["encoder_weights"] = None  # speed does not depend on pretrained weights
     data = dict(cfg.get("data") or {})
-    train_data = dict(data.get("train") or {})
+    train_data = data.get("train") or {}
+    if isinstance(train_data, (list, tuple)):  # several data sets: time the first one's pipeline
+        from ..data.multi import MEMBER_KEYS
+
+        train_data = {k: v for k, v in dict(train_data[0]).items() if k not in MEMBER_KEYS}
+    train_data = dict(train_data)
     transforms = dict(train_data.get("transforms") or {})
     if size is not None:
         transforms["size"] = [int(size[0]), int(size[1])]
