@@ -274,8 +274,10 @@ def test_class_offsets_put_the_second_set_after_the_first(tmp_path):
     sets[0]["class_offset"] = {"segm": 8}
     with pytest.raises(ConfigError, match=r"data.train\[1\].class_offset.segm: 8 overlaps data.train\[0\]"):
         build_train_data(sets, tasks)
-    with pytest.raises(ConfigError, match=r"data.train\[0\].weight: must be > 0"):
+    with pytest.raises(ConfigError, match=r"data.train\[0\].weight: got 0; expected a value > 0"):
         build_train_data([{"weight": 0, **_data(4)}, _data(4)], tasks)
+    with pytest.raises(ConfigError, match=r"data.train\[1\].weight: got -1"):  # the config's own check
+        cfg([union, DEPTH], [_data(4), {"weight": -1, **_data(4)}])
     with pytest.raises(ConfigError, match="data.val.kiti: no training data set is named 'kiti'"):
         build_val_sets({"kiti": _data(4, split="val")}, tasks, train_cfg=[{"name": "a", **_data(4)}])
 

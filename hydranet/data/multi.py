@@ -21,14 +21,12 @@ own, on the tasks it labels, and reported as ``<name>/<task>``.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from ..config import check_field
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec, parse_tasks
 
@@ -128,55 +126,49 @@ class MultiDataset(Dataset):
         return [drawn[i] for i in torch.randperm(len(drawn), generator=g).tolist()]
 
 
-def _member_tasks(entry: Mapping[str, Any], tasks: Sequence[TaskSpec], where: str) -> tuple[list, Optional[dict]]:
+def _member_tasks(options, tasks: Sequence[TaskSpec], where: str) -> tuple[list, Optional[dict]]:
     """The tasks a set labels and its ``fields`` (task -> label field) from its ``tasks`` key."""
-    spec = entry.get("tasks")
+    spec = options.tasks
     names = [t.name for t in tasks]
     if spec is None:
         return list(tasks), None
-    if isinstance(spec, (list, tuple)):
+    if isinstance(spec, list):
         spec = {name: None for name in spec}
-    if not isinstance(spec, Mapping) or not spec:
-        raise ConfigError(f"{where}.tasks: a mapping {{task: label field}} or a list of task names, got {spec!r}")
+    if not spec:
+        raise ConfigError(f"{where}.tasks: empty; name the tasks this data set labels")
     unknown = [k for k in spec if k not in names]
     if unknown:
         raise ConfigError(f"{where}.tasks: unknown task(s) {unknown}; the config's tasks: {', '.join(names)}")
-    if entry.get("fields") is not None:
+    if options.fields is not None:
         raise ConfigError(f"{where}: give either tasks (task: label field) or fields, not both")
     fields = {k: v for k, v in spec.items() if v is not None}
-    for k, v in fields.items():
-        if not isinstance(v, str):
-            raise ConfigError(f"{where}.tasks.{k}: the name of a label field of this data set, got {v!r}")
     return [t for t in tasks if t.name in spec], fields or None
 
 
 def build_member(
-    entry: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool, where: str, index: int, normalization=None
+    entry: Any, tasks: Sequence[TaskSpec], train: bool, where: str, index: int, normalization=None
 ) -> Member:
     """One data set of ``data.train`` (a list entry) or of a named ``data.val``."""
-    from .factory import build_dataset
+    from .factory import build_dataset, parse_dataset
 
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: a data set must be a mapping, got {type(entry).__name__}")
-    name = entry.get("name", f"set{index}")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"{where}.name: a name without '/', got {name!r}")
-    weight = float(check_field(f"{where}.weight", entry.get("weight", 1.0), "float", 0, None, low_open=True))
-    member_tasks, fields = _member_tasks(entry, tasks, where)
-    offsets = entry.get("class_offset") or {}
-    if not isinstance(offsets, Mapping):
-        raise ConfigError(f"{where}.class_offset: a mapping {{task: first class id}}, got {offsets!r}")
+    options = parse_dataset(entry, where)  # typed: weight > 0, offsets >= 0, ... (ConfigError naming the field)
+    name = options.name or f"set{index}"
+    member_tasks, fields = _member_tasks(options, tasks, where)
+    offsets = dict(options.class_offset or {})
     by_name = {t.name: t for t in member_tasks}
     for task, offset in offsets.items():
-        if task not in by_name or not by_name[task].classes or by_name[task].kind != "segmentation":
+        if task not in by_name or by_name[task].kind != "segmentation":
             raise ConfigError(f"{where}.class_offset.{task}: not a segmentation task this data set labels")
-        check_field(f"{where}.class_offset.{task}", offset, "int", 0, by_name[task].classes - 1)
-    cfg = {k: copy.deepcopy(v) for k, v in entry.items() if k not in MEMBER_KEYS}
+        if offset >= by_name[task].classes:
+            raise ConfigError(
+                f"{where}.class_offset.{task}: {offset} is not below the head's {by_name[task].classes} classes"
+            )
+    cfg = options.model_dump(exclude_unset=True, exclude_none=True, by_alias=True, exclude=set(MEMBER_KEYS))
     if fields:
         cfg["fields"] = fields
     dataset = build_dataset(cfg, member_tasks, train=train, normalization=normalization)
     ranges = {t: by_name[t].classes - int(o) for t, o in offsets.items()}
-    return Member(name, weight, dataset, member_tasks, {t: int(o) for t, o in offsets.items()}, ranges)
+    return Member(name, float(options.weight or 1.0), dataset, member_tasks, offsets, ranges)
 
 
 def _check_offsets(members: Sequence[Member], tasks: Sequence[TaskSpec], where: str) -> None:
@@ -207,9 +199,9 @@ def build_train_data(cfg: Any, tasks: Sequence[TaskSpec], normalization=None) ->
     entries = [cfg] if isinstance(cfg, Mapping) else cfg
     if not isinstance(entries, (list, tuple)) or not entries:
         raise ConfigError("data.train: a data set (mapping) or a non-empty list of data sets")
-    where = "data.train" if isinstance(cfg, (list, tuple)) else "data"
+    listed = isinstance(cfg, (list, tuple))
     members = [
-        build_member(e, tasks, True, f"{where}[{i}]" if where == "data.train" else "data.train", i, normalization)
+        build_member(e, tasks, True, f"data.train[{i}]" if listed else "data.train", i, normalization)
         for i, e in enumerate(entries)
     ]
     names = [m.name for m in members]
