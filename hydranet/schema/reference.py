@@ -222,7 +222,11 @@ def json_schema() -> dict:
         "properties": {
             "model": model_schema,
             "tasks": {"type": "array", "minItems": 1, "items": one_of(tasks)},
-            "data": {"type": "object", "additionalProperties": False, "properties": {"train": train_sets, "val": val_sets}},
+            "data": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"train": train_sets, "val": val_sets},
+            },
             "train": ref(TrainSection),
             "loss": loss_schema,
             "meta": ref(MetaSection),
