@@ -43,6 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments naming files a command reads. (``train --config`` is left out: a run folder's own
+# config.yaml may be given back to the run that rewrites it; ``--resume`` is rewritten by design.)
+INPUT_ARGUMENTS = (
+    "weights", "config", "src", "teacher", "list", "input", "images", "calibration", "baseline", "run",
+    "train_json", "val_json", "palette",
+)  # fmt: skip
+
+
+def input_paths(args) -> list:
+    """The file paths among ``args``' input arguments (see ``INPUT_ARGUMENTS``)."""
+    paths = []
+    for name in INPUT_ARGUMENTS:
+        if name == "config" and args.command == "train":
+            continue
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item:
+                paths.append(item)
+    return paths
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,11 +71,14 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
-            from ..data.io import writable_file
+        from ..data.io import protected_inputs
 
-            writable_file(args.json)
-        return int(args.func(args) or 0)
+        with protected_inputs(input_paths(args)):  # no output may replace an input file
+            if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
+                from ..data.io import writable_file
+
+                writable_file(args.json)
+            return int(args.func(args) or 0)
     except HydranetError as exc:
         print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)
         return 2

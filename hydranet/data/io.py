@@ -15,7 +15,10 @@ Raw units (what :mod:`hydranet.data.sample` turns into tensors):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -124,6 +127,48 @@ def read_image(path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+# (device, inode) of the files the running command reads; no writer may replace one of them.
+_PROTECTED: contextvars.ContextVar[frozenset] = contextvars.ContextVar("hydranet_inputs", default=frozenset())
+
+
+def _file_key(path: PathLike) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+@contextlib.contextmanager
+def protected_inputs(paths):
+    """Within the block, :func:`writable_file` and :func:`write_bytes_atomic` refuse to write
+    over any of the existing regular files in ``paths`` (the command's inputs), whatever the
+    path they are reached by (links, ``..``, another spelling)."""
+    token = _PROTECTED.set(_PROTECTED.get() | {k for k in map(_file_key, paths) if k})
+    try:
+        yield
+    finally:
+        _PROTECTED.reset(token)
+
+
+def protect_inputs(paths) -> None:
+    """Add ``paths`` to the inputs protected by the enclosing :func:`protected_inputs` block
+    (e.g. the images a folder argument expanded to)."""
+    _PROTECTED.set(_PROTECTED.get() | {k for k in map(_file_key, paths) if k})
+
+
+def refuse_overwrite(path: PathLike, *inputs: PathLike) -> None:
+    """OutputError when ``path`` is the same file as one of ``inputs`` or a protected input."""
+    key = _file_key(path)
+    if key is None:
+        return
+    for src in inputs:
+        if _file_key(src) == key:
+            raise OutputError(f"{path}: refused: it is also the input {src}; write to another path")
+    if key in _PROTECTED.get():
+        raise OutputError(f"{path}: refused: it is one of this command's inputs; write to another path")
+
+
 def output_error(path: PathLike, exc: OSError) -> OutputError:
     """An :class:`OutputError` naming ``path`` for an OS error met while writing it."""
     reason = exc.strerror or str(exc)
@@ -164,6 +209,7 @@ def writable_file(path: PathLike) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{path}: cannot write: it is {kind}")
+    refuse_overwrite(path)
     writable_dir(path.parent, target=path)
     return path
 
@@ -181,6 +227,7 @@ def write_bytes_atomic(path: PathLike, data, fsync: bool = False) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{path}: cannot write: it is {kind}")
+    refuse_overwrite(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -149,6 +149,10 @@ class JsonDataset(LabelledDataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def labelled_tasks(self) -> set:
+        fields = {spec.name: task_field(spec, self.fields) for spec in self.tasks}
+        return {name for name, f in fields.items() if any(r.get(f) is not None for r in self.records)}
+
     def sample_id(self, index: int) -> str:
         rec = self.records[index]
         return str(rec.get("id", Path(rec["image"]).with_suffix("")))
