@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,3 +127,28 @@ def _raw_status(base: str, path: str) -> int:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         head = s.recv(64).decode("latin-1")
     return int(head.split()[1])
+
+
+def test_user_mistakes_are_one_line_in_the_page_and_the_log(tmp_path, monkeypatch, caplog):
+    """No image, and a known model that cannot be fetched (its server refuses): a gr.Error with
+    a short message that Gradio does not print a traceback for, and one warning line."""
+    gr = pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'hydranet[web]')")
+    from hydranet.tools.web import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # restored after the test
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HYDRANET_MODEL_BASE_URL", "http://127.0.0.1:9/")  # nothing listens: offline
+    app = build_app()
+    handlers = {f.fn.__name__: f.fn for f in app.fns.values()}
+    image = np.zeros((32, 32, 3), np.uint8)
+    for call, expected in [
+        (lambda: handlers["on_image"](None, "bundled synthetic model", "", ""), "upload an image"),
+        (lambda: handlers["on_image"](image, "mtrn-nyud-joint", "", ""), "mtrn-nyud-joint"),
+        (lambda: handlers["on_image"](image, "", str(tmp_path / "none.pt"), ""), "none.pt"),
+    ]:
+        caplog.clear()
+        with pytest.raises(gr.Error) as info:
+            call()
+        assert expected in info.value.message and not info.value.print_exception
+        lines = [r.getMessage() for r in caplog.records if r.name == "hydranet.serve"]
+        assert len(lines) == 1 and expected in lines[0] and "\n" not in lines[0]
