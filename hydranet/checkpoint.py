@@ -85,6 +85,9 @@ _LEGACY_ITEMSIZE = {
 }  # fmt: skip
 
 
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch file
+
+
 class _Stub:
     """Stands for any object a pickle builds while :func:`_legacy_storage_bytes` reads it."""
 
@@ -116,13 +119,11 @@ class _SizingUnpickler(pickle.Unpickler):
         self.storages: dict = {}
 
     def find_class(self, module, name):
-        stub = _Stub()
-        stub.name = name
-        return stub
+        return type(name, (_Stub,), {"name": name})  # a class, so NEWOBJ and REDUCE both work
 
     def persistent_load(self, pid):
         if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
-            itemsize = _LEGACY_ITEMSIZE.get(getattr(pid[1], "name", ""), 16)
+            itemsize = _LEGACY_ITEMSIZE.get(getattr(pid[1], "name", ""), 16)  # unknown: the widest
             numel = pid[4] if isinstance(pid[4], int) else 0
             self.storages[pid[2]] = max(self.storages.get(pid[2], 0), numel * itemsize)
         return _Stub()
@@ -133,12 +134,21 @@ def _legacy_storage_bytes(path: Path) -> None:
     holds: ``torch.load`` allocates each declared storage before reading it."""
     with open(path, "rb") as f:
         try:
-            for _ in range(3):  # magic number, protocol version, system info
+            magic = _SizingUnpickler(f).load()
+        except Exception:
+            return  # not a legacy torch file: torch.load reports it
+        if magic != _LEGACY_MAGIC:
+            return
+        try:
+            for _ in range(2):  # protocol version, system info
                 _SizingUnpickler(f).load()
             reader = _SizingUnpickler(f)
             reader.load()
-        except Exception:
-            return  # not a legacy torch file: torch.load reports it
+        except Exception as exc:
+            raise CheckpointError(
+                f"{path}: refused: a legacy torch file whose tensors cannot be sized before loading "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         size = path.stat().st_size
     declared = sum(reader.storages.values())
     if declared > size:
