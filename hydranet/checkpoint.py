@@ -221,26 +221,49 @@ def check_tensor_layout(path: PathLike, name: str, t: torch.Tensor) -> None:
 def check_loaded(path: PathLike, obj: Any) -> None:
     """Walk what ``torch.load`` returned: every tensor passes :func:`check_tensor_layout`, and
     the plain data, counted as if written out (a pickle may share one list many times over),
-    stays within :func:`hydranet.limits.max_plain_data_nodes`. No recursion, no expansion."""
+    stays within :func:`hydranet.limits.max_plain_data_nodes`. Each distinct object is visited
+    once (sizes are memoised), without recursion and without expanding anything.
+
+    Raises:
+        CheckpointError: naming the file and the tensor, or the size of the plain data.
+    """
     from .limits import max_plain_data_nodes
 
     budget = max_plain_data_nodes()
-    stack, seen = [("", obj)], 0
+    sizes: dict[int, int] = {}  # id -> values it holds when written out
+    in_progress: set[int] = set()
+    stack = [(obj, "", False)]
     while stack:
-        where, item = stack.pop()
-        seen += 1
-        if seen > budget:
-            raise CheckpointError(
-                f"{path}: refused: its plain data (config, meta, ...) holds more than {budget} values "
-                "when written out (HYDRANET_MAX_PLAIN_DATA_NODES)"
-            )
+        item, where, children_done = stack.pop()
+        key = id(item)
         if isinstance(item, torch.Tensor):
-            check_tensor_layout(path, where or "(top level)", item)
-        elif isinstance(item, Mapping):
-            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in item.items())
-            seen += len(item)  # the keys
+            if key not in sizes:
+                check_tensor_layout(path, where or "(top level)", item)
+                sizes[key] = 1
+            continue
+        if isinstance(item, Mapping):
+            children = [(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()]
         elif isinstance(item, (list, tuple)):
-            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            sizes[key] = 1
+            continue
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + len(item) * isinstance(item, Mapping) + sum(sizes[id(c)] for c, _ in children)
+            if sizes[key] > budget:
+                raise CheckpointError(
+                    f"{path}: refused: its plain data (config, meta, ...) holds more than {budget} values "
+                    "when written out (HYDRANET_MAX_PLAIN_DATA_NODES)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in in_progress:
+            raise CheckpointError(f"{path}: refused: its plain data contains itself ({where or 'the top level'})")
+        in_progress.add(key)
+        stack.append((item, where, True))
+        stack.extend((c, w, False) for c, w in children if id(c) not in sizes)
 
 
 def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> str:

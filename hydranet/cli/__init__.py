@@ -10,7 +10,9 @@ Each subcommand lives in its own module of this package with ``HELP``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 
 from ..errors import HydranetError
@@ -64,6 +66,21 @@ def input_paths(args) -> list:
     return paths
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so every command stops through its
+    cleanup (an atomic write removes its temporary file) instead of dying mid-write."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave signals to the caller
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,7 +90,7 @@ def main(argv=None) -> int:
     try:
         from ..data.io import protected_inputs
 
-        with protected_inputs(input_paths(args)):  # no output may replace an input file
+        with _sigterm_as_interrupt(), protected_inputs(input_paths(args)):  # no output may replace an input
             if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
                 from ..data.io import writable_file
 

@@ -27,8 +27,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import signal
-
     from ..errors import ConfigError
     from ..tools.web import build_app, launch
 
@@ -37,7 +35,6 @@ def run(args) -> int:
     device = resolve_device(args.device)
     app = build_app(weights=args.weights, device=str(device), max_video_frames=args.max_video_frames)
     print(f"hydranet serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    # SIGTERM stops the server as Ctrl-C does, so the demo's output folder is removed at exit
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM stops the server as Ctrl-C does (see cli.main), so its output folder is removed at exit
     launch(app, host=args.host, port=args.port)
     return 0
