@@ -16,9 +16,21 @@ DEFAULT_VAL = {"type": "synthetic", "split": "val", "num_samples": 64, "size": [
 
 
 def resolve_val_data(model_config: dict, config: Optional[str] = None, overrides: Sequence[str] = ()) -> dict:
-    """The ``data.val`` section to evaluate on: --config's, else the checkpoint's, else synthetic."""
+    """The ``data.val`` section to evaluate on: --config's, else the checkpoint's, else synthetic.
+
+    ``overrides`` (``--set``) may change ``data.val`` only: the checkpoint fixes the model and
+    the tasks, and eval does not train, so anything else would be accepted and ignored.
+    """
+    from ..errors import ConfigError
     from ..training.settings import apply_overrides
 
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key != "data.val" and not key.startswith("data.val."):
+            raise ConfigError(
+                f"--set {key}: eval takes the model and tasks from the checkpoint (--weights) and does not "
+                "train; only data.val.* can be set (e.g. --set data.val.num_samples=50)"
+            )
     source = load_config(config) if config else model_config
     data = {"val": dict((source.get("data") or {}).get("val") or DEFAULT_VAL)}
     wrapped = apply_overrides({"data": data}, list(overrides))
@@ -43,7 +55,8 @@ def evaluate_checkpoint(
     ``fast`` runs the optimised inference path (same outputs within 1e-4 relative);
     ``tune_allocator`` see :func:`hydranet.inference.fast.optimize_for_inference`.
     """
-    from ..data import build_dataset, make_collate
+    from ..data import make_collate
+    from ..data.multi import build_val_sets
     from ..data.transforms import Normalization
     from ..inference.onnx_model import is_onnx_file, load_onnx_model
 
@@ -54,14 +67,25 @@ def evaluate_checkpoint(
     else:
         model = load_model(weights, device=device)
     val_cfg = resolve_val_data(model.config, config, overrides)
-    dataset = build_dataset(val_cfg, model.tasks, train=False, normalization=Normalization.from_config(model.config))
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=make_collate(model.tasks)
-    )
+    train_cfg = ((load_config(config) if config else model.config).get("data") or {}).get("train")
+    sets = build_val_sets(val_cfg, model.tasks, Normalization.from_config(model.config), train_cfg=train_cfg)
     runner = model
     if fast:
         from ..inference.fast import optimize_for_inference
 
         runner = optimize_for_inference(model, device=device, tune_allocator=tune_allocator)
-    result = evaluate(runner, loader, model.tasks, device, progress=progress)
-    return {"weights": str(weights), "data": val_cfg, "samples": len(dataset), **result}
+    results, samples = {}, 0
+    for name, (dataset, tasks) in sets.items():
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=make_collate(tasks)
+        )
+        results[name] = evaluate(runner, loader, tasks, device, progress=progress)
+        samples += len(dataset)
+    if None in results:
+        result = results[None]
+    else:  # named validation sets: "<set>/<task>", as in training
+        result = {
+            part: {f"{name}/{task}": value for name, r in results.items() for task, value in r[part].items()}
+            for part in ("metrics", "loss")
+        }
+    return {"weights": str(weights), "data": val_cfg, "samples": samples, **result}
