@@ -178,7 +178,7 @@ def _cached_batch(trainer, batch: dict) -> dict:
 
 def _loader_rate(trainer, workers: int, batches: int) -> dict:
     """Images/s of the trainer's loader with ``workers`` processes (the first batch untimed)."""
-    trainer.train_cfg["workers"] = int(workers)
+    trainer.train_cfg.workers = int(workers)
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
     images, t0 = 0, time.perf_counter()
