@@ -1,4 +1,7 @@
-"""Configs: plain dicts (or YAML files) validated into a canonical form.
+"""Configs: plain dicts (or YAML files) parsed once into typed sections (:mod:`hydranet.schema`).
+
+:func:`parse_config` returns the typed :class:`Config`; :func:`load_config` its canonical
+plain-data form (what checkpoints and ONNX files store, and what parses to itself).
 
 A config has a ``model`` section, a ``tasks`` list and optional sections read by the
 commands that need them (``data``, ``train``, ``loss``; ``meta`` holds facts about the

@@ -65,7 +65,7 @@ class FileDatasetOptions(DatasetOptions):
 class SyntheticOptions(DatasetOptions):
     """``type: synthetic``: rendered scenes with every label, generated on the fly (no files)."""
 
-    type: Literal["synthetic"]
+    type: Literal["synthetic"] = Field(description="the data set type")
     num_samples: Optional[Int] = Field(
         None, ge=1, le=10_000_000, description="samples per epoch (null: 1000 for training, 200 for evaluation)"
     )
@@ -83,7 +83,7 @@ class SyntheticOptions(DatasetOptions):
 class ListOptions(FileDatasetOptions):
     """``type: list``: a list file of image and label paths (NYUD-style)."""
 
-    type: Literal["list"]
+    type: Literal["list"] = Field(description="the data set type")
     list: Name = Field(description="the list file (one sample per line; optional header naming the columns)")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000, NYUD's)")
     palette: Optional[Palette] = Field(None, description="colours of colour-coded segmentation PNGs")
@@ -93,14 +93,14 @@ class ListOptions(FileDatasetOptions):
 class KittiOptions(ListOptions):
     """``type: kitti``: a KITTI list file (sparse depth in 1/256 m)."""
 
-    type: Literal["kitti"]
+    type: Literal["kitti"] = Field(description="the data set type")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 256, KITTI's)")
 
 
 class NyudMatOptions(DatasetOptions):
     """``type: nyud_mat``: the labelled NYUDv2 .mat file."""
 
-    type: Literal["nyud_mat"]
+    type: Literal["nyud_mat"] = Field(description="the data set type")
     mat: Name = Field(description="nyu_depth_v2_labeled.mat")
     split: Optional[Literal["train", "test", "val", "all"]] = Field(
         None, description="frames (null: train for training, test for evaluation; val = test)"
@@ -113,7 +113,7 @@ class NyudMatOptions(DatasetOptions):
 class JsonOptions(FileDatasetOptions):
     """``type: json``: image-level records in a JSON file."""
 
-    type: Literal["json"]
+    type: Literal["json"] = Field(description="the data set type")
     json_file: Name = Field(alias="json", description="the JSON file of records ({image, task: value, ...})")
     vocab: Optional[Str] = Field(None, description="class vocabulary file (null: built from the records)")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000)")

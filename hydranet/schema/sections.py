@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..limits import MAX_SCALE
+from ..limits import MAX_BATCH, MAX_SCALE
 from .types import Bool, Float, Int, Name, OpenSection, PixelSize, Section, Str, either, is_list, is_mapping, is_number
 
 MAX_WIDTH = 4096  # decoder channels; far above any real model, far below an allocation attack
@@ -82,7 +82,7 @@ class TrainSection(Section):
     """``train``: the optimisation (read by ``hydranet train``)."""
 
     steps: Int = Field(2000, ge=1, description="optimiser steps")
-    batch_size: Int = Field(8, ge=1, description="images per optimiser micro-batch (per process)")
+    batch_size: Int = Field(8, ge=1, le=MAX_BATCH, description="images per optimiser micro-batch (per process)")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd (Nesterov momentum)")
     lr: Float = Field(1e-3, gt=0, description="learning rate of the decoder and heads")
     encoder_lr: Optional[Float] = Field(None, ge=0, description="encoder learning rate (null: lr x encoder_lr_mult)")
