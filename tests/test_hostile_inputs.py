@@ -148,7 +148,7 @@ def bloat(width: int):
 def flip_exponent(ckpt):
     key = first_weight(ckpt)
     t = ckpt["model"][key].clone()
-    t.view(-1).view(torch.int32)[3] ^= 1 << 29  # 2^64 times larger
+    t.view(-1).view(torch.int32)[3] ^= 1 << 30  # the exponent's top bit: |w| < 2 becomes 2^128 times larger
     ckpt["model"][key] = t
 
 
@@ -454,7 +454,7 @@ CASES = [
     ("train-json-empty-list", text("t.json", "[]"), ["train", "--train_json", "t.json", "--out", "out"], err("t.json")),
     (
         "train-json-bom",
-        text("t.json", "\ufeff" + json.dumps([{"image": "img.png", "diameter": 1.0}])),
+        lambda d: (d / "t.json").write_text("\ufeff" + (d / "records.json").read_text()),
         ["train", "--train_json", "t.json", "--config", "cfg_json_targets.yaml", "--out", "out", "--no-progress"],
         either(["t.json"], files_exist("out/last.pt")),
     ),
@@ -876,7 +876,11 @@ CASES = [
 # Cases whose fix belongs to another change of issue 23 and had not landed on main when this corpus
 # was last run: {case id: who fixes it}. They run (and fail) in their own test function below, so
 # that they are visible in every run; an entry goes when its fix lands.
-PENDING: dict[str, str] = {}
+PENDING: dict[str, str] = {
+    # checkpoint.py checks values (check_plausible_weights) only in files without a content hash;
+    # a crafted file with a recomputed hash and an infinite weight loads and evaluates to NaN.
+    "eval-hashed-inf-weight": "guard (or the lead): check finiteness in hashed files too",
+}
 
 
 def _split(cases, pending):
