@@ -274,6 +274,8 @@ def config_body(fuzz):
             if must_be_refused(old, new):
                 refuse = f"{dotted(path)} = {new!r} (was {old!r})"
         elif how == "delete":
+            if path[-1] in ("steps", "train"):  # the default run is thousands of steps: long, not wrong
+                return
             set_at(cfg, path, None, delete=True)
         else:  # a misspelt key next to the real one: unknown keys are errors
             if not isinstance(path[-1], str):
