@@ -561,6 +561,8 @@ def ckpt_body(fuzz):
             ckpt["model"][key] = t.flatten()[:1].expand(t.shape)
             refuse = f"a stride-0 view as {key}"
         elif what == "overlap":
+            if t.dim() < 2:  # stride 1 in one dimension is an ordinary dense tensor
+                return
             ckpt["model"][key] = torch.as_strided(t.flatten().clone(), t.shape, (1,) * t.dim())
             refuse = f"an overlapping view as {key}"
         elif what == "bloat":  # 10^4 x more elements than the file holds
@@ -738,6 +740,7 @@ def list_body(fuzz):
             assert written and written[0].startswith("# image"), f"the completed list starts {written[:1]}"
 
         names = ["l.txt"] + [t for row in extra for t in row.split() if t != "-"]  # or the file it names
+        names += ["data.train"] if command == "train" else []  # (too few samples for a step)
         fuzz.check(folder, argv, names, result=result, damage=f"l.txt = {text[:120]!r}")
 
     return body
