@@ -541,7 +541,10 @@ def _rehash(ckpt):
             pass
 
 
-def ckpt_body(fuzz):
+def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
+    """Damaged checkpoints; ``nonfinite_with_hash``: only NaN/inf weights in files whose content hash
+    was recomputed (a crafted file), kept apart while that class is not refused (see below)."""
+
     def body(data):
         command = data.draw(st.sampled_from(sorted(CKPT_COMMANDS)), label="command")
         source = "run/last.pt" if command in ("resume", "convert") else "tiny.pt"
@@ -556,7 +559,11 @@ def ckpt_body(fuzz):
             ),
             label="damage",
         )
+        if nonfinite_with_hash:
+            what = data.draw(st.sampled_from(["nan", "inf"]), label="damage")
         refuse, rehash = "", data.draw(st.booleans(), label="recompute the hash")
+        if what in ("nan", "inf"):
+            rehash = nonfinite_with_hash
         if what == "stride0":
             ckpt["model"][key] = t.flatten()[:1].expand(t.shape)
             refuse = f"a stride-0 view as {key}"
@@ -606,6 +613,8 @@ def ckpt_body(fuzz):
         folder = fuzz.scene("ckpt")
         if rehash:
             _rehash(ckpt)
+        elif "sha256" in ckpt and what in ("nan", "inf"):
+            del ckpt["sha256"]  # an old file: plausibility checks must catch the value
         elif "sha256" in ckpt and what not in ("hash",) and data.draw(st.booleans(), label="drop the hash"):
             del ckpt["sha256"]  # an old file: no hash to catch the damage
         target = folder / "w.pt"
@@ -626,6 +635,13 @@ def ckpt_body(fuzz):
 
 def test_fuzz_checkpoints(fuzz):
     run_fuzz(fuzz, "checkpoints", ckpt_body(fuzz), examples=24)
+
+
+def test_fuzz_checkpoints_pending_nonfinite_weights_with_a_valid_hash(fuzz):
+    """Pending (guard or the lead): a crafted file whose content hash was recomputed is not
+    checked for values (checkpoint.check_plausible_weights runs for unhashed files only), so a
+    NaN or infinite weight loads and the command reports NaN. Not xfail: it fails until decided."""
+    run_fuzz(fuzz, "checkpoints: NaN/inf with a valid hash", ckpt_body(fuzz, nonfinite_with_hash=True), examples=4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -902,4 +918,13 @@ def test_fork_server_sees_every_broken_promise(fork_server, tmp_path):
     assert fork_server.run([], tmp_path, python="print('fine')").out.strip() == "fine"
 
 
-GROUPS = ["configs", "flags", "checkpoints", "json", "list files", "png", "onnx"]
+GROUPS = [
+    "configs",
+    "flags",
+    "checkpoints",
+    "checkpoints: NaN/inf with a valid hash",
+    "json",
+    "list files",
+    "png",
+    "onnx",
+]
