@@ -309,7 +309,7 @@ def config_body(fuzz):
 
 
 def test_fuzz_configs(fuzz):
-    run_fuzz(fuzz, "configs", config_body(fuzz), examples=24)
+    run_fuzz(fuzz, "configs", config_body(fuzz), examples=18)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,7 +634,7 @@ def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
 
 
 def test_fuzz_checkpoints(fuzz):
-    run_fuzz(fuzz, "checkpoints", ckpt_body(fuzz), examples=24)
+    run_fuzz(fuzz, "checkpoints", ckpt_body(fuzz), examples=18)
 
 
 def test_fuzz_checkpoints_pending_nonfinite_weights_with_a_valid_hash(fuzz):
@@ -697,7 +697,7 @@ def json_body(fuzz):
 
 
 def test_fuzz_json(fuzz):
-    run_fuzz(fuzz, "json", json_body(fuzz), examples=20)
+    run_fuzz(fuzz, "json", json_body(fuzz), examples=16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,7 +763,7 @@ def list_body(fuzz):
 
 
 def test_fuzz_list_files(fuzz):
-    run_fuzz(fuzz, "list files", list_body(fuzz), examples=12)
+    run_fuzz(fuzz, "list files", list_body(fuzz), examples=10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,7 +842,7 @@ def png_body(fuzz):
 
 
 def test_fuzz_png_headers(fuzz):
-    run_fuzz(fuzz, "png", png_body(fuzz), examples=12)
+    run_fuzz(fuzz, "png", png_body(fuzz), examples=10)
 
 
 # ---------------------------------------------------------------------------------------------
