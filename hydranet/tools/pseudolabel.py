@@ -30,6 +30,15 @@ from ..inference.processing import preprocess
 PathLike = Union[str, Path]
 
 
+def _load_teacher(teacher: PathLike, device):
+    """A checkpoint, or an ONNX file written by ``hydranet export`` (run by onnxruntime)."""
+    from ..inference.onnx_model import is_onnx_file, load_onnx_model
+
+    if is_onnx_file(teacher):
+        return load_onnx_model(teacher, device=str(device))
+    return load_model(teacher, device=device)
+
+
 @torch.inference_mode()
 def pseudolabel(
     teacher: PathLike,
@@ -42,6 +51,8 @@ def pseudolabel(
     progress: bool = True,
 ) -> dict:
     """Fill the missing dense labels of ``list_file`` with ``teacher``'s predictions.
+
+    ``teacher``: a checkpoint, or an ONNX file written by ``hydranet export`` (fp32 or int8).
 
     Every dense task kind that can be filled (its ``fillable``: segmentation, depth, normals)
     is a column of the list file, named after the kind. Writes the label PNGs under
@@ -58,7 +69,7 @@ def pseudolabel(
     confidence = check_field("--confidence", confidence, "float", 0, 1, optional=True)
     header, rows = parse_list_file(list_file)
     writable_dir(out_dir)
-    model = load_model(teacher, device=device)
+    model = _load_teacher(teacher, device)
     columns_order = tuple(name for name, kind in KINDS.items() if kind.fillable)
     by_kind = {t.kind: t for t in model.tasks if t.task_kind.fillable}
     if not by_kind:
