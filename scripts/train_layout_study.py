@@ -149,6 +149,7 @@ def main() -> int:
     ap.add_argument("--grad-batch", type=int, default=2)
     ap.add_argument("--grad-size", type=int, default=400)
     ap.add_argument("--skip-gradients", action="store_true")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms of the short runs")
     args = ap.parse_args()
     report = {
         "command": " ".join(sys.argv),
@@ -167,7 +168,7 @@ def main() -> int:
     if not args.skip_gradients:
         report["gradients"] = gradients(args.grad_batch, args.grad_size, seed=0)
         save()
-    arms = [a for a in ARMS if not a.endswith("bf16") or bf16_ok()]
+    arms = [a for a in args.arms.split(",") if not a.endswith("bf16") or bf16_ok()]
     runs = []
     with tempfile.TemporaryDirectory(prefix="hydranet-layout-") as tmp:
         for seed in range(args.seeds):

@@ -199,7 +199,7 @@ def _run_e2e(args) -> int:
 
     from ..inference.bench import parse_sizes
     from ..tools.demo_bench import DEMO_SETTINGS, demo_benchmark, format_demo_table
-    from .common import model_from_args
+    from .common import model_from_args, resolve_device
 
     sizes = parse_sizes(args.size or "320x240,640x480")
     settings = list(DEMO_SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(",")]
@@ -218,6 +218,7 @@ def _run_e2e(args) -> int:
         rounds=2 if args.reps is None else args.reps,
         warmup=2 if args.warmup is None else args.warmup,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        device=resolve_device(args.device),
     )
     print(format_demo_table(result))
     write_json(args.json, result)

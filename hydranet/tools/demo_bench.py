@@ -41,12 +41,14 @@ DEMO_SETTINGS = {
 MODES = ("serial", "pipeline")
 
 
-def _predictor(setting: str, model, frames: list, workdir: str, size):
+def _predictor(setting: str, model, frames: list, workdir: str, size, device="cpu"):
     from ..inference import Predictor
     from ..inference.export import export_onnx
 
     if setting == "default":
-        return Predictor(model, tune_allocator=True)
+        return Predictor(model, device=device, tune_allocator=True)
+    if setting == "onnxruntime_int8" and str(device) != "cpu":
+        raise ConfigError("--e2e: onnxruntime_int8 runs on the CPU; leave it out of --settings on a GPU")
     from ..inference.int8_cache import INT8_EXPORT_OPSET, calibration_from_frames, spread
 
     path = os.path.join(workdir, f"{setting}_{size[0]}x{size[1]}.onnx")
@@ -58,7 +60,7 @@ def _predictor(setting: str, model, frames: list, workdir: str, size):
         int8_path = path.replace(".onnx", ".int8.onnx")
         quantize_onnx(path, int8_path, calibration_from_frames(spread(frames, 32), model.config))
         path = int8_path
-    return Predictor(path, tune_allocator=True)
+    return Predictor(path, device=device, tune_allocator=True)
 
 
 def _model_only_fps(predictor, frames: list) -> float:
@@ -80,13 +82,15 @@ def demo_benchmark(
     warmup: int = 2,
     codec: str = "h264",
     log: Optional[Callable[[str], None]] = None,
+    device="cpu",
 ) -> dict:
     """Time the demo path for each size, setting and mode (see the module docstring).
 
     Returns ``{"machine", "rows", "rounds"}``: one row per (size, setting, mode) with
     ``e2e_fps`` (median over rounds), ``model_fps_in_run`` (the predictor's own model rate
     during the demo), ``model_only_fps`` (the isolated rate, median over rounds) and
-    ``e2e_vs_model_only``; ``rounds`` holds every single measurement.
+    ``e2e_vs_model_only``; ``rounds`` holds every single measurement. ``device``: where the
+    predictors run (``cuda``: the fast path and onnxruntime's CUDA provider).
     """
     import torch
 
@@ -100,7 +104,7 @@ def demo_benchmark(
         raise ConfigError(f"--settings with --e2e: unknown {unknown}; valid: {', '.join(DEMO_SETTINGS)}")
     if rounds < 1 or frames < 2:
         raise ConfigError("--e2e needs at least 1 round (--reps) and 2 frames")
-    machine = machine_info(torch.device("cpu"))
+    machine = machine_info(torch.device(device))
     workdir = tempfile.mkdtemp(prefix="hydranet-demobench-")
     rows, measurements = [], []
     try:
@@ -114,7 +118,7 @@ def demo_benchmark(
             predictors = {}
             for s in settings:
                 log(f"[{size[1]}x{size[0]}] preparing {s}")
-                predictors[s] = _predictor(s, model, clip, workdir, size)
+                predictors[s] = _predictor(s, model, clip, workdir, size, device)
             for r in range(rounds):
                 for s, predictor in predictors.items():
                     model_only = _model_only_fps(predictor, clip)
