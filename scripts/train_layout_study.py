@@ -107,7 +107,80 @@ def gradients(batch_size: int, size: int, seed: int) -> dict:
     return result
 
 
-def short_run(arm: str, seed: int, steps: int, workdir: str) -> dict:
+def against_fp64(size: int = 160, batch_size: int = 2) -> dict:
+    """Where channels_last loses accuracy: the first gradient of each arm against the exact
+    (float64 NCHW) one, per part of the network, with only the encoder or only the decoder and
+    heads in channels_last; then train-mode BatchNorm alone, NCHW against channels_last."""
+    import torch.nn.functional as F
+
+    from hydranet.data import build_dataset, make_collate
+    from hydranet.losses import compute_losses
+    from hydranet.models import build_model
+    from hydranet.tasks import parse_tasks
+
+    cl, nchw = torch.channels_last, torch.contiguous_format
+    cfg = load_config("nyud")
+    cfg["model"]["encoder_weights"] = None
+    tasks = parse_tasks(cfg["tasks"])
+    data = build_dataset(
+        {"type": "synthetic", "split": "train", "num_samples": batch_size, "size": [size, size], "seed": 0},
+        tasks,
+        train=False,
+    )
+    batch = make_collate(tasks)([data[i] for i in range(batch_size)])
+    torch.manual_seed(0)
+    init = build_model(cfg).train()
+
+    def to(feats, fmt):
+        return [f.contiguous(memory_format=fmt) for f in feats]
+
+    def grad(arm: str, dtype=torch.float32) -> dict:
+        model, image = copy.deepcopy(init).to(dtype), batch["image"].to(dtype)
+        if arm in ("channels_last", "encoder_only"):
+            model.encoder.to(memory_format=cl)
+            image = image.contiguous(memory_format=cl)
+        if arm == "encoder_only":
+            model.encoder.register_forward_hook(lambda m, i, o: to(o, nchw))
+        if arm in ("channels_last", "decoder_heads_only"):
+            model.decoder.to(memory_format=cl)
+            model.heads.to(memory_format=cl)
+        if arm == "decoder_heads_only":
+            model.encoder.register_forward_hook(lambda m, i, o: to(o, cl))
+        out = {k: v.float() for k, v in model(image).items()}
+        sum(compute_losses(out, batch, tasks).values()).backward()
+        return {n: p.grad.detach().double() for n, p in model.named_parameters()}
+
+    exact = grad("nchw", torch.float64)
+    result = {"size": f"{size}x{size}", "batch": batch_size, "gradient_error_vs_fp64": {}}
+    for arm in ("nchw", "channels_last", "encoder_only", "decoder_heads_only"):
+        g = grad(arm)
+        result["gradient_error_vs_fp64"][arm] = {
+            part: float(
+                sum(((exact[k] - g[k]) ** 2).sum() for k in exact if k.startswith(part)).sqrt()
+                / sum((exact[k] ** 2).sum() for k in exact if k.startswith(part)).sqrt()
+            )
+            for part in ("encoder", "decoder", "heads")
+        }
+        print(arm, result["gradient_error_vs_fp64"][arm], flush=True)
+    torch.manual_seed(0)
+    bn = {}
+    for mean, std in ((0.0, 1.0), (3.0, 0.1), (30.0, 0.1)):
+        x64 = torch.randn(2, 32, 200, 200, dtype=torch.float64) * std + mean
+        ref = F.batch_norm(x64, None, None, training=True)
+        bn[f"mean {mean:g}, std {std:g}"] = {
+            fmt_name: float(
+                (F.batch_norm(x64.float().contiguous(memory_format=fmt), None, None, training=True).double() - ref)
+                .abs()
+                .max()
+            )
+            for fmt_name, fmt in (("nchw", nchw), ("channels_last", cl))
+        }
+    result["batchnorm_train_output_error_vs_fp64"] = bn
+    print(bn, flush=True)
+    return result
+
+
+def short_run(arm: str, seed: int, steps: int, workdir: str, size: tuple = (120, 160)) -> dict:
     from hydranet.training.trainer import Trainer
 
     overrides = [
@@ -119,6 +192,9 @@ def short_run(arm: str, seed: int, steps: int, workdir: str) -> dict:
         "train.plots=false",
         "train.tensorboard=false",
         "data.val.num_samples=64",
+        f"data.train.size=[{size[0]}, {size[1]}]",
+        f"data.train.transforms.size=[{size[0]}, {size[1]}]",
+        f"data.val.size=[{size[0]}, {size[1]}]",
         f"train.channels_last={str(arm != 'nchw').lower()}",
     ]
     cfg = load_config(apply_overrides(load_config("synthetic"), overrides))
@@ -149,7 +225,11 @@ def main() -> int:
     ap.add_argument("--grad-batch", type=int, default=2)
     ap.add_argument("--grad-size", type=int, default=400)
     ap.add_argument("--skip-gradients", action="store_true")
+    ap.add_argument(
+        "--cause-only", action="store_true", help="only the float64 comparison (where the difference comes from)"
+    )
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms of the short runs")
+    ap.add_argument("--run-size", default="120x160", help="HxW of the short runs' crops and validation scenes")
     args = ap.parse_args()
     report = {
         "command": " ".join(sys.argv),
@@ -158,6 +238,7 @@ def main() -> int:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "loadavg_start": os.getloadavg(),
         "bf16_supported": bf16_ok(),
+        "run_size": args.run_size,
     }
     out = Path(args.out)
 
@@ -165,6 +246,10 @@ def main() -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
 
+    if args.cause_only:
+        report["against_fp64"] = against_fp64()
+        save()
+        return 0
     if not args.skip_gradients:
         report["gradients"] = gradients(args.grad_batch, args.grad_size, seed=0)
         save()
@@ -173,7 +258,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hydranet-layout-") as tmp:
         for seed in range(args.seeds):
             for arm in arms:
-                run = short_run(arm, seed, args.steps, tmp)
+                size = tuple(int(v) for v in args.run_size.split("x"))
+                run = short_run(arm, seed, args.steps, tmp, size)
                 run["loadavg"] = os.getloadavg()
                 runs.append(run)
                 print(json.dumps(run), flush=True)

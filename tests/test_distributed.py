@@ -41,6 +41,9 @@ SMALL = [
     "train.plots=false",
     "train.tensorboard=false",
     "train.monitor=loss",
+    # NCHW, the layout the 1e-5 tolerance was set for: with the CPU default (decoder in channels_last)
+    # the two runs' other summation orders put one encoder bias 1.2e-5 apart after 6 AdamW steps
+    "train.channels_last=false",
 ]
 
 

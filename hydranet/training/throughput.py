@@ -40,17 +40,20 @@ __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "forma
 
 TRAIN_SETTINGS = {
     "plain": "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step",
-    "trainer": "Trainer's step: forward, losses, finiteness check, loss weighting, backward, optimiser groups, "
-    "schedule",
+    "trainer": "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
+    "groups, schedule",
     "channels_last": "Trainer's step with train.channels_last (NHWC weights and inputs)",
+    "decoder_channels_last": "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; "
+    "the default on CPU)",
     "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
     "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
     "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
 }
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
 _OVERRIDES = {
-    "trainer": {},
+    "trainer": {"channels_last": False},
     "channels_last": {"channels_last": True},
+    "decoder_channels_last": {"channels_last": "decoder"},
     "compile": {"compile": True},
     "amp_bf16": {"amp": "bf16"},
     "amp_fp16": {"amp": "fp16"},
@@ -149,7 +152,7 @@ def _trainer_step(trainer) -> Callable[[], None]:
 
 def _loader_rate(trainer, workers: int, batches: int) -> dict:
     """Images/s of the trainer's loader with ``workers`` processes (the first batch untimed)."""
-    trainer.train_cfg["workers"] = int(workers)
+    trainer.train_cfg = trainer.train_cfg.model_copy(update={"workers": int(workers)})
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
     images, t0 = 0, time.perf_counter()

@@ -178,9 +178,13 @@ class Trainer:
         self.normalization = Normalization.from_config(self.cfg)
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
-        self.channels_last = tc.channels_last
-        if self.channels_last:
+        self.layout = memory_layout(tc.channels_last, self.device)
+        self.channels_last = self.layout == "all"  # the input batches too
+        if self.layout == "all":
             self.model.to(memory_format=torch.channels_last)
+        elif self.layout == "decoder":
+            self.model.decoder.to(memory_format=torch.channels_last)
+            self.model.heads.to(memory_format=torch.channels_last)
         w_opts = self.loss_cfg.options.model_dump(exclude_unset=True)
         if self.loss_cfg.initial_log_vars is not None:
             w_opts["initial_log_vars"] = self.loss_cfg.initial_log_vars
@@ -610,6 +614,23 @@ class Trainer:
 
     def close(self) -> None:
         cleanup(self.ctx)
+
+
+def memory_layout(channels_last, device: torch.device) -> str:
+    """``train.channels_last`` as the layout the trainer uses: ``"all"``, ``"decoder"`` or ``"none"``.
+
+    ``auto`` is ``decoder`` on the CPU: PyTorch's max pooling and convolutions run several
+    times faster in channels_last there, but its train-mode BatchNorm in channels_last computes
+    batch statistics about 30x less accurately than in NCHW (docs/benchmarks.md), which took
+    the first gradient of the nyud network from 0.6% to 5% away from the float64 one; the
+    decoder and heads have no BatchNorm, so in channels_last they keep the NCHW accuracy and
+    most of the speed. On CUDA ``auto`` is off until measured there (scripts/gpu_check.sh).
+    """
+    if channels_last == "auto":
+        return "decoder" if device.type == "cpu" else "none"
+    if channels_last == "decoder":
+        return "decoder"
+    return "all" if channels_last else "none"
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:
