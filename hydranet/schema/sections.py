@@ -97,7 +97,7 @@ class TrainSection(Section):
     channels_last: Union[Bool, Literal["auto", "decoder"]] = Field(
         "auto",
         description="NHWC memory layout: true (the whole model and its inputs), decoder (the decoder and heads; "
-        "the encoder and its BatchNorm layers stay NCHW), false, or auto: decoder on CPU (2.7x faster steps, "
+        "the encoder and its BatchNorm layers stay NCHW), false, or auto: decoder on CPU (about 2x faster steps, "
         "gradients as exact as NCHW; see docs/benchmarks.md), false on CUDA",
     )
     compile: Bool = Field(False, description="torch.compile the training forward")

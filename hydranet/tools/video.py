@@ -21,6 +21,10 @@ Three rates are measured after a warm-up (CUDA synchronised; what each includes 
 network + post-processing) and ``end_to_end_fps`` (everything per frame: reading/decoding,
 inference, drawing and encoding the MP4). The FPS drawn on each frame is the running
 end-to-end rate and the running model-only rate.
+
+By default the three kinds of work overlap (:func:`run_demo` ``pipeline=True``): a reader
+thread decodes, the calling thread predicts, a writer thread draws and encodes, joined by
+bounded queues that keep the frames in order.
 """
 
 from __future__ import annotations
