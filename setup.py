@@ -48,6 +48,7 @@ setup(
             "nbclient>=0.9",
             "nbformat>=5.9",
             "ipykernel>=6",
+            "hypothesis>=6.100",
             "timm>=1.0",
         ],
     },
