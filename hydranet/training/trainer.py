@@ -269,7 +269,8 @@ class Trainer:
         """Which trainable parameters each task's output reaches (see :func:`task_reach`), at the
         training crop size; None when the probe cannot run (DDP then searches every step)."""
         train = (self.cfg.get("data") or {}).get("train") or {}
-        size = (train.get("transforms") or {}).get("size") or train.get("size") or (64, 64)
+        first = (train[0] if train else {}) if isinstance(train, list) else train  # several data sets
+        size = (first.get("transforms") or {}).get("size") or first.get("size") or (64, 64)
         example = torch.zeros(1, 3, int(size[0]), int(size[1]), device=self.device)
         if self.channels_last:
             example = example.contiguous(memory_format=torch.channels_last)
