@@ -8,7 +8,11 @@ HELP = "fill missing segmentation/depth/normals labels of a list file with a tea
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--teacher", required=True, help="the teacher checkpoint (Hydranet format)")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="the teacher: a Hydranet checkpoint, or an ONNX file written by `hydranet export`",
+    )
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
