@@ -139,7 +139,9 @@ def bloat(width: int):
         with torch.device("meta"):
             shapes = {k: v.shape for k, v in hydranet.build_model(cfg, progress=False).state_dict().items()}
         ckpt["config"] = cfg
-        ckpt["model"] = {k: torch.zeros(1, dtype=ckpt["model"][k].dtype).expand(s) for k, s in shapes.items()}
+        ckpt["model"] = {
+            k: torch.zeros([1] * len(s), dtype=ckpt["model"][k].dtype).expand(s) for k, s in shapes.items()
+        }
         ckpt.pop("sha256", None)
 
     return edit
