@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 
 
@@ -209,5 +210,8 @@ def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
         value = delta_m(metrics, base, chosen)
     except DataError as exc:  # e.g. a metric the baseline lacks: name the files compared against
         raise DataError(f"{exc} (baseline: {', '.join(map(str, baseline))})") from None
+    if not all(math.isfinite(v) for c in changes.values() for v in c.values()) or not math.isfinite(value):
+        # finite inputs can still overflow (a metric of 1e308 against 0.8)
+        raise DataError(f"Delta_m is not finite: a metric is too large (baseline: {', '.join(map(str, baseline))})")
     print(format_delta(changes, value))
     return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}
