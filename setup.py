@@ -30,10 +30,13 @@ setup(
         "onnx>=1.15",
         "onnxscript>=0.1",
         "onnxruntime>=1.17",
+        # H.264 MP4 that browsers play. PyAV is BSD-3-Clause; its wheels bundle FFmpeg with
+        # libx264 (GPL): see README "Licences". Hydranet depends on it and does not ship it.
+        "av>=12",
     ],
     extras_require={
-        # H.264 MP4 that browsers play (PyAV's wheels ship FFmpeg with libx264; see README "Licences")
-        "video": ["av>=12"],
+        # kept so that `pip install hydranet[video]` still works: PyAV is now a plain dependency
+        "video": [],
         # `hydranet serve`
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
@@ -41,7 +44,6 @@ setup(
         "dev": [
             "pytest>=7",
             "ruff>=0.5",
-            "av>=12",
             "gradio>=5",
             "playwright>=1.40",
             "nbclient>=0.9",

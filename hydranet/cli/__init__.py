@@ -33,19 +33,37 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hydranet", description="Hydranet: real-time multi-task dense prediction")
+    """The ``hydranet`` parser; ``parser.commands`` maps each command name to its own parser."""
+    from .. import __version__
+    from .common import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="hydranet", description="Hydranet: real-time multi-task dense prediction", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"hydranet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f".{module_name}", __name__)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
+        parser.commands[name] = p
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag after a command is that command's usage error (``hydranet serve: error``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = parser.commands.get(getattr(args, "command", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..data.io import write_png
 from ..errors import ConfigError, DataError
-from .mp4 import open_video_writer
+from .mp4 import open_video_writer, resolve_codec
 
 __all__ = [
     "FrameSource",
@@ -387,7 +387,7 @@ def run_demo(
     palette=None,
 ) -> dict:
     """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4: H.264
-    yuv420p when PyAV is installed, else mp4v with a warning; see :mod:`hydranet.tools.mp4`).
+    yuv420p through PyAV, else mp4v with a one-line notice; see :mod:`hydranet.tools.mp4`).
     ``palette`` overrides the checkpoint's segmentation colours.
 
     Ctrl-C stops the loop cleanly: the frames done so far are written and the file is
@@ -410,6 +410,7 @@ def run_demo(
         total = min(total, max_frames) if total is not None else max_frames
     png_index = (total // 2) if total else 0
     out_fps = float(fps or source.fps)
+    codec = resolve_codec(codec)  # a missing H.264 encoder is said now, not in the middle of the progress bar
 
     writer = renderer = bar = saved = None
     frames = 0
