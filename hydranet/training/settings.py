@@ -29,7 +29,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_grad_norm": None,  # global gradient clipping, on top of the head-wise option
     "val_every": 500,  # steps between validations (and best.pt updates)
     "ckpt_every": 500,  # steps between last.pt writes (also written at the end)
-    "log_every": 10,
+    "log_every": 1,  # steps between step records in log.jsonl / steps.csv (1: every step; the last is always kept)
     "monitor": "loss",  # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
     "on_nan": "stop",  # stop | skip
     "max_skipped": 0.5,  # on_nan skip: a run that skipped more than this fraction of its updates fails

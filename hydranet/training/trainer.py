@@ -514,7 +514,8 @@ class Trainer:
                     for name, r in report.items()
                 )
             )
-        if logger is None or (self.step % int(self.train_cfg["log_every"]) and self.step != 1):
+        every = int(self.train_cfg["log_every"])
+        if logger is None or (self.step % every and self.step not in (1, int(self.train_cfg["steps"]))):
             return
         fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
         for name, r in report.items():
