@@ -41,6 +41,8 @@ setup(
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
         "timm": ["timm>=1.0"],
+        # `make docs`: the documentation site
+        "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
         "dev": [
             "pytest>=7",
             "ruff>=0.5",
@@ -50,6 +52,9 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6",
             "timm>=1.0",
+            "mkdocs>=1.5",
+            "mkdocs-material>=9",
+            "mkdocstrings[python]>=0.24",
         ],
     },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},
