@@ -5,6 +5,7 @@ from __future__ import annotations
 from .common import (
     add_device_arg,
     add_palette_args,
+    batch_size,
     fraction,
     non_negative_int,
     parse_size,
@@ -38,9 +39,7 @@ def add_arguments(p) -> None:
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument(
-        "--batch", "--batch-size", dest="batch", type=positive_int, default=1, help="frames per network call"
-    )
+    p.add_argument("--batch", "--batch-size", dest="batch", type=batch_size, default=1, help="frames per network call")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (default: all)")
     p.add_argument(
         "--show",
