@@ -102,7 +102,7 @@ class TrainSection(Section):
     log_every: Int = Field(
         1,
         ge=1,
-        description="steps between step records in log.jsonl and steps.csv (1: every step; the first and last are always kept)",
+        description="steps between step records in log.jsonl and steps.csv (1: every step; first and last always kept)",
     )
     monitor: Str = Field("loss", description="'loss' (validation loss, lower is better) or 'task/metric'")
     on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss: stop the run or skip the step")
