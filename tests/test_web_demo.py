@@ -25,6 +25,7 @@ from support import tiny_config
 
 import hydranet
 from hydranet.cli import main
+from hydranet.data.io import write_png
 
 REPO = Path(__file__).resolve().parents[1]
 BROWSER_ARGS = [
@@ -98,8 +99,21 @@ def server(ckpt, tmp_path_factory):
         "GRADIO_TEMP_DIR": str(work / "gradio"),
     }
     log = open(work / "serve.log", "w")
+    (work / "mine").mkdir()  # an image of the user's own, offered as the first example
+    write_png(work / "mine" / "room.png", np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hydranet", "serve", "--weights", str(ckpt), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "hydranet",
+            "serve",
+            "--weights",
+            str(ckpt),
+            "--port",
+            str(port),
+            "--examples",
+            str(work / "mine"),
+        ],
         cwd=work,
         env=env,
         stdout=log,
@@ -180,7 +194,9 @@ def test_web_demo_layout_and_results_at_desktop_and_phone_width(browser, server,
             run = page.locator("#run").bounding_box()
             assert run["y"] >= 0 and run["y"] + run["height"] <= height, f"{name}: Run is below the fold"
             assert run["x"] >= 0 and run["x"] + run["width"] <= width
-            page.locator("#examples img").first.click()  # a built-in synthetic frame
+            # desktop: the user's own image (--examples), phone: a built-in synthetic frame
+            assert page.locator("#examples img").count() == 4
+            page.locator("#examples img").nth(0 if name == "desktop" else 1).click()
             page.wait_for_selector("#input img", timeout=30_000)
             page.click("#run")
             page.wait_for_selector("#legend .hn-chip", timeout=60_000)
@@ -200,7 +216,7 @@ def test_web_demo_layout_and_results_at_desktop_and_phone_width(browser, server,
             assert "{" not in summary
             size = page.evaluate("""() => { const i = document.querySelector('#overlay img');
                 return [i.naturalWidth, i.naturalHeight]; }""")
-            assert size == [320, 240]
+            assert size == ([96, 64] if name == "desktop" else [320, 240])
             for part in ("#depth", "#overlay", "#normals"):  # label and scale: nothing drawn over them
                 assert page.evaluate(UNCOVERED, part) == [True] * 4, f"{name}: something covers {part}"
 

@@ -17,6 +17,7 @@ kept. Everything is served locally: no CDN, no analytics.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -200,7 +201,7 @@ def video_markdown(stats: dict) -> str:
 def example_files(folder: Path, images: Sequence = (), clip_frames: int = 16) -> tuple:
     """``(example images, example videos)``: three frames of the built-in synthetic scenes and a
     short synthetic clip written into ``folder``, then the user's own ``images`` (files, or
-    folders of images)."""
+    folders of images; copied into ``folder``)."""
     from ..data.io import write_png
     from ..data.synthetic import render_clip
     from .mp4 import open_video_writer
@@ -217,7 +218,10 @@ def example_files(folder: Path, images: Sequence = (), clip_frames: int = 16) ->
     for rgb, _, _ in frames:
         writer.write(rgb)
     writer.close()
-    own = [str(p) for p in collect_images(images)] if images else []
+    own = []
+    for k, image in enumerate(collect_images(images) if images else []):
+        # copied into the demo's own folder: the server serves that folder only
+        own.append(str(shutil.copyfile(image, folder / f"user_{k:03d}{image.suffix.lower()}")))
     return own + stills, [str(clip)]
 
 
