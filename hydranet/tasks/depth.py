@@ -57,6 +57,11 @@ class DepthOptions(Section):
     average: Literal["image", "pixel"] = Field("image", description="metrics averaged per image or pooled per pixel")
     median_scaling: Bool = Field(False, description="scale each prediction by median(gt) / median(pred)")
     display_max_depth: Optional[Float] = Field(None, gt=0, description="top of the colour scale (null: max_depth)")
+    depth_scale: Optional[Float] = Field(
+        None,
+        gt=0,
+        description="units per metre of the depth PNGs: NYUD 5000, KITTI 256 (recorded by converted checkpoints)",
+    )
     take_abs: Literal[True] = Field(
         True, description="the depth is |output|: always true (recorded by converted checkpoints)"
     )
