@@ -33,6 +33,15 @@ def _style_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
+def _plain_log_labels(ax) -> None:
+    """Log-axis ticks written as plain numbers (0.9, 2) rather than 9x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
 def _marker(n: int) -> dict:
     return {"marker": "o", "markersize": 3} if n <= MARKERS_UP_TO else {}
 
@@ -68,6 +77,7 @@ def plot_run(run: Path, out: Path | None = None) -> list[Path]:
                 ax.plot(steps, values, label=name, linewidth=1.2, **_marker(len(steps)))
             if log_scale and all(v > 0 for _, vs in _series(records, "step", field).values() for v in vs):
                 ax.set_yscale("log")
+                _plain_log_labels(ax)
             ax.set_title(title)
             _style_axis(ax)
             ax.legend(fontsize=8)
