@@ -52,6 +52,7 @@ setup(
             "nbclient>=0.9",
             "nbformat>=5.9",
             "ipykernel>=6",
+            "hypothesis>=6.100",
             "timm>=1.0",
             "mkdocs>=1.5",
             "mkdocs-material>=9",

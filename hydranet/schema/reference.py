@@ -205,8 +205,11 @@ def json_schema() -> dict:
     def one_of(items: list) -> dict:
         return {"oneOf": [ref(m) for m in items]}
 
-    model_schema = {"allOf": [ref(ModelSection)], "properties": {"encoder_options": one_of(encoders)}}
-    loss_schema = {"allOf": [ref(LossSection)], "properties": {"options": one_of(weightings)}}
+    def any_of(items: list) -> dict:  # the options of the plug-in the section names (not told apart here)
+        return {"anyOf": [ref(m) for m in items]}
+
+    model_schema = {"allOf": [ref(ModelSection)], "properties": {"encoder_options": any_of(encoders)}}
+    loss_schema = {"allOf": [ref(LossSection)], "properties": {"options": any_of(weightings)}}
     split = {"oneOf": [ref(m) for m in datasets]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
