@@ -286,12 +286,26 @@ def colorize_segmentation(ids: np.ndarray, palette, ignore_color: Sequence[int] 
     ids = np.asarray(ids)
     if ids.ndim != 2:
         raise ValueError(f"colorize_segmentation expects H x W class ids, got shape {ids.shape}")
+    if ids.dtype == np.uint8 and len(palette) < 256:  # the predictor's ids: one table look-up
+        lut = np.empty((256, 3), dtype=np.uint8)
+        lut[:] = ignore_color
+        lut[: len(palette)] = palette
+        return _lookup_rgb(ids, lut)
     lut = np.empty((len(palette) + 1, 3), dtype=np.uint8)
     lut[:-1] = palette
     lut[-1] = ignore_color
     idx = ids.astype(np.int64)
     idx = np.where((idx >= 0) & (idx < len(palette)), idx, len(palette))
     return lut[idx]
+
+
+def _lookup_rgb(idx: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[idx]`` for uint8 ``H x W`` indices and a ``256 x 3`` uint8 table (OpenCV's LUT:
+    the same result as NumPy's fancy indexing, several times faster on video frames)."""
+    import cv2
+
+    idx = np.ascontiguousarray(idx)
+    return cv2.LUT(cv2.merge([idx, idx, idx]), np.ascontiguousarray(lut).reshape(256, 1, 3))
 
 
 def _as_palette(palette) -> np.ndarray:
@@ -326,9 +340,12 @@ def overlay(
 
 def present_classes(ids: np.ndarray, num_classes: int) -> list[int]:
     """Class ids present in ``ids`` (ignoring ids outside ``0..num_classes-1``), largest area first."""
-    ids = np.asarray(ids).ravel().astype(np.int64)
-    ids = ids[(ids >= 0) & (ids < num_classes)]
-    counts = np.bincount(ids, minlength=num_classes)
+    ids = np.asarray(ids).ravel()
+    if ids.dtype == np.uint8:  # the predictor's ids: count without a widened copy
+        counts = np.bincount(ids, minlength=256)[:num_classes]
+    else:
+        ids = ids.astype(np.int64)
+        counts = np.bincount(ids[(ids >= 0) & (ids < num_classes)], minlength=num_classes)
     order = np.argsort(-counts, kind="stable")
     return [int(c) for c in order if counts[c] > 0]
 
@@ -375,7 +392,7 @@ def colorize_depth(
     valid = np.isfinite(depth) & (depth > 0)
     t = (np.where(valid, depth, min_depth) - min_depth) / (max_depth - min_depth)
     idx = np.clip(np.rint(t * 255.0), 0, 255).astype(np.uint8)
-    out = lut[idx]
+    out = _lookup_rgb(idx, lut)
     out[~valid] = invalid_color
     return out
 

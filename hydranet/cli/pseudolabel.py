@@ -13,7 +13,8 @@ def add_arguments(p) -> None:
         "--teacher",
         dest="weights",
         required=True,
-        help="the teacher: a Hydranet checkpoint or a known model name (--teacher is the older name)",
+        help="the teacher: a Hydranet checkpoint, a known model name or an ONNX file written by `hydranet "
+        "export` (--teacher is the older name)",
     )
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")

@@ -13,8 +13,8 @@ HELP = (
 def add_arguments(p) -> None:
     p.add_argument(
         "--weights",
-        help="the model selected at start: a checkpoint or a known model name (default: "
-        "the bundled synthetic model; others can be picked in the page)",
+        help="the model selected at start: a checkpoint, a known model name or an ONNX file written "
+        "by `hydranet export` (default: the bundled synthetic model; others can be picked in the page)",
     )
     p.add_argument(
         "--host",

@@ -164,7 +164,8 @@ def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
     """An onnxruntime session with all graph optimisations and ``threads`` intra-op threads.
 
     ``threads`` defaults to ``torch.get_num_threads()`` (the cores PyTorch uses). On a CUDA
-    device the CUDA execution provider is used, and a clear error is raised without it.
+    device the CUDA execution provider is used, and a clear error is raised without it;
+    ``HYDRANET_ORT_TENSORRT=1`` puts the TensorRT provider in front of it.
     """
     import onnxruntime as ort
 
@@ -180,6 +181,10 @@ def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
             raise ConfigError("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu)")
         index = torch.device(device).index or 0
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        if os.environ.get("HYDRANET_ORT_TENSORRT") == "1":  # opt-in: engines are built per input shape
+            if "TensorrtExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError("HYDRANET_ORT_TENSORRT=1: onnxruntime has no TensorRT execution provider here")
+            providers.insert(0, ("TensorrtExecutionProvider", {"device_id": index}))
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
