@@ -104,4 +104,4 @@ def test_walkthrough_notebook_executes(tmp_path):
     source = "".join(c.source for c in nb.cells)
     assert "true classes" in source and "true depth (m)" in source  # ground truth shown, not only computed
     assert re.search(r"took [\d.]+ minutes \(\d+ s", nb.cells[0].source)  # the text states its measured time
-    assert "WALKTHROUGH_STEPS\", 300" in source  # the measured default
+    assert 'WALKTHROUGH_STEPS", 300' in source  # the measured default
