@@ -220,7 +220,14 @@ def json_schema() -> dict:
         "properties": {
             "model": model_schema,
             "tasks": {"type": "array", "minItems": 1, "items": one_of(tasks)},
-            "data": {"type": "object", "additionalProperties": False, "properties": {"train": split, "val": split}},
+            "data": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {  # several training sets; named validation sets (hydranet.data.multi)
+                    "train": {"oneOf": [split, {"type": "array", "minItems": 1, "items": split}]},
+                    "val": {"oneOf": [split, {"type": "object", "additionalProperties": split}]},
+                },
+            },
             "train": ref(TrainSection),
             "loss": loss_schema,
             "meta": ref(MetaSection),
