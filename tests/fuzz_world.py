@@ -63,7 +63,15 @@ def tiny_shipped(name: str) -> dict:
     elif model["encoder"].startswith("vit"):
         model["encoder_options"] = {**model.get("encoder_options", {}), "image_size": 64, "depth": 2, "width": 32}
         model["encoder_options"]["heads"] = 2
+    entries = []  # a split is a data set, a list of them (data.train) or named ones (data.val)
     for split in cfg.get("data", {}).values():
+        if isinstance(split, list):
+            entries += split
+        elif "type" not in split:
+            entries += list(split.values())
+        else:
+            entries.append(split)
+    for split in entries:
         kind = split["type"]
         if kind == "synthetic":
             split.update(num_samples=4, size=[64, 64])
@@ -74,6 +82,7 @@ def tiny_shipped(name: str) -> dict:
         if "size" in split.get("transforms", {}):
             split["transforms"]["size"] = [64, 64]
     cfg["train"] = {**cfg.get("train", {}), **TINY_TRAIN}
+    cfg["train"].pop("init", None)  # a known model name would be downloaded; the world is offline
     cfg["train"].pop("monitor", None) if name.startswith("json") else None
     return cfg
 
