@@ -210,7 +210,9 @@ def json_schema() -> dict:
 
     model_schema = {"allOf": [ref(ModelSection)], "properties": {"encoder_options": any_of(encoders)}}
     loss_schema = {"allOf": [ref(LossSection)], "properties": {"options": any_of(weightings)}}
-    split = {"oneOf": [ref(m) for m in datasets]}
+    one_set = {"oneOf": [ref(m) for m in datasets]}
+    train_sets = {"oneOf": [one_set, {"type": "array", "minItems": 1, "items": one_set}]}  # several: data.multi
+    val_sets = {"oneOf": [one_set, {"type": "object", "additionalProperties": one_set}]}  # {name: data set}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Hydranet config",
@@ -223,10 +225,7 @@ def json_schema() -> dict:
             "data": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {  # several training sets; named validation sets (hydranet.data.multi)
-                    "train": {"oneOf": [split, {"type": "array", "minItems": 1, "items": split}]},
-                    "val": {"oneOf": [split, {"type": "object", "additionalProperties": split}]},
-                },
+                "properties": {"train": train_sets, "val": val_sets},
             },
             "train": ref(TrainSection),
             "loss": loss_schema,

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
+from ..data.base import require_labels
 from ..data.io import writable_dir
 from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
@@ -95,30 +96,61 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop saves and stops after the current step.
+class RunInterrupted(KeyboardInterrupt):
+    """A signal stopped the run where it stood (see :class:`_StopRequest`)."""
 
-    A second SIGINT interrupts at once.
+
+class _StopRequest:
+    """SIGINT/SIGTERM handling for a training run.
+
+    Inside the training loop (``graceful``) the first signal sets a flag: the loop finishes
+    the current step, saves ``last.pt`` and stops. If that takes more than ``GRACE_SECONDS``
+    (a long step, a slow validation or checkpoint write), or at a second signal, or anywhere
+    outside the loop (building the model and data), :class:`RunInterrupted` is raised at
+    once: the atomic writers then remove their temporary file, so no partial file is left,
+    and ``last.pt`` stays the previous whole checkpoint. Nested uses share the outer one.
     """
+
+    GRACE_SECONDS = 10.0
+    current: Optional[_StopRequest] = None
 
     def __init__(self):
         self.signal: Optional[int] = None
+        self.graceful = False
         self._previous = {}
+        self._outer: Optional[_StopRequest] = None
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        self._outer = _StopRequest.current
+        if self._outer is not None:
+            return self._outer
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
                 pass
+        _StopRequest.current = self
         return self
 
     def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if signum == signal.SIGALRM:
+            raise RunInterrupted(f"signal {self.signal}: the run did not stop within {self.GRACE_SECONDS:g} s")
+        if not self.graceful or self.signal is not None:
+            raise RunInterrupted(f"signal {signum}")
         self.signal = signum
+        signal.setitimer(signal.ITIMER_REAL, self.GRACE_SECONDS)
+
+    def settle(self) -> None:
+        """Leave the loop's graceful mode: the stop it asked for is done (disarm the deadline)."""
+        self.graceful = False
+        if self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def __exit__(self, *exc):
+        if self._outer is not None:
+            return
+        _StopRequest.current = None
+        self.settle()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -203,6 +235,7 @@ class Trainer:
         self.train_set = SeededSamples(
             build_train_data(data_cfg["train"], self.tasks, normalization=self.normalization), tc.seed
         )
+        require_labels(self.train_set.dataset, "data.train")
         self.val_sets = (
             build_val_sets(data_cfg["val"], self.tasks, self.normalization, train_cfg=data_cfg["train"])
             if data_cfg.get("val")
@@ -531,6 +564,7 @@ class Trainer:
         set_train_mode(self.model, tc)
         try:
             with _StopRequest() as stop:
+                stop.graceful = True
                 while self.step < stop_step and not any_rank(stop.signal is not None, self.ctx, self.device):
                     epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
                     iterator = iter(self._loader(epoch, in_epoch * tc.accumulate))
@@ -557,6 +591,7 @@ class Trainer:
                         tqdm.write(
                             f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; saved {path}"
                         )
+                stop.settle()
         finally:
             bar.close()
             if logger is not None:
@@ -656,8 +691,9 @@ def train(
 
     ``until``: stop at that step with ``last.pt`` saved (see :meth:`Trainer.fit`).
     """
-    trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress, allow_changes=allow_changes)
-    try:
-        return trainer.fit(until=until)
-    finally:
-        trainer.close()
+    with _StopRequest():  # a signal while the run is being set up stops it at once
+        trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress, allow_changes=allow_changes)
+        try:
+            return trainer.fit(until=until)
+        finally:
+            trainer.close()
