@@ -63,7 +63,7 @@ def tiny_shipped(name: str) -> dict:
     elif model["encoder"].startswith("vit"):
         model["encoder_options"] = {**model.get("encoder_options", {}), "image_size": 64, "depth": 2, "width": 32}
         model["encoder_options"]["heads"] = 2
-    for split in cfg.get("data", {}).values():
+    for split in _data_sets(cfg.get("data", {})):
         kind = split["type"]
         if kind == "synthetic":
             split.update(num_samples=4, size=[64, 64])
@@ -74,8 +74,26 @@ def tiny_shipped(name: str) -> dict:
         if "size" in split.get("transforms", {}):
             split["transforms"]["size"] = [64, 64]
     cfg["train"] = {**cfg.get("train", {}), **TINY_TRAIN}
+    if "init" in cfg["train"]:  # fine-tuning starts from the world's checkpoint (no download)
+        cfg["train"]["init"] = "tiny.pt"
+        for task in cfg["tasks"]:
+            task.get("options", {}).pop("init_classes", None)
     cfg["train"].pop("monitor", None) if name.startswith("json") else None
     return cfg
+
+
+def _data_sets(data: dict) -> list:
+    """Every data set of a data section: a split is one set, a list of sets (several in training)
+    or a mapping of named sets (validation per set)."""
+    found = []
+    for split in data.values():
+        if isinstance(split, list):
+            found += split
+        elif "type" in split:
+            found.append(split)
+        else:
+            found += list(split.values())
+    return found
 
 
 def build_world(folder: Path) -> Path:

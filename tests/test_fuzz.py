@@ -100,7 +100,9 @@ def must_be_refused(old, new) -> bool:
     """A replacement no valid config can hold: a number replaced by text, a container or a
     non-finite number; a bool by anything but a bool; a section by a scalar or a list."""
     if is_number(old):
-        if isinstance(new, (list, dict)) or (isinstance(new, str) and not _numeric_text(new)):
+        if isinstance(new, list):  # a list of numbers may be a per-output value (target_std: [2.0])
+            return not all(is_number(v) and math.isfinite(v) for v in new)
+        if isinstance(new, dict) or (isinstance(new, str) and not _numeric_text(new)):
             return True
         return isinstance(new, float) and not math.isfinite(new)
     if isinstance(old, bool):
@@ -465,6 +467,10 @@ FLAGS = {
 }
 
 
+# Text a command line can carry: execve's strings end at a NUL byte, so argv never holds one.
+ARGV_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8)
+
+
 def with_flag(argv: list, flag: str, value: str) -> list:
     """``argv`` with ``flag`` set to ``value`` (replacing its value when present)."""
     argv = list(argv)
@@ -487,7 +493,7 @@ def flags_body(fuzz):
             flag = data.draw(st.sampled_from(sorted(flags)), label="flag")
             family = flags[flag]
             value = data.draw(
-                st.one_of(st.sampled_from(FAMILY_VALUES[family]), st.text(max_size=8)), label=f"{flag} value"
+                st.one_of(st.sampled_from(FAMILY_VALUES[family]), ARGV_TEXT), label=f"{flag} value"
             )
             argv = with_flag(argv, flag, value)
             names += [flag, value, Path(value).name] if value.strip() else [flag]

@@ -321,3 +321,18 @@ def test_shipped_nyudkitti_config_is_the_authors_joint_layout():
     data = build_train_data([{**e, **_data(4, seed=i)} for i, e in enumerate(stand_in)], parse_tasks(joint["tasks"]))
     assert data.members[1].offsets == {"segm": 40} and data.members[1].ranges == {"segm": 6}
     assert data.members[0].ranges == {"segm": 40}
+
+
+def test_classification_head_remapped_by_class_name(tmp_path):
+    names = ["cat", "dog", "bird", "fish"]
+    old = {"name": "kind", "kind": "classification", "classes": 4, "class_names": names}
+    new = {"name": "kind", "kind": "classification", "classes": 3, "class_names": ["fish", "horse", "cat"]}
+    source = hydranet.build_model(cfg([DEPTH, old]))
+    hydranet.save_model(source, tmp_path / "source.pt")
+    target = hydranet.build_model(cfg([DEPTH, new]))
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    report = init_model(target, tmp_path / "source.pt")
+    (layer,) = [k for k, _ in report.remapped if k.endswith("weight")]
+    w, src = target.state_dict()[layer], source.state_dict()[layer]
+    assert layer.startswith("heads.kind.") and w.shape[0] == 3 and src.shape[0] == 4
+    assert torch.equal(w[0], src[3]) and torch.equal(w[2], src[0]) and torch.equal(w[1], fresh[layer][1])

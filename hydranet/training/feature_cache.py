@@ -110,7 +110,7 @@ class FeatureCache(Dataset):
         n = len(dataset)
         batches = (collate([dataset[j] for j in range(i, min(n, i + batch_size))]) for i in range(0, n, batch_size))
         first = next(batches)
-        shared, global_ = _trunk(model, first["image"], device)
+        shared, global_ = trunk_output(model, first["image"], device)
         per_sample = sum(
             int(np.prod(t.shape[1:])) * t.element_size()
             for t in [x for x in (shared, global_) if x is not None] + list(first["targets"].values())
@@ -141,7 +141,7 @@ class FeatureCache(Dataset):
         start, batch = 0, first
         while batch is not None:
             if batch is not first:
-                shared, global_ = _trunk(model, batch["image"], device)
+                shared, global_ = trunk_output(model, batch["image"], device)
             stop = start + len(batch["image"])
             if out_shared is not None:
                 out_shared[start:stop] = shared.cpu().numpy()
@@ -167,7 +167,7 @@ def _np_dtype(t: torch.Tensor):
 
 
 @torch.no_grad()
-def _trunk(model, images: torch.Tensor, device: torch.device) -> tuple:
+def trunk_output(model, images: torch.Tensor, device: torch.device) -> tuple:
     """What the heads read: the decoder's map (if any head is dense) and the encoder's global feature."""
     images = images.to(device)
     dense = any(t.dense for t in model.tasks)

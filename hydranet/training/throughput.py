@@ -164,9 +164,9 @@ def _cached_batch(trainer, batch: dict) -> dict:
     """``batch`` as the feature cache serves it: the frozen trunk's output instead of the images."""
     from types import SimpleNamespace
 
-    from .feature_cache import _trunk
+    from .feature_cache import trunk_output
 
-    shared, global_ = _trunk(trainer.model, batch["image"], trainer.device)
+    shared, global_ = trunk_output(trainer.model, batch["image"], trainer.device)
     trainer.feature_cache = SimpleNamespace(size=tuple(batch["image"].shape[-2:]))
     return {
         "shared": None if shared is None else shared.cpu(),
@@ -178,7 +178,7 @@ def _cached_batch(trainer, batch: dict) -> dict:
 
 def _loader_rate(trainer, workers: int, batches: int) -> dict:
     """Images/s of the trainer's loader with ``workers`` processes (the first batch untimed)."""
-    trainer.train_cfg["workers"] = int(workers)
+    trainer.train_cfg.workers = int(workers)
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
     images, t0 = 0, time.perf_counter()

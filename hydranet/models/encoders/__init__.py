@@ -14,6 +14,7 @@ from pydantic import model_validator
 
 from ...errors import ConfigError
 from ...limits import MAX_VIT_GRID
+from ...schema.errors import validate
 from ...schema.registry import register_options
 from ...schema.types import Field, Float, Int, OpenSection, Section
 from .base import Encoder, StagedEncoder
@@ -139,6 +140,7 @@ def check_encoder_name(name) -> str:
 def build_encoder(name: str, weights=None, progress: bool = True, **options) -> Encoder:
     """Build the encoder called ``name`` (a key of :data:`ENCODERS`, or ``timm:MODEL``)."""
     check_encoder_name(name)
+    options = validate(encoder_options_model(name), options, "model.encoder_options").model_dump(exclude_unset=True)
     try:
         if name.startswith(TIMM_PREFIX):
             return timm_encoder(name[len(TIMM_PREFIX) :], weights=weights, progress=progress, **options)
