@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 
@@ -71,6 +72,9 @@ INPUT_ARGUMENTS = (
 )  # fmt: skip
 
 
+FOLDER_INPUTS = ("images", "input")  # arguments that may name a folder whose files are read
+
+
 def input_paths(args) -> list:
     """The file paths among ``args``' input arguments (see ``INPUT_ARGUMENTS``)."""
     paths = []
@@ -81,6 +85,8 @@ def input_paths(args) -> list:
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, str) and item:
                 paths.append(item)
+                if name in FOLDER_INPUTS and os.path.isdir(item):  # a folder of frames or images
+                    paths += [entry.path for entry in os.scandir(item) if entry.is_file()]
     return paths
 
 

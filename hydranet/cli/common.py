@@ -229,11 +229,15 @@ def add_baseline_args(p: argparse.ArgumentParser, required: bool = False) -> Non
 
 def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
     """Print and return ``{"delta_m", "changes", "baseline"}`` of ``metrics`` against the baseline files."""
+    from ..errors import DataError
     from ..evaluation.delta_m import delta_m, format_delta, load_results, parse_metric_list, relative_changes
 
     base = load_results(baseline)
     chosen = parse_metric_list(metric_list) if metric_list else None
-    changes = relative_changes(metrics, base, chosen)
+    try:
+        changes = relative_changes(metrics, base, chosen)
+    except DataError as exc:  # name the baseline file(s) the comparison was made against
+        raise DataError(f"{', '.join(map(str, baseline))}: {exc}") from None
     value = delta_m(metrics, base, chosen)
     print(format_delta(changes, value))
     return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}
