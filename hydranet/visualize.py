@@ -65,6 +65,8 @@ __all__ = [
     "drawn_tasks",
     "blend_overlay",
     "render_figure",
+    "figure_columns",
+    "grid",
 ]
 
 IGNORE_COLOR = (0, 0, 0)
@@ -655,19 +657,56 @@ def blend_overlay(frame: np.ndarray, pred, task, style: DrawStyle) -> tuple:
     return overlay(frame, kind.colour_mask(task, value, style), style.alpha), kind.legend(task, value, style)
 
 
+MAX_STRIP_ASPECT = 4.5  # a figure wider than this (width / height) wraps its panels into rows
+TARGET_ASPECT = 1.6  # ... and takes the number of columns that comes closest to this shape
+
+
+def grid(panels: Sequence[np.ndarray], columns: int, gap: int = 4, fill: Sequence[int] = BACKGROUND) -> np.ndarray:
+    """Panels in rows of ``columns``, left to right then top to bottom; rows padded to the widest."""
+    rows = [hstack(panels[i : i + columns], gap=gap, fill=fill) for i in range(0, len(panels), columns)]
+    width = max(r.shape[1] for r in rows)
+    parts = []
+    for k, row in enumerate(rows):
+        if row.shape[1] < width:
+            row = np.concatenate([row, np.full((row.shape[0], width - row.shape[1], 3), fill, np.uint8)], axis=1)
+        parts.append(row)
+        if gap and k < len(rows) - 1:
+            parts.append(np.full((gap, width, 3), fill, np.uint8))
+    return np.concatenate(parts, axis=0)
+
+
+def figure_columns(panel_sizes: Sequence[tuple], gap: int = 4) -> int:
+    """How many panels per row: all in one row, unless that strip is wider than
+    :data:`MAX_STRIP_ASPECT`; then the column count whose figure is closest to :data:`TARGET_ASPECT`
+    (a KITTI frame, 1242 x 375, gets one panel per row)."""
+    n = len(panel_sizes)
+
+    def aspect(cols: int) -> float:
+        rows = [panel_sizes[i : i + cols] for i in range(0, n, cols)]
+        width = max(sum(w for _, w in r) + gap * (len(r) - 1) for r in rows)
+        height = sum(max(h for h, _ in r) for r in rows) + gap * (len(rows) - 1)
+        return width / height
+
+    if n <= 1 or aspect(n) <= MAX_STRIP_ASPECT:
+        return max(1, n)
+    return min(range(1, n + 1), key=lambda c: abs(math.log(aspect(c) / TARGET_ASPECT)))
+
+
 def render_figure(frame: np.ndarray, pred, style: Optional[DrawStyle] = None) -> np.ndarray:
-    """The side-by-side figure of one prediction: input | overlay | value map with its scale,
-    a legend of the classes present underneath (panels only for the tasks the model has)."""
+    """The figure of one prediction: input | overlay | every value map with its scale (depth,
+    normals: panels only for the tasks the model has), a legend of the classes present underneath.
+    Panels sit side by side; a wide frame's panels wrap into rows (:func:`figure_columns`)."""
     style = style or DrawStyle(font_scale=font_scale_for(frame.shape[0]))
-    overlay_task, map_task = drawn_tasks(list(pred.tasks.values()))
+    overlay_task, _ = drawn_tasks(list(pred.tasks.values()))
     fs = style.font_scale
     panels = [put_label(frame.copy(), "input", font_scale=fs)]
     blended, legend = blend_overlay(frame, pred, overlay_task, style)
     if overlay_task is not None:
         panels.append(put_label(blended, overlay_task.name, font_scale=fs))
-    if map_task is not None:
-        panels += map_task.task_kind.draw_map(map_task, pred[map_task.name], style)
-    figure = hstack(panels, gap=4)
+    maps = [t for t in pred.tasks.values() if t.task_kind.draw_role == "map"]
+    for task in sorted(maps, key=lambda t: t.task_kind.draw_priority):  # depth first, then normals
+        panels.append(hstack(task.task_kind.draw_map(task, pred[task.name], style)))
+    figure = grid(panels, figure_columns([p.shape[:2] for p in panels]))
     if legend is not None:
         figure = np.concatenate([figure, draw_legend(*legend, font_scale=fs, width=figure.shape[1])], axis=0)
     return figure

@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--batch",
+        "--batch-size",
+        dest="batch",
         default=None,
         help="batch sizes, comma-separated (default 1; --train: one size, default train.batch_size)",
     )

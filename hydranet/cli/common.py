@@ -8,6 +8,36 @@ import math
 import re
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with every flag's default shown: ``(default: X)`` is appended unless the
+    help text already states its default or there is none to state (None, False: off)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text.lower() or default is None or default is False or default in (argparse.SUPPRESS, []):
+            return text
+        if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+#: ``--palette`` names, the same in every command (hydranet.visualize.NAMED_PALETTES; a test keeps them equal).
+PALETTE_NAMES = ("nyud", "kitti", "cityscapes", "synthetic")
+DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
+
+
+def add_palette_args(p: argparse.ArgumentParser) -> None:
+    """``--palette`` and ``--cmap``: how segmentation and depth are coloured (predict, demo)."""
+    p.add_argument(
+        "--palette",
+        metavar="NAME|FILE",
+        help=f"segmentation colours: {', '.join(PALETTE_NAMES)}, or a file (.npy or text, one 'R G B' row "
+        "per class) (default: the checkpoint's own colours)",
+    )
+    p.add_argument("--cmap", default="magma", choices=DEPTH_CMAPS, help="depth colour map")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"640x480"`` -> ``(480, 640)`` (height, width), for argparse."""
     from ..config import parse_size as parse
@@ -207,11 +237,11 @@ def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
     chosen = parse_metric_list(metric_list) if metric_list else None
     try:
         changes = relative_changes(metrics, base, chosen)
-        value = delta_m(metrics, base, chosen)
-    except DataError as exc:  # e.g. a metric the baseline lacks: name the files compared against
-        raise DataError(f"{exc} (baseline: {', '.join(map(str, baseline))})") from None
+    except DataError as exc:  # name the baseline file(s) the comparison was made against
+        raise DataError(f"{', '.join(map(str, baseline))}: {exc}") from None
+    value = delta_m(metrics, base, chosen)
     if not all(math.isfinite(v) for c in changes.values() for v in c.values()) or not math.isfinite(value):
         # finite inputs can still overflow (a metric of 1e308 against 0.8)
-        raise DataError(f"Delta_m is not finite: a metric is too large (baseline: {', '.join(map(str, baseline))})")
+        raise DataError(f"{', '.join(map(str, baseline))}: Delta_m is not finite (a metric is too large)")
     print(format_delta(changes, value))
     return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}

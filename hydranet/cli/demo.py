@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_device_arg,
+    add_palette_args,
     batch_size,
     fraction,
     non_negative_int,
@@ -49,8 +50,8 @@ def add_arguments(p) -> None:
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument("--batch", type=batch_size, default=1, help="frames per network call (default 1)")
-    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=batch_size, default=1, help="frames per network call")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (default: all)")
     p.add_argument(
         "--show",
         action="store_true",
@@ -60,7 +61,8 @@ def add_arguments(p) -> None:
         "--size",
         type=parse_size,
         metavar="WxH",
-        help="network input size (frames are resized to it; results are drawn at the frame's size)",
+        help="network input size: frames are resized to it, results are drawn at the frame's size (default: the "
+        "frame's own size)",
     )
     p.add_argument(
         "--fps",
@@ -72,15 +74,8 @@ def add_arguments(p) -> None:
         type=positive_float,
         help="top of the depth colour scale in metres (default: the model's max_depth, else from the first frame)",
     )
-    p.add_argument(
-        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
-    )
+    add_palette_args(p)
     p.add_argument("--alpha", type=fraction, default=0.5, help="opacity of the segmentation over the frame")
-    p.add_argument(
-        "--palette",
-        help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
-        "(.npy or text, one 'R G B' row per class); default: the checkpoint's",
-    )
     p.add_argument(
         "--smooth",
         type=fraction,

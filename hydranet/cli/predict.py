@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .common import add_device_arg, finite_float, parse_size, positive_float, resolve_device, write_json
+from .common import (
+    add_device_arg,
+    add_palette_args,
+    finite_float,
+    parse_size,
+    positive_float,
+    resolve_device,
+    write_json,
+)
 
 HELP = "predict images: colour segmentation, depth (colour + raw), normals, figure, point cloud, image-level JSON"
 
@@ -30,7 +38,8 @@ def add_arguments(p) -> None:
         "--size",
         type=parse_size,
         metavar="WxH",
-        help="resize images to this network input size (results come back at full resolution)",
+        help="resize images to this network input size; results come back at full resolution (default: each "
+        "image's own size)",
     )
     p.add_argument(
         "--depth-format",
@@ -43,14 +52,7 @@ def add_arguments(p) -> None:
         type=positive_float,
         help="top of the depth colour scale in metres (default: the model's max_depth, else per image)",
     )
-    p.add_argument(
-        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
-    )
-    p.add_argument(
-        "--palette",
-        help="segmentation colours: nyud, kitti, cityscapes, synthetic, or a file (.npy or "
-        "text, one 'R G B' row per class); default: the checkpoint's",
-    )
+    add_palette_args(p)
     ply = p.add_argument_group("point cloud (from the first depth task)")
     ply.add_argument(
         "--ply",

@@ -294,18 +294,23 @@ def export_onnx(
                 2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
                 3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192),
             }
-            program = torch.onnx.export(
-                TaskTuple(net),
-                (example,),
-                None,
-                input_names=["image"],
-                output_names=names,
-                opset_version=int(opset),
-                dynamo=True,
-                dynamic_shapes=None if static else {"image": dims},
-                external_data=False,
-                verbose=False,
-            )
+            try:
+                program = torch.onnx.export(
+                    TaskTuple(net),
+                    (example,),
+                    None,
+                    input_names=["image"],
+                    output_names=names,
+                    opset_version=int(opset),
+                    dynamo=True,
+                    dynamic_shapes=None if static else {"image": dims},
+                    external_data=False,
+                    verbose=False,
+                )
+            except Exception as exc:  # torch.export's errors have several types
+                if static:
+                    raise
+                raise ConfigError(_static_only(model, h, w, str(exc).strip().splitlines()[0])) from exc
             program.save(str(tmp), external_data=False)
         else:
             # The torch.export-based exporter cannot convert its graph down to 17; the
@@ -323,6 +328,8 @@ def export_onnx(
                 dynamic_axes=None if static else axes,
             )
         _write_metadata(tmp, model)
+        if not static and not _has_dynamic_size(tmp):
+            raise ConfigError(_static_only(model, h, w, "the exporter fixed the input's batch or size"))
         os.replace(tmp, path)
     _check_graph(path, names)
     report = {
@@ -367,6 +374,23 @@ def _file_opset(path) -> int:
 
     model = onnx.load(str(path), load_external_data=False)
     return max(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _static_only(model: nn.Module, h: int, w: int, reason: str) -> str:
+    """The error for a model that exports at one size only, naming the flag that does that."""
+    encoder = ((getattr(model, "config", None) or {}).get("model") or {}).get("encoder", "this model")
+    return (
+        f"{encoder} does not export to ONNX with a dynamic input size ({reason}); export it at one size "
+        f"with --static --size {w}x{h} (Python: export_onnx(..., static=True))"
+    )
+
+
+def _has_dynamic_size(path) -> bool:
+    """True when the file's input ``image`` has a symbolic batch, height and width."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) == 4 and all(not dims[i].HasField("dim_value") for i in (0, 2, 3))
 
 
 def _check_graph(path, names: list[str]) -> None:

@@ -104,7 +104,11 @@ class TrainSection(Section):
     max_grad_norm: Optional[Float] = Field(None, gt=0, description="global gradient clipping (null: none)")
     val_every: Int = Field(500, ge=1, description="steps between validations (and best.pt updates)")
     ckpt_every: Int = Field(500, ge=1, description="steps between last.pt writes (also written at the end)")
-    log_every: Int = Field(10, ge=1, description="steps between log lines")
+    log_every: Int = Field(
+        1,
+        ge=1,
+        description="steps between step records in log.jsonl and steps.csv (1: every step; first and last always kept)",
+    )
     monitor: Str = Field("loss", description="'loss' (validation loss, lower is better) or 'task/metric'")
     on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss: stop the run or skip the step")
     max_skipped: Float = Field(

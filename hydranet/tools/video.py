@@ -39,7 +39,7 @@ import numpy as np
 
 from ..data.io import write_png
 from ..errors import ConfigError, DataError
-from .mp4 import open_video_writer
+from .mp4 import open_video_writer, resolve_codec
 
 __all__ = [
     "FrameSource",
@@ -593,7 +593,7 @@ def run_demo(
     pipeline: bool = True,
 ) -> dict:
     """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4: H.264
-    yuv420p when PyAV is installed, else mp4v with a warning; see :mod:`hydranet.tools.mp4`).
+    yuv420p through PyAV, else mp4v with a one-line notice; see :mod:`hydranet.tools.mp4`).
     ``palette`` overrides the checkpoint's segmentation colours.
 
     ``pipeline`` (default; not with ``show``, whose window belongs to the main thread):
@@ -619,6 +619,7 @@ def run_demo(
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
     out_fps = float(fps or source.fps)
+    codec = resolve_codec(codec)  # a missing H.264 encoder is said now, not in the middle of the progress bar
     output = _Output(out, out_fps, codec, (total // 2) if total else 0, show)
 
     def start(chunk: list) -> None:  # on the first chunk: the renderer, the warm-up, the clock

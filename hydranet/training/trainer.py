@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
-from ..data.base import require_labels
+from ..data.base import dataset_source, require_labels
 from ..data.io import writable_dir
 from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
@@ -264,7 +264,8 @@ class Trainer:
         )
         if self.steps_per_epoch < 1:
             raise ConfigError(
-                f"data.train: {len(self.train_set)} samples make less than one step of "
+                f"data.train{dataset_source(self.train_set.dataset)}: {len(self.train_set)} samples make less "
+                f"than one step of "
                 f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)"
             )
 
@@ -683,7 +684,8 @@ class Trainer:
                     for name, r in report.items()
                 )
             )
-        if logger is None or (self.step % self.train_cfg.log_every and self.step != 1):
+        every = self.train_cfg.log_every
+        if logger is None or (self.step % every and self.step not in (1, self.train_cfg.steps)):
             return
         fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
         for name, r in report.items():
