@@ -543,7 +543,7 @@ def _rehash(ckpt):
 
 def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
     """Damaged checkpoints; ``nonfinite_with_hash``: only NaN/inf weights in files whose content hash
-    was recomputed (a crafted file), kept apart while that class is not refused (see below)."""
+    was recomputed (a crafted file)."""
 
     def body(data):
         command = data.draw(st.sampled_from(sorted(CKPT_COMMANDS)), label="command")
@@ -637,10 +637,9 @@ def test_fuzz_checkpoints(fuzz):
     run_fuzz(fuzz, "checkpoints", ckpt_body(fuzz), examples=18)
 
 
-def test_fuzz_checkpoints_pending_nonfinite_weights_with_a_valid_hash(fuzz):
-    """Pending (guard or the lead): a crafted file whose content hash was recomputed is not
-    checked for values (checkpoint.check_plausible_weights runs for unhashed files only), so a
-    NaN or infinite weight loads and the command reports NaN. Not xfail: it fails until decided."""
+def test_fuzz_checkpoints_nonfinite_weights_with_a_valid_hash(fuzz):
+    """A crafted file whose content hash was recomputed after a weight became NaN or infinite
+    (open until guard checked finiteness in hashed files too; kept as its own group)."""
     run_fuzz(fuzz, "checkpoints: NaN/inf with a valid hash", ckpt_body(fuzz, nonfinite_with_hash=True), examples=4)
 
 

@@ -878,11 +878,7 @@ CASES = [
 # Cases whose fix belongs to another change of issue 23 and had not landed on main when this corpus
 # was last run: {case id: who fixes it}. They run (and fail) in their own test function below, so
 # that they are visible in every run; an entry goes when its fix lands.
-PENDING: dict[str, str] = {
-    # checkpoint.py checks values (check_plausible_weights) only in files without a content hash;
-    # a crafted file with a recomputed hash and an infinite weight loads and evaluates to NaN.
-    "eval-hashed-inf-weight": "guard (or the lead): check finiteness in hashed files too",
-}
+PENDING: dict[str, str] = {}  # none since guard made hashed checkpoints hold finite weights too
 
 
 def _split(cases, pending):

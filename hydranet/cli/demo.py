@@ -114,11 +114,9 @@ def run(args) -> int:
 
     if args.show:
         check_display()
-    from ..data.io import protect_inputs, writable_file
+    from ..data.io import writable_file
 
     device = resolve_device(args.device)
-    if args.input and Path(args.input).is_dir():  # a folder of frames: no output may replace one
-        protect_inputs(p for p in Path(args.input).iterdir() if p.is_file())
     writable_file(args.out)
     if args.frame_png:
         writable_file(args.frame_png)

@@ -64,8 +64,6 @@ def parse_list_file(path: Union[str, Path], columns: Optional[Sequence[str]] = N
             continue
         if names is None:
             names = list(DEFAULT_COLUMNS)
-        if "\x00" in line:  # no path holds a NUL byte (the OS would refuse it with a ValueError)
-            raise DataError(f"{path}:{lineno}: a NUL byte in the line (a binary file, not a list?)")
         tokens = line.split()
         if len(tokens) > len(names):
             raise DataError(f"{path}:{lineno}: {len(tokens)} columns but only {len(names)} named ({' '.join(names)})")
