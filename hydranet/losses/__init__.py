@@ -4,6 +4,9 @@
   ``compute_losses`` apply them to a batch of the data contract.
 * :mod:`.weighting`: strategies combining ``{task: loss}`` into ``(total, report)``
   (``uncertainty | fixed | equal | gradnorm | dwa``), built by ``build_weighting``.
+* :mod:`.gradient` (with :mod:`.aggregators`): gradient-level methods (``pcgrad``, ``mgda``,
+  ``cagrad``, ``nash_mtl``, ``imtl_g``, ``aligned_mtl``, ``upgrad``, ``dualproj``; torchjd);
+  :mod:`.famo` and :mod:`.rlw`: FAMO and random loss weighting; all registered in ``STRATEGIES``.
 * :mod:`.clipping`: ``clip_head_gradients``, per-head gradient clipping.
 """
 
@@ -29,6 +32,9 @@ from .task_losses import (
     smooth_l1,
     task_loss,
 )
+from .famo import FAMOWeighting
+from .gradient import GRADIENT_METHODS, GradientAggregation
+from .rlw import RandomLossWeighting
 from .weighting import (
     STRATEGIES,
     DWAWeighting,
@@ -41,7 +47,13 @@ from .weighting import (
     weighting_param_group,
 )
 
+STRATEGIES.update({"famo": FAMOWeighting, "rlw": RandomLossWeighting, **GRADIENT_METHODS})
+
 __all__ = [
+    "GradientAggregation",
+    "GRADIENT_METHODS",
+    "FAMOWeighting",
+    "RandomLossWeighting",
     "build_weighting",
     "compute_losses",
     "batch_statistics",

@@ -160,6 +160,9 @@ class Weighting(nn.Module):
         """Called once at the start of each forward (e.g. to renormalise weights)."""
 
     # -- hooks for the trainer (no-ops here)
+    def bind(self, model: nn.Module) -> None:
+        """Called once with the (unwrapped) model before training; gradient methods find what is shared."""
+
     #: True for a strategy that needs one process's own per-task gradients (GradNorm).
     single_process: bool = False
 
@@ -539,9 +542,10 @@ def build_weighting(name: Optional[str], tasks: Iterable[TaskLike], **options: A
     if name not in STRATEGIES:
         raise ConfigError(f"weighting: unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "tasks")]
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p, v in params.items() if p not in ("self", "tasks") and v.kind != v.VAR_KEYWORD]
     unknown = set(options) - set(accepted)
-    if unknown:
+    if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):  # such a class checks its own
         raise ConfigError(
             f"weighting: {name} has no option(s) {sorted(unknown)}; valid options: {', '.join(accepted) or '(none)'}"
         )

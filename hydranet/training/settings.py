@@ -9,6 +9,7 @@ import yaml
 
 from ..config import check_field
 from ..errors import ConfigError
+from ..losses import STRATEGIES
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "steps": 2000,  # optimiser steps
@@ -42,7 +43,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 LOSS_DEFAULTS: dict[str, Any] = {
-    "weighting": "uncertainty",  # uncertainty | fixed | equal | gradnorm | dwa
+    "weighting": "uncertainty",  # uncertainty | fixed | equal | gradnorm | dwa | famo | rlw | a gradient method
     "options": {},  # passed to build_weighting (e.g. weights, alpha, temperature)
     "initial_log_vars": None,  # uncertainty: "0,0" or a list, in task order
     "log_var_lr": 0.01,  # learning rate of the weighting's parameters (see weighting_param_group)
@@ -82,7 +83,7 @@ _TRAIN_SCHEMA: dict[str, tuple] = {
     "compile": ("bool", None, None, {}),
 }
 _LOSS_SCHEMA: dict[str, tuple] = {
-    "weighting": ("str", None, None, {"choices": ("uncertainty", "fixed", "equal", "gradnorm", "dwa")}),
+    "weighting": ("str", None, None, {"choices": tuple(STRATEGIES)}),
     "log_var_lr": ("float", 0, None, {"low_open": True, "optional": True}),
     "gradient_normalization": ("bool", None, None, {}),
     "max_head_grad_norm": ("float", 0, None, {"low_open": True}),

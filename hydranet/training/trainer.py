@@ -175,6 +175,7 @@ class Trainer:
         # metric names of the tasks and the monitored one are checked now, not at the first validation
         self.monitor_lower = self._monitor_direction(MultiTaskMetrics(self.tasks))
         self.model = prepare_batchnorm(self.model, tc, self.ctx, self.device)
+        self.weighting.bind(self.model)  # gradient methods: what is shared (the module DDP will wrap)
 
         data_cfg = self.cfg["data"]
         self.train_set = SeededSamples(
