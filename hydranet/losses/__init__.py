@@ -11,6 +11,9 @@
 """
 
 from .clipping import clip_head_gradients
+from .famo import FAMOWeighting
+from .gradient import GRADIENT_METHODS, GradientAggregation
+from .rlw import RandomLossWeighting
 from .task_losses import (
     LOSS_FORMS,
     LOSSES,
@@ -32,9 +35,6 @@ from .task_losses import (
     smooth_l1,
     task_loss,
 )
-from .famo import FAMOWeighting
-from .gradient import GRADIENT_METHODS, GradientAggregation
-from .rlw import RandomLossWeighting
 from .weighting import (
     STRATEGIES,
     DWAWeighting,

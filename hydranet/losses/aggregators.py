@@ -67,9 +67,8 @@ def _cagrad(n, c):
 
 
 def _nash(n, max_norm, update_weights_every, optim_niter):
-    return _torchjd().NashMTL(
-        n_tasks=n, max_norm=float(max_norm), update_weights_every=int(update_weights_every), optim_niter=int(optim_niter)
-    )
+    every, niter = int(update_weights_every), int(optim_niter)
+    return _torchjd().NashMTL(n_tasks=n, max_norm=float(max_norm), update_weights_every=every, optim_niter=niter)
 
 
 def _imtl_g(n, **o):

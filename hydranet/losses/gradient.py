@@ -102,7 +102,7 @@ class GradientAggregation(Weighting):
         if unknown:
             raise ConfigError(
                 f"loss.options: {method} has no option(s) {sorted(unknown)}; valid: "
-                f"{', '.join(['on', 'loss_scaling', *entry.options]) }"
+                f"{', '.join(['on', 'loss_scaling', *entry.options])}"
             )
         self.method, self.on, self.loss_scaling = method, on, loss_scaling
         self.method_options = {**entry.options, **method_options}
@@ -176,10 +176,8 @@ class GradientAggregation(Weighting):
             loss = losses[name].reshape(())
             scaled = self.scaling.weight(name, loss).detach() * loss * grad_scale
             grads = torch.autograd.grad(scaled, targets, retain_graph=True, allow_unused=True)
-            rows.append(
-                torch.cat([(torch.zeros_like(t) if g is None else g).reshape(-1).float() for t, g in zip(targets, grads)])
-                / grad_scale
-            )
+            flat = [(torch.zeros_like(t) if g is None else g).reshape(-1).float() for t, g in zip(targets, grads)]
+            rows.append(torch.cat(flat) / grad_scale)
         jac = torch.stack(rows)
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if world > 1 and self.on == "shared_params":
