@@ -6,7 +6,7 @@ with the per-task gradients as rows of a Jacobian ``J`` (T x n), the method comp
 weights ``w`` from the Gramian ``G = J J^T`` and the shared part receives ``d = J^T w``
 instead of the plain sum ``J^T 1`` (the aggregators: :mod:`.aggregators`).
 
-Two modes, option ``on`` (``loss.options.on``):
+Two modes, option ``mode`` (``loss.options.mode``; not ``on``, which YAML reads as ``true``):
 
 * ``representation`` (default, the usual choice for dense networks): ``J``'s rows are the
   gradients of each task's loss with respect to the shared representation, the tensors the
@@ -66,7 +66,7 @@ class GradientAggregation(Weighting):
     Args:
         tasks: the task specs (or names when ``loss_scaling`` is ``equal``).
         method: the aggregator's name.
-        on: ``representation`` | ``shared_params`` (see the module docstring).
+        mode: ``representation`` | ``shared_params`` (see the module docstring).
         loss_scaling: ``equal`` | ``uncertainty``: the weighting whose weighted losses
             ``w_i L_i`` are the rows' losses (and whose total is reported/back-propagated).
         initial_log_vars, forms: passed to the uncertainty weighting.
@@ -77,7 +77,7 @@ class GradientAggregation(Weighting):
         self,
         tasks: Iterable[TaskLike],
         method: str,
-        on: str = "representation",
+        mode: str = "representation",
         loss_scaling: str = "equal",
         initial_log_vars: Any = None,
         forms: Optional[Mapping[str, str]] = None,
@@ -87,8 +87,8 @@ class GradientAggregation(Weighting):
         if method not in AGGREGATORS:
             raise ConfigError(f"loss.weighting: unknown gradient method {method!r}; valid: {', '.join(AGGREGATORS)}")
         entry = AGGREGATORS[method]
-        if on not in MODES:
-            raise ConfigError(f"loss.options.on: {on!r} is not one of {', '.join(MODES)}")
+        if mode not in MODES:
+            raise ConfigError(f"loss.options.mode: {mode!r} is not one of {', '.join(MODES)}")
         if loss_scaling not in LOSS_SCALINGS:
             raise ConfigError(f"loss.options.loss_scaling: {loss_scaling!r} is not one of {', '.join(LOSS_SCALINGS)}")
         if loss_scaling != "equal" and entry.scale_invariant:
@@ -102,9 +102,9 @@ class GradientAggregation(Weighting):
         if unknown:
             raise ConfigError(
                 f"loss.options: {method} has no option(s) {sorted(unknown)}; valid: "
-                f"{', '.join(['on', 'loss_scaling', *entry.options])}"
+                f"{', '.join(['mode', 'loss_scaling', *entry.options])}"
             )
-        self.method, self.on, self.loss_scaling = method, on, loss_scaling
+        self.method, self.mode, self.loss_scaling = method, mode, loss_scaling
         self.method_options = {**entry.options, **method_options}
         scaling_cls = LOSS_SCALINGS[loss_scaling]
         scaling_tasks = tasks if loss_scaling == "uncertainty" else self.task_names
@@ -139,7 +139,7 @@ class GradientAggregation(Weighting):
     def bind(self, model: nn.Module) -> None:
         """Remember what is shared in ``model`` (a HydraNet): its trunk parameters or its representation."""
         heads = {id(p) for p in model.heads.parameters()}
-        if self.on == "shared_params":
+        if self.mode == "shared_params":
             self._shared = [p for p in model.parameters() if p.requires_grad and id(p) not in heads]
             if not self._shared:
                 raise ConfigError(f"loss.weighting: {self.method} on shared_params: the model has no trainable trunk")
@@ -156,7 +156,7 @@ class GradientAggregation(Weighting):
         return shared, global_view
 
     def _targets(self) -> list[Tensor]:
-        return self._shared if self.on == "shared_params" else self._rep
+        return self._shared if self.mode == "shared_params" else self._rep
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -180,13 +180,13 @@ class GradientAggregation(Weighting):
             rows.append(torch.cat(flat) / grad_scale)
         jac = torch.stack(rows)
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if world > 1 and self.on == "shared_params":
+        if world > 1 and self.mode == "shared_params":
             dist.all_reduce(jac)
             jac /= world
         if not torch.isfinite(jac).all():
             return  # an AMP overflow: let the plain sum through so the scaler skips the step
         gramian = (jac @ jac.T).double()
-        if world > 1 and self.on == "representation":
+        if world > 1 and self.mode == "representation":
             gramian /= world * world  # this rank's rows are W x its share of the global gradient
             dist.all_reduce(gramian)
         weights = self._weights_of(gramian).to(jac.dtype).reshape(-1)
@@ -207,16 +207,15 @@ class GradientAggregation(Weighting):
             self._handles.append(t.register_hook(lambda grad, piece=piece: piece))
 
     def extra_repr(self) -> str:
-        return f"method={self.method}, on={self.on}, loss_scaling={self.loss_scaling}, options={self.method_options}"
+        return f"{self.method}, mode={self.mode}, loss_scaling={self.loss_scaling}, options={self.method_options}"
 
 
 def gradient_method(name: str) -> type:
     """A ``build_weighting``-compatible class for gradient method ``name``."""
 
-    def __init__(self, tasks, on="representation", loss_scaling="equal", initial_log_vars=None, forms=None, **opts):
-        GradientAggregation.__init__(
-            self, tasks, name, on=on, loss_scaling=loss_scaling, initial_log_vars=initial_log_vars, forms=forms, **opts
-        )
+    def __init__(self, tasks, mode="representation", loss_scaling="equal", initial_log_vars=None, forms=None, **opts):
+        scaling = {"loss_scaling": loss_scaling, "initial_log_vars": initial_log_vars, "forms": forms}
+        GradientAggregation.__init__(self, tasks, name, mode=mode, **scaling, **opts)
 
     return type(f"GradientAggregation_{name}", (GradientAggregation,), {"__init__": __init__, "__doc__": name})
 
