@@ -30,6 +30,7 @@ the exported list data go to ``--out``. ``study.json``, ``study.md`` and the plo
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ DELTA_METRICS = {
 }
 # Fixed-weight grid (segm, depth, normals), available through --weightings.
 FIXED_GRID = {"fixed_1-0.5-1": (1.0, 0.5, 1.0), "fixed_1-1-2": (1.0, 1.0, 2.0)}
-WEIGHTINGS = ("equal", "uncertainty", "gradnorm", "dwa", "famo", "rlw")
+WEIGHTINGS = ("equal", "uncertainty", "famo", "gradnorm", "dwa", "rlw")
 GRADIENT_METHODS = ("upgrad", "nash_mtl", "cagrad", "pcgrad", "mgda", "imtl_g", "aligned_mtl", "dualproj")
 # the first metric of each task: its convergence curve (val metric moving < 2 % over the last fifth)
 CURVE_METRIC = {"segm": "miou", "depth": "abs_rel", "normals": "mean_angle"}
@@ -243,11 +244,14 @@ def study_jobs(args, lists: dict) -> list:
                     "config": base_config(args, [task], seed),
                 }
             )
-        jobs += [_weighting_job(args, seed, w) for w in args.weightings]
         if k == 0:
-            jobs += [_weighting_job(args, seed, m) for m in args.gradient_methods]
+            gradient = [_weighting_job(args, seed, m) for m in args.gradient_methods]
         else:
-            jobs += [{"pick": rank, "seed": seed} for rank in range(min(args.best, len(args.gradient_methods)))]
+            gradient = [{"pick": rank, "seed": seed} for rank in range(min(args.best, len(args.gradient_methods)))]
+        # loss weightings and gradient methods alternate, so a study stopped early has some of both
+        weighting = [_weighting_job(args, seed, w) for w in args.weightings]
+        for pair in itertools.zip_longest(weighting, gradient):
+            jobs += [j for j in pair if j is not None]
         if not args.no_asym:
             asym = {
                 s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))

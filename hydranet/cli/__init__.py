@@ -29,6 +29,7 @@ COMMANDS = {
     "demo": "demo",
     "serve": "serve",
     "pseudolabel": "pseudolabel",
+    "affinity": "affinity",
 }
 
 
