@@ -38,6 +38,9 @@ setup(
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
         "timm": ["timm>=1.0"],
+        # gradient-level multi-task methods (loss.weighting: pcgrad, mgda, cagrad, nash_mtl, imtl_g,
+        # aligned_mtl, upgrad, dualproj): torchjd with the solvers CAGrad, Nash-MTL and UPGrad use
+        "mtl": ["torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1"],
         "dev": [
             "pytest>=7",
             "ruff>=0.5",
@@ -48,6 +51,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6",
             "timm>=1.0",
+            "torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1",
         ],
     },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},

@@ -6,6 +6,7 @@ is compared with one process on the same global batch: label dropout, scale augm
 for DWA over three epochs.
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -68,10 +69,15 @@ dist.destroy_process_group()
 sys.exit(max(codes))
 """
 RUNS = {"uncertainty": "berhu", "dwa": "silog"}  # weighting: depth loss (the two non-mean losses)
+# gradient methods: per-task gradients all-reduced (shared_params) or Gramians summed (representation)
+GRADIENT_RUNS = {"upgrad": "berhu", "mgda": "silog"}
+OPTIONS = {"mgda": ["loss.options={mode: shared_params}"]}
+if importlib.util.find_spec("torchjd") is not None:
+    RUNS.update(GRADIENT_RUNS)
 
 
 def _configs(weighting: str, batch_size: int) -> dict:
-    cfg = small_cfg(f"loss.weighting={weighting}", f"train.batch_size={batch_size}")
+    cfg = small_cfg(f"loss.weighting={weighting}", f"train.batch_size={batch_size}", *OPTIONS.get(weighting, []))
     cfg["tasks"][1]["loss"] = RUNS[weighting]
     return cfg
 
