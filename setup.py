@@ -27,6 +27,7 @@ setup(
         "scipy>=1.10",
         "tqdm>=4.60",
         "PyYAML>=6.0",
+        "pydantic>=2",
         "onnx>=1.15",
         "onnxscript>=0.1",
         "onnxruntime>=1.17",

@@ -13,163 +13,225 @@ weights, e.g. ``meta.normalization``, the input mean and std every front end app
 from __future__ import annotations
 
 import copy
-import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import yaml
 
 from .errors import ConfigError
+from .limits import pixel_limit_problem
+from .schema.errors import unknown_key_error, validate
+from .schema.registry import registered
+from .schema.safe_yaml import check_budget, load_yaml
+from .schema.sections import MAX_WIDTH, LossSection, MetaSection, ModelSection, TrainSection
+from .schema.types import Section
 from .tasks import parse_tasks
 
-ConfigLike = Union[Mapping[str, Any], str, Path]
+ConfigLike = Union[Mapping[str, Any], str, Path, "Config"]
 
 SECTIONS = ("model", "tasks", "data", "train", "loss", "meta")
-MODEL_DEFAULTS = {
-    "encoder": "mobilenet_v2",
-    "encoder_weights": None,
-    "encoder_options": {},
-    "decoder": "lightweight",
-    "width": 256,
-    "crp_stages": None,  # None = the decoder's own default (4 light-weight, 2 full)
-}
+DATA_SPLITS = ("train", "val")
+MODEL_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in ModelSection.model_fields.items()}
 CONFIG_DIR = Path(__file__).with_name("configs")
-MAX_WIDTH = 4096  # decoder channels; far above any real model, far below an allocation attack
-MAX_WIDTH_MULT = 4.0
-MAX_CRP_STAGES = 16
 
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+__all__ = [
+    "Config",
+    "ConfigLike",
+    "parse_config",
+    "load_config",
+    "read_yaml",
+    "save_config",
+    "parse_size",
+    "CONFIG_DIR",
+    "SECTIONS",
+    "MAX_WIDTH",
+]
 
 
-def check_field(
-    where: str,
-    value: Any,
-    kind: str,
-    low: Any = None,
-    high: Any = None,
-    low_open: bool = False,
-    optional: bool = False,
-    choices: Any = None,
-) -> Any:
-    """Validate one config value and return it (numeric text such as ``"1e-3"``, which YAML
-    reads as a string, is accepted for numbers and returned as a float).
+@dataclass(frozen=True)
+class Config:
+    """A parsed config: typed sections (see :mod:`hydranet.schema`).
 
-    Args:
-        where: the field's name in messages, e.g. ``train.lr``.
-        kind: ``int``, ``float``, ``bool`` or ``str``.
-        low, high: inclusive bounds (``low_open``: the lower bound is excluded).
-        optional: None is allowed.
-        choices: the allowed values.
-
-    Raises:
-        ConfigError: naming the field and the value.
+    ``data`` maps a split (``train``, ``val``) to its data set's typed options; a section
+    the config does not have is its defaults (``data``: empty). ``given`` lists the sections
+    the config wrote, so :meth:`to_dict` gives the config back as written, canonicalised.
     """
-    if value is None and optional:
-        return None
-    if choices is not None:
-        if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
-        return value
-    ok = True
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "float":
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                ok = False
-        ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "str":
-        ok = isinstance(value, str)
-    if not ok:
-        raise ConfigError(f"{where}: must be {_TYPE_WORDS[kind]}{' or null' if optional else ''}, got {value!r}")
-    below = low is not None and (value <= low if low_open else value < low)
-    if below or (high is not None and value > high):
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"<= {high}"
-        raise ConfigError(f"{where}: must be {' and '.join(b for b in (lo, hi) if b)}, got {value!r}")
-    return value
+
+    model: ModelSection
+    tasks: tuple
+    data: dict = field(default_factory=dict)
+    train: TrainSection = field(default_factory=TrainSection)
+    loss: LossSection = field(default_factory=LossSection)
+    meta: MetaSection = field(default_factory=MetaSection)
+    given: tuple = ()
+
+    def to_dict(self) -> dict:
+        """The canonical plain-data config: the model section in full, every other section as
+        written (values converted: ``"1e-3"`` -> 0.001), plug-in options as set."""
+        model = self.model.model_dump(mode="json")
+        model["encoder_options"] = _plain(self.model.encoder_options)
+        out: dict = {"model": model, "tasks": [t.to_dict() for t in self.tasks]}
+        if "data" in self.given:
+            out["data"] = {split: _plain(ds) for split, ds in self.data.items()}
+        for name in ("train", "loss", "meta"):
+            if name in self.given:
+                section = getattr(self, name)
+                out[name] = section.to_dict()
+                if name == "loss":
+                    options = _plain(section.options)
+                    out[name].pop("options", None)
+                    if options:
+                        out[name]["options"] = options
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, Section) else copy.deepcopy(value)
 
 
 def read_yaml(path: Union[str, Path]) -> dict:
-    """Read a YAML mapping; a missing file or bad YAML raises ConfigError naming the file."""
+    """Read a YAML mapping; a missing file, bad YAML or a too-large expansion raises ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML config (binary content; a checkpoint goes to --weights)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from exc
+    data = load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
 
 
-def load_config(config: ConfigLike) -> dict:
-    """Return a validated deep copy of ``config`` (a mapping or a YAML path) with defaults filled in.
-
-    A bare name such as ``"synthetic"`` refers to a config shipped in ``hydranet/configs``.
-    """
+def _resolve(config: ConfigLike) -> Any:
     if isinstance(config, (str, Path)):
         path = Path(config)
         if not path.exists() and (CONFIG_DIR / f"{config}.yaml").is_file():
             path = CONFIG_DIR / f"{config}.yaml"
-        config = read_yaml(path)
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config must be a mapping or a YAML path, got {type(config).__name__}")
-    cfg = copy.deepcopy(dict(config))
-    unknown = set(cfg) - set(SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
-    if "tasks" not in cfg:
+        return read_yaml(path)
+    return config
+
+
+def parse_config(config: ConfigLike) -> Config:
+    """Parse a config (a mapping, a YAML path, or a shipped name such as ``"synthetic"``)
+    into typed sections. Every value is checked here, once.
+
+    Raises:
+        ConfigError: one line naming the field's path, its value and what was expected.
+    """
+    raw = _resolve(config)
+    if isinstance(raw, Config):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: got {type(raw).__name__}; expected a mapping or a YAML path")
+    check_budget(raw)
+    for key in raw:
+        if key not in SECTIONS:
+            raise unknown_key_error("config", key, SECTIONS, "section")
+    if raw.get("tasks") is None:
         raise ConfigError("tasks: missing (a config needs at least one task)")
-    cfg["model"] = _model_section(cfg.get("model") or {})
-    cfg["tasks"] = [t.to_dict() for t in parse_tasks(cfg["tasks"])]
-    for section in ("data", "train", "loss", "meta"):
-        if section in cfg and cfg[section] is not None and not isinstance(cfg[section], Mapping):
-            raise ConfigError(f"{section}: must be a mapping")
+    model = _model_section(raw.get("model"))
+    tasks = tuple(parse_tasks(raw["tasks"]))
+    data = _data_section(raw.get("data"))
+    train = validate(TrainSection, _section(raw, "train"), "train")
+    loss = loss_section(_section(raw, "loss"), tasks)
+    meta = validate(MetaSection, _section(raw, "meta"), "meta")
+    cfg = Config(model, tasks, data, train, loss, meta, given=tuple(k for k in SECTIONS if raw.get(k) is not None))
+    _check_batch_pixels(cfg)
     return cfg
 
 
-def _model_section(raw: Mapping[str, Any]) -> dict:
-    from .models.encoders import check_encoder_name
+def load_config(config: ConfigLike) -> dict:
+    """The canonical plain-data form of :func:`parse_config` (a validated copy, model defaults filled in)."""
+    return parse_config(config).to_dict()
+
+
+def _section(raw: Mapping[str, Any], name: str) -> Any:
+    value = raw.get(name)
+    return {} if value is None else value
+
+
+def _model_section(raw: Any) -> ModelSection:
+    model = validate(ModelSection, {} if raw is None else raw, "model")
+    from .models.encoders import check_encoder_name, encoder_options_model
     from .models.refinenet import DECODERS
 
+    check_encoder_name(model.encoder)
+    if model.decoder not in DECODERS:
+        raise unknown_key_error("model.decoder", model.decoder, list(DECODERS), "decoder")
+    options = model.encoder_options
+    typed = validate(encoder_options_model(model.encoder), {} if options is None else options, "model.encoder_options")
+    return model.model_copy(update={"encoder_options": typed})
+
+
+def _data_section(raw: Any) -> dict:
+    from .data.factory import parse_dataset
+
+    if raw is None:
+        return {}
     if not isinstance(raw, Mapping):
-        raise ConfigError("model: must be a mapping")
-    unknown = set(raw) - set(MODEL_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown field(s) {sorted(unknown)}; known: {sorted(MODEL_DEFAULTS)}")
-    model = {**copy.deepcopy(MODEL_DEFAULTS), **raw}
-    check_encoder_name(model["encoder"])
-    if model["decoder"] not in DECODERS:
-        raise ConfigError(f"model.decoder: unknown decoder {model['decoder']!r}; valid: {', '.join(DECODERS)}")
-    check_field("model.width", model["width"], "int", 1, MAX_WIDTH)
-    check_field("model.crp_stages", model["crp_stages"], "int", 1, MAX_CRP_STAGES, optional=True)
-    if not isinstance(model["encoder_options"], Mapping):
-        raise ConfigError("model.encoder_options: must be a mapping")
-    model["encoder_options"] = dict(model["encoder_options"])
-    if "width_mult" in model["encoder_options"]:
-        model["encoder_options"]["width_mult"] = check_field(
-            "model.encoder_options.width_mult",
-            model["encoder_options"]["width_mult"],
-            "float",
-            0,
-            MAX_WIDTH_MULT,
-            low_open=True,
-        )
-    return model
+        raise ConfigError(f"data: got {raw!r:.60}; expected a mapping of splits (train, val) to data sets")
+    out = {}
+    for split, value in raw.items():
+        if split not in DATA_SPLITS:
+            raise unknown_key_error("data", split, DATA_SPLITS, "split")
+        if value is not None:
+            out[split] = parse_dataset(value, f"data.{split}")
+    return out
+
+
+def loss_section(raw: Any, tasks: tuple) -> LossSection:
+    """The typed ``loss`` section; per-task values are checked against ``tasks`` (when given)."""
+    loss = validate(LossSection, raw, "loss")
+    strategies = registered("weighting")
+    if loss.weighting not in strategies:
+        raise unknown_key_error("loss.weighting", loss.weighting, list(strategies), "weighting")
+    model = strategies[loss.weighting]
+    options = validate(model, {} if loss.options is None else loss.options, "loss.options")
+    if loss.initial_log_vars is not None:
+        if "initial_log_vars" not in model.model_fields:
+            raise ConfigError(f"loss.initial_log_vars: the {loss.weighting} weighting has no log-variances")
+        _check_per_task(loss.initial_log_vars, tasks, "loss.initial_log_vars")
+    for key in ("initial_log_vars", "weights"):
+        value = getattr(options, key, None)
+        if value is not None:
+            _check_per_task(value, tasks, f"loss.options.{key}")
+    return loss.model_copy(update={"options": options})
+
+
+def _check_per_task(value: Any, tasks: tuple, where: str) -> None:
+    names = [t.name for t in tasks]
+    if not names:
+        return
+    if isinstance(value, list) and len(value) != len(names):
+        raise ConfigError(f"{where}: {len(value)} values for {len(names)} tasks ({', '.join(names)})")
+    if isinstance(value, dict):
+        for key in value:
+            if key not in names:
+                raise unknown_key_error(where, key, names, "task")
+
+
+def _check_batch_pixels(cfg: Config) -> None:
+    train = cfg.data.get("train")
+    if train is None:
+        return
+    transforms = getattr(train, "transforms", None)
+    size = getattr(transforms, "size", None) or getattr(train, "size", None)
+    if size is not None:
+        problem = pixel_limit_problem(size[0], size[1], cfg.train.batch_size)
+        if problem:
+            raise ConfigError(
+                f"train.batch_size: {cfg.train.batch_size} images of {size[1]}x{size[0]}: expected {problem}"
+            )
 
 
 def parse_size(text: Any, minimum: int = 1, what: str = "size") -> tuple[int, int]:
-    """``"640x480"`` (WIDTHxHEIGHT) or ``(h, w)`` -> ``(h, w)``; ConfigError naming ``what`` if malformed."""
+    """``"640x480"`` (WIDTHxHEIGHT) or ``(h, w)`` -> ``(h, w)``, within the pixel limit
+    (:mod:`hydranet.limits`); ConfigError naming ``what`` if malformed or too large."""
     if isinstance(text, (list, tuple)) and len(text) == 2:
         h, w = text
     else:
@@ -177,15 +239,17 @@ def parse_size(text: Any, minimum: int = 1, what: str = "size") -> tuple[int, in
             w, h = (int(v) for v in str(text).strip().lower().split("x"))
         except ValueError:
             raise ConfigError(f"{what} {text!r}: expected WIDTHxHEIGHT such as 640x480") from None
-    try:
-        h, w = int(h), int(w)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} {text!r}: expected two integers") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (h, w)):
+        raise ConfigError(f"{what} {text!r}: expected two integers")
     if h < minimum or w < minimum:
         raise ConfigError(f"{what} {text!r}: width and height must be at least {minimum} pixel(s)")
+    problem = pixel_limit_problem(h, w)
+    if problem:
+        raise ConfigError(f"{what} {text!r}: expected {problem}")
     return h, w
 
 
-def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:
+def save_config(config: Union[Mapping[str, Any], Config], path: Union[str, Path]) -> None:
     """Write ``config`` as YAML (round-trips through :func:`load_config`)."""
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    data = config.to_dict() if isinstance(config, Config) else dict(config)
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

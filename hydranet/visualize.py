@@ -470,10 +470,11 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
 def max_depth_for(task=None, config: Optional[dict] = None) -> Optional[float]:
     """The depth range to draw for a depth task: ``options.display_max_depth``, then
     ``options.max_depth``, then the checkpoint meta's ``depth.max_depth``; None if unknown."""
-    opts = dict(getattr(task, "options", None) or {})
+    opts = getattr(task, "options", None)
     for key in ("display_max_depth", "max_depth"):
-        if opts.get(key):
-            return float(opts[key])
+        value = getattr(opts, key, None)
+        if value:
+            return value
     meta = (config or {}).get("meta") or {}
     depth_meta = meta.get("depth") or {}
     if depth_meta.get("max_depth"):

@@ -129,7 +129,7 @@ def test_missing_labels_stay_missing_and_transform_pickles():
 
 
 def test_bad_transform_config():
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match="transforms.flip: unknown field; did you mean 'hflip'"):
         build_transforms({"flip": 0.5}, train=True)
     with pytest.raises(ConfigError, match="scale"):
         build_transforms({"scale": [2.0, 1.0]}, train=True)

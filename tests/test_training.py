@@ -431,6 +431,7 @@ def test_sync_bn_needs_cuda_under_torchrun():
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     cfg = {"sync_bn": True, "freeze_bn": False}
-    assert prepare_batchnorm(model, cfg, DistContext(), torch.device("cpu")) is model  # one process: no-op
+    with pytest.raises(ConfigError, match="sync_bn.*CUDA"):  # one process on CPU: not silently ignored
+        prepare_batchnorm(model, cfg, DistContext(), torch.device("cpu"))
     with pytest.raises(ConfigError, match="sync_bn.*CUDA"):
         prepare_batchnorm(model, cfg, DistContext(rank=0, world_size=2), torch.device("cpu"))

@@ -55,6 +55,9 @@ def main(argv=None) -> int:
             from ..data.io import writable_file
 
             writable_file(args.json)
+        from .common import check_batch_pixels
+
+        check_batch_pixels(args)
         return int(args.func(args) or 0)
     except HydranetError as exc:
         print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)

@@ -91,7 +91,7 @@ def run(args) -> int:
     import torch
 
     from ..errors import ConfigError
-    from ..inference.bench import benchmark, format_table, parse_batches, parse_settings, parse_sizes
+    from ..inference.bench import benchmark, check_batch_sizes, format_table, parse_batches, parse_settings, parse_sizes
     from .common import model_from_args, resolve_device
 
     if args.train:
@@ -101,6 +101,7 @@ def run(args) -> int:
     # Validate everything cheap before building the model.
     sizes = parse_sizes(args.size or "640x480")
     batches = parse_batches(args.batch or "1")
+    check_batch_sizes(batches, sizes)
     settings = parse_settings(args.settings)
     frame_size = parse_sizes(args.frame_size)[0] if args.frame_size else None
     device = resolve_device(args.device)
@@ -143,7 +144,7 @@ def _run_train(args) -> int:
     import torch
 
     from ..errors import ConfigError
-    from ..inference.bench import parse_batches, parse_sizes
+    from ..inference.bench import check_batch_sizes, parse_batches, parse_sizes
     from ..training.throughput import format_train_table, train_benchmark
     from .common import resolve_device
 
@@ -153,6 +154,8 @@ def _run_train(args) -> int:
     batches = parse_batches(args.batch) if args.batch else [None]
     if len(sizes) > 1 or len(batches) > 1:
         raise ConfigError("--train: give one --size and one --batch")
+    if sizes[0] is not None and batches[0] is not None:
+        check_batch_sizes(batches, sizes)
     try:
         workers = [int(w) for w in str(args.loader_workers).split(",") if w.strip()]
     except ValueError:

@@ -18,6 +18,32 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def batch_size(text: str) -> int:
+    """argparse type: images per batch, 1 to :data:`hydranet.limits.MAX_BATCH`."""
+    from ..limits import MAX_BATCH
+
+    return _number(text, int, 1, MAX_BATCH, what=f"an integer from 1 to {MAX_BATCH}")
+
+
+def check_batch_pixels(args) -> None:
+    """ConfigError when a command's ``--batch``/``--batch-size`` times its ``--size``/``--clip-size``
+    is above the batch pixel limit (:func:`hydranet.limits.max_batch_pixels`)."""
+    from ..errors import ConfigError
+    from ..limits import pixel_limit_problem
+
+    batch_flag = next((f for f in ("batch", "batch_size") if isinstance(getattr(args, f, None), int)), None)
+    if batch_flag is None:
+        return
+    batch = getattr(args, batch_flag)
+    for flag in ("size", "clip_size"):
+        size = getattr(args, flag, None)
+        if isinstance(size, tuple) and len(size) == 2:
+            problem = pixel_limit_problem(size[0], size[1], batch)
+            if problem:
+                names = "--" + batch_flag.replace("_", "-"), "--" + flag.replace("_", "-")
+                raise ConfigError(f"{names[0]} {batch} with {names[1]} {size[1]}x{size[0]}: expected {problem}")
+
+
 def _number(text: str, cast, low=None, high=None, low_open: bool = False, what: str = ""):
     try:
         value = cast(text)

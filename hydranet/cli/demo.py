@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_device_arg,
+    batch_size,
     fraction,
     non_negative_int,
     parse_size,
@@ -37,7 +38,7 @@ def add_arguments(p) -> None:
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument("--batch", type=positive_int, default=1, help="frames per network call (default 1)")
+    p.add_argument("--batch", type=batch_size, default=1, help="frames per network call (default 1)")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument(
         "--show",

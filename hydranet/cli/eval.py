@@ -5,9 +5,9 @@ from __future__ import annotations
 from .common import (
     add_baseline_args,
     add_device_arg,
+    batch_size,
     compare_to_baseline,
     non_negative_int,
-    positive_int,
     resolve_device,
     write_json,
 )
@@ -31,9 +31,9 @@ def add_arguments(p) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a value of the data section, e.g. --set data.val.num_samples=50",
+        help="override a value of data.val (the checkpoint fixes the rest), e.g. --set data.val.num_samples=50",
     )
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=batch_size, default=8)
     p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
     add_device_arg(p)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, config_from_args, model_from_args, parse_size, positive_int, write_json
+from .common import add_model_args, batch_size, config_from_args, model_from_args, parse_size, write_json
 
 HELP = "parameters, multiply-adds and output shapes of a model"
 
@@ -10,7 +10,7 @@ HELP = "parameters, multiply-adds and output shapes of a model"
 def add_arguments(p) -> None:
     add_model_args(p, default_config="nyud")
     p.add_argument("--size", type=parse_size, default=(480, 640), help="input WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--batch", type=batch_size, default=1)
     p.add_argument("--json", help="write the summary as JSON")
 
 

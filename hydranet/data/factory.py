@@ -13,11 +13,15 @@ mapping for :func:`~hydranet.data.transforms.build_transforms`; the train pipeli
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Annotated, Any, List, Literal, Mapping, Optional, Sequence
 
-from ..config import check_field
 from ..errors import ConfigError
+from ..schema.errors import unknown_key_error, validate
+from ..schema.registry import register_options
+from ..schema.sections import TransformsSection
+from ..schema.types import Bool, Field, Float, Int, Name, PixelSize, Section, Str
 from ..tasks import TaskSpec, parse_tasks
+from ..tasks.segmentation import Palette
 from .jsonset import JsonDataset
 from .kitti import KittiDataset
 from .listfile import ListDataset
@@ -25,58 +29,109 @@ from .nyud import NYUDv2Mat
 from .synthetic import SyntheticScenes
 from .transforms import IMAGENET, build_transforms
 
-# type -> (class, required keys, optional keys, {config key: argument name})
+Fraction = Annotated[Float, Field(ge=0, le=1)]
+
+
+class DatasetOptions(Section):
+    """Keys every data set type takes."""
+
+    transforms: Optional[TransformsSection] = Field(None, description="augmentation (train) / resizing (eval)")
+    fields: Optional[dict[Str, Str]] = Field(
+        None, description="{task: field of the data set} when a task's name is not the field's"
+    )
+
+
+class FileDatasetOptions(DatasetOptions):
+    """Keys of the data sets read from files."""
+
+    root: Optional[Str] = Field(None, description="folder the file paths are relative to (null: the list's folder)")
+    skip_bad: Bool = Field(False, description="skip unreadable samples (logged) instead of stopping")
+
+
+class SyntheticOptions(DatasetOptions):
+    """``type: synthetic``: rendered scenes with every label, generated on the fly (no files)."""
+
+    type: Literal["synthetic"]
+    num_samples: Optional[Int] = Field(
+        None, ge=1, le=10_000_000, description="samples per epoch (null: 1000 for training, 200 for evaluation)"
+    )
+    size: Optional[PixelSize] = Field(None, description="[height, width] rendered (null: transforms.size, else 64)")
+    seed: Int = Field(0, ge=0, description="seed of the scenes")
+    split: Optional[Literal["train", "val", "test"]] = Field(
+        None, description="independent scene stream (null: train for training, val for evaluation)"
+    )
+    max_objects: Int = Field(6, ge=0, le=1000, description="objects per scene at most")
+    label_dropout: Optional[dict[Str, Fraction]] = Field(
+        None, description="{task: fraction of samples whose label is left out} (partial labels)"
+    )
+
+
+class ListOptions(FileDatasetOptions):
+    """``type: list``: a list file of image and label paths (NYUD-style)."""
+
+    type: Literal["list"]
+    list: Name = Field(description="the list file (one sample per line; optional header naming the columns)")
+    depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000, NYUD's)")
+    palette: Optional[Palette] = Field(None, description="colours of colour-coded segmentation PNGs")
+    columns: Optional[List[Str]] = Field(None, description="the columns, when the list has no header")
+
+
+class KittiOptions(ListOptions):
+    """``type: kitti``: a KITTI list file (sparse depth in 1/256 m)."""
+
+    type: Literal["kitti"]
+    depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 256, KITTI's)")
+
+
+class NyudMatOptions(DatasetOptions):
+    """``type: nyud_mat``: the labelled NYUDv2 .mat file."""
+
+    type: Literal["nyud_mat"]
+    mat: Name = Field(description="nyu_depth_v2_labeled.mat")
+    split: Optional[Literal["train", "test", "val", "all"]] = Field(
+        None, description="frames (null: train for training, test for evaluation; val = test)"
+    )
+    mapping: Optional[Str] = Field(None, description="894 -> 40 class mapping file (null: the shipped one)")
+    splits: Optional[Str] = Field(None, description="train/test split file or folder (null: the shipped one)")
+    skip_bad: Bool = Field(False, description="skip unreadable samples (logged) instead of stopping")
+
+
+class JsonOptions(FileDatasetOptions):
+    """``type: json``: image-level records in a JSON file."""
+
+    type: Literal["json"]
+    json_file: Name = Field(alias="json", description="the JSON file of records ({image, task: value, ...})")
+    vocab: Optional[Str] = Field(None, description="class vocabulary file (null: built from the records)")
+    depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000)")
+    palette: Optional[Palette] = Field(None, description="colours of colour-coded segmentation PNGs")
+
+
+# type -> (class, options schema, {config key: argument name})
 DATASET_TYPES = {
-    "synthetic": (
-        SyntheticScenes,
-        (),
-        ("num_samples", "size", "seed", "split", "fields", "max_objects", "label_dropout"),
-        {},
-    ),
-    "list": (
-        ListDataset,
-        ("list",),
-        ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
-        {"list": "list_file"},
-    ),
-    "kitti": (
-        KittiDataset,
-        ("list",),
-        ("root", "depth_scale", "fields", "skip_bad", "palette", "columns"),
-        {"list": "list_file"},
-    ),
-    "nyud_mat": (NYUDv2Mat, ("mat",), ("split", "mapping", "splits", "fields", "skip_bad"), {"mat": "mat_path"}),
-    "json": (
-        JsonDataset,
-        ("json",),
-        ("root", "vocab", "fields", "skip_bad", "depth_scale", "palette"),
-        {"json": "json_file"},
-    ),
+    "synthetic": (SyntheticScenes, SyntheticOptions, {}),
+    "list": (ListDataset, ListOptions, {"list": "list_file"}),
+    "kitti": (KittiDataset, KittiOptions, {"list": "list_file"}),
+    "nyud_mat": (NYUDv2Mat, NyudMatOptions, {"mat": "mat_path"}),
+    "json": (JsonDataset, JsonOptions, {}),
 }
-
-# Options shared by several dataset types: check_field arguments (kind, low, high, {options}).
-_OPTION_SCHEMA = {
-    "num_samples": ("int", 1, 10_000_000, {}),
-    "seed": ("int", 0, None, {}),
-    "depth_scale": ("float", 0, None, {"low_open": True}),
-    "skip_bad": ("bool", None, None, {}),
-    "max_objects": ("int", 0, 1000, {}),
-}
-MAX_SIZE = 16384
+for _name, (_cls, _model, _rename) in DATASET_TYPES.items():
+    register_options("dataset", _name, _model)
 
 
-def _check_options(cfg: Mapping[str, Any], kind: str) -> None:
-    """Type and range of the options every dataset type shares (ConfigError naming the field)."""
-    for key, (field_kind, low, high, options) in _OPTION_SCHEMA.items():
-        if key in cfg:
-            check_field(f"data ({kind}).{key}", cfg[key], field_kind, low, high, **options)
-    if "size" in cfg:
-        size = cfg["size"]
-        pair = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise ConfigError(f"data ({kind}).size: must be [height, width], got {size!r}")
-        for v in pair:
-            check_field(f"data ({kind}).size", v, "int", 1, MAX_SIZE)
+def parse_dataset(cfg: Any, where: str = "data") -> Section:
+    """The typed options of one data set mapping (its ``type`` picks the schema)."""
+    if isinstance(cfg, Section):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: got {cfg!r:.60}; expected a data set mapping (type, ...)")
+    kind = cfg.get("type")
+    if kind is None:
+        raise ConfigError(f"{where}.type: missing (valid: {', '.join(DATASET_TYPES)})")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where}.type: got {kind!r:.60}; expected one of {', '.join(DATASET_TYPES)}")
+    if kind not in DATASET_TYPES:
+        raise unknown_key_error(f"{where}.type", kind, list(DATASET_TYPES), "data set type")
+    return validate(DATASET_TYPES[kind][1], cfg, where)
 
 
 def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool, normalization=None):
@@ -90,32 +145,17 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
     Raises:
         ConfigError: an unknown type (listing the valid ones), a missing or unknown key.
     """
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"data: a dataset config must be a mapping, got {type(cfg).__name__}")
-    kind = cfg.get("type")
-    if kind not in DATASET_TYPES:
-        raise ConfigError(f"data.type: unknown dataset type {kind!r}; valid types: {', '.join(DATASET_TYPES)}")
-    cls, required, optional, rename = DATASET_TYPES[kind]
-    keys = set(cfg) - {"type", "transforms"}
-    unknown = sorted(keys - set(required) - set(optional))
-    if unknown:
-        raise ConfigError(
-            f"data ({kind}): unknown key(s) {unknown}; valid: {', '.join(required + optional)}, transforms"
-        )
-    missing = [k for k in required if cfg.get(k) in (None, "")]
-    if missing:
-        raise ConfigError(f"data ({kind}): missing key(s) {missing}")
-    _check_options(cfg, kind)
+    options = parse_dataset(cfg, "data.train" if train else "data.val")
+    cls, _, rename = DATASET_TYPES[options.type]
     tasks = parse_tasks(list(tasks))
-    if cfg.get("transforms") is not None and not isinstance(cfg["transforms"], Mapping):
-        raise ConfigError(f"data ({kind}).transforms: must be a mapping, got {cfg['transforms']!r}")
-    tf_cfg = dict(cfg.get("transforms") or {})
-    kwargs = {rename.get(k, k): cfg[k] for k in keys}
-    if kind == "synthetic":
+    given = options.model_dump(exclude_unset=True, exclude_none=True, exclude={"type", "transforms"})
+    kwargs = {rename.get(k, k): v for k, v in given.items()}
+    tf = options.transforms or TransformsSection()
+    if options.type == "synthetic":
         kwargs.setdefault("split", "train" if train else "val")
         kwargs.setdefault("num_samples", 1000 if train else 200)
-        kwargs.setdefault("size", tf_cfg.get("size", (64, 64)))
-    if kind == "nyud_mat":
+        kwargs.setdefault("size", tf.size or (64, 64))
+    if options.type == "nyud_mat":
         kwargs.setdefault("split", "train" if train else "test")
-    transform = build_transforms(tf_cfg, train=train, normalization=normalization or IMAGENET)
+    transform = build_transforms(tf, train=train, normalization=normalization or IMAGENET)
     return cls(tasks=tasks, transform=transform, **kwargs)

@@ -26,8 +26,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..config import check_field
-from ..errors import ConfigError
+from ..schema.errors import validate
+from ..schema.sections import ColorJitter, MetaSection, TransformsSection
+from ..schema.sections import Normalization as SchemaNormalization
 from ..tasks import TaskSpec
 from .sample import label_to_tensor
 
@@ -52,23 +53,13 @@ class Normalization:
 
     @classmethod
     def from_config(cls, config: Optional[Mapping[str, Any]]) -> Normalization:
+        """The normalisation of ``config["meta"]["normalization"]`` (ImageNet's when absent)."""
         meta = (config or {}).get("meta") or {}
-        raw = meta.get("normalization")
+        raw = meta.get("normalization") if isinstance(meta, Mapping) else validate(MetaSection, meta, "meta")
         if raw is None:
             return cls()
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"meta.normalization: must be a mapping with mean and std, got {raw!r}")
-        values = {}
-        for key in ("mean", "std"):
-            v = raw.get(key, getattr(cls, key))
-            try:
-                v = tuple(float(x) for x in v)
-            except (TypeError, ValueError):
-                raise ConfigError(f"meta.normalization.{key}: three numbers, got {v!r}") from None
-            if len(v) != 3 or not all(np.isfinite(v)) or (key == "std" and min(v) <= 0):
-                raise ConfigError(f"meta.normalization.{key}: three finite numbers (std > 0), got {list(v)}")
-            values[key] = v
-        return cls(**values)
+        parsed = validate(SchemaNormalization, raw, "meta.normalization")
+        return cls(mean=tuple(parsed.mean), std=tuple(parsed.std))
 
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
@@ -262,26 +253,6 @@ class JointTransform:
 
 # --------------------------------------------------------------------------- from a config
 
-TRANSFORM_KEYS = ("size", "scale", "hflip", "rotate", "color_jitter", "eval_resize", "seed")
-
-
-# scalar keys: (kind, low, high) for check_field
-_TRANSFORM_SCHEMA = {
-    "hflip": ("float", 0, 1),
-    "rotate": ("float", 0, 180),
-    "eval_resize": ("bool", None, None),
-    "seed": ("int", 0, None),
-}
-
-
-def _pair(value, name: str, cast=float) -> tuple:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (cast(value), cast(value))
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        kind = "int" if cast is int else "float"
-        return tuple(cast(check_field(f"transforms.{name}", v, kind)) for v in value)
-    raise ConfigError(f"transforms.{name}: expected a number or a pair, got {value!r}")
-
 
 def build_transforms(
     cfg: Optional[Mapping[str, Any]], train: bool, size=None, normalization: Normalization = IMAGENET
@@ -300,39 +271,24 @@ def build_transforms(
     import albumentations as A
     import cv2
 
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(TRANSFORM_KEYS))
-    if unknown:
-        raise ConfigError(f"transforms: unknown key(s) {unknown}; valid keys: {', '.join(TRANSFORM_KEYS)}")
-    for key, (kind, low, high) in _TRANSFORM_SCHEMA.items():
-        if cfg.get(key) is not None:
-            cfg[key] = check_field(f"transforms.{key}", cfg[key], kind, low, high)
-    size = cfg.get("size", size)
-    hw = _pair(size, "size", int) if size is not None else None
-    if hw is not None and min(hw) < 1:
-        raise ConfigError(f"transforms.size: must be positive, got {size!r}")
-    seed = cfg.get("seed")
+    cfg = cfg if isinstance(cfg, TransformsSection) else validate(TransformsSection, dict(cfg or {}), "transforms")
+    hw = cfg.size if cfg.size is not None else ((size, size) if isinstance(size, int) else size)
+    seed = cfg.seed
     const = cv2.BORDER_CONSTANT
     if not train:
         geometric = []
-        if hw is not None and cfg.get("eval_resize", True):
+        if hw is not None and cfg.eval_resize:
             geometric.append(
                 A.Resize(hw[0], hw[1], interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
             )
         return JointTransform(geometric, [], seed=seed, normalization=normalization)
 
     photometric = []
-    cj = cfg.get("color_jitter", 0)
-    if isinstance(cj, Mapping):
-        extra = set(cj) - {"brightness", "contrast", "saturation", "hue", "p"}
-        if extra:
-            raise ConfigError(f"transforms.color_jitter: unknown key(s) {sorted(extra)}")
-        b, c, s, h, p = (
-            float(check_field(f"transforms.color_jitter.{k}", cj.get(k, d), "float", 0, 1 if k == "p" else None))
-            for k, d in (("brightness", 0.0), ("contrast", 0.0), ("saturation", 0.0), ("hue", 0.0), ("p", 0.8))
-        )
+    cj = cfg.color_jitter
+    if isinstance(cj, ColorJitter):
+        b, c, s, h, p = cj.brightness, cj.contrast, cj.saturation, cj.hue, cj.p
     else:
-        b = c = s = float(check_field("transforms.color_jitter", cj or 0.0, "float", 0))
+        b = c = s = cj
         h, p = min(b / 4.0, 0.5), 0.8
     if max(b, c, s, h) > 0:
         photometric.append(
@@ -345,10 +301,8 @@ def build_transforms(
             )
         )
     geometric = []
-    if cfg.get("scale") is not None:
-        lo, hi = _pair(cfg["scale"], "scale")
-        if not 0 < lo <= hi:
-            raise ConfigError(f"transforms.scale: need 0 < lo <= hi, got {cfg['scale']!r}")
+    if cfg.scale is not None:
+        lo, hi = cfg.scale
         geometric.append(
             A.RandomScale(
                 scale_limit=(lo - 1.0, hi - 1.0),
@@ -357,7 +311,7 @@ def build_transforms(
                 p=1.0,
             )
         )
-    rot = float(cfg.get("rotate", 0) or 0)
+    rot = cfg.rotate
     if rot > 0:
         geometric.append(
             A.Rotate(
@@ -377,9 +331,7 @@ def build_transforms(
             )
         )
         geometric.append(A.RandomCrop(hw[0], hw[1]))
-    hflip = float(cfg.get("hflip", 0.5))
-    if not 0 <= hflip <= 1:
-        raise ConfigError(f"transforms.hflip: a probability in [0, 1], got {hflip!r}")
+    hflip = cfg.hflip
     if hflip > 0:
         geometric.append(A.HorizontalFlip(p=hflip))
     return JointTransform(geometric, photometric, seed=seed, normalization=normalization)

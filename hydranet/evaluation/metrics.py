@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..tasks import TaskSpec, parse_task
+from ..tasks.depth import DEPTH_CROPS
 
 __all__ = [
     "MetricAccumulator",
@@ -81,7 +82,6 @@ _KITTI_CROPS = {
 # NYUDv2 Eigen crop: rows 45:471, cols 41:601 of the 480 x 640 frame.
 _NYU_CROP = (45, 471, 41, 601)
 _NYU_SIZE = (480, 640)
-DEPTH_CROPS = ("garg", "eigen", "nyu")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,25 +403,12 @@ class DepthMetrics(MetricAccumulator):
     AVERAGES = ("image", "pixel")
 
     def __init__(self, spec: TaskSpec):
-        opts = dict(spec.options or {})
-        self.min_depth = float(opts.get("min_depth", 1e-3))
-        max_depth = opts.get("max_depth")
-        self.max_depth = None if max_depth is None else float(max_depth)
-        self.crop = opts.get("crop")
-        if self.crop is not None and self.crop not in DEPTH_CROPS:
-            raise ConfigError(
-                f"tasks[{spec.name}].options.crop: unknown crop {self.crop!r}; valid: {', '.join(DEPTH_CROPS)} or null"
-            )
-        self.average = opts.get("average", "image")
-        if self.average not in self.AVERAGES:
-            raise ConfigError(
-                f"tasks[{spec.name}].options.average: {self.average!r} is not one of {', '.join(self.AVERAGES)}"
-            )
-        self.median_scaling = bool(opts.get("median_scaling", False))
-        if self.min_depth <= 0:
-            raise ConfigError(f"tasks[{spec.name}].options.min_depth: must be > 0, got {self.min_depth}")
-        if self.max_depth is not None and self.max_depth <= self.min_depth:
-            raise ConfigError(f"tasks[{spec.name}].options.max_depth: must exceed min_depth")
+        opts = spec.options  # typed and checked by the task's schema (hydranet.tasks.depth.DepthOptions)
+        self.min_depth = opts.min_depth
+        self.max_depth = opts.max_depth
+        self.crop = opts.crop
+        self.average = opts.average
+        self.median_scaling = opts.median_scaling
         super().__init__(spec)
 
     def _reset(self) -> None:
@@ -556,9 +543,7 @@ class NormalsMetrics(MetricAccumulator):
     THRESHOLDS = (11.25, 22.5, 30.0)
 
     def __init__(self, spec: TaskSpec):
-        self.bin_width = float((spec.options or {}).get("angle_bin", 0.01))
-        if not 0 < self.bin_width <= 180:
-            raise ConfigError(f"tasks[{spec.name}].options.angle_bin: must be in (0, 180]")
+        self.bin_width = spec.options.angle_bin
         self.bins = int(math.ceil(180.0 / self.bin_width - 1e-9))
         super().__init__(spec)
 
@@ -734,7 +719,7 @@ class RegressionMetrics(MetricAccumulator):
         out["rmse"] = math.sqrt(float(sq_sum.sum()) / n)
         k = self.spec.outputs
         if k > 1:
-            names = (self.spec.options or {}).get("output_names") or [str(i) for i in range(k)]
+            names = self.spec.options.output_names or [str(i) for i in range(k)]
             for i in range(k):
                 ci = int(count[i])
                 if ci:

@@ -16,9 +16,21 @@ DEFAULT_VAL = {"type": "synthetic", "split": "val", "num_samples": 64, "size": [
 
 
 def resolve_val_data(model_config: dict, config: Optional[str] = None, overrides: Sequence[str] = ()) -> dict:
-    """The ``data.val`` section to evaluate on: --config's, else the checkpoint's, else synthetic."""
+    """The ``data.val`` section to evaluate on: --config's, else the checkpoint's, else synthetic.
+
+    ``overrides`` (``--set``) may change ``data.val`` only: the checkpoint fixes the model and
+    the tasks, and eval does not train, so anything else would be accepted and ignored.
+    """
+    from ..errors import ConfigError
     from ..training.settings import apply_overrides
 
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key != "data.val" and not key.startswith("data.val."):
+            raise ConfigError(
+                f"--set {key}: eval takes the model and tasks from the checkpoint (--weights) and does not "
+                "train; only data.val.* can be set (e.g. --set data.val.num_samples=50)"
+            )
     source = load_config(config) if config else model_config
     data = {"val": dict((source.get("data") or {}).get("val") or DEFAULT_VAL)}
     wrapped = apply_overrides({"data": data}, list(overrides))

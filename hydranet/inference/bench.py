@@ -86,6 +86,7 @@ import torch
 from ..config import parse_size
 from ..data.transforms import Normalization
 from ..errors import ConfigError, DataError
+from ..limits import MAX_BATCH, pixel_limit_problem
 from . import processing
 
 __all__ = [
@@ -184,9 +185,18 @@ def parse_batches(text) -> list[int]:
         batches = [int(b) for b in items]
     except ValueError:
         raise ConfigError(f"--batch {text!r}: expected positive integers such as 1,4") from None
-    if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"--batch {text!r}: expected positive integers such as 1,4")
+    if not batches or any(not 1 <= b <= MAX_BATCH for b in batches):
+        raise ConfigError(f"--batch {text!r}: expected integers from 1 to {MAX_BATCH} such as 1,4")
     return batches
+
+
+def check_batch_sizes(batches, sizes) -> None:
+    """ConfigError when a batch of a size is above the batch pixel limit (:mod:`hydranet.limits`)."""
+    for b in batches:
+        for h, w in sizes:
+            problem = pixel_limit_problem(h, w, b)
+            if problem:
+                raise ConfigError(f"--batch {b} with --size {w}x{h}: expected {problem}")
 
 
 def parse_settings(text) -> list[str]:

@@ -10,6 +10,7 @@
 * :mod:`.clipping`: ``clip_head_gradients``, per-head gradient clipping.
 """
 
+from ..schema.registry import register_options
 from .clipping import clip_head_gradients
 from .famo import FAMOWeighting
 from .gradient import GRADIENT_METHODS, GradientAggregation
@@ -44,10 +45,14 @@ from .weighting import (
     UncertaintyWeighting,
     Weighting,
     build_weighting,
+    options_model,
     weighting_param_group,
 )
 
-STRATEGIES.update({"famo": FAMOWeighting, "rlw": RandomLossWeighting, **GRADIENT_METHODS})
+_MORE = {"famo": FAMOWeighting, "rlw": RandomLossWeighting, **GRADIENT_METHODS}
+STRATEGIES.update(_MORE)
+for _name, _cls in _MORE.items():
+    register_options("weighting", _name, options_model(_cls))
 
 __all__ = [
     "GradientAggregation",

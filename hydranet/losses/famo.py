@@ -17,19 +17,30 @@ lower bounds, default 0) are subtracted as in the paper.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..schema.sections import PerTaskNumbers
+from ..schema.types import Field, Float, Section
 from .weighting import TaskLike, Weighting, _per_task_values
 
 EPS = 1e-8
 
 
+class FAMOOptions(Section):
+    """``loss.options`` of ``famo``."""
+
+    gamma: Float = Field(0.01, ge=0, description="decay of the task logits (the paper's Adam weight decay)")
+    min_losses: Optional[PerTaskNumbers] = Field(None, description="lower bound L* of each loss (null: 0)")
+
+
 class FAMOWeighting(Weighting):
     """FAMO (see the module docstring). Exact under torchrun (it reads the global losses only)."""
+
+    options_model = FAMOOptions
 
     def __init__(self, tasks: Iterable[TaskLike], gamma: float = 0.01, min_losses: Any = None):
         super().__init__(tasks)

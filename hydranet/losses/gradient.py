@@ -46,13 +46,15 @@ sees the overflow and skips the step as usual.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Literal, Mapping, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..schema.sections import PerTaskNumbers
+from ..schema.types import Field, Float, Int, Section, Str
 from .aggregators import AGGREGATORS, build_aggregator
 from .weighting import EqualWeighting, TaskLike, UncertaintyWeighting, Weighting
 
@@ -210,6 +212,36 @@ class GradientAggregation(Weighting):
         return f"{self.method}, mode={self.mode}, loss_scaling={self.loss_scaling}, options={self.method_options}"
 
 
+class GradientOptions(Section):
+    """``loss.options`` every gradient method takes."""
+
+    mode: Literal["representation", "shared_params"] = Field(
+        "representation", description="aggregate gradients of the shared representation or of all shared parameters"
+    )
+    loss_scaling: Literal["equal", "uncertainty"] = Field(
+        "equal", description="the weighting applied to the losses before their gradients are taken"
+    )
+    initial_log_vars: Optional[PerTaskNumbers] = Field(None, description="loss_scaling uncertainty: initial s")
+    forms: Optional[dict[Str, Str]] = Field(None, description="loss_scaling uncertainty: form per task")
+
+
+class CAGradOptions(GradientOptions):
+    """``loss.options`` of ``cagrad``."""
+
+    c: Float = Field(0.4, ge=0, description="radius of the ball around the mean gradient, times its norm")
+
+
+class NashMTLOptions(GradientOptions):
+    """``loss.options`` of ``nash_mtl``."""
+
+    max_norm: Float = Field(1.0, ge=0, description="cap on the update's norm (0: none)")
+    update_weights_every: Int = Field(1, ge=1, description="solve for new weights every N steps")
+    optim_niter: Int = Field(20, ge=1, description="iterations of the convex-concave procedure")
+
+
+OPTIONS_MODELS = {"cagrad": CAGradOptions, "nash_mtl": NashMTLOptions}
+
+
 def gradient_method(name: str) -> type:
     """A ``build_weighting``-compatible class for gradient method ``name``."""
 
@@ -217,7 +249,8 @@ def gradient_method(name: str) -> type:
         scaling = {"loss_scaling": loss_scaling, "initial_log_vars": initial_log_vars, "forms": forms}
         GradientAggregation.__init__(self, tasks, name, mode=mode, **scaling, **opts)
 
-    return type(f"GradientAggregation_{name}", (GradientAggregation,), {"__init__": __init__, "__doc__": name})
+    attributes = {"__init__": __init__, "__doc__": name, "options_model": OPTIONS_MODELS.get(name, GradientOptions)}
+    return type(f"GradientAggregation_{name}", (GradientAggregation,), attributes)
 
 
 GRADIENT_METHODS: dict[str, type] = {name: gradient_method(name) for name in AGGREGATORS}

@@ -15,11 +15,13 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
-from .weighting import TaskLike, Weighting
+from .weighting import NoWeightingOptions, TaskLike, Weighting
 
 
 class RandomLossWeighting(Weighting):
     """RLW: fresh softmax-of-normal weights every step (see the module docstring)."""
+
+    options_model = NoWeightingOptions
 
     def __init__(self, tasks: Iterable[TaskLike]):
         super().__init__(tasks)

@@ -34,14 +34,15 @@ valid mask by the kind; ``None`` means every sample is present.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
+from typing import Annotated, Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..schema.registry import register_options
+from ..schema.types import Field, Float, Section
 from ..tasks import TaskSpec
 from ..tasks.normals import valid_normals
 
@@ -55,7 +56,6 @@ __all__ = [
     "cosine",
     "angular",
     "LOSSES",
-    "LOSS_OPTION_ALIASES",
     "normalize_target",
     "denormalize_prediction",
     "resolve_loss",
@@ -370,8 +370,62 @@ LOSSES: dict[str, Callable[..., Optional[Tensor]]] = {
     "angular": angular,
 }
 
-# Config spellings that are not Python identifiers (``lambda`` is a keyword).
-LOSS_OPTION_ALIASES = {"lambda": "lam"}
+
+# --------------------------------------------------------------------------- option schemas
+class NoLossOptions(Section):
+    """This loss takes no options."""
+
+
+NonNegative = Annotated[Float, Field(ge=0)]
+
+
+class CrossEntropyOptions(Section):
+    """``loss_options`` of cross_entropy."""
+
+    class_weights: Optional[list[NonNegative]] = Field(
+        None, description="one weight >= 0 per class (weighted mean over valid elements); null: all 1"
+    )
+    label_smoothing: Float = Field(0.0, ge=0, lt=1, description="mix of the one-hot target with the uniform one")
+
+
+class SmoothL1Options(Section):
+    """``loss_options`` of smooth_l1."""
+
+    beta: Float = Field(1.0, gt=0, description="where the loss turns from quadratic to linear")
+
+
+class BerhuOptions(Section):
+    """``loss_options`` of berhu."""
+
+    threshold: Float = Field(0.2, gt=0, description="c = threshold x the batch's largest residual")
+
+
+class SilogOptions(Section):
+    """``loss_options`` of silog (``lambda`` is accepted for ``lam``)."""
+
+    lam: Float = Field(0.85, ge=0, le=1, alias="lambda", description="0: log-RMSE, 1: fully scale invariant")
+    scale: Float = Field(1.0, gt=0, description="factor of the loss (BTS/AdaBins use 10)")
+    min_depth: Float = Field(1e-3, gt=0, description="predictions are clamped to at least this inside the log")
+
+
+class AngularOptions(Section):
+    """``loss_options`` of angular."""
+
+    eps: Float = Field(1e-7, gt=0, lt=1, description="clamp of the cosine away from +-1 (finite gradients)")
+
+
+LOSS_OPTIONS: dict[str, type] = {
+    "cross_entropy": CrossEntropyOptions,
+    "l1": NoLossOptions,
+    "mse": NoLossOptions,
+    "smooth_l1": SmoothL1Options,
+    "berhu": BerhuOptions,
+    "silog": SilogOptions,
+    "cosine": NoLossOptions,
+    "angular": AngularOptions,
+}
+for _name, _model in LOSS_OPTIONS.items():
+    register_options("loss", _name, _model)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -405,16 +459,7 @@ def resolve_loss(spec: TaskSpec) -> tuple[Callable[..., Optional[Tensor]], dict]
             f"task {spec.name!r}: loss {name!r} does not apply to kind {spec.kind!r}; valid: {', '.join(allowed)}"
         )
     fn = LOSSES[name]
-    accepted = [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
-    options = {}
-    for key, value in dict(spec.loss_options or {}).items():
-        key = LOSS_OPTION_ALIASES.get(key, key)
-        if key not in accepted:
-            raise ConfigError(
-                f"task {spec.name!r}: loss {name!r} has no option {key!r}; "
-                f"valid options: {', '.join(accepted) or '(none)'}"
-            )
-        options[key] = value
+    options = spec.loss_options.model_dump(exclude_unset=True)
     return fn, options
 
 

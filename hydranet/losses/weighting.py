@@ -56,6 +56,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..schema.errors import unknown_key_error, validate
+from ..schema.registry import register_options
+from ..schema.sections import PerTaskNumbers
+from ..schema.types import Field, Float, Section, Str
 from ..tasks import KINDS, TaskSpec, parse_task
 
 __all__ = [
@@ -125,6 +129,41 @@ def _per_task_values(value: Any, names: Sequence[str], what: str, default: float
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"weighting: {what} must be numbers, got {value!r}") from err
+
+
+class NoWeightingOptions(Section):
+    """This weighting takes no options."""
+
+
+class FixedOptions(Section):
+    """``loss.options`` of ``fixed``."""
+
+    weights: Optional[PerTaskNumbers] = Field(None, description="weight >= 0 per task (unnamed tasks: default)")
+    default: Float = Field(1.0, ge=0, description="weight of the tasks that weights does not name")
+
+
+class UncertaintyOptions(Section):
+    """``loss.options`` of ``uncertainty`` (``loss.initial_log_vars`` is the same as its option)."""
+
+    initial_log_vars: Optional[PerTaskNumbers] = Field(
+        None, description="initial log-variance s = log sigma^2 per task (null: 0)"
+    )
+    forms: Optional[dict[Str, Str]] = Field(
+        None, description="{task: 'regression' | 'classification' | a kind} overriding the kind's form"
+    )
+
+
+class GradNormOptions(Section):
+    """``loss.options`` of ``gradnorm``."""
+
+    alpha: Float = Field(1.5, ge=0, description="asymmetry: how strongly slow tasks are pushed")
+    min_weight: Float = Field(1e-4, gt=0, description="floor of every weight")
+
+
+class DWAOptions(Section):
+    """``loss.options`` of ``dwa``."""
+
+    temperature: Float = Field(2.0, gt=0, description="softmax temperature of the loss-ratio weights")
 
 
 class Weighting(nn.Module):
@@ -250,6 +289,8 @@ class Weighting(nn.Module):
 class EqualWeighting(Weighting):
     """Plain sum of the task losses (every weight 1)."""
 
+    options_model = NoWeightingOptions
+
     def weight(self, name: str, loss: Tensor) -> Tensor:
         return torch.ones((), dtype=loss.dtype, device=loss.device)
 
@@ -259,6 +300,8 @@ class FixedWeighting(Weighting):
 
     Tasks not named get ``default`` (1). Weights must be >= 0.
     """
+
+    options_model = FixedOptions
 
     def __init__(self, tasks: Iterable[TaskLike], weights: Any = None, default: float = 1.0):
         super().__init__(tasks)
@@ -311,6 +354,8 @@ class UncertaintyWeighting(Weighting):
     learning rate that lets them travel about |log L| over the run (Adam moves each by
     at most ~lr per step): see :func:`weighting_param_group`.
     """
+
+    options_model = UncertaintyOptions
 
     def __init__(
         self, tasks: Iterable[TaskLike], initial_log_vars: Any = None, forms: Optional[Mapping[str, str]] = None
@@ -386,6 +431,8 @@ class GradNormWeighting(Weighting):
     With AMP's GradScaler pass ``grad_scale=scaler.get_scale()`` so that unscaling restores
     the true gradient of the weights.
     """
+
+    options_model = GradNormOptions
 
     single_process = True
 
@@ -479,6 +526,8 @@ class DWAWeighting(Weighting):
     epochs' means, the epoch count and the current weights are buffers (in ``state_dict``).
     """
 
+    options_model = DWAOptions
+
     def __init__(self, tasks: Iterable[TaskLike], temperature: float = 2.0):
         super().__init__(tasks)
         if not temperature > 0:
@@ -540,16 +589,35 @@ def build_weighting(name: Optional[str], tasks: Iterable[TaskLike], **options: A
     """
     name = "uncertainty" if name is None else str(name).lower()
     if name not in STRATEGIES:
-        raise ConfigError(f"weighting: unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+        raise unknown_key_error("loss.weighting", name, list(STRATEGIES), "weighting")
     cls = STRATEGIES[name]
-    params = inspect.signature(cls.__init__).parameters
-    accepted = [p for p, v in params.items() if p not in ("self", "tasks") and v.kind != v.VAR_KEYWORD]
-    unknown = set(options) - set(accepted)
-    if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):  # such a class checks its own
-        raise ConfigError(
-            f"weighting: {name} has no option(s) {sorted(unknown)}; valid options: {', '.join(accepted) or '(none)'}"
-        )
-    return cls(tasks, **options)
+    parsed = validate(options_model(cls), options, "loss.options")
+    return cls(tasks, **parsed.model_dump(exclude_unset=True))
+
+
+def options_model(cls: type) -> type:
+    """The options schema of a strategy class: its ``options_model``, else one read from the
+    keyword arguments of its ``__init__`` (any value; the class checks them itself)."""
+    declared = getattr(cls, "options_model", None)
+    if declared is not None:
+        return declared
+    from pydantic import create_model
+
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "tasks")]
+    fields = {
+        p.name: (Any, p.default if p.default is not p.empty else ...)
+        for p in params
+        if p.kind == p.POSITIONAL_OR_KEYWORD or p.kind == p.KEYWORD_ONLY
+    }
+    return create_model(f"{cls.__name__}Options", __base__=Section, **fields)
+
+
+def _register_options() -> None:
+    for strategy, cls in STRATEGIES.items():
+        register_options("weighting", strategy, options_model(cls))
+
+
+_register_options()
 
 
 def weighting_param_group(weighting: Weighting, lr: float) -> dict:

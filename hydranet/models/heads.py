@@ -46,6 +46,6 @@ def build_head(task: TaskSpec, dense_channels: int, global_channels: int) -> nn.
     return GlobalHead(
         global_channels,
         task.channels,
-        hidden=int(task.options.get("hidden", 0)),
-        dropout=float(task.options.get("dropout", 0.0)),
+        hidden=task.options.hidden,
+        dropout=task.options.dropout,
     )

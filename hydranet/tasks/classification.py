@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .kind import SOFTMAX_UW, TaskKind, per_sample, register_kind
-from .segmentation import check_class_ids
+from .kind import SOFTMAX_UW, GlobalHeadOptions, TaskKind, per_sample, register_kind
+from .segmentation import check_class_ids, check_class_weights
 
 
 class Classification(TaskKind):
@@ -18,8 +18,13 @@ class Classification(TaskKind):
     size_field = "classes"
     losses = ("cross_entropy",)
     default_metrics = ("top1",)
+    metric_names = ("top1", "top5")
+    options_model = GlobalHeadOptions
     uw_form = SOFTMAX_UW
     vocabulary = True
+
+    def check_spec(self, spec, where) -> None:
+        check_class_weights(spec, where)
 
     def parse_value(self, spec, value: Any, where: str, vocabulary: Optional[dict] = None) -> int:
         """A class id from an integer (or integral number), or a class name of ``vocabulary[task]``."""

@@ -5,12 +5,14 @@ Labels: float32 metres, 0 / negative / NaN = no measurement (sparse KITTI depth 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import model_validator
 
 from ..errors import DataError
+from ..schema.types import Bool, Field, Float, Section
 from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
 
 FALLBACK_MAX_DEPTH = 10.0  # the colour range when neither the task nor the frame says more
@@ -41,12 +43,39 @@ def display_max_depth(
     return FALLBACK_MAX_DEPTH
 
 
+DEPTH_CROPS = ("garg", "eigen", "nyu")
+
+
+class DepthOptions(Section):
+    """``options`` of a depth task (evaluation conventions and drawing)."""
+
+    min_depth: Float = Field(1e-3, gt=0, description="evaluation: ground truth below this (metres) is invalid")
+    max_depth: Optional[Float] = Field(
+        None, gt=0, description="evaluation: ground truth above this is invalid, predictions are capped (null: none)"
+    )
+    crop: Optional[Literal[DEPTH_CROPS]] = Field(None, description="evaluation crop: garg, eigen (KITTI), nyu")
+    average: Literal["image", "pixel"] = Field("image", description="metrics averaged per image or pooled per pixel")
+    median_scaling: Bool = Field(False, description="scale each prediction by median(gt) / median(pred)")
+    display_max_depth: Optional[Float] = Field(None, gt=0, description="top of the colour scale (null: max_depth)")
+    take_abs: Literal[True] = Field(
+        True, description="the depth is |output|: always true (recorded by converted checkpoints)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DepthOptions:
+        if self.max_depth is not None and self.max_depth <= self.min_depth:
+            raise ValueError(f"max_depth: must exceed min_depth ({self.min_depth}), got {self.max_depth}")
+        return self
+
+
 class Depth(TaskKind):
     name = "depth"
     dense = True
     fixed_channels = 1
     losses = ("l1", "berhu", "silog")
     default_metrics = ("abs_rel", "rmse", "delta1")
+    metric_names = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+    options_model = DepthOptions
     uw_form = GAUSSIAN_UW
     draw_role = "map"
     draw_priority = 0

@@ -17,11 +17,23 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
+from ..schema.registry import register_options
+from ..schema.types import Field, Float, Int, Section
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import TaskSpec
 
-__all__ = ["TaskKind", "DrawStyle", "LabelSources", "KINDS", "register_kind", "get_kind", "per_sample"]
+__all__ = [
+    "TaskKind",
+    "DrawStyle",
+    "LabelSources",
+    "KINDS",
+    "register_kind",
+    "get_kind",
+    "per_sample",
+    "NoOptions",
+    "GlobalHeadOptions",
+]
 
 # The two uncertainty-weighting forms (Kendall et al. 2018; factors in hydranet.losses.weighting.UW_FORMS):
 GAUSSIAN_UW = "regression"  # 1/(2 sigma^2) L + log sigma: L1/L2-type losses; optimum sigma^2 = L
@@ -54,6 +66,20 @@ class DrawStyle:
     cache: dict = field(default_factory=dict)
 
 
+class NoOptions(Section):
+    """This kind takes no ``options``."""
+
+
+MAX_HIDDEN = 65_536
+
+
+class GlobalHeadOptions(Section):
+    """``options`` of an image-level head (classification, regression)."""
+
+    hidden: Int = Field(0, ge=0, le=MAX_HIDDEN, description="hidden units of the head's MLP (0: one linear layer)")
+    dropout: Float = Field(0.0, ge=0, lt=1, description="dropout before the head's last layer")
+
+
 def per_sample(present: Optional[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """``present`` (N bools, or None = all) reshaped to broadcast against ``target``."""
     n = target.shape[0]
@@ -80,6 +106,8 @@ class TaskKind:
         draw_priority: among ``"map"`` kinds, the lower is drawn when only one panel fits.
         fillable: a teacher's prediction can stand in for a missing label (pseudo-labels).
         vocabulary: image-level labels may be class names, looked up in a class vocabulary.
+        options_model: the schema of the task's ``options`` (a :class:`~hydranet.schema.Section`).
+        metric_names: the metrics the kind reports (``metrics`` entries are these, or ``name/part``).
     """
 
     name: ClassVar[str] = ""
@@ -93,13 +121,16 @@ class TaskKind:
     draw_priority: ClassVar[int] = 100
     fillable: ClassVar[bool] = False
     vocabulary: ClassVar[bool] = False
+    options_model: ClassVar[type] = NoOptions
+    metric_names: ClassVar[tuple] = ()
 
     # ------------------------------------------------------------------ the head
     def channels(self, spec: TaskSpec) -> int:
         return self.fixed_channels if self.size_field is None else getattr(spec, self.size_field)
 
-    def check_spec(self, spec_fields: dict, where: str) -> None:
-        """Kind-specific checks of a raw task mapping (ConfigError naming the field)."""
+    def check_spec(self, spec: TaskSpec, where: str) -> None:
+        """Checks across the fields of a parsed task (e.g. a list option's length against
+        ``outputs``); ConfigError naming the field under ``where`` (e.g. ``tasks[1]``)."""
 
     # ------------------------------------------------------------------ data
     def read_label(self, spec: TaskSpec, path, sources: LabelSources) -> np.ndarray:
@@ -217,6 +248,7 @@ def register_kind(kind: TaskKind) -> TaskKind:
     if not kind.losses or not kind.default_metrics:
         raise ConfigError(f"task kind {kind.name!r}: needs losses and default_metrics")
     KINDS[kind.name] = kind
+    register_options("task", kind.name, kind.options_model)
     return kind
 
 

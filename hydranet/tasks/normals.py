@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..schema.types import Field, Float, Section
 from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
 
 
@@ -18,12 +19,20 @@ def valid_normals(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return finite & (norm2 > eps * eps)
 
 
+class NormalsOptions(Section):
+    """``options`` of a normals task."""
+
+    angle_bin: Float = Field(0.01, gt=0, le=180, description="evaluation: width in degrees of the angle histogram")
+
+
 class Normals(TaskKind):
     name = "normals"
     dense = True
     fixed_channels = 3
     losses = ("cosine", "angular")
     default_metrics = ("mean_angle", "median_angle")
+    metric_names = ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30")
+    options_model = NormalsOptions
     uw_form = GAUSSIAN_UW
     draw_role = "map"
     draw_priority = 1

@@ -7,25 +7,49 @@ mapped back with :meth:`Regression.denormalize`. NaN marks a missing value.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import torch
+from pydantic import AliasChoices
 
 from ..errors import ConfigError, DataError
-from .kind import GAUSSIAN_UW, TaskKind, per_sample, register_kind
+from ..schema.types import Field, Float, Str, either, is_list, is_number
+from .kind import GAUSSIAN_UW, GlobalHeadOptions, TaskKind, per_sample, register_kind
+
+Positive = Annotated[Float, Field(gt=0)]
+
+
+class RegressionOptions(GlobalHeadOptions):
+    """``options`` of a regression task: target normalisation and output names."""
+
+    target_mean: Optional[
+        either("a number or a list of numbers (one per output)", number=(Float, is_number), list=(list[Float], is_list))
+    ] = Field(
+        None,
+        validation_alias=AliasChoices("target_mean", "mean"),
+        description="the head learns (y - target_mean) / target_std: one number or one per output (null: 0)",
+    )
+    target_std: Optional[
+        either(
+            "a number > 0 or a list of numbers > 0 (one per output)",
+            number=(Positive, is_number),
+            list=(list[Positive], is_list),
+        )
+    ] = Field(
+        None,
+        validation_alias=AliasChoices("target_std", "std"),
+        description="target standard deviation, > 0: one number or one per output (null: 1)",
+    )
+    output_names: Optional[list[Str]] = Field(None, description="names of the outputs in metrics (null: 0, 1, ...)")
 
 
 def _norm_stats(spec, like: torch.Tensor):
-    opts = spec.options or {}
-    mean = opts.get("target_mean", opts.get("mean"))
-    std = opts.get("target_std", opts.get("std"))
+    mean, std = spec.options.target_mean, spec.options.target_std
     if mean is None and std is None:
         return None
     mean_t = torch.as_tensor(0.0 if mean is None else mean, dtype=like.dtype, device=like.device)
     std_t = torch.as_tensor(1.0 if std is None else std, dtype=like.dtype, device=like.device)
-    if bool((std_t <= 0).any()) or not bool(torch.isfinite(std_t).all()):
-        raise ConfigError(f"task {spec.name!r}: options.target_std must be positive, got {std!r}")
     return mean_t, std_t
 
 
@@ -35,7 +59,15 @@ class Regression(TaskKind):
     size_field = "outputs"
     losses = ("l1", "mse", "smooth_l1")
     default_metrics = ("mae", "rmse")
+    metric_names = ("mae", "rmse")
     uw_form = GAUSSIAN_UW
+    options_model = RegressionOptions
+
+    def check_spec(self, spec, where) -> None:
+        for key in ("target_mean", "target_std", "output_names"):
+            value = getattr(spec.options, key)
+            if isinstance(value, list) and len(value) != spec.outputs:
+                raise ConfigError(f"{where}.options.{key}: {len(value)} values for {spec.outputs} outputs")
 
     def parse_value(self, spec, value: Any, where: str, vocabulary: Optional[dict] = None) -> list:
         """Numbers from comma-separated text, a number, or a list of numbers."""

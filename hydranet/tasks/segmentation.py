@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from ..schema.types import Field, Int, Section, Str, either, is_list
 from .kind import SOFTMAX_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
 
 
@@ -39,15 +40,46 @@ def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
     return idx
 
 
+Channel = Annotated[Int, Field(ge=0, le=255)]
+Palette = either(
+    "a palette name or file (text), or rows of [R, G, B] from 0 to 255",
+    text=(Str, lambda v: isinstance(v, str)),
+    rows=(list[tuple[Channel, Channel, Channel]], is_list),
+)
+
+
+class SegmentationOptions(Section):
+    """``options`` of a segmentation task."""
+
+    palette: Optional[Palette] = Field(
+        None, description="colours of the classes: a palette name, a file, or rows of [R, G, B] (null: the default)"
+    )
+
+
+def check_class_weights(spec, where: str) -> None:
+    """ConfigError when ``loss_options.class_weights`` does not hold one weight per class."""
+    weights = getattr(spec.loss_options, "class_weights", None)
+    if weights is not None and len(weights) != spec.classes:
+        raise ConfigError(f"{where}.loss_options.class_weights: {len(weights)} weights for {spec.classes} classes")
+
+
 class Segmentation(TaskKind):
     name = "segmentation"
     dense = True
     size_field = "classes"
     losses = ("cross_entropy",)
     default_metrics = ("miou", "pixel_acc")
+    metric_names = ("miou", "pixel_acc", "mean_acc", "iou")
+    options_model = SegmentationOptions
     uw_form = SOFTMAX_UW
     draw_role = "overlay"
     fillable = True
+
+    def check_spec(self, spec, where) -> None:
+        check_class_weights(spec, where)
+        rows = spec.options.palette
+        if isinstance(rows, list) and len(rows) < spec.classes:
+            raise ConfigError(f"{where}.options.palette: {len(rows)} colours for {spec.classes} classes")
 
     def read_label(self, spec, path, sources: LabelSources) -> np.ndarray:
         from ..data.io import read_segmentation

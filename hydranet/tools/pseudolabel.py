@@ -20,14 +20,23 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_model
-from ..config import check_field
 from ..data.io import NYUD_DEPTH_SCALE, read_image, writable_dir, write_bytes_atomic, write_png
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
 from ..inference.processing import preprocess
+from ..schema import Field, Float, Section, validate
 
 PathLike = Union[str, Path]
+
+
+class PseudolabelSettings(Section):
+    """The numeric settings of :func:`pseudolabel` (``--depth-scale``, ``--confidence``)."""
+
+    depth_scale: Float = Field(gt=0, le=1e6, alias="--depth-scale", description="depth PNG units per metre")
+    confidence: Optional[Float] = Field(
+        None, ge=0, le=1, alias="--confidence", description="keep teacher labels at least this confident"
+    )
 
 
 @torch.inference_mode()
@@ -54,8 +63,8 @@ def pseudolabel(
     from ..tasks import KINDS
 
     list_file, out_dir = Path(list_file), Path(out_dir)
-    depth_scale = check_field("--depth-scale", depth_scale, "float", 0, 1e6, low_open=True)
-    confidence = check_field("--confidence", confidence, "float", 0, 1, optional=True)
+    settings = validate(PseudolabelSettings, {"--depth-scale": depth_scale, "--confidence": confidence})
+    depth_scale, confidence = settings.depth_scale, settings.confidence
     header, rows = parse_list_file(list_file)
     writable_dir(out_dir)
     model = load_model(teacher, device=device)

@@ -114,7 +114,7 @@ def measure_affinity(config: Any, out_dir: str | Path, steps: Optional[int] = No
     total, count = torch.zeros(len(names), len(names)), torch.zeros(len(names), len(names))
     measured = 0
     try:
-        n_steps = int(trainer.train_cfg["steps"])
+        n_steps = int(trainer.train_cfg.steps)
         while trainer.step < n_steps:
             epoch, _ = divmod(trainer.step, trainer.steps_per_epoch)
             for batch in trainer._loader(epoch, 0):

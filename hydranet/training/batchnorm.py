@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping
 
 import torch
@@ -22,14 +23,24 @@ from .distributed import DistContext
 
 
 def prepare_batchnorm(model: nn.Module, train_cfg: Mapping, ctx: DistContext, device: torch.device) -> nn.Module:
-    """The model to train: with ``sync_bn`` under torchrun, its BatchNorm layers become SyncBatchNorm."""
-    if not train_cfg["sync_bn"] or not ctx.enabled:
+    """The model to train: with ``sync_bn`` under torchrun, its BatchNorm layers become SyncBatchNorm.
+
+    ``sync_bn`` on CPU is an error (torch has no CPU SyncBatchNorm); on one CUDA process it
+    changes nothing, which one warning says.
+    """
+    if not train_cfg["sync_bn"]:
         return model
     if device.type != "cuda":
         raise ConfigError(
             "train.sync_bn: SyncBatchNorm needs CUDA devices (torch has no CPU/gloo version); "
             "on CPU set train.freeze_bn: true (exact) or leave both off (per-process statistics)"
         )
+    if not ctx.enabled:
+        warnings.warn(
+            "train.sync_bn: one process, nothing to synchronise (plain BatchNorm); it applies under torchrun",
+            stacklevel=2,
+        )
+        return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

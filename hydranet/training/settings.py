@@ -2,129 +2,31 @@
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
-import yaml
-
-from ..config import check_field
+from ..config import Config, loss_section
 from ..errors import ConfigError
-from ..losses import STRATEGIES
+from ..schema.errors import validate
+from ..schema.safe_yaml import load_yaml
+from ..schema.sections import LossSection, TrainSection
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 2000,  # optimiser steps
-    "batch_size": 8,
-    "optimizer": "adamw",  # adamw | sgd
-    "lr": 1e-3,  # decoder and heads
-    "encoder_lr": None,  # None = lr * encoder_lr_mult
-    "encoder_lr_mult": 0.1,
-    "weight_decay": 1e-4,
-    "momentum": 0.9,  # SGD only
-    "schedule": "poly",  # poly | cosine | constant
-    "poly_power": 0.9,
-    "warmup_steps": 0,
-    "accumulate": 1,  # micro-batches per optimiser step
-    "amp": "none",  # none | fp16 | bf16 (CUDA only)
-    "channels_last": False,  # NHWC weights and inputs (see docs/benchmarks.md, training throughput)
-    "compile": False,  # torch.compile the training forward (Inductor; needs a C++ compiler on CPU)
-    "max_grad_norm": None,  # global gradient clipping, on top of the head-wise option
-    "val_every": 500,  # steps between validations (and best.pt updates)
-    "ckpt_every": 500,  # steps between last.pt writes (also written at the end)
-    "log_every": 10,
-    "monitor": "loss",  # "loss" (val loss, min) or "task/metric" (e.g. segm/miou, max)
-    "on_nan": "stop",  # stop | skip
-    "max_skipped": 0.5,  # on_nan skip: a run that skipped more than this fraction of its updates fails
-    "sync_bn": False,  # SyncBatchNorm over the ranks (torchrun on CUDA)
-    "freeze_bn": False,  # BatchNorm layers in eval mode: fixed running statistics
-    "seed": 0,
-    "workers": 0,
-    "plots": True,
-    "tensorboard": True,  # used when tensorboard is installed
-}
-
-LOSS_DEFAULTS: dict[str, Any] = {
-    "weighting": "uncertainty",  # uncertainty | fixed | equal | gradnorm | dwa | famo | rlw | a gradient method
-    "options": {},  # passed to build_weighting (e.g. weights, alpha, temperature)
-    "initial_log_vars": None,  # uncertainty: "0,0" or a list, in task order
-    "log_var_lr": 0.01,  # learning rate of the weighting's parameters (see weighting_param_group)
-    "gradient_normalization": False,  # clip each head's gradient to max_head_grad_norm
-    "max_head_grad_norm": 1.0,
-}
-
-# field -> check_field arguments: (kind, low, high, {options}); every field of the defaults has one.
-_TRAIN_SCHEMA: dict[str, tuple] = {
-    "steps": ("int", 1, None, {}),
-    "batch_size": ("int", 1, None, {}),
-    "optimizer": ("str", None, None, {"choices": ("adamw", "sgd")}),
-    "lr": ("float", 0, None, {"low_open": True}),
-    "encoder_lr": ("float", 0, None, {"optional": True}),
-    "encoder_lr_mult": ("float", 0, None, {}),
-    "weight_decay": ("float", 0, None, {}),
-    "momentum": ("float", 0, 1, {}),
-    "schedule": ("str", None, None, {"choices": ("poly", "cosine", "constant")}),
-    "poly_power": ("float", 0, None, {"low_open": True}),
-    "warmup_steps": ("int", 0, None, {}),
-    "accumulate": ("int", 1, None, {}),
-    "amp": ("str", None, None, {"choices": ("none", "fp16", "bf16")}),
-    "max_grad_norm": ("float", 0, None, {"low_open": True, "optional": True}),
-    "val_every": ("int", 1, None, {}),
-    "ckpt_every": ("int", 1, None, {}),
-    "log_every": ("int", 1, None, {}),
-    "monitor": ("str", None, None, {}),
-    "on_nan": ("str", None, None, {"choices": ("stop", "skip")}),
-    "max_skipped": ("float", 0, 1, {}),
-    "seed": ("int", 0, None, {}),
-    "workers": ("int", 0, 256, {}),
-    "plots": ("bool", None, None, {}),
-    "tensorboard": ("bool", None, None, {}),
-    "sync_bn": ("bool", None, None, {}),
-    "freeze_bn": ("bool", None, None, {}),
-    "channels_last": ("bool", None, None, {}),
-    "compile": ("bool", None, None, {}),
-}
-_LOSS_SCHEMA: dict[str, tuple] = {
-    "weighting": ("str", None, None, {"choices": tuple(STRATEGIES)}),
-    "log_var_lr": ("float", 0, None, {"low_open": True, "optional": True}),
-    "gradient_normalization": ("bool", None, None, {}),
-    "max_head_grad_norm": ("float", 0, None, {"low_open": True}),
-}
+# The defaults, for reference (the schema in hydranet.schema.sections is where they live).
+TRAIN_DEFAULTS: dict[str, Any] = TrainSection().model_dump()
+LOSS_DEFAULTS: dict[str, Any] = LossSection().model_dump()
 
 
-def _section(cfg: Mapping[str, Any], name: str, defaults: Mapping[str, Any], schema: Mapping[str, tuple]) -> dict:
-    raw = cfg.get(name) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{name}: must be a mapping, got {raw!r}")
-    unknown = set(raw) - set(defaults)
-    if unknown:
-        raise ConfigError(f"{name}: unknown field(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    merged = {**copy.deepcopy(dict(defaults)), **raw}
-    for key, (kind, low, high, options) in schema.items():
-        merged[key] = check_field(f"{name}.{key}", merged[key], kind, low, high, **options)
-    return merged
-
-
-def training_settings(cfg: Mapping[str, Any]) -> tuple[dict, dict]:
-    """The validated ``train`` and ``loss`` sections of ``cfg``, defaults filled in.
+def training_settings(cfg: Union[Mapping[str, Any], Config]) -> tuple[TrainSection, LossSection]:
+    """The typed ``train`` and ``loss`` sections of ``cfg``, defaults filled in.
 
     Raises:
         ConfigError: naming the field and the value (wrong type, out of range, unknown choice).
     """
-    train = _section(cfg, "train", TRAIN_DEFAULTS, _TRAIN_SCHEMA)
-    loss = _section(cfg, "loss", LOSS_DEFAULTS, _LOSS_SCHEMA)
-    if train["sync_bn"] and train["freeze_bn"]:
-        raise ConfigError(
-            "train.sync_bn and train.freeze_bn: choose one (frozen BatchNorm layers compute "
-            "no batch statistics to synchronise)"
-        )
-    if train["monitor"] != "loss" and "/" not in str(train["monitor"]):
-        raise ConfigError(f"train.monitor: 'loss' or 'task/metric', got {train['monitor']!r}")
-    if train["optimizer"] == "sgd" and train["momentum"] <= 0:
-        raise ConfigError(
-            f"train.momentum: SGD here uses Nesterov momentum, which needs momentum > 0, got {train['momentum']!r}"
-        )
-    if not isinstance(loss["options"], Mapping):
-        raise ConfigError(f"loss.options: must be a mapping, got {loss['options']!r}")
-    return train, loss
+    if isinstance(cfg, Config):
+        return cfg.train, cfg.loss
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config: got {type(cfg).__name__}; expected a mapping")
+    train = validate(TrainSection, {} if cfg.get("train") is None else cfg["train"], "train")
+    return train, loss_section({} if cfg.get("loss") is None else cfg["loss"], ())
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -138,7 +40,9 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     def effective(cfg: Mapping[str, Any]) -> dict:
         cfg = json.loads(json.dumps(dict(cfg), default=str))  # tuples and lists alike
         try:
-            cfg["train"], cfg["loss"] = training_settings(cfg)
+            train, loss = training_settings(cfg)
+            cfg["train"] = train.model_dump(mode="json")
+            cfg["loss"] = {**loss.model_dump(mode="json"), "options": loss.options.model_dump(mode="json")}
         except ConfigError:
             pass  # compared as written
         cfg.pop("meta", None)
@@ -161,17 +65,13 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")
         key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            problem = str(getattr(exc, "problem", "") or exc).strip()
-            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({problem})") from None
+        value = load_yaml(text, f"--set {key}")  # the same YAML rules and size budget as a config file
         node = cfg
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section (it is {node!r:.40})")
         node[parts[-1]] = value
     return cfg
 

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
-from ..config import load_config, save_config
+from ..config import parse_config, save_config
 from ..data import build_dataset, make_collate
 from ..data.io import writable_dir
 from ..data.transforms import Normalization
@@ -51,7 +51,7 @@ from .distributed import DistContext, any_rank, cleanup, device_for, init_distri
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, param_groups
 from .sampler import ResumableBatchSampler, SeededSamples
-from .settings import config_changes, training_settings
+from .settings import config_changes
 
 
 class TrainingError(HydranetError, RuntimeError):
@@ -141,8 +141,9 @@ class Trainer:
         progress: bool = True,
         allow_changes: bool = False,
     ):
-        self.cfg = load_config(config)
-        self.train_cfg, self.loss_cfg = training_settings(self.cfg)
+        parsed = parse_config(config)  # every value checked once, here; typed sections below
+        self.cfg = parsed.to_dict()
+        self.train_cfg, self.loss_cfg = parsed.train, parsed.loss
         if "data" not in self.cfg or "train" not in (self.cfg.get("data") or {}):
             raise ConfigError("data.train: missing (what to train on; see hydranet/configs/synthetic.yaml)")
         self.out_dir = Path(out_dir)
@@ -150,6 +151,11 @@ class Trainer:
         self.device = device_for(self.ctx, device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+        if self.train_cfg.amp != "none" and self.device.type != "cuda":
+            raise ConfigError(
+                f"train.amp: {self.train_cfg.amp} mixed precision runs on CUDA only "
+                f"(this run is on {self.device.type}); set train.amp: none"
+            )
         self.progress = progress and self.ctx.is_main
         self.allow_changes = allow_changes
         if self.ctx.is_main:
@@ -158,18 +164,18 @@ class Trainer:
         self.tasks = parse_tasks(self.cfg["tasks"])
         tc = self.train_cfg
 
-        _seed_everything(int(tc["seed"]))
+        _seed_everything(tc.seed)
         # The input normalisation is written into the config, so every checkpoint carries it.
         self.normalization = Normalization.from_config(self.cfg)
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
-        self.channels_last = bool(tc["channels_last"])
+        self.channels_last = tc.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        w_opts = dict(self.loss_cfg["options"] or {})
-        if self.loss_cfg["initial_log_vars"] is not None:
-            w_opts["initial_log_vars"] = self.loss_cfg["initial_log_vars"]
-        self.weighting = build_weighting(self.loss_cfg["weighting"], self.tasks, **w_opts).to(self.device)
+        w_opts = self.loss_cfg.options.model_dump(exclude_unset=True)
+        if self.loss_cfg.initial_log_vars is not None:
+            w_opts["initial_log_vars"] = self.loss_cfg.initial_log_vars
+        self.weighting = build_weighting(self.loss_cfg.weighting, self.tasks, **w_opts).to(self.device)
         self.weighting.check_distributed(self.ctx.world_size)
         self.reduction = reduction_for(self.ctx)
         # metric names of the tasks and the monitored one are checked now, not at the first validation
@@ -179,7 +185,7 @@ class Trainer:
 
         data_cfg = self.cfg["data"]
         self.train_set = SeededSamples(
-            build_dataset(data_cfg["train"], self.tasks, train=True, normalization=self.normalization), int(tc["seed"])
+            build_dataset(data_cfg["train"], self.tasks, train=True, normalization=self.normalization), tc.seed
         )
         self.val_set = (
             build_dataset(data_cfg["val"], self.tasks, train=False, normalization=self.normalization)
@@ -187,9 +193,10 @@ class Trainer:
             else None
         )
         self.collate = make_collate(self.tasks)
-        self.steps_per_epoch = ResumableBatchSampler.batches_per_epoch(
-            len(self.train_set), int(tc["batch_size"]), self.ctx.world_size
-        ) // int(tc["accumulate"])
+        self.steps_per_epoch = (
+            ResumableBatchSampler.batches_per_epoch(len(self.train_set), tc.batch_size, self.ctx.world_size)
+            // tc.accumulate
+        )
         if self.steps_per_epoch < 1:
             raise ConfigError(
                 f"data.train: {len(self.train_set)} samples make less than one step of "
@@ -198,9 +205,7 @@ class Trainer:
 
         self.optimizer = build_optimizer(param_groups(self.model, self.weighting, tc, self.loss_cfg), tc)
         self.scheduler = build_scheduler(self.optimizer, tc)
-        self.amp_dtype = (
-            {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc["amp"]) if self.device.type == "cuda" else None
-        )
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.step = 0
@@ -295,8 +300,8 @@ class Trainer:
         self.train_set.epoch = epoch
         sampler = ResumableBatchSampler(
             len(self.train_set),
-            int(tc["batch_size"]),
-            int(tc["seed"]),
+            tc.batch_size,
+            tc.seed,
             epoch,
             self.ctx.rank,
             self.ctx.world_size,
@@ -306,9 +311,9 @@ class Trainer:
             self.train_set,
             batch_sampler=sampler,
             collate_fn=self.collate,
-            num_workers=int(tc["workers"]),
+            num_workers=tc.workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(int(tc["seed"]) + epoch),
+            generator=torch.Generator().manual_seed(tc.seed + epoch),
         )
 
     def _check_finite(self, losses: dict) -> Optional[str]:
@@ -336,7 +341,7 @@ class Trainer:
 
     def _train_step(self, batches) -> Optional[dict]:
         tc, lc = self.train_cfg, self.loss_cfg
-        accumulate = int(tc["accumulate"])
+        accumulate = tc.accumulate
         self.optimizer.zero_grad(set_to_none=True)  # None grads keep absent tasks' parameters still
         totals, reports = [], []
         for i, batch in enumerate(batches):
@@ -383,9 +388,9 @@ class Trainer:
         if lc["gradient_normalization"] or tc["max_grad_norm"]:
             self.scaler.unscale_(self.optimizer)
         if lc["gradient_normalization"]:
-            head_norms = clip_head_gradients(self.model.heads, float(lc["max_head_grad_norm"]))
+            head_norms = clip_head_gradients(self.model.heads, lc.max_head_grad_norm)
         if tc["max_grad_norm"]:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(tc["max_grad_norm"]))
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {"total": sum(totals) / len(totals), "report": reports[-1], "head_grad_norm": head_norms}
@@ -405,10 +410,10 @@ class Trainer:
         shard = torch.utils.data.Subset(self.val_set, range(self.ctx.rank, len(self.val_set), self.ctx.world_size))
         loader = DataLoader(
             shard,
-            batch_size=int(self.train_cfg["batch_size"]),
+            batch_size=self.train_cfg.batch_size,
             shuffle=False,
             collate_fn=self.collate,
-            num_workers=int(self.train_cfg["workers"]),
+            num_workers=self.train_cfg.workers,
         )
         self.model.eval()
         result = evaluate(
@@ -443,13 +448,13 @@ class Trainer:
         (the schedule still runs to ``train.steps``), so a later resume continues the run.
         """
         tc = self.train_cfg
-        total_steps = int(tc["steps"])
+        total_steps = tc.steps
         stop_step = min(total_steps, until) if until else total_steps
         logger = None
         if self.ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
-            logger = RunLogger(self.out_dir, tensorboard=bool(tc["tensorboard"]), start_step=self.step)
+            logger = RunLogger(self.out_dir, tensorboard=tc.tensorboard, start_step=self.step)
         bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         status, last_val, t0 = "completed", None, time.time()
         set_train_mode(self.model, tc)
@@ -457,9 +462,9 @@ class Trainer:
             with _StopRequest() as stop:
                 while self.step < stop_step and not any_rank(stop.signal is not None, self.ctx, self.device):
                     epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
-                    iterator = iter(self._loader(epoch, in_epoch * int(tc["accumulate"])))
+                    iterator = iter(self._loader(epoch, in_epoch * tc.accumulate))
                     for _ in range(in_epoch, self.steps_per_epoch):
-                        batches = [next(iterator) for _ in range(int(tc["accumulate"]))]
+                        batches = [next(iterator) for _ in range(tc.accumulate)]
                         out = self._train_step(batches)
                         self.scheduler.step()
                         self.step += 1
@@ -468,9 +473,9 @@ class Trainer:
                             self._log_step(out, logger, bar)
                         if self.step % self.steps_per_epoch == 0:
                             self._epoch_end(logger)
-                        if self.step % int(tc["val_every"]) == 0 or self.step == total_steps:
+                        if self.step % tc.val_every == 0 or self.step == total_steps:
                             last_val = self._validate_and_keep_best(logger)
-                        if self.step % int(tc["ckpt_every"]) == 0 or self.step == total_steps:
+                        if self.step % tc.ckpt_every == 0 or self.step == total_steps:
                             self._save("last.pt")
                         if self.step >= stop_step or any_rank(stop.signal is not None, self.ctx, self.device):
                             break
@@ -485,7 +490,7 @@ class Trainer:
             bar.close()
             if logger is not None:
                 logger.close()
-        if status == "completed" and self.skipped_steps > float(tc["max_skipped"]) * self.step:
+        if status == "completed" and self.skipped_steps > tc.max_skipped * self.step:
             status = "too_many_skipped"
         summary = {
             "status": status,
@@ -515,7 +520,7 @@ class Trainer:
                     for name, r in report.items()
                 )
             )
-        if logger is None or (self.step % int(self.train_cfg["log_every"]) and self.step != 1):
+        if logger is None or (self.step % self.train_cfg.log_every and self.step != 1):
             return
         fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
         for name, r in report.items():
