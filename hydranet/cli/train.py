@@ -35,7 +35,11 @@ def add_arguments(p) -> None:
         help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
     )
     p.add_argument("--encoder-weights", help="local encoder weights file (offline ImageNet weights)")
-    p.add_argument("--weighting", help="uncertainty | fixed | equal | gradnorm | dwa")
+    p.add_argument(
+        "--weighting",
+        help="uncertainty | fixed | equal | gradnorm | dwa | famo | rlw, or a gradient method: pcgrad | mgda | "
+        "cagrad | nash_mtl | imtl_g | aligned_mtl | upgrad | dualproj (docs/training.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     legacy = p.add_argument_group("flags of the classic uncertainty-weighting JSON trainer")
     legacy.add_argument("--train_json", help="JSON records of image-level targets (infers the tasks)")
