@@ -197,7 +197,10 @@ def heatmap(names: Sequence[str], affinity, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     values = torch.tensor(affinity).numpy()
-    bound = float(abs(values[~torch.isnan(torch.tensor(affinity)).numpy()]).max() or 1.0)
+    # the colour scale follows the off-diagonal entries (a task's effect on itself dwarfs them)
+    n = len(names)
+    off = [abs(values[i, j]) for i in range(n) for j in range(n) if i != j and values[i, j] == values[i, j]]
+    bound = float(max(off, default=0.0) or 1.0)
     fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 1.0 * len(names) + 1.5))
     im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
@@ -208,7 +211,7 @@ def heatmap(names: Sequence[str], affinity, path: str | Path) -> Path:
         for j in range(len(names)):
             ax.text(j, i, f"{values[i, j]:.2g}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title("inter-task affinity (TAG lookahead)")
+    ax.set_title("inter-task affinity (TAG lookahead)\ncolours scaled to the off-diagonal entries", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
