@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test fuzz lint install clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The fuzzer of tests/test_fuzz.py for FUZZ_MINUTES (default 30) with fresh random examples; every
+# counterexample is printed as a command, its files kept under FUZZ_OUT (default fuzz_out/).
+FUZZ_MINUTES ?= 30
+FUZZ_OUT ?= fuzz_out
+fuzz: $(STAMP)
+	FUZZ_MINUTES=$(FUZZ_MINUTES) FUZZ_OUT=$(abspath $(FUZZ_OUT)) $(PY) -m pytest -q -s -p no:logging tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

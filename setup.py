@@ -51,6 +51,7 @@ setup(
             "nbclient>=0.9",
             "nbformat>=5.9",
             "ipykernel>=6",
+            "hypothesis>=6.100",
             "timm>=1.0",
             "torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1",
         ],

@@ -20,6 +20,7 @@ _LAZY = {
     "load_model": ".checkpoint",
     "save_model": ".checkpoint",
     "load_config": ".config",
+    "parse_config": ".config",
     "save_config": ".config",
     "TaskSpec": ".tasks",
 }
@@ -34,6 +35,8 @@ _SUBMODULES = (
     "tools",
     "weights",
     "visualize",
+    "schema",
+    "limits",
 )
 
 __all__ = sorted(_LAZY) + [

@@ -8,9 +8,16 @@ Keys: ``format`` ("hydranet"), ``version``, ``config`` (the model's plain-data c
 Files are written atomically (serialised in memory, written to a temporary file in the same
 folder, fsync, rename) and read with ``torch.load(weights_only=True)``, which never executes
 pickled code. Before that, every record of the zip container is checked against its CRC-32
-(``torch.load`` does not), and a Hydranet checkpoint's ``sha256`` is checked against its
-config and weights; the config is validated and compared with the tensors' shapes on the
-meta device before any real allocation.
+(``torch.load`` does not) and must be stored uncompressed (as ``torch.save`` writes it), and a
+legacy (non-zip) file's declared storage sizes are summed against its size, so loading
+allocates at most the file's size. After loading, every tensor must be a dense,
+non-overlapping view of exactly its own bytes (:func:`check_tensor_layout`: no stride-0 or
+overlapping views, no offsets into a larger storage) and the plain data (config, meta) must be
+of bounded size when written out, before anything is hashed or expanded. A Hydranet
+checkpoint's ``sha256`` is then checked against its config and weights; files without one
+(older files, the authors' files) get plausibility checks instead
+(:func:`check_plausible_weights`). The config is validated and compared with the tensors'
+shapes and dtypes on the meta device before any real allocation.
 """
 
 from __future__ import annotations
@@ -62,6 +69,92 @@ def verify_zip(path: PathLike) -> None:
         raise CheckpointError(f"{path}: damaged checkpoint file ({exc})") from exc
     if bad is not None:
         raise CheckpointError(f"{path}: damaged checkpoint file: record {bad!r} fails its CRC-32 check")
+    with zipfile.ZipFile(path) as archive:
+        packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    if packed:  # torch.save never compresses; a compressed record could unpack to any size
+        raise CheckpointError(
+            f"{path}: refused: record {packed[0]!r} is compressed (torch.save stores records as they are)"
+        )
+
+
+# Bytes per element of the storage classes a legacy (pre-1.6, non-zip) torch file names.
+_LEGACY_ITEMSIZE = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+    "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16,
+}  # fmt: skip
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch file
+
+
+class _Stub:
+    """Stands for any object a pickle builds while :func:`_legacy_storage_bytes` reads it."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Stub()
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+class _SizingUnpickler(pickle.Unpickler):
+    """Reads a legacy torch pickle without building anything: every global is a :class:`_Stub`
+    (no code runs) and every storage reference is recorded with its declared size."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: dict = {}
+
+    def find_class(self, module, name):
+        return type(name, (_Stub,), {"name": name})  # a class, so NEWOBJ and REDUCE both work
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            itemsize = _LEGACY_ITEMSIZE.get(getattr(pid[1], "name", ""), 16)  # unknown: the widest
+            numel = pid[4] if isinstance(pid[4], int) else 0
+            self.storages[pid[2]] = max(self.storages.get(pid[2], 0), numel * itemsize)
+        return _Stub()
+
+
+def _legacy_storage_bytes(path: Path) -> None:
+    """Refuse a legacy (non-zip) torch file whose storages declare more bytes than the file
+    holds: ``torch.load`` allocates each declared storage before reading it."""
+    with open(path, "rb") as f:
+        try:
+            magic = _SizingUnpickler(f).load()
+        except Exception:
+            return  # not a legacy torch file: torch.load reports it
+        if magic != _LEGACY_MAGIC:
+            return
+        try:
+            for _ in range(2):  # protocol version, system info
+                _SizingUnpickler(f).load()
+            reader = _SizingUnpickler(f)
+            reader.load()
+        except Exception as exc:
+            raise CheckpointError(
+                f"{path}: refused: a legacy torch file whose tensors cannot be sized before loading "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        size = path.stat().st_size
+    declared = sum(reader.storages.values())
+    if declared > size:
+        raise CheckpointError(
+            f"{path}: refused: its tensors declare {declared} bytes of storage but the file holds {size} bytes"
+        )
 
 
 def safe_load(path: PathLike) -> Any:
@@ -76,8 +169,10 @@ def safe_load(path: PathLike) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist (or is not a regular file)")
     verify_zip(path)
+    if not zipfile.is_zipfile(path):
+        _legacy_storage_bytes(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:")[-1]:
@@ -92,6 +187,83 @@ def safe_load(path: PathLike) -> Any:
             f"{path}: not a readable torch checkpoint: truncated, damaged or another format "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+    check_loaded(path, obj)
+    return obj
+
+
+def _dense_view(t: torch.Tensor) -> bool:
+    """True when ``t``'s sizes and strides address every element of its span exactly once."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def check_tensor_layout(path: PathLike, name: str, t: torch.Tensor) -> None:
+    """Refuse a tensor that is not a dense, non-overlapping view of exactly its own bytes.
+
+    A stride-0 or overlapping view has the shape it claims but far fewer bytes in the file,
+    and anything that copies it (hashing, ``load_state_dict``, ``.contiguous()``) would expand
+    it; a view at an offset into a larger storage hides bytes. Checked before either happens.
+    """
+    nbytes = t.untyped_storage().nbytes()
+    wanted = t.numel() * t.element_size()
+    if t.storage_offset() != 0 or nbytes != wanted or not _dense_view(t):
+        raise CheckpointError(
+            f"{path}: refused: tensor {name} of shape {tuple(t.shape)} is not a dense view of its own "
+            f"bytes (strides {t.stride()}, offset {t.storage_offset()}, {nbytes} bytes stored for "
+            f"{wanted}); crafted or damaged file"
+        )
+
+
+def check_loaded(path: PathLike, obj: Any) -> None:
+    """Walk what ``torch.load`` returned: every tensor passes :func:`check_tensor_layout`, and
+    the plain data, counted as if written out (a pickle may share one list many times over),
+    stays within :func:`hydranet.limits.max_plain_data_nodes`. Each distinct object is visited
+    once (sizes are memoised), without recursion and without expanding anything.
+
+    Raises:
+        CheckpointError: naming the file and the tensor, or the size of the plain data.
+    """
+    from .limits import max_plain_data_nodes
+
+    budget = max_plain_data_nodes()
+    sizes: dict[int, int] = {}  # id -> values it holds when written out
+    in_progress: set[int] = set()
+    stack = [(obj, "", False)]
+    while stack:
+        item, where, children_done = stack.pop()
+        key = id(item)
+        if isinstance(item, torch.Tensor):
+            if key not in sizes:
+                check_tensor_layout(path, where or "(top level)", item)
+                sizes[key] = 1
+            continue
+        if isinstance(item, Mapping):
+            children = [(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            sizes[key] = 1
+            continue
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + len(item) * isinstance(item, Mapping) + sum(sizes[id(c)] for c, _ in children)
+            if sizes[key] > budget:
+                raise CheckpointError(
+                    f"{path}: refused: its plain data (config, meta, ...) holds more than {budget} values "
+                    "when written out (HYDRANET_MAX_PLAIN_DATA_NODES)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in in_progress:
+            raise CheckpointError(f"{path}: refused: its plain data contains itself ({where or 'the top level'})")
+        in_progress.add(key)
+        stack.append((item, where, True))
+        stack.extend((c, w, False) for c, w in children if id(c) not in sizes)
 
 
 def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> str:
@@ -102,6 +274,47 @@ def content_hash(config: Mapping[str, Any], weights: Mapping[str, torch.Tensor])
         digest.update(f"\0{name}|{t.dtype}|{tuple(t.shape)}\0".encode())
         digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+# Plausibility bounds for weights that carry no content hash (older files, the authors' files,
+# ONNX files from elsewhere). The bundled synthetic model holds |weight| <= 1.4, BatchNorm
+# running means <= 5.6 and running variances in [3.8e-4, 33]; ImageNet-trained MobileNetV2s
+# hold running variances of a few hundred at most. A flipped high exponent bit multiplies a
+# value by 2**16 to 2**128 (float32), which these bounds catch for all but tiny values.
+MAX_ABS_WEIGHT = 1e4  # parameters: convolution/linear weights and biases, BatchNorm affine
+MAX_ABS_BN_STAT = 1e6  # BatchNorm running_mean and running_var
+
+
+def check_plausible_weights(path: PathLike, weights: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights no trained network holds: a non-finite value, a parameter beyond
+    ``MAX_ABS_WEIGHT``, a BatchNorm statistic beyond ``MAX_ABS_BN_STAT``, a negative running
+    variance or batch count. For files without a content hash, where a flipped bit would
+    otherwise load and give absurd outputs.
+
+    Raises:
+        CheckpointError: naming the file, the tensor and the offending value.
+    """
+    for name, t in weights.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if not t.is_floating_point():
+            if leaf == "num_batches_tracked" and t.numel() and int(t.min()) < 0:
+                raise CheckpointError(f"{path}: implausible weights: {name} is negative ({int(t.min())})")
+            continue
+        if t.numel() == 0:
+            continue
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = t[~finite].reshape(-1)[0].item()
+            raise CheckpointError(f"{path}: implausible weights: {name} holds {bad} (damaged file?)")
+        bound = MAX_ABS_BN_STAT if leaf in ("running_mean", "running_var") else MAX_ABS_WEIGHT
+        peak = float(t.abs().max())
+        if peak > bound:
+            raise CheckpointError(
+                f"{path}: implausible weights: {name} holds a value of magnitude {peak:.3g}, beyond "
+                f"{bound:g} (a trained network holds far less; damaged file?)"
+            )
+        if leaf == "running_var" and float(t.min()) < 0:
+            raise CheckpointError(f"{path}: implausible weights: {name} holds a negative variance {float(t.min()):.3g}")
 
 
 def model_checkpoint(model, **extra) -> dict:
@@ -146,12 +359,14 @@ def read_checkpoint(path: PathLike) -> dict:
     weights = ckpt["model"]
     if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"{path}: the checkpoint's 'model' must map names to tensors")
-    if "sha256" in ckpt:  # files written before the hash existed carry none (their CRCs are checked)
+    if "sha256" in ckpt:
         if ckpt["sha256"] != content_hash(ckpt["config"], weights):
             raise CheckpointError(
                 f"{path}: content hash mismatch: the config or weights differ from what was "
                 "written (damaged or edited file)"
             )
+    else:  # files written before the hash existed carry none: their CRCs and values are checked
+        check_plausible_weights(path, weights)
     return ckpt
 
 
@@ -181,15 +396,30 @@ def check_weight_shapes(path: PathLike, cfg: Mapping[str, Any], weights: Mapping
 
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in build_model(cfg, progress=False).state_dict().items()}
+            meta = build_model(cfg, progress=False).state_dict()
     except ConfigError as exc:
         raise CheckpointError(f"{path}: invalid config inside the checkpoint: {exc}") from exc
+    expected = {k: tuple(v.shape) for k, v in meta.items()}
     problems = [f"missing {k}" for k in expected if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in expected]
     problems += [
         f"{k}: file {tuple(weights[k].shape)}, config {expected[k]}"
         for k in expected
         if k in weights and tuple(weights[k].shape) != expected[k]
+    ]
+    # Same kind of number (a float weight may be stored as fp16/bf16/fp64), never a wider type
+    # than fp64, so the model built next holds at most twice the bytes the file stores.
+    problems += [
+        f"{k}: file dtype {weights[k].dtype}, model {meta[k].dtype}"
+        for k in expected
+        if k in weights
+        and (
+            weights[k].is_floating_point() != meta[k].is_floating_point()
+            or weights[k].is_complex()
+            or weights[k].dtype == torch.bool
+            or weights[k].element_size() < 2
+            and meta[k].is_floating_point()
+        )
     ]
     if problems:
         more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""

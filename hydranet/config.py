@@ -1,4 +1,7 @@
-"""Configs: plain dicts (or YAML files) validated into a canonical form.
+"""Configs: plain dicts (or YAML files) parsed once into typed sections (:mod:`hydranet.schema`).
+
+:func:`parse_config` returns the typed :class:`Config`; :func:`load_config` its canonical
+plain-data form (what checkpoints and ONNX files store, and what parses to itself).
 
 A config has a ``model`` section, a ``tasks`` list and optional sections read by the
 commands that need them (``data``, ``train``, ``loss``; ``meta`` holds facts about the
@@ -87,6 +90,10 @@ class Config:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, list):  # several training sets
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and value and all(isinstance(v, Section) for v in value.values()):  # named val sets
+        return {k: _plain(v) for k, v in value.items()}
     return value.to_dict() if isinstance(value, Section) else copy.deepcopy(value)
 
 
@@ -170,6 +177,7 @@ def _model_section(raw: Any) -> ModelSection:
 
 def _data_section(raw: Any) -> dict:
     from .data.factory import parse_dataset
+    from .data.multi import is_named_val
 
     if raw is None:
         return {}
@@ -179,7 +187,15 @@ def _data_section(raw: Any) -> dict:
     for split, value in raw.items():
         if split not in DATA_SPLITS:
             raise unknown_key_error("data", split, DATA_SPLITS, "split")
-        if value is not None:
+        if value is None:
+            continue
+        if split == "train" and isinstance(value, (list, tuple)):  # several data sets (data.multi)
+            if not value:
+                raise ConfigError("data.train: an empty list; give at least one data set")
+            out[split] = [parse_dataset(v, f"data.train[{i}]") for i, v in enumerate(value)]
+        elif split == "val" and is_named_val(value):  # {name: data set}: metrics per set
+            out[split] = {str(k): parse_dataset(v, f"data.val.{k}") for k, v in value.items()}
+        else:
             out[split] = parse_dataset(value, f"data.{split}")
     return out
 
@@ -219,6 +235,11 @@ def _check_batch_pixels(cfg: Config) -> None:
     train = cfg.data.get("train")
     if train is None:
         return
+    for entry in train if isinstance(train, list) else [train]:
+        _check_entry_pixels(cfg, entry)
+
+
+def _check_entry_pixels(cfg: Config, train: Any) -> None:
     transforms = getattr(train, "transforms", None)
     size = getattr(transforms, "size", None) or getattr(train, "size", None)
     if size is not None:

@@ -14,6 +14,10 @@ who needs more raises them with one environment variable::
 * :data:`MAX_VIT_GRID`: the side of a ViT's position-embedding grid
   (``encoder_options.image_size / patch_size``).
 * :data:`MAX_SCALE`: the largest random rescale factor of ``transforms.scale``.
+* :func:`max_json_depth`: nesting depth of a JSON input (``HYDRANET_MAX_JSON_DEPTH``, 64).
+* :func:`max_plain_data_nodes`: values in a checkpoint's plain data (config, meta, ...)
+  counted as if written out, so a pickle sharing one list many times over cannot expand into
+  gigabytes (``HYDRANET_MAX_PLAIN_DATA_NODES``, 1,000,000).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = [
     "max_pixels",
     "max_batch_pixels",
     "pixel_limit_problem",
+    "max_json_depth",
+    "max_plain_data_nodes",
 ]
 
 MAX_PIXELS_ENV = "HYDRANET_MAX_PIXELS"
@@ -77,3 +83,32 @@ def pixel_limit_problem(height: int, width: int, batch: int = 1) -> str | None:
             f"got {batch} x {width}x{height} = {batch * pixels:,}"
         )
     return None
+
+
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_MAX_PLAIN_DATA_NODES = 1_000_000
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{name}={text!r}: expected a positive integer")
+    return value
+
+
+def max_json_depth() -> int:
+    """Deepest nesting of lists and objects accepted in a JSON input (``HYDRANET_MAX_JSON_DEPTH``)."""
+    return _env_int("HYDRANET_MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH)
+
+
+def max_plain_data_nodes() -> int:
+    """Values allowed in a checkpoint's plain data, counted as written out (``HYDRANET_MAX_PLAIN_DATA_NODES``)."""
+    return _env_int("HYDRANET_MAX_PLAIN_DATA_NODES", DEFAULT_MAX_PLAIN_DATA_NODES)

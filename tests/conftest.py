@@ -32,3 +32,27 @@ def tiny_cfg():
 @pytest.fixture
 def all_kinds_tasks():
     return [dict(t) for t in ALL_KINDS_TASKS]
+
+
+@pytest.fixture(scope="session")
+def fork_server():
+    """A process that has imported Hydranet once and forks one child per command line, with a
+    memory and time bound (tests/forkserver.py): the fuzzer and the hostile corpus share it."""
+    from forkserver import ForkServer
+
+    server = ForkServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def fuzz_world(tmp_path_factory):
+    """A valid world of tiny files that the fuzzer and the hostile corpus damage (tests/fuzz_world.py)."""
+    from fuzz_world import build_world
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_world(tmp_path_factory.mktemp("world"))
+    finally:
+        torch.set_num_threads(threads)

@@ -221,6 +221,11 @@ def test_billion_laughs_yaml_is_one_error_at_once(tmp_path, capsys):
     assert main(["summary", "--config", str(path)]) == 2
     assert "billion laughs" in capsys.readouterr().err
     assert time.perf_counter() - start < 10  # refused without expanding 387 million values
+    path.write_text(  # an alias for repeated transforms stays allowed
+        "tasks: [{name: depth, kind: depth}]\ndata:\n  train: {type: synthetic, transforms: &tf {size: [32, 32]}}\n"
+        "  val: {type: synthetic, transforms: *tf}\n"
+    )
+    assert load_config(path)["data"]["val"]["transforms"] == {"size": [32, 32]}
     path.write_text("tasks: &t [{name: depth, kind: depth, options: *t}]\n")
     with pytest.raises(ConfigError, match="contains itself"):
         load_config(path)
@@ -268,3 +273,39 @@ def test_shipped_configs_are_canonical_fixed_points(name):
     once = load_config(name)
     assert load_config(once) == once  # a checkpoint's stored config parses to itself
     assert load_config(copy.deepcopy(once)) == once
+
+
+def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_configs():
+    from hydranet.config import CONFIG_DIR, read_yaml
+    from hydranet.schema.reference import field_tables, json_schema, markdown
+
+    tables = field_tables()
+    assert {"train", "loss", "model", "tasks[]", "tasks[].options (kind: depth)", "data.<split> (type: list)"} <= set(
+        tables
+    )
+    assert "loss.options (weighting: gradnorm)" in tables and "model.encoder_options (encoder: vit_b_16)" in tables
+    undocumented = [(t, r["field"]) for t, table in tables.items() for r in table["fields"] if not r["description"]]
+    assert undocumented == []
+    lr = next(r for r in tables["train"]["fields"] if r["field"] == "lr")
+    assert lr == {"field": "lr", "type": "number", "default": 0.001, "range": "> 0", "description": lr["description"]}
+    assert "| `max_depth` |" in markdown()
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        errors = [e.message for e in validator.iter_errors(read_yaml(path))]
+        assert errors == [], (path.name, errors[:3])
+    assert list(validator.iter_errors({"tasks": [{"name": "d", "kind": "depth"}], "train": {"lrr": 1}}))
+
+
+def test_random_rescale_is_checked_against_the_pixel_limit_per_image(monkeypatch):
+    import numpy as np
+
+    from hydranet.data.transforms import build_transforms
+    from hydranet.errors import DataError
+
+    transform = build_transforms({"scale": [1, 4], "size": [8, 8]}, train=True)
+    sample = {"image": np.zeros((20, 10, 3), np.uint8), "id": "img7"}
+    assert transform(sample, [])["image"].shape == (3, 8, 8)  # 10x20 x 4^2 = 3,200 pixels: fine
+    monkeypatch.setenv(MAX_PIXELS_ENV, "3000")
+    with pytest.raises(DataError, match=r"img7: a 10x20 image rescaled by up to 4 .transforms.scale. is 3,200 pixels"):
+        transform(sample, [])

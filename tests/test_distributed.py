@@ -82,6 +82,18 @@ def _configs(weighting: str, batch_size: int) -> dict:
     return cfg
 
 
+def _two_sets(batch_size: int) -> dict:
+    """Two training sets sampled 3:1 (the second labels depth and count only), two named
+    validation sets: 12 samples an epoch, so 3 global batches of 4."""
+    cfg = small_cfg(f"train.batch_size={batch_size}")
+    first = dict(cfg["data"]["train"], name="rooms", weight=3)
+    second = dict(cfg["data"]["train"], name="more", weight=1, seed=1, num_samples=4, tasks=["depth", "count"])
+    second["label_dropout"] = {"depth": 0.5}
+    cfg["data"]["train"] = [first, second]
+    cfg["data"]["val"] = {"rooms": dict(cfg["data"]["val"]), "more": dict(cfg["data"]["val"], seed=2)}
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchrun")
@@ -90,6 +102,8 @@ def two_process_runs(tmp_path_factory):
     for weighting in RUNS:
         hydranet.save_config(_configs(weighting, 2), root / f"{weighting}.yaml")
         args += [str(root / f"{weighting}.yaml"), str(root / weighting)]
+    hydranet.save_config(_two_sets(2), root / "two_sets.yaml")
+    args += [str(root / "two_sets.yaml"), str(root / "two_sets")]
     proc = subprocess.run(
         [
             sys.executable,
@@ -146,3 +160,16 @@ def test_two_processes_train_the_single_process_model(tmp_path, two_process_runs
     _assert_close(single["validation"], multi["validation"], "validation")
     if weighting == "dwa":  # three epochs: the third one ran with unequal weights
         assert not torch.allclose(a["weighting"]["current_weights"], torch.ones(5))
+
+
+def test_two_processes_with_two_data_sets_train_the_single_process_model(tmp_path, two_process_runs, one_thread):
+    root, _ = two_process_runs
+    single = train(_two_sets(4), tmp_path / "one", progress=False)
+    multi = json.loads((root / "two_sets.json").read_text())
+    a = read_checkpoint(tmp_path / "one" / "last.pt")
+    b = read_checkpoint(root / "two_sets" / "last.pt")
+    assert a["step"] == b["step"] == 6 and a["epoch"] == 2
+    _assert_close(a["model"], b["model"], "model")
+    _assert_close(a["weighting"], b["weighting"], "weighting")
+    assert set(single["validation"]["metrics"]) >= {"rooms/segm", "more/depth", "more/count"}
+    _assert_close(single["validation"], multi["validation"], "validation")

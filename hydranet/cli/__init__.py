@@ -10,7 +10,9 @@ Each subcommand lives in its own module of this package with ``HELP``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 
 from ..errors import HydranetError
@@ -44,6 +46,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments naming files a command reads. (``train --config`` is left out: a run folder's own
+# config.yaml may be given back to the run that rewrites it; ``--resume`` is rewritten by design.)
+INPUT_ARGUMENTS = (
+    "weights", "config", "src", "teacher", "list", "input", "images", "calibration", "baseline", "run",
+    "train_json", "val_json", "palette",
+)  # fmt: skip
+
+
+def input_paths(args) -> list:
+    """The file paths among ``args``' input arguments (see ``INPUT_ARGUMENTS``)."""
+    paths = []
+    for name in INPUT_ARGUMENTS:
+        if name == "config" and args.command == "train":
+            continue
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item:
+                paths.append(item)
+    return paths
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so every command stops through its
+    cleanup (an atomic write removes its temporary file) instead of dying mid-write."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave signals to the caller
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,14 +89,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
-            from ..data.io import writable_file
+        from ..data.io import protected_inputs
 
-            writable_file(args.json)
-        from .common import check_batch_pixels
+        with _sigterm_as_interrupt(), protected_inputs(input_paths(args)):  # no output may replace an input
+            if getattr(args, "json", None):  # every --json is a report file: refuse a bad path before the work
+                from ..data.io import writable_file
 
-        check_batch_pixels(args)
-        return int(args.func(args) or 0)
+                writable_file(args.json)
+            from .common import check_batch_pixels
+
+            check_batch_pixels(args)
+            return int(args.func(args) or 0)
     except HydranetError as exc:
         print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -103,7 +103,7 @@ def run(args) -> int:
     batches = parse_batches(args.batch or "1")
     check_batch_sizes(batches, sizes)
     settings = parse_settings(args.settings)
-    frame_size = parse_sizes(args.frame_size)[0] if args.frame_size else None
+    frame_size = parse_sizes(args.frame_size, "--frame-size")[0] if args.frame_size else None
     device = resolve_device(args.device)
     if args.threads is not None:
         if args.threads < 1:

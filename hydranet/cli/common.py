@@ -66,6 +66,11 @@ def non_negative_int(text: str) -> int:
     return _number(text, int, 0, what="an integer >= 0")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinity are usage errors)."""
+    return _number(text, float, what="a finite number")
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     return _number(text, float, 0, low_open=True, what="a number > 0")

@@ -20,6 +20,9 @@ def run(args) -> int:
     if not (Path(args.run) / "log.jsonl").is_file():
         raise DataError(f"{args.run}: no log.jsonl (not a hydranet train run folder)")
     writable_dir(args.out or args.run)
-    for path in plot_run(Path(args.run), args.out and Path(args.out)):
+    written = plot_run(Path(args.run), args.out and Path(args.out))
+    if not written:
+        raise DataError(f"{Path(args.run) / 'log.jsonl'}: nothing to plot (no readable step or validation record)")
+    for path in written:
         print(path)
     return 0

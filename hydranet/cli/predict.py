@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_device_arg, parse_size, positive_float, resolve_device, write_json
+from .common import add_device_arg, finite_float, parse_size, positive_float, resolve_device, write_json
 
 HELP = "predict images: colour segmentation, depth (colour + raw), normals, figure, point cloud, image-level JSON"
 
@@ -62,10 +62,14 @@ def add_arguments(p) -> None:
     )
     ply.add_argument("--fy", type=positive_float, help="focal length y in pixels (defaults as --fx: NYUD 519.47*H/480)")
     ply.add_argument(
-        "--cx", type=float, help="principal point x (defaults: NYUD 325.58*W/640, KITTI 609.56*W/1242, else (W-1)/2)"
+        "--cx",
+        type=finite_float,
+        help="principal point x (defaults: NYUD 325.58*W/640, KITTI 609.56*W/1242, else (W-1)/2)",
     )
     ply.add_argument(
-        "--cy", type=float, help="principal point y (defaults: NYUD 253.74*H/480, KITTI 172.85*H/375, else (H-1)/2)"
+        "--cy",
+        type=finite_float,
+        help="principal point y (defaults: NYUD 253.74*H/480, KITTI 172.85*H/375, else (H-1)/2)",
     )
     p.add_argument("--json", help="write all predictions, files and timings as JSON")
 

@@ -35,5 +35,6 @@ def run(args) -> int:
     device = resolve_device(args.device)
     app = build_app(weights=args.weights, device=str(device), max_video_frames=args.max_video_frames)
     print(f"hydranet serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    # SIGTERM stops the server as Ctrl-C does (see cli.main), so its output folder is removed at exit
     launch(app, host=args.host, port=args.port)
     return 0

@@ -58,6 +58,7 @@ def add_arguments(p) -> None:
 def build_run_config(args) -> dict:
     """The config of this run: file or default, JSON targets, then flag overrides."""
     from ..config import load_config
+    from ..errors import ConfigError
     from ..training.json_config import json_training_config
     from ..training.settings import apply_overrides, parse_bool
 
@@ -77,10 +78,19 @@ def build_run_config(args) -> dict:
         overrides.append(f"model.encoder_weights={args.encoder_weights}")
     if args.weighting:
         overrides.append(f"loss.weighting={args.weighting}")
+
+    def flag_bool(flag: str, text: str) -> bool:
+        try:
+            return parse_bool(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
     if args.use_uncertainty_weighting is not None:
-        overrides.append("loss.weighting=" + ("uncertainty" if parse_bool(args.use_uncertainty_weighting) else "equal"))
+        uw = flag_bool("--use_uncertainty_weighting", args.use_uncertainty_weighting)
+        overrides.append("loss.weighting=" + ("uncertainty" if uw else "equal"))
     if args.gradient_normalization is not None:
-        overrides.append(f"loss.gradient_normalization={str(parse_bool(args.gradient_normalization)).lower()}")
+        gn = flag_bool("--gradient_normalization", args.gradient_normalization)
+        overrides.append(f"loss.gradient_normalization={str(gn).lower()}")
     if args.initial_log_vars is not None:
         overrides.append(f"loss.initial_log_vars=[{args.initial_log_vars}]")
     return load_config(apply_overrides(cfg, overrides))

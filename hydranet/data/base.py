@@ -53,6 +53,11 @@ class LabelledDataset(Dataset):
     def load_raw(self, index: int) -> tuple[dict, dict]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def labelled_tasks(self) -> Optional[set]:
+        """Names of the tasks with at least one label in the set, when the index tells without
+        reading the files (list and JSON sets); None when it cannot tell cheaply."""
+        return None
+
     # -- shared
     def load_checked(self, index: int) -> dict:
         """The raw sample at ``index``, checked against the tasks (DataError if bad)."""
@@ -118,3 +123,34 @@ class LabelledDataset(Dataset):
         text = f"{type(self).__name__}: skipped {n} bad sample(s) of {len(self)}: {shown}" + (" ..." if n > 5 else "")
         log.warning(text)
         return text
+
+
+def _labelled(dataset) -> Optional[set]:
+    """Tasks with a label somewhere in ``dataset`` (a set of several: any member's), or None."""
+    members = getattr(dataset, "members", None)
+    if members is not None:
+        found = [_labelled(m.dataset) for m in members]
+        if any(f is None for f in found):
+            return None
+        return set().union(*found)
+    return dataset.labelled_tasks() if hasattr(dataset, "labelled_tasks") else None
+
+
+def require_labels(dataset, where: str) -> None:
+    """Refuse a training set in which no task has a single label (training it would be a no-op).
+
+    Raises:
+        DataError: naming ``where`` (e.g. ``data.train``), the set's file(s) and the tasks.
+    """
+    labelled = _labelled(dataset)
+    if labelled is None or labelled:
+        return
+    members = [m.dataset for m in getattr(dataset, "members", [])] or [dataset]
+    sources = [str(getattr(d, "list_file", None) or getattr(d, "json_file", "")) for d in members]
+    source = ", ".join(s for s in sources if s)
+    tasks = dataset.tasks.values() if isinstance(dataset.tasks, Mapping) else dataset.tasks
+    names = ", ".join(t.name for t in tasks)
+    raise DataError(
+        f"{where}{f' ({source})' if source else ''}: no configured task ({names}) has a label in any of "
+        f"its {len(dataset)} samples; check the column or field names"
+    )

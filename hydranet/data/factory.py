@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..schema.errors import unknown_key_error, validate
 from ..schema.registry import register_options
 from ..schema.sections import TransformsSection
-from ..schema.types import Bool, Field, Float, Int, Name, PixelSize, Section, Str
+from ..schema.types import Bool, Field, Float, Int, Name, PixelSize, Section, Str, either, is_list, is_mapping
 from ..tasks import TaskSpec, parse_tasks
 from ..tasks.segmentation import Palette
 from .jsonset import JsonDataset
@@ -33,11 +33,25 @@ Fraction = Annotated[Float, Field(ge=0, le=1)]
 
 
 class DatasetOptions(Section):
-    """Keys every data set type takes."""
+    """Keys every data set type takes (the last four when it is one of several, see :mod:`.multi`)."""
 
     transforms: Optional[TransformsSection] = Field(None, description="augmentation (train) / resizing (eval)")
     fields: Optional[dict[Str, Str]] = Field(
         None, description="{task: field of the data set} when a task's name is not the field's"
+    )
+    name: Optional[Annotated[Name, Field(pattern=r"^[^/]+$")]] = Field(
+        None, description="several data sets: its name in logs and metrics (nyud/segm/miou; default set<i>)"
+    )
+    weight: Optional[Float] = Field(None, gt=0, description="several data sets: sampling weight (default 1)")
+    tasks: Optional[
+        either(
+            "a mapping {task: label field} or a list of task names",
+            mapping=(dict[Str, Optional[Str]], is_mapping),
+            list=(list[Str], is_list),
+        )
+    ] = Field(None, description="the tasks this data set labels and from which field (others: missing labels)")
+    class_offset: Optional[dict[Str, Annotated[Int, Field(ge=0)]]] = Field(
+        None, description="one head over several data sets: {task: first class id of this set in the head}"
     )
 
 
@@ -51,7 +65,7 @@ class FileDatasetOptions(DatasetOptions):
 class SyntheticOptions(DatasetOptions):
     """``type: synthetic``: rendered scenes with every label, generated on the fly (no files)."""
 
-    type: Literal["synthetic"]
+    type: Literal["synthetic"] = Field(description="the data set type")
     num_samples: Optional[Int] = Field(
         None, ge=1, le=10_000_000, description="samples per epoch (null: 1000 for training, 200 for evaluation)"
     )
@@ -69,7 +83,7 @@ class SyntheticOptions(DatasetOptions):
 class ListOptions(FileDatasetOptions):
     """``type: list``: a list file of image and label paths (NYUD-style)."""
 
-    type: Literal["list"]
+    type: Literal["list"] = Field(description="the data set type")
     list: Name = Field(description="the list file (one sample per line; optional header naming the columns)")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000, NYUD's)")
     palette: Optional[Palette] = Field(None, description="colours of colour-coded segmentation PNGs")
@@ -79,14 +93,14 @@ class ListOptions(FileDatasetOptions):
 class KittiOptions(ListOptions):
     """``type: kitti``: a KITTI list file (sparse depth in 1/256 m)."""
 
-    type: Literal["kitti"]
+    type: Literal["kitti"] = Field(description="the data set type")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 256, KITTI's)")
 
 
 class NyudMatOptions(DatasetOptions):
     """``type: nyud_mat``: the labelled NYUDv2 .mat file."""
 
-    type: Literal["nyud_mat"]
+    type: Literal["nyud_mat"] = Field(description="the data set type")
     mat: Name = Field(description="nyu_depth_v2_labeled.mat")
     split: Optional[Literal["train", "test", "val", "all"]] = Field(
         None, description="frames (null: train for training, test for evaluation; val = test)"
@@ -99,7 +113,7 @@ class NyudMatOptions(DatasetOptions):
 class JsonOptions(FileDatasetOptions):
     """``type: json``: image-level records in a JSON file."""
 
-    type: Literal["json"]
+    type: Literal["json"] = Field(description="the data set type")
     json_file: Name = Field(alias="json", description="the JSON file of records ({image, task: value, ...})")
     vocab: Optional[Str] = Field(None, description="class vocabulary file (null: built from the records)")
     depth_scale: Optional[Float] = Field(None, gt=0, description="depth PNG units per metre (null: 5000)")
@@ -148,7 +162,8 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
     options = parse_dataset(cfg, "data.train" if train else "data.val")
     cls, _, rename = DATASET_TYPES[options.type]
     tasks = parse_tasks(list(tasks))
-    given = options.model_dump(exclude_unset=True, exclude_none=True, exclude={"type", "transforms"})
+    member = {"name", "weight", "tasks", "class_offset"}  # how a run uses the set (.multi), not the set
+    given = options.model_dump(exclude_unset=True, exclude_none=True, exclude={"type", "transforms", *member})
     kwargs = {rename.get(k, k): v for k, v in given.items()}
     tf = options.transforms or TransformsSection()
     if options.type == "synthetic":

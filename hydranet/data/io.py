@@ -15,14 +15,20 @@ Raw units (what :mod:`hydranet.data.sample` turns into tensors):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import stat
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 from ..errors import DataError, OutputError
+from ..limits import max_pixels
 
 PathLike = Union[str, Path]
 
@@ -46,8 +52,50 @@ def _check_file(path: PathLike, what: str) -> Path:
     return path
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def image_header(path: PathLike, what: str = "image") -> tuple[str, int, int]:
+    """``(format, width, height)`` read from an image file's header, without decoding its pixels.
+
+    Pillow's format plug-ins read only the header here (a PNG's IHDR chunk, a JPEG's SOF
+    marker, a TIFF's first IFD, ...), the same formats OpenCV then decodes.
+
+    Raises:
+        DataError: naming the file, when it is not an image file Pillow recognises, or when
+            ``width x height`` exceeds :func:`hydranet.limits.max_pixels` (``HYDRANET_MAX_PIXELS``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = _check_file(path, what)
+    try:
+        # Pillow's own decompression-bomb check would refuse some sizes our limit allows (and
+        # warn below it): the limit applied here is ours, so it is switched off while reading.
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    fmt, (width, height) = str(im.format), im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(
+            f"{path}: cannot decode {what}: its header cannot be read as an image (corrupt or not an image file)"
+        ) from exc
+    limit = max_pixels()
+    if width * height > limit:
+        raise DataError(
+            f"{path}: {what} of {width} x {height} pixels ({width * height / 1e6:.0f} megapixels, read "
+            f"from its {fmt} header) exceeds the limit of {limit / 1e6:g} megapixels; set "
+            "HYDRANET_MAX_PIXELS to allow larger images"
+        )
+    return fmt, width, height
+
+
 def _imread(path: PathLike, what: str, flags: int) -> np.ndarray:
     path = _check_file(path, what)
+    image_header(path, what)  # the size is checked before anything is decoded
     cv2 = _cv2()
     # np.fromfile + imdecode also copes with non-ASCII paths, which cv2.imread does not
     try:
@@ -77,6 +125,48 @@ def read_image(path: PathLike) -> np.ndarray:
     else:
         raise DataError(f"{path}: image has {img.shape[2]} channels, expected 1, 3 or 4")
     return np.ascontiguousarray(img)
+
+
+# (device, inode) of the files the running command reads; no writer may replace one of them.
+_PROTECTED: contextvars.ContextVar[frozenset] = contextvars.ContextVar("hydranet_inputs", default=frozenset())
+
+
+def _file_key(path: PathLike) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+@contextlib.contextmanager
+def protected_inputs(paths):
+    """Within the block, :func:`writable_file` and :func:`write_bytes_atomic` refuse to write
+    over any of the existing regular files in ``paths`` (the command's inputs), whatever the
+    path they are reached by (links, ``..``, another spelling)."""
+    token = _PROTECTED.set(_PROTECTED.get() | {k for k in map(_file_key, paths) if k})
+    try:
+        yield
+    finally:
+        _PROTECTED.reset(token)
+
+
+def protect_inputs(paths) -> None:
+    """Add ``paths`` to the inputs protected by the enclosing :func:`protected_inputs` block
+    (e.g. the images a folder argument expanded to)."""
+    _PROTECTED.set(_PROTECTED.get() | {k for k in map(_file_key, paths) if k})
+
+
+def refuse_overwrite(path: PathLike, *inputs: PathLike) -> None:
+    """OutputError when ``path`` is the same file as one of ``inputs`` or a protected input."""
+    key = _file_key(path)
+    if key is None:
+        return
+    for src in inputs:
+        if _file_key(src) == key:
+            raise OutputError(f"{path}: refused: it is also the input {src}; write to another path")
+    if key in _PROTECTED.get():
+        raise OutputError(f"{path}: refused: it is one of this command's inputs; write to another path")
 
 
 def output_error(path: PathLike, exc: OSError) -> OutputError:
@@ -119,6 +209,7 @@ def writable_file(path: PathLike) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{path}: cannot write: it is {kind}")
+    refuse_overwrite(path)
     writable_dir(path.parent, target=path)
     return path
 
@@ -136,6 +227,7 @@ def write_bytes_atomic(path: PathLike, data, fsync: bool = False) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{path}: cannot write: it is {kind}")
+    refuse_overwrite(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -230,6 +322,7 @@ def read_segmentation(path: PathLike, palette: Optional[np.ndarray] = None) -> n
             raise DataError(f"{path}: segmentation .npy must be an integer H x W array, got {arr.dtype} {arr.shape}")
         return arr.astype(np.int64)
     if path.suffix.lower() == ".png":
+        image_header(path, "segmentation")
         mode = _png_mode(path)
         if mode == "P":
             from PIL import Image
@@ -267,7 +360,33 @@ def _png_mode(path: Path) -> Optional[str]:
         return None
 
 
+def _npy_header(path: Path, what: str) -> tuple:
+    """The shape a ``.npy`` file declares, checked against its size and the pixel limit
+    before :func:`numpy.load` allocates the array."""
+    from numpy.lib import format as npy
+
+    try:
+        with open(path, "rb") as f:
+            major, _ = npy.read_magic(f)
+            read = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
+            shape, _, dtype = read(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    except Exception as exc:  # numpy raises ValueError and others for a bad header
+        raise DataError(f"{path}: cannot read {what} .npy file: {exc}") from exc
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize > data_bytes:
+        raise DataError(f"{path}: {what} .npy header declares shape {shape} but the file holds {data_bytes} bytes")
+    pixels = int(np.prod(shape[:2], dtype=object)) if len(shape) >= 2 else count
+    if pixels > max_pixels():
+        raise DataError(
+            f"{path}: {what} of shape {shape} exceeds the limit of {max_pixels() / 1e6:g} megapixels; "
+            "set HYDRANET_MAX_PIXELS to allow larger images"
+        )
+    return shape
+
+
 def _load_npy(path: Path, what: str) -> np.ndarray:
+    _npy_header(path, what)
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..errors import ConfigError, DataError
+from ..jsonfile import read_json
 from ..tasks import LabelSources, TaskSpec, parse_tasks
 from .base import LabelledDataset
 from .io import NYUD_DEPTH_SCALE, load_palette, read_image
@@ -32,13 +33,9 @@ Vocab = dict  # {task name: [class name, ...]}, list position = class id
 
 
 def _read_json(path: Path, what: str, content: str) -> Any:
-    """Parsed JSON of ``path``; DataError naming the file when it is missing or unreadable."""
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read {content}: {exc}") from exc
+    """Parsed JSON of ``path`` (finite numbers only, bounded nesting: :mod:`hydranet.jsonfile`);
+    DataError naming the file when it is missing, unreadable or invalid."""
+    return read_json(path, what)
 
 
 def read_records(json_file: Union[str, Path]) -> list[dict]:
@@ -151,6 +148,10 @@ class JsonDataset(LabelledDataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def labelled_tasks(self) -> set:
+        fields = {spec.name: task_field(spec, self.fields) for spec in self.tasks}
+        return {name for name, f in fields.items() if any(r.get(f) is not None for r in self.records)}
 
     def sample_id(self, index: int) -> str:
         rec = self.records[index]

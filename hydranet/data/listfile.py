@@ -44,7 +44,9 @@ def parse_list_file(path: Union[str, Path], columns: Optional[Sequence[str]] = N
     if not path.is_file():
         raise DataError(f"{path}: list file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (as Windows editors write) is not part of the header;
+        # CRLF line ends are split by splitlines() and stripped with the rest of the whitespace
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read list file: {exc}") from exc
     names = list(columns) if columns else None
@@ -142,6 +144,9 @@ class ListDataset(LabelledDataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def labelled_tasks(self) -> set:
+        return {name for name, col in self.task_columns.items() if any(col in entry for _, entry in self.rows)}
 
     def sample_id(self, index: int) -> str:
         return str(Path(self.rows[index][1]["image"]).with_suffix(""))

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..schema.errors import validate
 from ..schema.sections import ColorJitter, MetaSection, TransformsSection
 from ..schema.sections import Normalization as SchemaNormalization
@@ -159,8 +160,10 @@ class JointTransform:
         photometric: Sequence[Any] = (),
         seed: Optional[int] = None,
         normalization: Normalization = IMAGENET,
+        max_scale: float = 1.0,
     ):
         self.normalization = normalization
+        self.max_scale = max_scale  # the largest random rescale: checked against the pixel limit per image
         self.geometric = list(geometric)
         self.photometric = list(photometric)
         self.seed = seed
@@ -227,6 +230,8 @@ class JointTransform:
         keys = tuple(f"label_{t.name}" for t in dense)
         pipe = self._pipeline(keys)
         image = sample["image"]
+        if self.max_scale > 1:
+            self._check_scaled_size(image, sample)
         labels = {}
         if pipe is not None:
             data = {"image": image}
@@ -245,6 +250,18 @@ class JointTransform:
             if result.get(spec.name) is not None:
                 item[spec.name] = label_to_tensor(spec, result[spec.name])
         return item
+
+    def _check_scaled_size(self, image: np.ndarray, sample: dict) -> None:
+        from ..limits import MAX_PIXELS_ENV, max_pixels
+
+        h, w = np.shape(image)[:2]
+        scaled = int(h * w * self.max_scale**2)
+        if scaled > max_pixels():
+            raise DataError(
+                f"{sample.get('id') or 'sample'}: a {w}x{h} image rescaled by up to {self.max_scale:g} "
+                f"(transforms.scale) is {scaled:,} pixels, above the limit of {max_pixels():,} "
+                f"(lower the scale, or raise {MAX_PIXELS_ENV})"
+            )
 
     def __repr__(self) -> str:
         names = [type(t).__name__ for t in self.photometric + self.geometric]
@@ -334,4 +351,5 @@ def build_transforms(
     hflip = cfg.hflip
     if hflip > 0:
         geometric.append(A.HorizontalFlip(p=hflip))
-    return JointTransform(geometric, photometric, seed=seed, normalization=normalization)
+    max_scale = cfg.scale[1] if cfg.scale is not None else 1.0
+    return JointTransform(geometric, photometric, seed=seed, normalization=normalization, max_scale=max_scale)

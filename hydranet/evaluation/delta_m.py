@@ -12,11 +12,11 @@ Results are ``{task: {metric: value}}`` as in ``hydranet eval --json``'s ``metri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from ..errors import ConfigError, DataError
+from ..jsonfile import finite_number, read_json
 from .metrics import MetricAccumulator
 
 Results = Mapping[str, Mapping[str, float]]
@@ -124,6 +124,12 @@ def _results_of(data, path: Path) -> dict:
         raise DataError(
             f"{path}: not a result file: expected `hydranet eval --json` output or {{task: {{metric: value}}}}"
         )
+    if not data:
+        raise DataError(f"{path}: no results in the file (expected {{task: {{metric: value}}}})")
+    for task, m in data.items():
+        for name, value in m.items():
+            if name not in COUNTS and not finite_number(value):
+                raise DataError(f"{path}: {task}/{name} must be a finite number, got {value!r}")
     return {task: dict(m) for task, m in data.items()}
 
 
@@ -138,12 +144,7 @@ def load_results(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> dict:
     merged: dict = {}
     origin: dict = {}
     for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"{path}: result file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: cannot read results: {exc}") from exc
+        data = read_json(path, "result file")
         for task, m in _results_of(data, path).items():
             if task in merged:
                 raise DataError(f"{path}: task {task!r} is also in {origin[task]}; give each baseline once")

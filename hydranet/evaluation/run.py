@@ -55,7 +55,8 @@ def evaluate_checkpoint(
     ``fast`` runs the optimised inference path (same outputs within 1e-4 relative);
     ``tune_allocator`` see :func:`hydranet.inference.fast.optimize_for_inference`.
     """
-    from ..data import build_dataset, make_collate
+    from ..data import make_collate
+    from ..data.multi import build_val_sets
     from ..data.transforms import Normalization
     from ..inference.onnx_model import is_onnx_file, load_onnx_model
 
@@ -66,14 +67,25 @@ def evaluate_checkpoint(
     else:
         model = load_model(weights, device=device)
     val_cfg = resolve_val_data(model.config, config, overrides)
-    dataset = build_dataset(val_cfg, model.tasks, train=False, normalization=Normalization.from_config(model.config))
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=make_collate(model.tasks)
-    )
+    train_cfg = ((load_config(config) if config else model.config).get("data") or {}).get("train")
+    sets = build_val_sets(val_cfg, model.tasks, Normalization.from_config(model.config), train_cfg=train_cfg)
     runner = model
     if fast:
         from ..inference.fast import optimize_for_inference
 
         runner = optimize_for_inference(model, device=device, tune_allocator=tune_allocator)
-    result = evaluate(runner, loader, model.tasks, device, progress=progress)
-    return {"weights": str(weights), "data": val_cfg, "samples": len(dataset), **result}
+    results, samples = {}, 0
+    for name, (dataset, tasks) in sets.items():
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=make_collate(tasks)
+        )
+        results[name] = evaluate(runner, loader, tasks, device, progress=progress)
+        samples += len(dataset)
+    if None in results:
+        result = results[None]
+    else:  # named validation sets: "<set>/<task>", as in training
+        result = {
+            part: {f"{name}/{task}": value for name, r in results.items() for task, value in r[part].items()}
+            for part in ("metrics", "loss")
+        }
+    return {"weights": str(weights), "data": val_cfg, "samples": samples, **result}

@@ -166,15 +166,15 @@ ROW_FIELDS = (
 # --- argument parsing (shared with the CLI) -----------------------------------------------------
 
 
-def parse_sizes(text) -> list[tuple[int, int]]:
-    """``"640x480,1216x352"`` -> ``[(480, 640), (352, 1216)]``; :class:`ConfigError` if malformed."""
+def parse_sizes(text, flag: str = "--size") -> list[tuple[int, int]]:
+    """``"640x480,1216x352"`` -> ``[(480, 640), (352, 1216)]``; :class:`ConfigError` naming ``flag`` if malformed."""
     if isinstance(text, (list, tuple)):
         items = list(text)
     else:
         items = [s for s in str(text).split(",") if s.strip()]
-    sizes = [parse_size(item, minimum=32, what="--size") for item in items]
+    sizes = [parse_size(item, minimum=32, what=flag) for item in items]
     if not sizes:
-        raise ConfigError("--size: give at least one WIDTHxHEIGHT")
+        raise ConfigError(f"{flag}: give at least one WIDTHxHEIGHT")
     return sizes
 
 

@@ -337,20 +337,23 @@ def export_onnx(
 
 
 def _write_metadata(path, model: nn.Module) -> None:
-    """Store the model's config (JSON) as ONNX metadata, so the file alone names its tasks."""
+    """Store the model's config (JSON) as ONNX metadata, so the file alone names its tasks,
+    and the sha256 of its tensors (:mod:`hydranet.inference.onnx_integrity`), checked on load."""
     import json
 
     import onnx
 
-    config = getattr(model, "config", None)
-    if not config:
-        return
-    config = dict(config)
-    if isinstance(config.get("model"), dict):
-        config["model"] = {**config["model"], "encoder_weights": None}  # the weights are in the file
+    from .onnx_integrity import stamp_hash
+
     onnx_model = onnx.load(str(path), load_external_data=False)
-    entry = onnx_model.metadata_props.add()
-    entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config)
+    config = getattr(model, "config", None)
+    if config:
+        config = dict(config)
+        if isinstance(config.get("model"), dict):
+            config["model"] = {**config["model"], "encoder_weights": None}  # the weights are in the file
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config)
+    stamp_hash(onnx_model)
     onnx.save(onnx_model, str(path))
 
 

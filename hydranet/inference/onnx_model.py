@@ -10,14 +10,15 @@ evaluation loop and metrics as a checkpoint.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from ..errors import CheckpointError
+from ..jsonfile import parse_json
 from .export import CONFIG_METADATA_KEY, onnx_runner, onnx_session
+from .onnx_integrity import verify_onnx
 
 __all__ = ["OnnxModel", "load_onnx_model", "is_onnx_file"]
 
@@ -40,16 +41,19 @@ class OnnxModel:
         if not self.path.is_file():
             raise CheckpointError(f"ONNX file {str(self.path)!r} does not exist")
         try:
-            meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+            proto = onnx.load(str(self.path), load_external_data=False)
         except Exception as exc:
             raise CheckpointError(f"{self.path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+        verify_onnx(proto, self.path)  # its content hash, or plausible values when it has none
+        meta = {p.key: p.value for p in proto.metadata_props}
+        del proto
         if CONFIG_METADATA_KEY not in meta:
             raise CheckpointError(
                 f"{self.path}: no {CONFIG_METADATA_KEY!r} metadata (export it again with "
                 "`hydranet export`, which records the model's tasks in the file)"
             )
         try:
-            self.config = load_config(json.loads(meta[CONFIG_METADATA_KEY]))
+            self.config = load_config(parse_json(meta[CONFIG_METADATA_KEY], f"{self.path} metadata"))
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.path}: its {CONFIG_METADATA_KEY!r} metadata is not valid ({exc})") from exc
         self.tasks = parse_tasks(self.config["tasks"])

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .export import _removed_on_failure
+from .onnx_integrity import stamp_hash
 
 __all__ = ["calibration_dataset", "calibration_batches", "quantize_onnx", "DEFAULT_CALIBRATION_FRAMES"]
 
@@ -191,6 +192,7 @@ def quantize_onnx(
             "hydranet_quantization",
             "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
         )
+        stamp_hash(model)  # the fp32 file's hash was copied above: this one covers the int8 tensors
         tmp_dst = dst.with_name(f".{dst.name}.tmp")
         with _removed_on_failure(tmp_dst, dst):
             onnx.save(model, str(tmp_dst))

@@ -59,13 +59,21 @@ class HydraNet(nn.Module):
         if self.representation_hook is not None:
             tapped, tapped_global = self.representation_hook(shared, global_feature if self._needs_global else None)
             shared, global_feature = tapped, global_feature if tapped_global is None else tapped_global
+        return self.forward_heads(shared, global_feature, images.shape[-2:] if upsample else None)
+
+    def forward_heads(
+        self, shared: torch.Tensor | None, global_feature: torch.Tensor | None, size: tuple | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The heads alone, on what they read: the decoder's map (dense heads) and the encoder's
+        global feature (image-level heads); dense outputs resized to ``size`` (H, W) when given.
+        (Training on cached trunk features calls this; ``forward`` is encoder, decoder, this.)"""
         outputs = {}
         for task in self.tasks:
             head = self.heads[task.name]
             if task.dense:
                 y = head(shared)
-                if upsample:
-                    y = F.interpolate(y, size=images.shape[-2:], mode="bilinear", align_corners=False)
+                if size is not None:
+                    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             else:
                 y = head(global_feature)
             outputs[task.name] = y

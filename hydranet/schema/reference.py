@@ -205,9 +205,14 @@ def json_schema() -> dict:
     def one_of(items: list) -> dict:
         return {"oneOf": [ref(m) for m in items]}
 
-    model_schema = {"allOf": [ref(ModelSection)], "properties": {"encoder_options": one_of(encoders)}}
-    loss_schema = {"allOf": [ref(LossSection)], "properties": {"options": one_of(weightings)}}
-    split = {"oneOf": [ref(m) for m in datasets]}
+    def any_of(items: list) -> dict:  # the options of the plug-in the section names (not told apart here)
+        return {"anyOf": [ref(m) for m in items]}
+
+    model_schema = {"allOf": [ref(ModelSection)], "properties": {"encoder_options": any_of(encoders)}}
+    loss_schema = {"allOf": [ref(LossSection)], "properties": {"options": any_of(weightings)}}
+    one_set = {"oneOf": [ref(m) for m in datasets]}
+    train_sets = {"oneOf": [one_set, {"type": "array", "minItems": 1, "items": one_set}]}  # several: data.multi
+    val_sets = {"oneOf": [one_set, {"type": "object", "additionalProperties": one_set}]}  # {name: data set}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Hydranet config",
@@ -217,7 +222,11 @@ def json_schema() -> dict:
         "properties": {
             "model": model_schema,
             "tasks": {"type": "array", "minItems": 1, "items": one_of(tasks)},
-            "data": {"type": "object", "additionalProperties": False, "properties": {"train": split, "val": split}},
+            "data": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"train": train_sets, "val": val_sets},
+            },
             "train": ref(TrainSection),
             "loss": loss_schema,
             "meta": ref(MetaSection),

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..limits import MAX_SCALE
+from ..limits import MAX_BATCH, MAX_SCALE
 from .types import Bool, Float, Int, Name, OpenSection, PixelSize, Section, Str, either, is_list, is_mapping, is_number
 
 MAX_WIDTH = 4096  # decoder channels; far above any real model, far below an allocation attack
@@ -82,7 +82,7 @@ class TrainSection(Section):
     """``train``: the optimisation (read by ``hydranet train``)."""
 
     steps: Int = Field(2000, ge=1, description="optimiser steps")
-    batch_size: Int = Field(8, ge=1, description="images per optimiser micro-batch (per process)")
+    batch_size: Int = Field(8, ge=1, le=MAX_BATCH, description="images per optimiser micro-batch (per process)")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd (Nesterov momentum)")
     lr: Float = Field(1e-3, gt=0, description="learning rate of the decoder and heads")
     encoder_lr: Optional[Float] = Field(None, ge=0, description="encoder learning rate (null: lr x encoder_lr_mult)")
@@ -107,6 +107,20 @@ class TrainSection(Section):
     )
     sync_bn: Bool = Field(False, description="SyncBatchNorm over the processes (torchrun on CUDA only)")
     freeze_bn: Bool = Field(False, description="BatchNorm layers in eval mode: fixed running statistics")
+    init: Optional[Str] = Field(
+        None,
+        description="start a new run from a model: a Hydranet checkpoint, an original Multi-Task RefineNet file or a "
+        "known model name (mtrn-nyud-joint ...); tensors copied by name where shapes match (docs/training.md)",
+    )
+    init_strict: Bool = Field(False, description="train.init: refuse to skip any tensor (a shape mismatch)")
+    freeze: Annotated[list[Name], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(
+        default_factory=list,
+        description="module paths kept fixed (no gradient, BatchNorm in eval mode): encoder, decoder, heads.segm, ...",
+    )
+    cache_features: Bool = Field(
+        False, description="encoder and decoder frozen, no random augmentation: their output computed once, on disk"
+    )
+    cache_max_gb: Float = Field(16.0, gt=0, description="train.cache_features: refuse a cache larger than this (GB)")
     seed: Int = Field(0, ge=0, description="seed of the run (data order, augmentation, initialisation)")
     workers: Int = Field(0, ge=0, le=256, description="data-loader worker processes")
     plots: Bool = Field(True, description="write the training-curve figures at the end")

@@ -49,8 +49,9 @@ __all__ = [
 class Section(BaseModel):
     """A config section: unknown keys are errors, values are checked on assignment too.
 
-    Sections also answer ``section["key"]`` and ``section.get("key", default)``, so code
-    written against the former plain dicts keeps working while it reads typed values.
+    Sections also answer ``section["key"]``, ``section.get("key", default)`` and
+    ``section["key"] = value`` (checked), so code written against the former plain dicts keeps
+    working while it reads typed values.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
@@ -59,6 +60,9 @@ class Section(BaseModel):
         if key not in type(self).model_fields and key not in (self.model_extra or {}):
             raise KeyError(key)
         return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)  # checked like a config value (validate_assignment)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = getattr(self, key, None) if key in type(self).model_fields else (self.model_extra or {}).get(key)

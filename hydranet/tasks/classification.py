@@ -8,8 +8,15 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .kind import SOFTMAX_UW, GlobalHeadOptions, TaskKind, per_sample, register_kind
+from ..schema.types import Field
+from .kind import INIT_CLASSES_HELP, SOFTMAX_UW, GlobalHeadOptions, InitClasses, TaskKind, per_sample, register_kind
 from .segmentation import check_class_ids, check_class_weights
+
+
+class ClassificationOptions(GlobalHeadOptions):
+    """``options`` of a classification task."""
+
+    init_classes: InitClasses = Field(None, description=INIT_CLASSES_HELP)
 
 
 class Classification(TaskKind):
@@ -19,7 +26,7 @@ class Classification(TaskKind):
     losses = ("cross_entropy",)
     default_metrics = ("top1",)
     metric_names = ("top1", "top5")
-    options_model = GlobalHeadOptions
+    options_model = ClassificationOptions
     uw_form = SOFTMAX_UW
     vocabulary = True
 

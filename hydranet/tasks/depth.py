@@ -12,8 +12,8 @@ import torch
 from pydantic import model_validator
 
 from ..errors import DataError
-from ..schema.types import Bool, Field, Float, Section
-from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
+from ..schema.types import Bool, Field, Float
+from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, TaskOptions, per_sample, register_kind
 
 FALLBACK_MAX_DEPTH = 10.0  # the colour range when neither the task nor the frame says more
 
@@ -46,7 +46,7 @@ def display_max_depth(
 DEPTH_CROPS = ("garg", "eigen", "nyu")
 
 
-class DepthOptions(Section):
+class DepthOptions(TaskOptions):
     """``options`` of a depth task (evaluation conventions and drawing)."""
 
     min_depth: Float = Field(1e-3, gt=0, description="evaluation: ground truth below this (metres) is invalid")
@@ -57,6 +57,9 @@ class DepthOptions(Section):
     average: Literal["image", "pixel"] = Field("image", description="metrics averaged per image or pooled per pixel")
     median_scaling: Bool = Field(False, description="scale each prediction by median(gt) / median(pred)")
     display_max_depth: Optional[Float] = Field(None, gt=0, description="top of the colour scale (null: max_depth)")
+    depth_scale: Optional[Float] = Field(
+        None, gt=0, description="depth PNG units per metre of the training data (converted weights record it)"
+    )
     take_abs: Literal[True] = Field(
         True, description="the depth is |output|: always true (recorded by converted checkpoints)"
     )

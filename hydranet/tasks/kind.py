@@ -10,15 +10,16 @@ them branches on a kind's name. A new kind is one module plus one ``register_kin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator
 
 from ..errors import ConfigError, DataError
 from ..schema.registry import register_options
-from ..schema.types import Field, Float, Int, Section
+from ..schema.types import Field, Float, Int, Name, Section
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import TaskSpec
@@ -66,14 +67,38 @@ class DrawStyle:
     cache: dict = field(default_factory=dict)
 
 
-class NoOptions(Section):
-    """This kind takes no ``options``."""
+class TaskOptions(Section):
+    """``options`` every task kind takes."""
+
+    init_from: Optional[Name] = Field(
+        None, description="train.init: this head starts from the source's head of this task (null: the same name)"
+    )
+
+
+def _int_keys(value: Any) -> Any:
+    """``{"3": 5}`` (JSON has text keys: a config that went through a checkpoint) as ``{3: 5}``."""
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in value.items()}
+    return value
+
+
+InitClasses = Optional[
+    Annotated[dict[Annotated[Int, Field(ge=0)], Annotated[Int, Field(ge=0)]], BeforeValidator(_int_keys)]
+]
+INIT_CLASSES_HELP = (
+    "train.init: {new class id: source class id} for this head's classes (besides equal class names; "
+    "the rest start fresh)"
+)
+
+
+class NoOptions(TaskOptions):
+    """This kind takes no ``options`` of its own."""
 
 
 MAX_HIDDEN = 65_536
 
 
-class GlobalHeadOptions(Section):
+class GlobalHeadOptions(TaskOptions):
     """``options`` of an image-level head (classification, regression)."""
 
     hidden: Int = Field(0, ge=0, le=MAX_HIDDEN, description="hidden units of the head's MLP (0: one linear layer)")

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..schema.types import Field, Float, Section
-from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
+from ..schema.types import Field, Float
+from .kind import GAUSSIAN_UW, DrawStyle, LabelSources, TaskKind, TaskOptions, per_sample, register_kind
 
 
 def valid_normals(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -19,7 +19,7 @@ def valid_normals(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return finite & (norm2 > eps * eps)
 
 
-class NormalsOptions(Section):
+class NormalsOptions(TaskOptions):
     """``options`` of a normals task."""
 
     angle_bin: Float = Field(0.01, gt=0, le=180, description="evaluation: width in degrees of the angle histogram")

@@ -8,8 +8,18 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..schema.types import Field, Int, Section, Str, either, is_list
-from .kind import SOFTMAX_UW, DrawStyle, LabelSources, TaskKind, per_sample, register_kind
+from ..schema.types import Field, Int, Str, either, is_list
+from .kind import (
+    INIT_CLASSES_HELP,
+    SOFTMAX_UW,
+    DrawStyle,
+    InitClasses,
+    LabelSources,
+    TaskKind,
+    TaskOptions,
+    per_sample,
+    register_kind,
+)
 
 
 def check_class_ids(ids: np.ndarray, spec, src: str) -> None:
@@ -48,9 +58,10 @@ Palette = either(
 )
 
 
-class SegmentationOptions(Section):
+class SegmentationOptions(TaskOptions):
     """``options`` of a segmentation task."""
 
+    init_classes: InitClasses = Field(None, description=INIT_CLASSES_HELP)
     palette: Optional[Palette] = Field(
         None, description="colours of the classes: a palette name, a file, or rows of [R, G, B] (null: the default)"
     )

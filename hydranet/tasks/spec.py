@@ -176,8 +176,9 @@ def parse_task(raw: Mapping[str, Any], where: str = "tasks[?]") -> TaskSpec:
             base = metric.split("/", 1)[0]
             if base not in kind.metric_names:
                 raise ConfigError(
-                    f"{where}.metrics[{i}]: unknown metric {metric!r} for kind {kind.name!r}"
-                    f"{did_you_mean(base, kind.metric_names)} (valid: {', '.join(kind.metric_names)})"
+                    f"{where}.metrics[{i}]: task {fields.name!r} has no metric {metric!r}"
+                    f"{did_you_mean(base, kind.metric_names)} (valid for kind {kind.name!r}: "
+                    f"{', '.join(kind.metric_names)})"
                 )
     if fields.class_names is not None and len(fields.class_names) != fields.classes:
         raise ConfigError(f"{where}.class_names: {len(fields.class_names)} names for {fields.classes} classes")

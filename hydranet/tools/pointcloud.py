@@ -93,6 +93,9 @@ def depth_to_points(
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
         raise ValueError(f"depth must be H x W, got shape {depth.shape}")
+    for name, value in (("fx", fx), ("fy", fy), ("cx", cx), ("cy", cy)):
+        if not np.isfinite(value):  # a NaN or infinite intrinsic would make every point NaN
+            raise ConfigError(f"point-cloud intrinsics: {name} (--{name}) must be a finite number, got {value}")
     if not (fx > 0 and fy > 0):
         raise ConfigError(f"focal lengths must be positive, got fx={fx} fy={fy}")
     valid = np.isfinite(depth) & (depth > 0)

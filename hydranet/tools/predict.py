@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..data.io import IMAGE_EXTENSIONS, read_image, write_png
+from ..data.io import IMAGE_EXTENSIONS, protect_inputs, read_image, write_png
 from ..errors import ConfigError, DataError
 from ..inference.predictor import Prediction, Predictor
 from ..tasks.depth import DEPTH, depth_to_png_mm
@@ -119,6 +119,7 @@ def predict_images(
     ``log`` gets one line per image with its image-level predictions.
     """
     files = collect_images(inputs)
+    protect_inputs(files)  # an output named like an input image (x.png, x_segm.png) never replaces it
     records, used = [], set()
     predictor.reset_timing()
     for path in files:

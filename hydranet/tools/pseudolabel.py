@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_model
-from ..data.io import NYUD_DEPTH_SCALE, read_image, writable_dir, write_bytes_atomic, write_png
+from ..data.io import NYUD_DEPTH_SCALE, protect_inputs, read_image, writable_dir, write_bytes_atomic, write_png
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
@@ -74,6 +74,7 @@ def pseudolabel(
         raise DataError(f"{teacher}: the teacher has no dense task to fill labels with")
     check_columns(list_file, header, [*DEFAULT_COLUMNS, *(t.name for t in model.tasks)])
     base = Path(root) if root else list_file.parent
+    protect_inputs(base / text for _, entry in rows for text in entry.values())  # no listed file is replaced
     out_list = out_dir / list_file.name
     if out_list.resolve() == list_file.resolve():
         raise DataError(f"{out_list}: the completed list would overwrite the source list; choose another --out")

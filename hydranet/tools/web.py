@@ -13,7 +13,10 @@ kept. Everything is served locally: no CDN, no analytics.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -25,6 +28,7 @@ from ..errors import ConfigError, HydranetError
 
 __all__ = ["build_app", "BUNDLED_CHOICE", "model_choices", "predict_image", "predict_video"]
 
+log = logging.getLogger("hydranet.serve")
 BUNDLED_CHOICE = "bundled synthetic model"
 MAX_POINTS = 60_000
 
@@ -107,6 +111,22 @@ def predict_video(
     return str(out), {k: stats[k] for k in keep}
 
 
+def own_output_folder() -> Path:
+    """A fresh temporary folder for this demo's outputs, removed at exit, that Gradio is told
+    to use for its uploads and cached outputs too (``GRADIO_TEMP_DIR``): the server's file
+    route then serves this folder only, never the rest of the system temp folder."""
+    folder = Path(tempfile.mkdtemp(prefix="hydranet_serve_")).resolve()
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by Gradio's components and server as they are made
+    return folder
+
+
+def _user_error(gr, message: str):
+    """A short message in the page and one line in the server log (no traceback)."""
+    log.warning("hydranet serve: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_frames: int = 120):
     """The Gradio Blocks app (call ``.launch()`` on it).
 
@@ -119,28 +139,28 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
         raise ConfigError("the web demo needs Gradio: pip install 'hydranet[web]'") from exc
 
     predictors = _Predictors(device)
-    out_dir = Path(tempfile.mkdtemp(prefix="hydranet_serve_"))
+    out_dir = own_output_folder()
     choices = model_choices(weights)
 
     def on_image(image, choice, path, palette):
         if image is None:
-            raise gr.Error("upload an image (or take a webcam snapshot) first")
+            raise _user_error(gr, "upload an image (or take a webcam snapshot) first")
         try:
             return predict_image(
                 predictors.get(choice, path), np.asarray(image, dtype=np.uint8), out_dir, palette or None
             )
         except HydranetError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise _user_error(gr, str(exc)) from None
 
     def on_video(video, choice, path, smooth, palette):
         if not video:
-            raise gr.Error("upload a short video (or record one with the webcam) first")
+            raise _user_error(gr, "upload a short video (or record one with the webcam) first")
         try:
             return predict_video(
                 predictors.get(choice, path), video, out_dir, max_video_frames, float(smooth), palette or None
             )
         except HydranetError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise _user_error(gr, str(exc)) from None
 
     with gr.Blocks(title="Hydranet", analytics_enabled=False) as app:
         gr.Markdown(
@@ -191,7 +211,7 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860) -> None:
         share=False,
         ssr_mode=False,
         theme=theme,
-        allowed_paths=[tempfile.gettempdir()],
+        allowed_paths=[],  # outputs are served from the demo's own folder (see own_output_folder)
         footer_links=[],
         quiet=False,
     )

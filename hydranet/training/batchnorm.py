@@ -13,16 +13,16 @@
 from __future__ import annotations
 
 import warnings
-from typing import Mapping
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..schema.sections import TrainSection
 from .distributed import DistContext
 
 
-def prepare_batchnorm(model: nn.Module, train_cfg: Mapping, ctx: DistContext, device: torch.device) -> nn.Module:
+def prepare_batchnorm(model: nn.Module, train_cfg: TrainSection, ctx: DistContext, device: torch.device) -> nn.Module:
     """The model to train: with ``sync_bn`` under torchrun, its BatchNorm layers become SyncBatchNorm.
 
     ``sync_bn`` on CPU is an error (torch has no CPU SyncBatchNorm); on one CUDA process it
@@ -44,7 +44,7 @@ def prepare_batchnorm(model: nn.Module, train_cfg: Mapping, ctx: DistContext, de
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def set_train_mode(model: nn.Module, train_cfg: Mapping) -> None:
+def set_train_mode(model: nn.Module, train_cfg: TrainSection) -> None:
     """``model.train()``, then BatchNorm layers back to eval mode when ``freeze_bn`` is set."""
     model.train()
     if train_cfg["freeze_bn"]:

@@ -40,7 +40,11 @@ def infer_json_tasks(records: list[dict], source: str = "train json") -> list[di
                     "class_names": sorted(set(values)),
                 }
             )
-        elif all(isinstance(v, bool) or isinstance(v, int) for v in values):
+        elif any(isinstance(v, bool) for v in values):
+            raise DataError(f"{source}: field {name!r} holds true/false; give class ids, class names or numbers")
+        elif all(isinstance(v, int) for v in values):
+            if min(values) < 0:
+                raise DataError(f"{source}: field {name!r} holds the negative class id {min(values)}; ids start at 0")
             tasks.append({"name": name, "kind": "classification", "classes": max(values) + 1})
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             mean = sum(values) / len(values)

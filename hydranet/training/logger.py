@@ -86,7 +86,7 @@ def _records(path: Path) -> tuple[list[dict], list[int]]:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # a line cut short, or nested past the parser's depth
                 broken.append(lineno)
                 continue
             if isinstance(record, dict) and isinstance(record.get("step"), int):

@@ -8,17 +8,18 @@ import torch
 from torch import nn
 
 from ..losses import weighting_param_group
+from ..schema.sections import LossSection, TrainSection
 
 
-def param_groups(model: nn.Module, weighting: nn.Module, train: dict, loss: dict) -> list[dict]:
+def param_groups(model: nn.Module, weighting: nn.Module, train: TrainSection, loss: LossSection) -> list[dict]:
     """Encoder, decoder+heads and weighting parameters in their own groups.
 
     Norm layers and biases get no weight decay; the weighting's parameters (e.g. the
     uncertainty log-variances) get no weight decay and their own learning rate.
     """
-    lr = float(train["lr"])
-    enc_lr = float(train["encoder_lr"]) if train["encoder_lr"] is not None else lr * float(train["encoder_lr_mult"])
-    wd = float(train["weight_decay"])
+    lr = train.lr
+    enc_lr = train.encoder_lr if train.encoder_lr is not None else lr * train.encoder_lr_mult
+    wd = train.weight_decay
     groups = []
     for name, module, group_lr in (
         ("encoder", model.encoder, enc_lr),
@@ -33,16 +34,16 @@ def param_groups(model: nn.Module, weighting: nn.Module, train: dict, loss: dict
         groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": group_lr, "weight_decay": 0.0})
     weighting_params = [p for p in weighting.parameters() if p.requires_grad]
     if weighting_params:
-        group = weighting_param_group(weighting, float(loss["log_var_lr"] or lr))
+        group = weighting_param_group(weighting, loss.log_var_lr or lr)
         group["name"] = "weighting"
         groups.append(group)
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(groups: list[dict], train: dict) -> torch.optim.Optimizer:
-    if train["optimizer"] == "sgd":
-        return torch.optim.SGD(groups, lr=float(train["lr"]), momentum=float(train["momentum"]), nesterov=True)
-    return torch.optim.AdamW(groups, lr=float(train["lr"]))
+def build_optimizer(groups: list[dict], train: TrainSection) -> torch.optim.Optimizer:
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=train.lr)
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, power: float = 0.9) -> float:
@@ -57,7 +58,7 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, power: floa
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train: dict) -> torch.optim.lr_scheduler.LambdaLR:
-    total, schedule = int(train["steps"]), train["schedule"]
-    warmup, power = int(train["warmup_steps"]), float(train["poly_power"])
+def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection) -> torch.optim.lr_scheduler.LambdaLR:
+    total, schedule = train.steps, train.schedule
+    warmup, power = train.warmup_steps, train.poly_power
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, schedule, warmup, power))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ from torch.utils.data import Dataset, Sampler
 class ResumableBatchSampler(Sampler[list[int]]):
     """Batches of one epoch: a permutation seeded by ``(seed, epoch)``, sharded by rank.
 
+    ``order(seed, epoch)``, when given, is the epoch's sequence of indices instead (several
+    data sets, see :meth:`hydranet.data.multi.MultiDataset.epoch_order`).
     ``start_batch`` skips the batches already consumed, so a resumed run sees exactly
     the batches an uninterrupted run would have seen. Incomplete last batches are dropped
     so every rank runs the same number of steps.
@@ -28,8 +30,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         shuffle: bool = True,
         start_batch: int = 0,
+        order: Optional[Callable[[int, int], list]] = None,
     ):
         self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
+        self.order = order
         self.rank, self.world_size, self.shuffle, self.start_batch = rank, world_size, shuffle, start_batch
         if self.batches_per_epoch(size, batch_size, world_size) == 0:
             raise ValueError(
@@ -44,7 +48,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return self.batches_per_epoch(self.size, self.batch_size, self.world_size) - self.start_batch
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.shuffle:
+        if self.order is not None:  # several data sets: their weighted epoch (same on every rank)
+            order = self.order(self.seed, self.epoch)
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.size, generator=g).tolist()
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Union
 
-from ..config import Config, loss_section
+from ..config import Config, loss_section, parse_config
 from ..errors import ConfigError
 from ..schema.errors import validate
 from ..schema.safe_yaml import load_yaml
@@ -31,20 +31,21 @@ def training_settings(cfg: Union[Mapping[str, Any], Config]) -> tuple[TrainSecti
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``["train.lr: 0.001 -> 0.5", ...]``: the fields whose effective values differ between two
-    configs (defaults of ``train``/``loss`` filled in; ``meta`` and ``model.encoder_weights``,
-    which a resume does not use, left out)."""
+    configs (both in canonical form, defaults of ``train``/``loss`` filled in; ``meta`` and
+    ``model.encoder_weights``, which a resume does not use, left out)."""
     import json
 
     from .logger import flatten
 
     def effective(cfg: Mapping[str, Any]) -> dict:
-        cfg = json.loads(json.dumps(dict(cfg), default=str))  # tuples and lists alike
         try:
-            train, loss = training_settings(cfg)
-            cfg["train"] = train.model_dump(mode="json")
+            parsed = parse_config(cfg)
+            cfg = parsed.to_dict()  # the same spelling on both sides (e.g. options.mean -> target_mean)
+            cfg["train"] = parsed.train.model_dump(mode="json")
+            loss = parsed.loss
             cfg["loss"] = {**loss.model_dump(mode="json"), "options": loss.options.model_dump(mode="json")}
         except ConfigError:
-            pass  # compared as written
+            cfg = json.loads(json.dumps(dict(cfg), default=str))  # compared as written
         cfg.pop("meta", None)
         flat = flatten(cfg)
         flat.pop("model/encoder_weights", None)

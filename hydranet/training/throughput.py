@@ -14,6 +14,10 @@ same fixed batch, timed interleaved in 4 rounds (as ``hydranet bench`` does for 
   parameter groups, the grad scaler.
 * ``channels_last``, ``compile``, ``amp_bf16``, ``amp_fp16``: the trainer's step with
   ``train.channels_last``, ``train.compile``, ``train.amp`` (AMP is CUDA-only: skipped on CPU).
+* ``frozen_trunk``: the trainer's step with the encoder and decoder frozen (the heads learn);
+  ``cached_features``: the same heads' step on the trunk output of the same batch, computed
+  once (``train.cache_features``); their ratio is the cache's speed-up of a step (loading and
+  augmenting the images, which the cache also saves, is not in it).
 
 The **data pipeline** is timed separately: the trainer's own loader (dataset, augmentation,
 collation) with 0 workers (the main process: the images/s one worker gives) and any other
@@ -46,6 +50,8 @@ TRAIN_SETTINGS = {
     "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
     "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
     "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
+    "frozen_trunk": "Trainer's step with train.freeze=[encoder, decoder]: forward through all, heads learn",
+    "cached_features": "Trainer's step on cached trunk features (train.cache_features): the heads alone",
 }
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
 _OVERRIDES = {
@@ -54,6 +60,8 @@ _OVERRIDES = {
     "compile": {"compile": True},
     "amp_bf16": {"amp": "bf16"},
     "amp_fp16": {"amp": "fp16"},
+    "frozen_trunk": {"freeze": ["encoder", "decoder"]},
+    "cached_features": {"freeze": ["encoder", "decoder"]},
 }
 
 
@@ -78,7 +86,12 @@ def _bench_config(
     cfg = load_config(config)
     cfg["model"]["encoder_weights"] = None  # speed does not depend on pretrained weights
     data = dict(cfg.get("data") or {})
-    train_data = dict(data.get("train") or {})
+    train_data = data.get("train") or {}
+    if isinstance(train_data, (list, tuple)):  # several data sets: time the first one's pipeline
+        from ..data.multi import MEMBER_KEYS
+
+        train_data = {k: v for k, v in dict(train_data[0]).items() if k not in MEMBER_KEYS}
+    train_data = dict(train_data)
     transforms = dict(train_data.get("transforms") or {})
     if size is not None:
         transforms["size"] = [int(size[0]), int(size[1])]
@@ -147,9 +160,25 @@ def _trainer_step(trainer) -> Callable[[], None]:
     return step
 
 
+def _cached_batch(trainer, batch: dict) -> dict:
+    """``batch`` as the feature cache serves it: the frozen trunk's output instead of the images."""
+    from types import SimpleNamespace
+
+    from .feature_cache import trunk_output
+
+    shared, global_ = trunk_output(trainer.model, batch["image"], trainer.device)
+    trainer.feature_cache = SimpleNamespace(size=tuple(batch["image"].shape[-2:]))
+    return {
+        "shared": None if shared is None else shared.cpu(),
+        "global": None if global_ is None else global_.cpu(),
+        "targets": batch["targets"],
+        "present": batch["present"],
+    }
+
+
 def _loader_rate(trainer, workers: int, batches: int) -> dict:
     """Images/s of the trainer's loader with ``workers`` processes (the first batch untimed)."""
-    trainer.train_cfg["workers"] = int(workers)
+    trainer.train_cfg.workers = int(workers)
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
     images, t0 = 0, time.perf_counter()
@@ -262,6 +291,8 @@ def train_benchmark(
                 trainer = Trainer(sub, workdir, device=str(device), progress=False)
                 trainer.fixed_batch = fixed
                 trainer.model.train()
+                if name == "cached_features":
+                    trainer.fixed_batch = _cached_batch(trainer, fixed)
                 step = _trainer_step(trainer)
             for _ in range(max(1, warmup)):  # compile and allocate here, not in the timing
                 step()
@@ -326,6 +357,13 @@ def format_train_table(result: dict) -> str:
         lines.append("  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * wd for wd in widths))
+    rows = {r["setting"]: r for r in result["rows"]}
+    frozen, cached = rows.get("frozen_trunk"), rows.get("cached_features")
+    if frozen and cached and frozen["images_per_s"] and cached["images_per_s"]:
+        lines.append(
+            f"cached_features vs frozen_trunk: {cached['images_per_s'] / frozen['images_per_s']:.2f}x "
+            "(the step alone; the cache also saves loading and augmenting the images)"
+        )
     for entry in result.get("loader", []):
         lines.append(
             f"data loader, {entry['workers']} worker(s): {entry['images_per_s']:.1f} images/s "

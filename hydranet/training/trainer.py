@@ -38,8 +38,10 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import parse_config, save_config
-from ..data import build_dataset, make_collate
+from ..data import make_collate
+from ..data.base import require_labels
 from ..data.io import writable_dir
+from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
 from ..evaluation import MultiTaskMetrics, batch_to, evaluate, format_table
@@ -48,6 +50,9 @@ from ..models import build_model
 from ..tasks import parse_tasks
 from .batchnorm import prepare_batchnorm, set_train_mode
 from .distributed import DistContext, any_rank, cleanup, device_for, init_distributed, reduction_for
+from .feature_cache import FeatureCache, cached_batch_to, check_cacheable, collate_cached
+from .freeze import freeze
+from .init import init_model, write_report
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, param_groups
 from .sampler import ResumableBatchSampler, SeededSamples
@@ -91,30 +96,61 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop saves and stops after the current step.
+class RunInterrupted(KeyboardInterrupt):
+    """A signal stopped the run where it stood (see :class:`_StopRequest`)."""
 
-    A second SIGINT interrupts at once.
+
+class _StopRequest:
+    """SIGINT/SIGTERM handling for a training run.
+
+    Inside the training loop (``graceful``) the first signal sets a flag: the loop finishes
+    the current step, saves ``last.pt`` and stops. If that takes more than ``GRACE_SECONDS``
+    (a long step, a slow validation or checkpoint write), or at a second signal, or anywhere
+    outside the loop (building the model and data), :class:`RunInterrupted` is raised at
+    once: the atomic writers then remove their temporary file, so no partial file is left,
+    and ``last.pt`` stays the previous whole checkpoint. Nested uses share the outer one.
     """
+
+    GRACE_SECONDS = 10.0
+    current: Optional[_StopRequest] = None
 
     def __init__(self):
         self.signal: Optional[int] = None
+        self.graceful = False
         self._previous = {}
+        self._outer: Optional[_StopRequest] = None
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        self._outer = _StopRequest.current
+        if self._outer is not None:
+            return self._outer
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
                 pass
+        _StopRequest.current = self
         return self
 
     def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if signum == signal.SIGALRM:
+            raise RunInterrupted(f"signal {self.signal}: the run did not stop within {self.GRACE_SECONDS:g} s")
+        if not self.graceful or self.signal is not None:
+            raise RunInterrupted(f"signal {signum}")
         self.signal = signum
+        signal.setitimer(signal.ITIMER_REAL, self.GRACE_SECONDS)
+
+    def settle(self) -> None:
+        """Leave the loop's graceful mode: the stop it asked for is done (disarm the deadline)."""
+        self.graceful = False
+        if self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def __exit__(self, *exc):
+        if self._outer is not None:
+            return
+        _StopRequest.current = None
+        self.settle()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -169,6 +205,11 @@ class Trainer:
         self.normalization = Normalization.from_config(self.cfg)
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
+        self.init_report = None
+        if tc.init and not resume:  # a resume restores every tensor from its own checkpoint
+            self.init_report = init_model(self.model, tc.init, strict=tc.init_strict)
+            if self.ctx.is_main:
+                tqdm.write(self.init_report.table())
         self.channels_last = tc.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -178,20 +219,32 @@ class Trainer:
         self.weighting = build_weighting(self.loss_cfg.weighting, self.tasks, **w_opts).to(self.device)
         self.weighting.check_distributed(self.ctx.world_size)
         self.reduction = reduction_for(self.ctx)
-        # metric names of the tasks and the monitored one are checked now, not at the first validation
-        self.monitor_lower = self._monitor_direction(MultiTaskMetrics(self.tasks))
         self.model = prepare_batchnorm(self.model, tc, self.ctx, self.device)
-        self.weighting.bind(self.model)  # gradient methods: what is shared (the module DDP will wrap)
+        self.frozen = freeze(self.model, tc.freeze)
+        if (
+            self.frozen
+            and self.loss_cfg.weighting == "gradnorm"
+            and not any(p.requires_grad for p in self.shared_params)
+        ):
+            raise ConfigError("train.freeze: gradnorm takes gradient norms on the frozen encoder's last layer")
+        self.weighting.bind(self.model)  # gradient methods: what is shared (after freezing; before DDP)
 
         data_cfg = self.cfg["data"]
+        self.feature_cache = None
+        if tc.cache_features:
+            check_cacheable(self.model, data_cfg["train"], self.ctx.world_size)
         self.train_set = SeededSamples(
-            build_dataset(data_cfg["train"], self.tasks, train=True, normalization=self.normalization), tc.seed
+            build_train_data(data_cfg["train"], self.tasks, normalization=self.normalization), tc.seed
         )
-        self.val_set = (
-            build_dataset(data_cfg["val"], self.tasks, train=False, normalization=self.normalization)
+        require_labels(self.train_set.dataset, "data.train")
+        self.val_sets = (
+            build_val_sets(data_cfg["val"], self.tasks, self.normalization, train_cfg=data_cfg["train"])
             if data_cfg.get("val")
-            else None
+            else {}
         )
+        self.val_set = self.val_sets[None][0] if None in self.val_sets else None
+        # metric names of the tasks and the monitored one are checked now, not at the first validation
+        self.monitor_lower = self._monitor_direction(MultiTaskMetrics(self.tasks))
         self.collate = make_collate(self.tasks)
         self.steps_per_epoch = (
             ResumableBatchSampler.batches_per_epoch(len(self.train_set), tc.batch_size, self.ctx.world_size)
@@ -294,6 +347,20 @@ class Trainer:
         self.epoch_loss_counts = dict(ckpt["epoch_losses"]["counts"])
         _set_rng_state(ckpt["rng"])
 
+    def build_feature_cache(self) -> None:
+        """Compute the frozen trunk's output over the training set once (``train.cache_features``)."""
+        self.train_set.epoch = 0  # one fixed copy per image: that of epoch 0
+        self.feature_cache = FeatureCache.build(
+            self.model,
+            self.train_set,
+            self.tasks,
+            self.out_dir / "features",
+            int(self.train_cfg["batch_size"]),
+            self.device,
+            float(self.train_cfg["cache_max_gb"]),
+            log=tqdm.write if self.ctx.is_main else (lambda msg: None),
+        )
+
     # --- one optimiser step ---------------------------------------------------------------
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         tc = self.train_cfg
@@ -306,7 +373,10 @@ class Trainer:
             self.ctx.rank,
             self.ctx.world_size,
             start_batch=start_batch,
+            order=getattr(self.train_set.dataset, "epoch_order", None),
         )
+        if self.feature_cache is not None:
+            return DataLoader(self.feature_cache, batch_sampler=sampler, collate_fn=collate_cached)
         return DataLoader(
             self.train_set,
             batch_sampler=sampler,
@@ -345,14 +415,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)  # None grads keep absent tasks' parameters still
         totals, reports = [], []
         for i, batch in enumerate(batches):
-            batch = batch_to(batch, self.device)
+            cached = "shared" in batch
+            batch = cached_batch_to(batch, self.device) if cached else batch_to(batch, self.device)
             sync = nullcontext() if self.ddp is None or i == accumulate - 1 else self.ddp.no_sync()
             with sync:
-                image = batch["image"]
-                if self.channels_last:
-                    image = image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    outputs = self.forward(image)
+                    if cached:  # the trunk's output was computed once (train.cache_features)
+                        outputs = self.model.forward_heads(batch["shared"], batch["global"], self.feature_cache.size)
+                    else:
+                        image = batch["image"]
+                        if self.channels_last:
+                            image = image.contiguous(memory_format=torch.channels_last)
+                        outputs = self.forward(image)
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = compute_losses(outputs, batch, self.tasks, self.reduction)
                 problem = self._check_finite(losses)
@@ -405,33 +479,57 @@ class Trainer:
         """Metrics and losses of the validation set; under torchrun every rank scores its shard
         (samples rank, rank + W, ...) and the sums are all-reduced, so all ranks return the
         numbers of the whole set, equal to one process's."""
-        if self.val_set is None:
+        if not self.val_sets:
             return None
-        shard = torch.utils.data.Subset(self.val_set, range(self.ctx.rank, len(self.val_set), self.ctx.world_size))
-        loader = DataLoader(
-            shard,
-            batch_size=self.train_cfg.batch_size,
-            shuffle=False,
-            collate_fn=self.collate,
-            num_workers=self.train_cfg.workers,
-        )
         self.model.eval()
-        result = evaluate(
-            self.model, loader, self.tasks, self.device, autocast_dtype=self.amp_dtype, reduction=self.reduction
-        )
+        results = {}
+        for name, (dataset, tasks) in self.val_sets.items():
+            shard = torch.utils.data.Subset(dataset, range(self.ctx.rank, len(dataset), self.ctx.world_size))
+            loader = DataLoader(
+                shard,
+                batch_size=int(self.train_cfg["batch_size"]),
+                shuffle=False,
+                collate_fn=make_collate(tasks),
+                num_workers=int(self.train_cfg["workers"]),
+            )
+            results[name] = evaluate(
+                self.model, loader, tasks, self.device, autocast_dtype=self.amp_dtype, reduction=self.reduction
+            )
         set_train_mode(self.model, self.train_cfg)
-        return result
+        if None in results:
+            return results[None]
+        # several named sets: metrics and losses keyed "<set>/<task>" (e.g. nyud/segm)
+        return {
+            part: {f"{name}/{task}": value for name, r in results.items() for task, value in r[part].items()}
+            for part in ("metrics", "loss")
+        }
 
     def _monitor_direction(self, metrics: MultiTaskMetrics) -> bool:
         monitor = self.train_cfg["monitor"]
-        return True if monitor == "loss" else metrics.lower_is_better(monitor)
+        if monitor == "loss":
+            return True
+        named = [n for n in self.val_sets if n is not None]
+        if named:  # "<set>/<task>/<metric>"
+            name, _, rest = monitor.partition("/")
+            if name not in named:
+                raise ConfigError(
+                    f"train.monitor: {monitor!r}: with named validation sets, '<set>/<task>/<metric>' "
+                    f"where <set> is one of {', '.join(named)}"
+                )
+            labelled = [t.name for t in self.val_sets[name][1]]
+            if rest.partition("/")[0] not in labelled:
+                raise ConfigError(f"train.monitor: {monitor!r}: data set {name!r} labels only {', '.join(labelled)}")
+            return metrics.lower_is_better(rest)
+        return metrics.lower_is_better(monitor)
 
     def _monitored(self, result: dict) -> float:
         """The value ``best.pt`` tracks, as 'smaller is better' (each metric declares its direction)."""
         monitor = self.train_cfg["monitor"]
         if monitor == "loss":
             return sum(result["loss"].values())
-        task, metric = monitor.split("/", 1)
+        named = any(n is not None for n in self.val_sets)
+        parts = monitor.split("/")
+        task, metric = ("/".join(parts[:2]), "/".join(parts[2:])) if named else (parts[0], "/".join(parts[1:]))
         try:
             value = float(result["metrics"][task][metric])
         except KeyError as exc:
@@ -455,11 +553,19 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
             logger = RunLogger(self.out_dir, tensorboard=tc.tensorboard, start_step=self.step)
+            if self.init_report is not None and self.step == 0:
+                write_report(self.init_report, self.out_dir)
+                logger.log("init", 0, source=self.init_report.source, **self.init_report.counts())
+            if self.frozen and self.step == 0:
+                logger.log("freeze", 0, paths=list(tc.freeze), parameters=len(self.frozen))
+        if tc.cache_features and self.feature_cache is None:
+            self.build_feature_cache()
         bar = tqdm(total=total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         status, last_val, t0 = "completed", None, time.time()
         set_train_mode(self.model, tc)
         try:
             with _StopRequest() as stop:
+                stop.graceful = True
                 while self.step < stop_step and not any_rank(stop.signal is not None, self.ctx, self.device):
                     epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
                     iterator = iter(self._loader(epoch, in_epoch * tc.accumulate))
@@ -486,6 +592,7 @@ class Trainer:
                         tqdm.write(
                             f"stopped by signal {stop.signal or 'on another rank'} at step {self.step}; saved {path}"
                         )
+                stop.settle()
         finally:
             bar.close()
             if logger is not None:
@@ -585,8 +692,9 @@ def train(
 
     ``until``: stop at that step with ``last.pt`` saved (see :meth:`Trainer.fit`).
     """
-    trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress, allow_changes=allow_changes)
-    try:
-        return trainer.fit(until=until)
-    finally:
-        trainer.close()
+    with _StopRequest():  # a signal while the run is being set up stops it at once
+        trainer = Trainer(config, out_dir, device=device, resume=resume, progress=progress, allow_changes=allow_changes)
+        try:
+            return trainer.fit(until=until)
+        finally:
+            trainer.close()

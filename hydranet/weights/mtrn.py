@@ -444,11 +444,14 @@ def convert_file(path: PathLike) -> tuple:
     Returns:
         ``(config, state_dict, meta)`` as :func:`convert_state_dict`.
     """
+    from ..checkpoint import check_plausible_weights
+
     sd, extras = read_original(path)
     try:
         config, state, meta = convert_state_dict(sd)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    check_plausible_weights(path, state)  # the authors' files carry no hash: a flipped bit shows here
     source = {"file": Path(path).name, "tensors": len(sd)}
     source.update({k: v for k, v in extras.items() if k in ("epoch", "best_val")})
     meta["source_file"] = source
@@ -481,10 +484,10 @@ def convert(src: PathLike, dst: PathLike) -> dict:
         ``tensors_out`` (model tensors written), ``tasks`` (names) and ``meta``.
     """
     from ..checkpoint import save_model
+    from ..data.io import refuse_overwrite
     from ..models import build_model
 
-    if Path(src).resolve() == Path(dst).resolve():
-        raise CheckpointError(f"{dst}: the destination must differ from the source")
+    refuse_overwrite(dst, src)
     config, state, meta = convert_file(src)
     model = build_model(config, progress=False)
     model.load_state_dict(state, strict=True)

@@ -14,6 +14,7 @@ from pydantic import model_validator
 
 from ...errors import ConfigError
 from ...limits import MAX_VIT_GRID
+from ...schema.errors import validate
 from ...schema.registry import register_options
 from ...schema.types import Field, Float, Int, OpenSection, Section
 from .base import Encoder, StagedEncoder
@@ -53,8 +54,8 @@ class TimmOptions(OpenSection):
     """``encoder_options`` of ``timm:MODEL``: keyword arguments of ``timm.create_model`` (plain data)."""
 
 
-MAX_VIT_DEPTH = 64
-MAX_VIT_WIDTH = 8192
+MAX_VIT_DEPTH = 64  # ViT-22B has 48 blocks
+MAX_VIT_WIDTH = 2048  # ViT-G/14 has 1664
 
 
 def vit_options(name: str, patch: int, depth0: int, width0: int, heads0: int) -> type:
@@ -72,7 +73,7 @@ def vit_options(name: str, patch: int, depth0: int, width0: int, heads0: int) ->
         )
         depth: Optional[Int] = Field(None, ge=1, le=MAX_VIT_DEPTH, description=f"blocks (null: {depth0})")
         width: Optional[Int] = Field(None, ge=8, le=MAX_VIT_WIDTH, description=f"token width (null: {width0})")
-        heads: Optional[Int] = Field(None, ge=1, le=256, description=f"attention heads (null: {heads0})")
+        heads: Optional[Int] = Field(None, ge=1, le=64, description=f"attention heads (null: {heads0})")
         mlp_dim: Optional[Int] = Field(
             None, ge=1, le=4 * MAX_VIT_WIDTH, description="MLP hidden size (null: 4 x width)"
         )
@@ -139,6 +140,7 @@ def check_encoder_name(name) -> str:
 def build_encoder(name: str, weights=None, progress: bool = True, **options) -> Encoder:
     """Build the encoder called ``name`` (a key of :data:`ENCODERS`, or ``timm:MODEL``)."""
     check_encoder_name(name)
+    options = validate(encoder_options_model(name), options, "model.encoder_options").model_dump(exclude_unset=True)
     try:
         if name.startswith(TIMM_PREFIX):
             return timm_encoder(name[len(TIMM_PREFIX) :], weights=weights, progress=progress, **options)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ConfigError, WeightsUnavailableError
+from ...errors import WeightsUnavailableError
 from .base import Encoder, load_local_state_dict, load_matching, torchvision_weights
 
 
@@ -33,8 +33,6 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
-        if dim % heads:
-            raise ConfigError(f"model.encoder_options: width {dim} is not divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -127,36 +125,10 @@ class ViTEncoder(Encoder):
         readout: str = "ignore",
         dropout: float = 0.0,
     ):
-        opt = "model.encoder_options"
-        if patch_size not in (8, 16, 32):
-            raise ConfigError(f"{opt}.patch_size: 8, 16 or 32, got {patch_size!r}")
-        for key, value in (
-            ("depth", depth),
-            ("width", width),
-            ("heads", heads),
-            ("mlp_dim", mlp_dim),
-            ("image_size", grid),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(
-                    f"{opt}.{key}: must be a positive integer (and image_size at least the patch size), got {value!r}"
-                )
-        if global_pool not in ("token", "mean"):
-            raise ConfigError(f"{opt}.global_pool: 'token' or 'mean', got {global_pool!r}")
-        if readout not in ("ignore", "add"):
-            raise ConfigError(f"{opt}.readout: 'ignore' or 'add', got {readout!r}")
+        # The values are checked by the encoder's options schema (hydranet.models.encoders.vit_options)
+        # when they come from a config or build_encoder; here they are taken as given.
         out_blocks = tuple(out_blocks) if out_blocks is not None else default_out_blocks(depth)
-        if (
-            len(out_blocks) != 4
-            or not all(isinstance(b, int) and 0 <= b < depth for b in out_blocks)
-            or list(out_blocks) != sorted(out_blocks)
-        ):
-            raise ConfigError(
-                f"{opt}.out_blocks: four non-decreasing block indices in 0..{depth - 1}, got {list(out_blocks)}"
-            )
         channels = tuple(channels) if channels is not None else (width // 8, width // 4, width // 2, width)
-        if len(channels) != 4 or not all(isinstance(c, int) and c > 0 for c in channels):
-            raise ConfigError(f"{opt}.channels: four positive channel counts, got {list(channels)}")
         super().__init__(channels, self.STRIDES, global_channels=width)
         self.patch_size = patch_size
         self.global_pool = global_pool
