@@ -42,6 +42,10 @@ and broadcast from rank 0 (PCGrad draws a random order, Nash-MTL keeps state), s
 applies the update one process would on the global batch. Non-finite per-task gradients
 (an fp16 overflow) skip the aggregation: the plain sum goes through, and the AMP scaler
 sees the overflow and skips the step as usual.
+
+State: the loss-scaling weighting's parameters are in ``state_dict`` (checkpointed); PCGrad's
+random order comes from torch's generator (checkpointed by the trainer); Nash-MTL's warm start
+(its previous weights) is not, so a resumed Nash-MTL run restarts its solver from ones.
 """
 
 from __future__ import annotations
