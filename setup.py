@@ -31,10 +31,13 @@ setup(
         "onnx>=1.15",
         "onnxscript>=0.1",
         "onnxruntime>=1.17",
+        # H.264 MP4 that browsers play. PyAV is BSD-3-Clause; its wheels bundle FFmpeg with
+        # libx264 (GPL): see README "Licences". Hydranet depends on it and does not ship it.
+        "av>=12",
     ],
     extras_require={
-        # H.264 MP4 that browsers play (PyAV's wheels ship FFmpeg with libx264; see README "Licences")
-        "video": ["av>=12"],
+        # kept so that `pip install hydranet[video]` still works: PyAV is now a plain dependency
+        "video": [],
         # `hydranet serve`
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
@@ -42,10 +45,11 @@ setup(
         # gradient-level multi-task methods (loss.weighting: pcgrad, mgda, cagrad, nash_mtl, imtl_g,
         # aligned_mtl, upgrad, dualproj): torchjd with the solvers CAGrad, Nash-MTL and UPGrad use
         "mtl": ["torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1"],
+        # `make docs`: the documentation site
+        "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
         "dev": [
             "pytest>=7",
             "ruff>=0.5",
-            "av>=12",
             "gradio>=5",
             "playwright>=1.40",
             "nbclient>=0.9",
@@ -54,6 +58,9 @@ setup(
             "hypothesis>=6.100",
             "timm>=1.0",
             "torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1",
+            "mkdocs>=1.5",
+            "mkdocs-material>=9",
+            "mkdocstrings[python]>=0.24",
         ],
     },
     entry_points={"console_scripts": ["hydranet=hydranet.cli:main"]},

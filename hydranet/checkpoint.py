@@ -285,11 +285,13 @@ MAX_ABS_WEIGHT = 1e4  # parameters: convolution/linear weights and biases, Batch
 MAX_ABS_BN_STAT = 1e6  # BatchNorm running_mean and running_var
 
 
-def check_plausible_weights(path: PathLike, weights: Mapping[str, torch.Tensor]) -> None:
+def check_plausible_weights(path: PathLike, weights: Mapping[str, torch.Tensor], magnitudes: bool = True) -> None:
     """Refuse weights no trained network holds: a non-finite value, a parameter beyond
     ``MAX_ABS_WEIGHT``, a BatchNorm statistic beyond ``MAX_ABS_BN_STAT``, a negative running
     variance or batch count. For files without a content hash, where a flipped bit would
-    otherwise load and give absurd outputs.
+    otherwise load and give absurd outputs. With ``magnitudes=False`` (hashed files, whose
+    hash an editor can recompute) only finiteness is checked: Hydranet never saves a
+    non-finite weight.
 
     Raises:
         CheckpointError: naming the file, the tensor and the offending value.
@@ -306,6 +308,8 @@ def check_plausible_weights(path: PathLike, weights: Mapping[str, torch.Tensor])
         if not bool(finite.all()):
             bad = t[~finite].reshape(-1)[0].item()
             raise CheckpointError(f"{path}: implausible weights: {name} holds {bad} (damaged file?)")
+        if not magnitudes:
+            continue
         bound = MAX_ABS_BN_STAT if leaf in ("running_mean", "running_var") else MAX_ABS_WEIGHT
         peak = float(t.abs().max())
         if peak > bound:
@@ -365,6 +369,7 @@ def read_checkpoint(path: PathLike) -> dict:
                 f"{path}: content hash mismatch: the config or weights differ from what was "
                 "written (damaged or edited file)"
             )
+        check_plausible_weights(path, weights, magnitudes=False)
     else:  # files written before the hash existed carry none: their CRCs and values are checked
         check_plausible_weights(path, weights)
     return ckpt

@@ -15,6 +15,10 @@
 #   train_amp   200 AMP (fp16, grad scaler) steps of the nyud config on synthetic scenes with nyud's
 #               tasks at 400x400 crops, then validation on 640x480 scenes
 #   torchrun    the same for 50 steps (bf16) launched by torchrun, 1 node, 1 GPU
+#   onnx_cuda   an exported ONNX file through Predictor on onnxruntime's CUDA provider (and TensorRT's,
+#               when onnxruntime-gpu has it): outputs against the PyTorch checkpoint, model FPS
+#   demo_e2e    hydranet bench --e2e --device cuda: the video demo (read + predict + draw + encode),
+#               serial loop against the pipeline, fast path and the CUDA ONNX file, 320x240 and 640x480
 #
 # Environment: PYTHON (default python3), CONFIG (default nyud), DEVICE (default cuda),
 # QUICK=1 (fewer repetitions and steps, to fit a 10-minute slot), LIMIT_<PART> seconds per part
@@ -79,7 +83,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limi
     >"$WORK/nvidia-smi.csv" 2>&1 || true
 part info 120 "$PYTHON" -c "$TORCH_INFO"
 part tests 600 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_fast.py tests/test_inference.py \
-    tests/test_bench_export.py --junitxml "$WORK/tests.xml"
+    tests/test_bench_export.py tests/test_onnx_frontends.py --junitxml "$WORK/tests.xml"
 part bench_b1 600 "$PYTHON" -m hydranet bench --config "$CONFIG" --device "$DEVICE" --size 640x480 --batch 1 \
     --settings "$SETTINGS" --reps "$REPS" --warmup "$WARMUP" --json "$WORK/bench_b1.json"
 part bench_batch 900 "$PYTHON" -m hydranet bench --config "$CONFIG" --device "$DEVICE" --size 640x480 \
@@ -100,6 +104,36 @@ part torchrun 600 "$PYTHON" -m torch.distributed.run --standalone --nnodes=1 --n
     --set "data.val=$VAL_DATA" --set train.amp=bf16 --set "train.workers=$WORKERS" \
     --set "train.val_every=$TORCHRUN_STEPS" --set "train.ckpt_every=$TORCHRUN_STEPS" --set train.plots=false \
     --set train.tensorboard=false
+
+ONNX_CHECK=$(cat <<'EOF'
+import json, sys, numpy as np, onnxruntime as ort, os, torch, hydranet
+from hydranet.inference import Predictor
+from hydranet.inference.export import export_onnx
+work, config = sys.argv[1], sys.argv[2]
+cfg = hydranet.load_config(config); cfg["model"]["encoder_weights"] = None
+torch.manual_seed(0); model = hydranet.build_model(cfg).eval()
+hydranet.save_model(model, f"{work}/onnx_model.pt"); export_onnx(model, f"{work}/onnx_model.onnx", check=False)
+frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+ref = Predictor(f"{work}/onnx_model.pt", device="cuda", fast=False).predict(frame)
+report = {"available_providers": ort.get_available_providers()}
+for name, env in (("cuda", "0"), ("tensorrt", "1")):
+    os.environ["HYDRANET_ORT_TENSORRT"] = env
+    try:
+        p = Predictor(f"{work}/onnx_model.onnx", device="cuda")
+        p.warmup(frame, 5); p.reset_timing()
+        for _ in range(50): got = p.predict(frame)
+        diff = {t: float(np.abs(np.asarray(got[t], np.float64) - ref[t]).max()) for t in ref.keys()
+                if getattr(ref[t], "dtype", None) == np.float32}
+        report[name] = {"providers": p.net.session.get_providers(), "fps": p.fps(), "max_abs_diff": diff,
+                        "segm_agreement": float((got["segm"] == ref["segm"]).mean()) if "segm" in ref else None}
+    except Exception as exc:
+        report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+print(json.dumps(report))
+EOF
+)
+part onnx_cuda 600 "$PYTHON" -c "$ONNX_CHECK" "$WORK" "$CONFIG"
+part demo_e2e 600 "$PYTHON" -m hydranet bench --e2e --config "$CONFIG" --device "$DEVICE" --size 320x240,640x480 \
+    --settings default,onnxruntime --reps 2 --json "$WORK/demo_e2e.json"
 
 # Everything into one JSON (whatever parts produced; a missing or broken file is recorded as such).
 "$PYTHON" - "$WORK" "$OUT" "$CONFIG" "$DEVICE" "$QUICK" <<'EOF'
@@ -140,7 +174,7 @@ def tests_summary():
         return {"unreadable": str(exc)}
 
 results = {"bench_b1": "bench_b1.json", "bench_batch": "bench_batch.json", "bench_train": "bench_train.json",
-           "train_amp": "train_amp.json", "torchrun": "torchrun.json"}
+           "train_amp": "train_amp.json", "torchrun": "torchrun.json", "demo_e2e": "demo_e2e.json"}
 parts = {}
 with open(os.path.join(work, "parts.tsv"), encoding="utf-8") as f:
     for name, status, rc, seconds, command in csv.reader(f, delimiter="\t"):
@@ -149,6 +183,11 @@ with open(os.path.join(work, "parts.tsv"), encoding="utf-8") as f:
             entry["result"] = load(results[name])
         if name == "tests":
             entry["result"] = tests_summary()
+        if name == "onnx_cuda":
+            try:
+                entry["result"] = json.loads((load("onnx_cuda.log") or "").strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                entry["result"] = None
         if status != "ok" or name in ("tests", "torchrun", "train_amp"):
             entry["log_tail"] = tail(name)
         parts[name] = entry

@@ -1,6 +1,7 @@
 """demos/: the video overlay script on a generated clip, and the walkthrough notebook (nbclient)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,4 +100,8 @@ def test_walkthrough_notebook_executes(tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors
     plots = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(plots) == 2  # sigma^2 and the prediction
+    assert len(plots) == 2  # sigma^2, and the prediction beside the ground truth
+    source = "".join(c.source for c in nb.cells)
+    assert "true classes" in source and "true depth (m)" in source  # ground truth shown, not only computed
+    assert re.search(r"took [\d.]+ minutes \(\d+ s", nb.cells[0].source)  # the text states its measured time
+    assert 'WALKTHROUGH_STEPS", 300' in source  # the measured default

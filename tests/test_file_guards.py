@@ -498,3 +498,29 @@ def test_json_limits_module():
 
     assert nesting_depth('{"a": [1, {"b": "[[[["}]}') == 3
     assert nesting_depth("3") == 0
+
+
+def test_hashed_checkpoint_with_a_non_finite_weight(tmp_path, capsys, ckpt):
+    def edit(c):
+        next(v for k, v in c["model"].items() if k.endswith("weight")).view(-1)[0] = float("inf")
+
+    path = _stored(ckpt, edit, rehash=True, path=tmp_path / "inf.pt")  # the hash recomputed, as an editor can
+    err = cli_error(capsys, "summary", "--weights", path)
+    assert str(path) in err and "inf" in err
+
+
+def test_nul_byte_in_a_list_file_names_the_line(tmp_path):
+    from hydranet.errors import DataError
+
+    path = tmp_path / "l.txt"
+    path.write_text("a.png -\nimg.png\x00 - -\n")
+    with pytest.raises(DataError, match=r"l\.txt:2: a NUL byte"):
+        parse_list_file(path)
+
+
+def test_baseline_lacking_a_metric_names_the_file(tmp_path, capsys):
+    run, base = tmp_path / "run.json", tmp_path / "base.json"
+    run.write_text(json.dumps(RUN))
+    base.write_text(json.dumps({"segm": {"pixel_acc": 0.9}, "depth": {"rmse": 0.5}}))
+    err = cli_error(capsys, "compare", run, "--baseline", base)
+    assert str(base) in err and "segm/miou is missing from the baseline" in err

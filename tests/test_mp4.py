@@ -1,4 +1,4 @@
-"""The demo's MP4: H.264 yuv420p through PyAV (plays in browsers), mp4v fallback with a warning."""
+"""The demo's MP4: H.264 yuv420p through PyAV (plays in browsers), mp4v fallback with one line on stderr."""
 
 import sys
 import warnings
@@ -55,12 +55,15 @@ def test_h264_yuv420p_when_pyav_is_installed(tmp_path):
     assert _fourcc(path) == ("h264", 5)  # what OpenCV reads back for an avc1 track
 
 
-def test_fallback_to_mp4v_with_a_warning(tmp_path, monkeypatch):
+def test_fallback_to_mp4v_says_so_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
     assert not mp4.h264_available()
     path = tmp_path / "b.mp4"
-    with pytest.warns(UserWarning, match=r"hydranet\[video\].*mp4v"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a line on stderr, not a Python warning
         assert _write(path, "h264").codec == "mp4v"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hydranet: warning: ") and "pip install av" in err
     code, count = _fourcc(path)
     assert code in ("mp4v", "FMP4") and count == 5  # OpenCV names MPEG-4 Part 2 FMP4 when reading
 
@@ -71,3 +74,37 @@ def test_mp4v_asked_for_gives_no_warning_and_bad_codec_is_refused(tmp_path):
         assert _write(tmp_path / "c.mp4", "mp4v").codec == "mp4v"
     with pytest.raises(ConfigError, match="unknown video codec 'xvid'"):
         mp4.open_video_writer(tmp_path / "d.mp4", 10, (48, 64), "xvid")
+
+
+def test_pyav_is_a_dependency_of_a_plain_install():
+    """H.264 needs no extra: PyAV is in install_requires (setup.py), not only in an extra."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    requires = next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "install_requires")
+    assert any(r.split(">")[0].split("=")[0].strip() == "av" for r in requires)
+
+
+def test_demo_fallback_line_comes_before_the_progress_bar(tmp_path, monkeypatch, capsys):
+    """The missing-encoder line is printed once, before the bar starts, never inside it."""
+    import torch
+    from support import tiny_config
+
+    import hydranet
+    from hydranet.cli import main
+
+    torch.manual_seed(0)
+    tasks = [{"name": "segm", "kind": "segmentation", "classes": 3}, {"name": "depth", "kind": "depth"}]
+    hydranet.save_model(hydranet.build_model(tiny_config(tasks=tasks)), tmp_path / "m.pt")
+    monkeypatch.setitem(sys.modules, "av", None)
+    out = tmp_path / "d.mp4"
+    args = ["demo", "--weights", str(tmp_path / "m.pt"), "--out", str(out), "--max-frames", "3", "--clip-size", "64x48"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    warn = [i for i, line in enumerate(lines) if "warning" in line]
+    bar = [i for i, line in enumerate(lines) if line.startswith("demo:")]
+    assert len(warn) == 1 and lines[warn[0]].startswith("hydranet: warning: no H.264 encoder")
+    assert bar and warn[0] < min(bar)

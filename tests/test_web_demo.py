@@ -8,6 +8,7 @@ Skipped, with the reason, where Gradio, Playwright or a chromium binary is missi
 import functools
 import http.server
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,6 +72,7 @@ def ckpt(tmp_path_factory):
     tasks = [
         {"name": "segm", "kind": "segmentation", "classes": 4},
         {"name": "depth", "kind": "depth", "options": {"max_depth": 10.0}},
+        {"name": "normals", "kind": "normals"},
         {"name": "kind", "kind": "classification", "classes": 3},
     ]
     path = tmp_path_factory.mktemp("web") / "tiny.pt"
@@ -97,8 +99,21 @@ def server(ckpt, tmp_path_factory):
         "GRADIO_TEMP_DIR": str(work / "gradio"),
     }
     log = open(work / "serve.log", "w")
+    (work / "mine").mkdir()  # an image of the user's own, offered as the first example
+    write_png(work / "mine" / "room.png", np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hydranet", "serve", "--weights", str(ckpt), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "hydranet",
+            "serve",
+            "--weights",
+            str(ckpt),
+            "--port",
+            str(port),
+            "--examples",
+            str(work / "mine"),
+        ],
         cwd=work,
         env=env,
         stdout=log,
@@ -127,11 +142,41 @@ def server(ckpt, tmp_path_factory):
         log.close()
 
 
-def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
-    image = tmp_path / "room.png"
-    rng = np.random.default_rng(0)
-    write_png(image, rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    page = browser.new_page()
+# The page's main parts, in reading order; none may overlap another.
+PARTS = ["#input", "#run", "#examples", "#overlay", "#legend", "#depth", "#normals", "#summary"]
+VIEWPORTS = {"desktop": (1280, 800), "phone": (412, 915)}
+BOXES = """(parts) => parts.map(s => {
+    const e = document.querySelector(s);
+    if (!e) return null;
+    const r = e.getBoundingClientRect();
+    return r.width && r.height ? [r.left, r.top, r.right, r.bottom] : null;
+})"""
+# The drawn picture of an <img> (object-fit: contain), and what the browser shows at its corners.
+UNCOVERED = """(sel) => {
+    const img = document.querySelector(sel + ' img');
+    img.scrollIntoView({block: 'center'});
+    const r = img.getBoundingClientRect();
+    const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const w = img.naturalWidth * k, h = img.naturalHeight * k;
+    const x0 = r.left + (r.width - w) / 2, y0 = r.top + (r.height - h) / 2;
+    const corners = [[x0 + 3, y0 + 3], [x0 + w - 3, y0 + 3], [x0 + 3, y0 + h - 3], [x0 + w - 3, y0 + h - 3]];
+    return corners.map(([x, y]) => document.elementFromPoint(x, y) === img);
+}"""
+
+
+def _overlap(a, b):
+    return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+
+
+def _screenshot_dir(tmp_path):
+    folder = Path(os.environ.get("HYDRANET_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_web_demo_layout_and_results_at_desktop_and_phone_width(browser, server, tmp_path):
+    """One server, two viewports: click an example, Run, then check what the page shows and where."""
+    shots = _screenshot_dir(tmp_path)
     outside = []
 
     def offline(route):  # the page must work with no internet: record and refuse anything else
@@ -140,28 +185,73 @@ def test_web_demo_in_a_headless_browser(browser, server, tmp_path):
             return route.abort()
         return route.continue_()
 
-    page.route("**/*", offline)
+    for name, (width, height) in VIEWPORTS.items():
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.route("**/*", offline)
+        try:
+            page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_selector("#run", timeout=60_000)
+            run = page.locator("#run").bounding_box()
+            assert run["y"] >= 0 and run["y"] + run["height"] <= height, f"{name}: Run is below the fold"
+            assert run["x"] >= 0 and run["x"] + run["width"] <= width
+            # desktop: the user's own image (--examples), phone: a built-in synthetic frame
+            assert page.locator("#examples img").count() == 4
+            page.locator("#examples img").nth(0 if name == "desktop" else 1).click()
+            page.wait_for_selector("#input img", timeout=30_000)
+            page.click("#run")
+            page.wait_for_selector("#legend .hn-chip", timeout=60_000)
+            page.wait_for_selector("#normals img", timeout=10_000)  # the model has normals: shown
+            page.wait_for_function("document.querySelector('#summary').innerText.includes('prediction')")
+            page.wait_for_timeout(500)  # images settle
+            page.screenshot(path=str(shots / f"web_{name}.png"))
+
+            legend = page.inner_text("#legend")
+            assert "class 0" in legend or "class 1" in legend  # the tiny model's class names, with swatches
+            assert page.locator("#legend .hn-chip span").count() == page.locator("#legend .hn-chip").count()
+            summary = page.inner_text("#summary")
+            for task in ("segm", "depth", "kind"):
+                assert task in summary
+            assert re.search(r"class \d \(0\.\d\d\)", summary), summary  # a probability, rounded
+            assert not re.search(r"\d\.\d{5,}", summary), summary  # no raw 16-digit floats
+            assert "{" not in summary
+            size = page.evaluate("""() => { const i = document.querySelector('#overlay img');
+                return [i.naturalWidth, i.naturalHeight]; }""")
+            assert size == ([96, 64] if name == "desktop" else [320, 240])
+            for part in ("#depth", "#overlay", "#normals"):  # label and scale: nothing drawn over them
+                assert page.evaluate(UNCOVERED, part) == [True] * 4, f"{name}: something covers {part}"
+
+            boxes = dict(zip(PARTS, page.evaluate(BOXES, PARTS)))
+            assert all(boxes.values()), boxes
+            for i, a in enumerate(PARTS):
+                for b in PARTS[i + 1 :]:
+                    assert not _overlap(boxes[a], boxes[b]), f"{name}: {a} overlaps {b}"
+            lefts = {round(box[0]) for box in boxes.values()}
+            if name == "phone":  # one column: every part starts at the same x, one below the other
+                assert max(lefts) - min(lefts) <= 2, boxes
+            else:  # two columns
+                assert max(lefts) - min(lefts) > width / 3, boxes
+        finally:
+            page.close()
+    assert outside == []
+
+    # Video: the example clip, with progress while it runs
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
         page.goto(server, wait_until="domcontentloaded", timeout=60_000)
-        page.wait_for_selector("#input input[type=file]", state="attached", timeout=60_000)
-        page.set_input_files("#input input[type=file]", str(image))
-        page.wait_for_selector("#input img", timeout=30_000)  # the upload is shown
-        page.click("#run")
-        page.wait_for_selector("#overlay img", timeout=60_000)
-        page.wait_for_selector("#depth img", timeout=10_000)
-        page.wait_for_function(
-            "document.querySelector('#summary') && "
-            "document.querySelector('#summary').innerText.includes('probability')",
-            timeout=10_000,
-        )
-        size = page.evaluate("""async () => {
-            const img = document.querySelector('#overlay img');
-            if (!img.complete) await new Promise(r => img.addEventListener('load', r));
-            return [img.naturalWidth, img.naturalHeight];
-        }""")
-        assert size == [64, 48]
-        assert "segm" in page.inner_text("#summary")
-        assert outside == []
+        page.get_by_role("tab", name="Video").click()
+        page.wait_for_selector("#run_video")
+        page.evaluate("""() => { window.progress = [];
+            new MutationObserver(() => document.querySelectorAll('.progress-text').forEach(
+                e => window.progress.push(e.innerText))).observe(document.body, {subtree: true, childList: true,
+                characterData: true}); }""")
+        page.locator("#video_examples img, #video_examples video, #video_examples button").first.click()
+        page.wait_for_selector("#video_in video", timeout=30_000)
+        page.click("#run_video")
+        page.wait_for_function("document.querySelector('#video_stats').innerText.includes('frames')", timeout=120_000)
+        stats = page.inner_text("#video_stats")
+        assert re.search(r"\d+ frames \(\d+x\d+, h264", stats), stats
+        assert any(re.search(r"\d+/\d+ frame", t) for t in page.evaluate("window.progress"))
+        page.screenshot(path=str(shots / "web_video.png"))
     finally:
         page.close()
 
@@ -262,14 +352,23 @@ def test_cli_startup_does_not_import_gradio():
 def test_predict_image_and_video_handlers(ckpt, tmp_path, one_thread):
     from hydranet.inference import Predictor
     from hydranet.tools.pointcloud import read_ply_header
-    from hydranet.tools.web import model_choices, predict_image, predict_video
+    from hydranet.tools.web import model_choices, predict_image, predict_video, video_markdown
 
     assert model_choices("x.pt")[:2] == ["x.pt", "bundled synthetic model"] and "mtrn-kitti-joint" in model_choices()
     predictor = Predictor(ckpt)
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    overlay, dense, summary, ply = predict_image(predictor, rgb, tmp_path, palette="kitti")
-    assert overlay.shape == (48, 64, 3) and dense.shape[0] == 48 and dense.shape[1] > 64  # map + scale bar
-    assert set(summary) == {"segm", "depth", "kind"}
+    shown = predict_image(predictor, rgb, tmp_path, palette="kitti")
+    ply = shown["ply"]
+    assert shown["overlay"].shape == (48, 64, 3)
+    assert shown["depth"].shape[0] == 48 and shown["depth"].shape[1] > 64  # map + scale bar
+    assert shown["normals"].shape == (48, 64, 3)
+    assert set(shown["summary"]) == {"segm", "depth", "normals", "kind"}
+    ids, names, palette = shown["legend"]
+    for c in ids:  # every class present has a swatch of its exact colour and its name
+        r, g, b = palette[c]
+        assert f"background:rgb({r},{g},{b})" in shown["legend_html"] and names[c] in shown["legend_html"]
+    table = shown["markdown"].splitlines()
+    assert table[0] == "| task | prediction |" and any(line.startswith("| **kind** | class ") for line in table)
     valid = int(np.count_nonzero(np.isfinite(predictor.predict(rgb)["depth"]) & (predictor.predict(rgb)["depth"] > 0)))
     assert read_ply_header(ply)["vertices"] == valid
     import cv2
@@ -281,4 +380,5 @@ def test_predict_image_and_video_handlers(ckpt, tmp_path, one_thread):
     writer.release()
     video, stats = predict_video(predictor, str(clip), tmp_path, max_frames=3, smooth=0.5)
     assert Path(video).is_file() and stats["frames"] == 3 and stats["smooth"] == 0.5
+    assert video_markdown(stats).startswith("**3 frames** (")
     assert predictor.smoother is None  # the shared predictor is left as it was

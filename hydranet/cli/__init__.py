@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 
@@ -36,14 +37,32 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hydranet", description="Hydranet: real-time multi-task dense prediction")
+    """The ``hydranet`` parser; ``parser.commands`` maps each command name to its own parser."""
+    from .. import __version__
+    from .common import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="hydranet", description="Hydranet: real-time multi-task dense prediction", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"hydranet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f".{module_name}", __name__)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
+        parser.commands[name] = p
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag after a command is that command's usage error (``hydranet serve: error``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = parser.commands.get(getattr(args, "command", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 # Arguments naming files a command reads. (``train --config`` is left out: a run folder's own
@@ -52,6 +71,9 @@ INPUT_ARGUMENTS = (
     "weights", "config", "src", "teacher", "list", "input", "images", "calibration", "baseline", "run",
     "train_json", "val_json", "palette",
 )  # fmt: skip
+
+
+FOLDER_INPUTS = ("images", "input")  # arguments that may name a folder whose files are read
 
 
 def input_paths(args) -> list:
@@ -64,6 +86,8 @@ def input_paths(args) -> list:
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, str) and item:
                 paths.append(item)
+                if name in FOLDER_INPUTS and os.path.isdir(item):  # a folder of frames or images
+                    paths += [entry.path for entry in os.scandir(item) if entry.is_file()]
     return paths
 
 
@@ -84,7 +108,7 @@ def _sigterm_as_interrupt():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

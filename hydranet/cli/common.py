@@ -7,6 +7,36 @@ import json
 import re
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with every flag's default shown: ``(default: X)`` is appended unless the
+    help text already states its default or there is none to state (None, False: off)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text.lower() or default is None or default is False or default in (argparse.SUPPRESS, []):
+            return text
+        if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+#: ``--palette`` names, the same in every command (hydranet.visualize.NAMED_PALETTES; a test keeps them equal).
+PALETTE_NAMES = ("nyud", "kitti", "cityscapes", "synthetic")
+DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
+
+
+def add_palette_args(p: argparse.ArgumentParser) -> None:
+    """``--palette`` and ``--cmap``: how segmentation and depth are coloured (predict, demo)."""
+    p.add_argument(
+        "--palette",
+        metavar="NAME|FILE",
+        help=f"segmentation colours: {', '.join(PALETTE_NAMES)}, or a file (.npy or text, one 'R G B' row "
+        "per class) (default: the checkpoint's own colours)",
+    )
+    p.add_argument("--cmap", default="magma", choices=DEPTH_CMAPS, help="depth colour map")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"640x480"`` -> ``(480, 640)`` (height, width), for argparse."""
     from ..config import parse_size as parse
@@ -199,11 +229,15 @@ def add_baseline_args(p: argparse.ArgumentParser, required: bool = False) -> Non
 
 def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
     """Print and return ``{"delta_m", "changes", "baseline"}`` of ``metrics`` against the baseline files."""
+    from ..errors import DataError
     from ..evaluation.delta_m import delta_m, format_delta, load_results, parse_metric_list, relative_changes
 
     base = load_results(baseline)
     chosen = parse_metric_list(metric_list) if metric_list else None
-    changes = relative_changes(metrics, base, chosen)
+    try:
+        changes = relative_changes(metrics, base, chosen)
+    except DataError as exc:  # name the baseline file(s) the comparison was made against
+        raise DataError(f"{', '.join(map(str, baseline))}: {exc}") from None
     value = delta_m(metrics, base, chosen)
     print(format_delta(changes, value))
     return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}

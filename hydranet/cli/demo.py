@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_device_arg,
+    add_palette_args,
     batch_size,
     fraction,
     non_negative_int,
@@ -30,16 +31,27 @@ def add_arguments(p) -> None:
         "--weights",
         help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
         "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
-        "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
-        "synthetic model",
+        "and converted on first use), or an ONNX file written by `hydranet export` (fp32 or "
+        "int8); default: $HYDRANET_WEIGHTS, else the bundled synthetic model",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="run an int8 ONNX file of the checkpoint (onnxruntime, CPU): made once, calibrated on "
+        "this input's own frames, and cached next to the checkpoint (or in the model cache)",
+    )
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="read, predict, draw and encode one frame after another (default: the three overlap in threads)",
     )
     p.add_argument("--out", default="demo_out/demo.mp4", help="output MP4 (default: demo_out/demo.mp4)")
     p.add_argument("--frame-png", help="also save one output frame as PNG (default: frame.png beside --out)")
     add_device_arg(p)
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
-    p.add_argument("--batch", type=batch_size, default=1, help="frames per network call (default 1)")
-    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=batch_size, default=1, help="frames per network call")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (default: all)")
     p.add_argument(
         "--show",
         action="store_true",
@@ -49,7 +61,8 @@ def add_arguments(p) -> None:
         "--size",
         type=parse_size,
         metavar="WxH",
-        help="network input size (frames are resized to it; results are drawn at the frame's size)",
+        help="network input size: frames are resized to it, results are drawn at the frame's size (default: the "
+        "frame's own size)",
     )
     p.add_argument(
         "--fps",
@@ -61,15 +74,8 @@ def add_arguments(p) -> None:
         type=positive_float,
         help="top of the depth colour scale in metres (default: the model's max_depth, else from the first frame)",
     )
-    p.add_argument(
-        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
-    )
+    add_palette_args(p)
     p.add_argument("--alpha", type=fraction, default=0.5, help="opacity of the segmentation over the frame")
-    p.add_argument(
-        "--palette",
-        help="segmentation colours: nyud, kitti, cityscapes, synthetic, voc, or a file "
-        "(.npy or text, one 'R G B' row per class); default: the checkpoint's",
-    )
     p.add_argument(
         "--smooth",
         type=fraction,
@@ -116,7 +122,15 @@ def run(args) -> int:
         writable_file(args.frame_png)
     weights = resolve_weights(args.weights)
     clip_frames = args.clip_frames if args.max_frames is None else min(args.clip_frames, args.max_frames)
-    source = open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
+
+    def opened():
+        return open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
+
+    source = opened()
+    if args.int8:  # the source is opened again for calibration (a camera cannot be opened twice)
+        source.close()
+        weights = _int8_weights(weights, source.key, opened, args, device)
+        source = opened()
     predictor = Predictor(
         weights,
         device=device,
@@ -129,7 +143,7 @@ def run(args) -> int:
     frame_png = Path(args.frame_png) if args.frame_png else Path(args.out).parent / "frame.png"
     print(
         f"demo: {source.name} -> {args.out} (weights {weights}, {predictor.device}, "
-        f"{'fast' if predictor.fast else 'plain'} model, batch {args.batch})"
+        f"{_runs(predictor)}, batch {args.batch}, {'serial loop' if args.serial or args.show else 'pipelined'})"
     )
     stats = run_demo(
         source,
@@ -146,6 +160,7 @@ def run(args) -> int:
         alpha=args.alpha,
         codec=args.codec,
         palette=args.palette,
+        pipeline=not args.serial,
     )
     stats["weights"] = str(weights)
 
@@ -165,3 +180,30 @@ def run(args) -> int:
     )
     write_json(args.json, stats)
     return 0
+
+
+def _runs(predictor) -> str:
+    """How the model runs, for the start line."""
+    if getattr(predictor, "onnx", False):
+        return f"onnxruntime ({predictor.net.quantization or 'fp32'})"
+    return "fast model" if predictor.fast else "plain model"
+
+
+def _int8_weights(weights, key, opened, args, device):
+    """The cached int8 file of ``weights`` for this input, made now (calibrated on its frames) if new."""
+    from ..errors import ConfigError
+    from ..inference.int8_cache import DEFAULT_CALIBRATION_FRAMES, int8_file
+    from ..tools.video import sample_frames
+
+    if device.type != "cpu":
+        raise ConfigError("--int8 runs on the CPU (onnxruntime's int8 kernels); drop --device or --int8")
+    if args.half:
+        raise ConfigError("--int8 and --half: choose one")
+
+    def frames():
+        with opened() as calibration_source:
+            limit = args.max_frames or 512
+            return sample_frames(calibration_source, DEFAULT_CALIBRATION_FRAMES, limit=min(limit, 512))
+
+    path, _ = int8_file(weights, key, frames, size=args.size)
+    return path

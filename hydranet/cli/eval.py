@@ -33,12 +33,14 @@ def add_arguments(p) -> None:
         metavar="KEY=VALUE",
         help="override a value of data.val (the checkpoint fixes the rest), e.g. --set data.val.num_samples=50",
     )
-    p.add_argument("--batch-size", type=batch_size, default=8)
-    p.add_argument("--workers", type=non_negative_int, default=0)
+    p.add_argument(
+        "--batch", "--batch-size", dest="batch_size", type=batch_size, default=8, help="images per network call"
+    )
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data loader worker processes (0: this one)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
     add_device_arg(p)
     p.add_argument("--json", help="write the results as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_baseline_args(p)
 
 

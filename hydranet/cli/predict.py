@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .common import add_device_arg, finite_float, parse_size, positive_float, resolve_device, write_json
+from .common import (
+    add_device_arg,
+    add_palette_args,
+    finite_float,
+    parse_size,
+    positive_float,
+    resolve_device,
+    write_json,
+)
 
 HELP = "predict images: colour segmentation, depth (colour + raw), normals, figure, point cloud, image-level JSON"
 
@@ -13,8 +21,14 @@ def add_arguments(p) -> None:
         "--weights",
         help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
         "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
-        "and converted on first use); default: $HYDRANET_WEIGHTS, else the bundled "
-        "synthetic model",
+        "and converted on first use), or an ONNX file written by `hydranet export` (fp32 or "
+        "int8); default: $HYDRANET_WEIGHTS, else the bundled synthetic model",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="run an int8 ONNX file of the checkpoint (onnxruntime, CPU): made once, calibrated on "
+        "these images, and cached next to the checkpoint (or in the model cache)",
     )
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     add_device_arg(p)
@@ -24,7 +38,8 @@ def add_arguments(p) -> None:
         "--size",
         type=parse_size,
         metavar="WxH",
-        help="resize images to this network input size (results come back at full resolution)",
+        help="resize images to this network input size; results come back at full resolution (default: each "
+        "image's own size)",
     )
     p.add_argument(
         "--depth-format",
@@ -37,14 +52,7 @@ def add_arguments(p) -> None:
         type=positive_float,
         help="top of the depth colour scale in metres (default: the model's max_depth, else per image)",
     )
-    p.add_argument(
-        "--cmap", default="magma", choices=("magma", "turbo", "plasma", "inferno", "viridis"), help="depth colour map"
-    )
-    p.add_argument(
-        "--palette",
-        help="segmentation colours: nyud, kitti, cityscapes, synthetic, or a file (.npy or "
-        "text, one 'R G B' row per class); default: the checkpoint's",
-    )
+    add_palette_args(p)
     ply = p.add_argument_group("point cloud (from the first depth task)")
     ply.add_argument(
         "--ply",
@@ -81,8 +89,11 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     writable_dir(args.out)
+    weights = resolve_weights(args.weights)
+    if args.int8:
+        weights = _int8_weights(weights, args, device)
     predictor = Predictor(
-        resolve_weights(args.weights),
+        weights,
         device=device,
         half=args.half,
         fast=not args.plain,
@@ -109,3 +120,24 @@ def run(args) -> int:
     )
     write_json(args.json, results)
     return 0
+
+
+def _int8_weights(weights, args, device):
+    """The cached int8 file of ``weights`` calibrated on these images (made now if new)."""
+    from ..data.io import read_image
+    from ..errors import ConfigError
+    from ..inference.int8_cache import DEFAULT_CALIBRATION_FRAMES, int8_file, spread
+    from ..tools.predict import collect_images
+
+    if device.type != "cpu":
+        raise ConfigError("--int8 runs on the CPU (onnxruntime's int8 kernels); drop --device or --int8")
+    if args.half:
+        raise ConfigError("--int8 and --half: choose one")
+    files = collect_images(args.images)
+    key = "images " + repr(sorted((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+    def frames():
+        return [read_image(p) for p in spread(files, DEFAULT_CALIBRATION_FRAMES)]
+
+    path, _ = int8_file(weights, key, frames, size=args.size)
+    return path

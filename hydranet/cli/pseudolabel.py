@@ -8,7 +8,14 @@ HELP = "fill missing segmentation/depth/normals labels of a list file with a tea
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--teacher", required=True, help="the teacher checkpoint (Hydranet format)")
+    p.add_argument(
+        "--weights",
+        "--teacher",
+        dest="weights",
+        required=True,
+        help="the teacher: a Hydranet checkpoint, a known model name or an ONNX file written by `hydranet "
+        "export` (--teacher is the older name)",
+    )
     p.add_argument("--list", required=True, help="the list file whose missing labels to fill")
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
@@ -18,17 +25,19 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--confidence",
         type=fraction,
-        help="segmentation: leave pixels below this softmax probability unlabelled (0 to 1)",
+        help="segmentation: leave pixels below this softmax probability unlabelled, 0 to 1 (default: none, "
+        "every pixel gets the teacher's class)",
     )
     add_device_arg(p)
     p.add_argument("--json", help="write the report as JSON")
 
 
 def run(args) -> int:
+    from ..inference import resolve_weights
     from ..tools.pseudolabel import pseudolabel
 
     report = pseudolabel(
-        args.teacher,
+        resolve_weights(args.weights),
         args.list,
         args.out,
         root=args.root,

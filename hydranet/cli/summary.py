@@ -10,7 +10,7 @@ HELP = "parameters, multiply-adds and output shapes of a model"
 def add_arguments(p) -> None:
     add_model_args(p, default_config="nyud")
     p.add_argument("--size", type=parse_size, default=(480, 640), help="input WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--batch", type=batch_size, default=1)
+    p.add_argument("--batch", "--batch-size", dest="batch", type=batch_size, default=1, help="batch size")
     p.add_argument("--json", help="write the summary as JSON")
 
 

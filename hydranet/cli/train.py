@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from .common import add_device_arg, positive_int, write_json
 
+DEFAULT_OUT = "runs/train"
 HELP = "train a model (default: the built-in synthetic scene set, no download needed)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--config", help="config YAML or a shipped name (default: synthetic)")
-    p.add_argument("--out", default="runs/train", help="run folder (last.pt, best.pt, logs, plots)")
-    p.add_argument("--steps", type=positive_int, help="optimiser steps (overrides train.steps)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"run folder: last.pt, best.pt, logs, plots (default: {DEFAULT_OUT}, said on the first line)",
+    )
+    p.add_argument("--steps", type=positive_int, help="optimiser steps (default: the config's train.steps)")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -34,24 +39,50 @@ def add_arguments(p) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
     )
-    p.add_argument("--encoder-weights", help="local encoder weights file (offline ImageNet weights)")
+    p.add_argument(
+        "--encoder-weights",
+        help="local encoder weights file, offline ImageNet weights (default: the config's model.encoder_weights)",
+    )
     p.add_argument(
         "--weighting",
         help="uncertainty | fixed | equal | gradnorm | dwa | famo | rlw, or a gradient method: pcgrad | mgda | "
-        "cagrad | nash_mtl | imtl_g | aligned_mtl | upgrad | dualproj (docs/training.md)",
+        "cagrad | nash_mtl | imtl_g | aligned_mtl | upgrad | dualproj (docs/training.md; default: the config's "
+        "loss.weighting)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    legacy = p.add_argument_group("flags of the classic uncertainty-weighting JSON trainer")
-    legacy.add_argument("--train_json", help="JSON records of image-level targets (infers the tasks)")
-    legacy.add_argument("--val_json", help="JSON records for validation")
-    legacy.add_argument(
-        "--use_uncertainty_weighting", metavar="BOOL", help="true: uncertainty weighting; false: equal weights"
+    legacy = p.add_argument_group(
+        "flags of the classic uncertainty-weighting JSON trainer (their underscore spellings, e.g. --train_json, "
+        "are accepted too)"
     )
     legacy.add_argument(
-        "--gradient_normalization", metavar="BOOL", help="true: clip each head's gradient to max norm 1.0"
+        "--train-json",
+        "--train_json",
+        dest="train_json",
+        help="JSON records of image-level targets; infers the tasks (default: the config's data)",
     )
     legacy.add_argument(
-        "--initial_log_vars", metavar="S1,S2,...", help="initial log sigma^2 per task, in task order, e.g. 0,0,0,0"
+        "--val-json", "--val_json", dest="val_json", help="JSON records for validation (default: the config's data)"
+    )
+    legacy.add_argument(
+        "--use-uncertainty-weighting",
+        "--use_uncertainty_weighting",
+        dest="use_uncertainty_weighting",
+        metavar="BOOL",
+        help="true: uncertainty weighting; false: equal weights (default: the config's loss.weighting)",
+    )
+    legacy.add_argument(
+        "--gradient-normalization",
+        "--gradient_normalization",
+        dest="gradient_normalization",
+        metavar="BOOL",
+        help="true: clip each head's gradient to max norm 1.0 (default: the config's loss.gradient_normalization)",
+    )
+    legacy.add_argument(
+        "--initial-log-vars",
+        "--initial_log_vars",
+        dest="initial_log_vars",
+        metavar="S1,S2,...",
+        help="initial log sigma^2 per task, in task order, e.g. 0,0,0,0 (default: 0 for every task)",
     )
 
 
@@ -104,6 +135,9 @@ def run(args) -> int:
 
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes applies to --resume")
+    if args.out is None:
+        args.out = DEFAULT_OUT
+        print(f"hydranet train: no --out given; the run is written to {DEFAULT_OUT}/", flush=True)
     summary = train(
         build_run_config(args),
         args.out,

@@ -136,6 +136,14 @@ def _labelled(dataset) -> Optional[set]:
     return dataset.labelled_tasks() if hasattr(dataset, "labelled_tasks") else None
 
 
+def dataset_source(dataset) -> str:
+    """`` (FILE, ...)``: the list or JSON file(s) a data set reads, for errors; empty for others."""
+    members = [m.dataset for m in getattr(dataset, "members", [])] or [dataset]
+    sources = [str(getattr(d, "list_file", None) or getattr(d, "json_file", "")) for d in members]
+    source = ", ".join(s for s in sources if s)
+    return f" ({source})" if source else ""
+
+
 def require_labels(dataset, where: str) -> None:
     """Refuse a training set in which no task has a single label (training it would be a no-op).
 
@@ -145,12 +153,9 @@ def require_labels(dataset, where: str) -> None:
     labelled = _labelled(dataset)
     if labelled is None or labelled:
         return
-    members = [m.dataset for m in getattr(dataset, "members", [])] or [dataset]
-    sources = [str(getattr(d, "list_file", None) or getattr(d, "json_file", "")) for d in members]
-    source = ", ".join(s for s in sources if s)
     tasks = dataset.tasks.values() if isinstance(dataset.tasks, Mapping) else dataset.tasks
     names = ", ".join(t.name for t in tasks)
     raise DataError(
-        f"{where}{f' ({source})' if source else ''}: no configured task ({names}) has a label in any of "
+        f"{where}{dataset_source(dataset)}: no configured task ({names}) has a label in any of "
         f"its {len(dataset)} samples; check the column or field names"
     )

@@ -52,6 +52,8 @@ def parse_list_file(path: Union[str, Path], columns: Optional[Sequence[str]] = N
     names = list(columns) if columns else None
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
+        if "\x00" in line:
+            raise DataError(f"{path}:{lineno}: a NUL byte in the line (a binary file, not a list file?)")
         line = line.strip()
         if not line:
             continue

@@ -164,7 +164,8 @@ def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
     """An onnxruntime session with all graph optimisations and ``threads`` intra-op threads.
 
     ``threads`` defaults to ``torch.get_num_threads()`` (the cores PyTorch uses). On a CUDA
-    device the CUDA execution provider is used, and a clear error is raised without it.
+    device the CUDA execution provider is used, and a clear error is raised without it;
+    ``HYDRANET_ORT_TENSORRT=1`` puts the TensorRT provider in front of it.
     """
     import onnxruntime as ort
 
@@ -180,6 +181,10 @@ def onnx_session(path, device: str = "cpu", threads: Optional[int] = None):
             raise ConfigError("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu)")
         index = torch.device(device).index or 0
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        if os.environ.get("HYDRANET_ORT_TENSORRT") == "1":  # opt-in: engines are built per input shape
+            if "TensorrtExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError("HYDRANET_ORT_TENSORRT=1: onnxruntime has no TensorRT execution provider here")
+            providers.insert(0, ("TensorrtExecutionProvider", {"device_id": index}))
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
@@ -289,18 +294,23 @@ def export_onnx(
                 2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
                 3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192),
             }
-            program = torch.onnx.export(
-                TaskTuple(net),
-                (example,),
-                None,
-                input_names=["image"],
-                output_names=names,
-                opset_version=int(opset),
-                dynamo=True,
-                dynamic_shapes=None if static else {"image": dims},
-                external_data=False,
-                verbose=False,
-            )
+            try:
+                program = torch.onnx.export(
+                    TaskTuple(net),
+                    (example,),
+                    None,
+                    input_names=["image"],
+                    output_names=names,
+                    opset_version=int(opset),
+                    dynamo=True,
+                    dynamic_shapes=None if static else {"image": dims},
+                    external_data=False,
+                    verbose=False,
+                )
+            except Exception as exc:  # torch.export's errors have several types
+                if static:
+                    raise
+                raise ConfigError(_static_only(model, h, w, str(exc).strip().splitlines()[0])) from exc
             program.save(str(tmp), external_data=False)
         else:
             # The torch.export-based exporter cannot convert its graph down to 17; the
@@ -318,6 +328,8 @@ def export_onnx(
                 dynamic_axes=None if static else axes,
             )
         _write_metadata(tmp, model)
+        if not static and not _has_dynamic_size(tmp):
+            raise ConfigError(_static_only(model, h, w, "the exporter fixed the input's batch or size"))
         os.replace(tmp, path)
     _check_graph(path, names)
     report = {
@@ -362,6 +374,23 @@ def _file_opset(path) -> int:
 
     model = onnx.load(str(path), load_external_data=False)
     return max(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _static_only(model: nn.Module, h: int, w: int, reason: str) -> str:
+    """The error for a model that exports at one size only, naming the flag that does that."""
+    encoder = ((getattr(model, "config", None) or {}).get("model") or {}).get("encoder", "this model")
+    return (
+        f"{encoder} does not export to ONNX with a dynamic input size ({reason}); export it at one size "
+        f"with --static --size {w}x{h} (Python: export_onnx(..., static=True))"
+    )
+
+
+def _has_dynamic_size(path) -> bool:
+    """True when the file's input ``image`` has a symbolic batch, height and width."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) == 4 and all(not dims[i].HasField("dim_value") for i in (0, 2, 3))
 
 
 def _check_graph(path, names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
     from hydranet.inference import Predictor
     predictor = Predictor("model.pt")                # or a HydraNet; device="cuda", half=True
+    predictor = Predictor("model.int8.onnx")         # or an ONNX file written by `hydranet export`
     pred = predictor.predict(rgb)                    # rgb: uint8 H x W x 3, RGB order
     pred["segm"]      # H x W class ids (uint8; int32 above 255 classes)
     pred["depth"]     # H x W float32 metres (absolute value of the head's output)
@@ -14,6 +15,11 @@ Pre-processing: optional resize of the frame to ``size`` (h, w), ImageNet normal
 optional zero padding (after normalisation: the mean colour) to a multiple of ``pad_to``.
 Dense outputs are cropped back and resized to the frame's own size (bilinear on logits and
 values, before the argmax), so every dense result is at full frame resolution.
+
+ONNX files (fp32 or int8, written by ``hydranet export``; the config is in their metadata)
+run in onnxruntime (:class:`hydranet.inference.onnx_model.OnnxModel`) through the same pre- and
+post-processing: an fp32 file gives the checkpoint's results within 1e-4 relative (the
+export check), an int8 file those of its calibration (see docs/inference.md for the accuracy).
 
 Timing (warmed up and synchronised, pre/post-processing said): ``model`` time covers the network alone
 (input already on the device; CUDA synchronised before and after), ``end_to_end`` covers
@@ -119,13 +125,15 @@ class Predictor:
 
     Args:
         model_or_checkpoint_path: a checkpoint file of the project's format (the model is
-            rebuilt from its config), a ``HydraNet``, or a model already made by
+            rebuilt from its config), an ONNX file written by ``hydranet export`` (fp32 or
+            int8; run by onnxruntime), a ``HydraNet``, an
+            :class:`~hydranet.inference.onnx_model.OnnxModel`, or a model already made by
             :func:`hydranet.inference.fast.optimize_for_inference`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
         half: fp16 weights and activations (CUDA only; a ConfigError on CPU). Results are
             returned in float32 either way.
         fast: run the model through :func:`hydranet.inference.fast.optimize_for_inference` (exact in
-            fp32); ``False`` runs the plain model.
+            fp32); ``False`` runs the plain model. (An ONNX file runs as it is.)
         size: ``(h, w)`` to resize every frame to before the network (None: the frame's own size).
         pad_to: pad the network input to a multiple of this stride (off by default: the
             model takes any size); outputs are cropped back.
@@ -170,18 +178,35 @@ class Predictor:
         self.pad_to = int(pad_to) if pad_to else None
         self.checkpoint: Optional[Path] = None
 
+        from .onnx_model import OnnxModel, is_onnx_file
+
         model = model_or_checkpoint_path
         if isinstance(model, (str, Path)):
-            from ..checkpoint import load_model
-
             self.checkpoint = Path(model)
-            model = load_model(model, device="cpu")
-        if not isinstance(model, torch.nn.Module) or not hasattr(model, "tasks"):
-            raise ConfigError(f"Predictor needs a checkpoint path or a Hydranet model, got {type(model).__name__}")
+            if is_onnx_file(model):
+                if half:
+                    raise ConfigError(f"{model}: an ONNX file runs in the precision it was exported in (drop --half)")
+                model = OnnxModel(model, device=str(device))
+            else:
+                from ..checkpoint import load_model
+
+                model = load_model(model, device="cpu")
+        if not isinstance(model, (torch.nn.Module, OnnxModel)) or not hasattr(model, "tasks"):
+            raise ConfigError(
+                f"Predictor needs a checkpoint or ONNX path or a Hydranet model, got {type(model).__name__}"
+            )
 
         from .fast import FastModel, optimize_for_inference
 
-        if isinstance(model, FastModel):
+        self.onnx = isinstance(model, OnnxModel)
+        if self.onnx:
+            self.fast = False
+            self.net = model
+            if tune_allocator and device.type == "cpu":
+                from .fast import tune_cpu_allocator
+
+                tune_cpu_allocator()
+        elif isinstance(model, FastModel):
             self.fast = True
             self.net = model
             self.device = model.device
@@ -257,7 +282,7 @@ class Predictor:
         return processing.preprocess(frames, self.device, self.size, self.normalization, self.pad_to)
 
     def _run_model(self, x: torch.Tensor) -> dict:
-        if self.fast:
+        if self.fast or self.onnx:
             return self.net(x)
         with torch.inference_mode():
             out = self.net(x.to(self.device, self.dtype))
@@ -312,7 +337,7 @@ class Predictor:
         return [Prediction(outputs=r, tasks=dict(self.task_map), size=frame_size, timing=dict(timing)) for r in results]
 
     def __repr__(self) -> str:
-        src = f"checkpoint={str(self.checkpoint)!r}, " if self.checkpoint else ""
+        src = f"{'onnx' if self.onnx else 'checkpoint'}={str(self.checkpoint)!r}, " if self.checkpoint else ""
         return (
             f"Predictor({src}tasks={self.task_names}, device={self.device}, "
             f"dtype={str(self.dtype).replace('torch.', '')}, fast={self.fast}, size={self.size}"

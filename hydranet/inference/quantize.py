@@ -136,6 +136,7 @@ def quantize_onnx(
     per_channel: bool = True,
     preprocess: bool = True,
     activation: str = "uint8",
+    metadata: Optional[dict] = None,
 ) -> dict:
     """Quantise the fp32 ONNX file ``src`` into ``dst`` (QDQ, calibrated on ``batches``).
 
@@ -146,6 +147,7 @@ def quantize_onnx(
         per_channel: one weight scale per output channel (else one per tensor).
         preprocess: run onnxruntime's quantisation pre-processing first.
         activation: ``uint8`` (x86 u8s8 kernels) or ``int8``.
+        metadata: more ``{key: text}`` metadata entries to write into the file.
 
     Returns:
         ``{"path", "format", "int8", "calibration_frames", "preprocessed", "per_channel", "activation"}``.
@@ -192,6 +194,9 @@ def quantize_onnx(
             "hydranet_quantization",
             "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
         )
+        for key, value in (metadata or {}).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
         stamp_hash(model)  # the fp32 file's hash was copied above: this one covers the int8 tensors
         tmp_dst = dst.with_name(f".{dst.name}.tmp")
         with _removed_on_failure(tmp_dst, dst):

@@ -145,7 +145,7 @@ def markdown() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the schema (`python -m hydranet.schema.reference > docs/config_reference.md`);",
+        "Generated from the schema by `python scripts/config_reference.py` (a test checks it is up to date);",
         "the same models validate every config, so this page cannot drift from the code.",
         "Unknown keys are errors. Numbers must be finite; numeric text such as `1e-3` is read as a",
         f"number. Image sizes are limited to {DEFAULT_MAX_PIXELS:,} pixels per image and {BATCH_PIXELS_FACTOR} x",

@@ -8,7 +8,7 @@ declared by the plug-in next to its code and registered with it; see
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -94,12 +94,21 @@ class TrainSection(Section):
     warmup_steps: Int = Field(0, ge=0, description="linear warm-up steps")
     accumulate: Int = Field(1, ge=1, description="micro-batches per optimiser step")
     amp: Literal["none", "fp16", "bf16"] = Field("none", description="mixed precision (CUDA only)")
-    channels_last: Bool = Field(False, description="NHWC weights and inputs")
+    channels_last: Union[Bool, Literal["auto", "decoder"]] = Field(
+        "auto",
+        description="NHWC memory layout: true (the whole model and its inputs), decoder (the decoder and heads; "
+        "the encoder and its BatchNorm layers stay NCHW), false, or auto: decoder on CPU (about 2x faster steps, "
+        "gradients as exact as NCHW; see docs/benchmarks.md), false on CUDA",
+    )
     compile: Bool = Field(False, description="torch.compile the training forward")
     max_grad_norm: Optional[Float] = Field(None, gt=0, description="global gradient clipping (null: none)")
     val_every: Int = Field(500, ge=1, description="steps between validations (and best.pt updates)")
     ckpt_every: Int = Field(500, ge=1, description="steps between last.pt writes (also written at the end)")
-    log_every: Int = Field(10, ge=1, description="steps between log lines")
+    log_every: Int = Field(
+        1,
+        ge=1,
+        description="steps between step records in log.jsonl and steps.csv (1: every step; first and last always kept)",
+    )
     monitor: Str = Field("loss", description="'loss' (validation loss, lower is better) or 'task/metric'")
     on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss: stop the run or skip the step")
     max_skipped: Float = Field(

@@ -30,6 +30,15 @@ from ..schema import Field, Float, Section, validate
 PathLike = Union[str, Path]
 
 
+def _load_teacher(teacher: PathLike, device):
+    """A checkpoint, or an ONNX file written by ``hydranet export`` (run by onnxruntime)."""
+    from ..inference.onnx_model import is_onnx_file, load_onnx_model
+
+    if is_onnx_file(teacher):
+        return load_onnx_model(teacher, device=str(device))
+    return load_model(teacher, device=device)
+
+
 class PseudolabelSettings(Section):
     """The numeric settings of :func:`pseudolabel` (``--depth-scale``, ``--confidence``)."""
 
@@ -52,6 +61,8 @@ def pseudolabel(
 ) -> dict:
     """Fill the missing dense labels of ``list_file`` with ``teacher``'s predictions.
 
+    ``teacher``: a checkpoint, or an ONNX file written by ``hydranet export`` (fp32 or int8).
+
     Every dense task kind that can be filled (its ``fillable``: segmentation, depth, normals)
     is a column of the list file, named after the kind. Writes the label PNGs under
     ``out_dir/<kind>/`` and a completed list file ``out_dir/<list name>`` (header
@@ -67,7 +78,7 @@ def pseudolabel(
     depth_scale, confidence = settings.depth_scale, settings.confidence
     header, rows = parse_list_file(list_file)
     writable_dir(out_dir)
-    model = load_model(teacher, device=device)
+    model = _load_teacher(teacher, device)
     columns_order = tuple(name for name, kind in KINDS.items() if kind.fillable)
     by_kind = {t.kind: t for t in model.tasks if t.task_kind.fillable}
     if not by_kind:

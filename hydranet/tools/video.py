@@ -21,6 +21,10 @@ Three rates are measured after a warm-up (CUDA synchronised; what each includes 
 network + post-processing) and ``end_to_end_fps`` (everything per frame: reading/decoding,
 inference, drawing and encoding the MP4). The FPS drawn on each frame is the running
 end-to-end rate and the running model-only rate.
+
+By default the three kinds of work overlap (:func:`run_demo` ``pipeline=True``): a reader
+thread decodes, the calling thread predicts, a writer thread draws and encodes, joined by
+bounded queues that keep the frames in order.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 
 from ..data.io import write_png
 from ..errors import ConfigError, DataError
-from .mp4 import open_video_writer
+from .mp4 import open_video_writer, resolve_codec
 
 __all__ = [
     "FrameSource",
@@ -44,6 +48,8 @@ __all__ = [
     "FolderSource",
     "SyntheticSource",
     "open_source",
+    "sample_frames",
+    "stamp_text",
     "DemoRenderer",
     "run_demo",
     "check_display",
@@ -72,6 +78,11 @@ class FrameSource:
 
     def close(self) -> None:
         pass
+
+    @property
+    def key(self) -> str:
+        """What identifies this input's frames (part of the ``--int8`` cache key)."""
+        return f"{self.kind} {self.name}"
 
     def __enter__(self):
         return self
@@ -141,6 +152,12 @@ class VideoSource(_CaptureSource):
             raise DataError(f"{path}: no frame could be decoded (empty or corrupt video)")
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
+        stat = path.stat()
+        self._key = f"video {path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+
+    @property
+    def key(self) -> str:
+        return self._key
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._first is not None:
@@ -182,6 +199,11 @@ class FolderSource(FrameSource):
         self.name = str(folder)
         self.fps = float(fps)
         self.frame_count = len(self.files)
+
+    @property
+    def key(self) -> str:
+        stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
+        return f"folder {Path(self.name).resolve()} {stats}"
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import cv2
@@ -225,6 +247,20 @@ class SyntheticSource(FrameSource):
 
         for rgb, _depth, _labels in render_clip(self.num_frames, self.size, self.seed):
             yield rgb
+
+
+def sample_frames(source: FrameSource, count: int, limit: int = 512) -> list[np.ndarray]:
+    """Up to ``count`` frames spread over the first ``limit`` frames of ``source`` (for int8
+    calibration), evenly spaced when the length is known, else the first ``count``."""
+    known = min(source.frame_count or count, limit)
+    wanted = set(np.linspace(0, known - 1, min(count, known)).round().astype(int).tolist())
+    frames = []
+    for i, frame in enumerate(source):
+        if i >= known:
+            break
+        if i in wanted:
+            frames.append(frame)
+    return frames
 
 
 def open_source(
@@ -369,6 +405,175 @@ def _rate(frames: int, seconds: float) -> Optional[float]:
     return frames / seconds if seconds > 0 and frames else None
 
 
+def stamp_text(end_to_end_fps: Optional[float], model_fps: Optional[float]) -> str:
+    """The rates drawn on each frame: the running end-to-end rate and the model-only rate."""
+    e2e = f"{end_to_end_fps:.1f} FPS" if end_to_end_fps else "-- FPS"
+    return e2e + (f" | model {model_fps:.1f}" if model_fps else "")
+
+
+class _Output:
+    """Draws, encodes (and shows) the output frames in order; counts them and keeps the PNG frame."""
+
+    def __init__(self, out: Path, fps: float, codec: str, png_index: int, show: bool):
+        self.out, self.fps, self.codec, self.png_index, self.show = out, fps, codec, png_index, show
+        self.renderer: Optional[DemoRenderer] = None
+        self.writer = None
+        self.saved: Optional[np.ndarray] = None
+        self.frames = 0
+        self.t_start: Optional[float] = None
+        self.stopped = False  # q or Esc in the window
+
+    def write(self, frame: np.ndarray, pred, model_fps: Optional[float]) -> None:
+        e2e = _rate(self.frames, time.perf_counter() - self.t_start) if self.t_start is not None else None
+        canvas = self.renderer.render(frame, pred, stamp_text(e2e, model_fps))
+        if self.writer is None:
+            self.writer = open_video_writer(self.out, self.fps, canvas.shape[:2], self.codec)
+        self.writer.write(canvas)
+        if self.frames == self.png_index or self.saved is None:
+            self.saved = canvas
+        self.frames += 1
+        if self.show:
+            import cv2
+
+            cv2.imshow("hydranet", canvas[..., ::-1])
+            if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                self.stopped = True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _predict_chunk(predictor, renderer: DemoRenderer, chunk: list) -> list:
+    """Predictions for a chunk; a frame of another size than the first (a video changing size
+    mid-stream) is resized to it and predicted alone."""
+    import cv2
+
+    preds = predictor.predict_batch(chunk)
+    for i, frame in enumerate(chunk):
+        if frame.shape[:2] != (renderer.h, renderer.w):
+            chunk[i] = cv2.resize(frame, (renderer.w, renderer.h), interpolation=cv2.INTER_AREA)
+            preds[i] = predictor.predict(chunk[i])
+    return preds
+
+
+_END = object()  # end of a stream between the pipeline's stages
+
+
+class _Failed:
+    """An exception raised in a stage's thread, handed on to the main thread."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _put(q, item, stop) -> bool:
+    """Put ``item`` unless ``stop`` is set first (a full queue never blocks a stopping stage)."""
+    import queue
+
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _get(q):
+    import queue
+
+    while True:  # a short timeout keeps the main thread responsive to Ctrl-C
+        try:
+            return q.get(timeout=0.05)
+        except queue.Empty:
+            pass
+
+
+def _serial_loop(chunks, predictor, output: _Output, start, bar) -> None:
+    """Read, predict, draw and encode one chunk after another on this thread."""
+    for chunk in chunks:
+        if output.renderer is None:
+            start(chunk)
+        preds = _predict_chunk(predictor, output.renderer, chunk)
+        model_fps = predictor.fps()["model_fps"]
+        for frame, pred in zip(chunk, preds):
+            output.write(frame, pred, model_fps)
+            if output.stopped:
+                break
+        if bar is not None:
+            bar.update(len(chunk))
+        if output.stopped:
+            break
+
+
+def _pipelined_loop(chunks, predictor, output: _Output, start, bar, depth: int = 4) -> None:
+    """Three stages overlapping: a reader thread decodes, this thread predicts, a writer thread
+    draws and encodes. Bounded FIFO queues (``depth`` chunks) keep the order and the memory.
+
+    Ctrl-C (KeyboardInterrupt here) or an error in any stage stops the reader; the frames
+    already predicted are still drawn and written, then the exception is raised here.
+    """
+    import queue
+    import threading
+
+    stop = threading.Event()
+    inbox: queue.Queue = queue.Queue(maxsize=depth)
+    outbox: queue.Queue = queue.Queue(maxsize=depth)
+    failures: list = []
+
+    def read():
+        try:
+            for chunk in chunks:
+                if not _put(inbox, chunk, stop):
+                    return
+            _put(inbox, _END, stop)
+        except BaseException as exc:  # KeyboardInterrupt from a source too: handed to the main thread
+            _put(inbox, _Failed(exc), stop)
+
+    def write():
+        try:
+            while True:
+                item = _get(outbox)
+                if item is _END:
+                    return
+                chunk, preds, model_fps = item
+                for frame, pred in zip(chunk, preds):
+                    output.write(frame, pred, model_fps)
+                if bar is not None:
+                    bar.update(len(chunk))
+        except BaseException as exc:
+            failures.append(exc)
+            stop.set()
+            while _get(outbox) is not _END:  # let the main thread finish its puts
+                pass
+
+    reader = threading.Thread(target=read, name="hydranet-demo-read", daemon=True)
+    writer = threading.Thread(target=write, name="hydranet-demo-write", daemon=True)
+    reader.start()
+    try:
+        while not stop.is_set():
+            item = _get(inbox)
+            if item is _END:
+                break
+            if isinstance(item, _Failed):
+                raise item.exc
+            if output.renderer is None:
+                start(item)
+                writer.start()
+            preds = _predict_chunk(predictor, output.renderer, item)
+            if not _put(outbox, (item, preds, predictor.fps()["model_fps"]), stop):
+                break
+    finally:
+        stop.set()  # the reader stops; the writer drains what was predicted
+        if writer.is_alive() or writer.ident is not None:
+            outbox.put(_END)
+            writer.join()
+        reader.join(timeout=5)
+    if failures:
+        raise failures[0]
+
+
 def run_demo(
     source: FrameSource,
     predictor,
@@ -385,10 +590,16 @@ def run_demo(
     warmup: int = 2,
     codec: str = "h264",
     palette=None,
+    pipeline: bool = True,
 ) -> dict:
     """Run ``predictor`` over ``source`` and write the overlay video to ``out`` (MP4: H.264
-    yuv420p when PyAV is installed, else mp4v with a warning; see :mod:`hydranet.tools.mp4`).
+    yuv420p through PyAV, else mp4v with a one-line notice; see :mod:`hydranet.tools.mp4`).
     ``palette`` overrides the checkpoint's segmentation colours.
+
+    ``pipeline`` (default; not with ``show``, whose window belongs to the main thread):
+    decoding, inference and drawing + encoding run in three threads that overlap, joined by
+    bounded queues, frames kept in order (see :func:`_pipelined_loop`); else one loop does
+    each frame's steps one after another.
 
     Ctrl-C stops the loop cleanly: the frames done so far are written and the file is
     finalised. Returns the run's statistics: ``frames``, ``output_size`` ``(H, W)``, the
@@ -396,109 +607,90 @@ def run_demo(
     the paths written. ``frame_png`` gets one output frame (the middle one when the length is
     known, else the first) as a PNG.
     """
-    import cv2
-
     if batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch}")
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     if show:
         check_display()
+    pipeline = bool(pipeline) and not show
     out = Path(out)
     total = source.frame_count
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    png_index = (total // 2) if total else 0
     out_fps = float(fps or source.fps)
+    codec = resolve_codec(codec)  # a missing H.264 encoder is said now, not in the middle of the progress bar
+    output = _Output(out, out_fps, codec, (total // 2) if total else 0, show)
 
-    writer = renderer = bar = saved = None
-    frames = 0
-    interrupted = stopped = False
-    t_start = None
+    def start(chunk: list) -> None:  # on the first chunk: the renderer, the warm-up, the clock
+        output.renderer = DemoRenderer(
+            predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha, palette=palette
+        )
+        predictor.warmup(chunk[0], iterations=warmup, batch=len(chunk))
+        predictor.reset_timing()
+        predictor.reset_smoothing()
+        output.t_start = time.perf_counter()
+
+    bar = None
+    interrupted = False
     try:
         if progress and source.frame_count is not None:
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
-        for chunk in _chunks(source, batch, max_frames):
-            if renderer is None:
-                renderer = DemoRenderer(
-                    predictor.tasks, chunk[0].shape[:2], predictor.config, max_depth, cmap, alpha, palette=palette
-                )
-                predictor.warmup(chunk[0], iterations=warmup, batch=len(chunk))
-                predictor.reset_timing()
-                predictor.reset_smoothing()
-                t_start = time.perf_counter()
-            preds = predictor.predict_batch(chunk)
-            for frame, pred in zip(chunk, preds):
-                if frame.shape[:2] != (renderer.h, renderer.w):  # a video changing size mid-stream
-                    frame = cv2.resize(frame, (renderer.w, renderer.h), interpolation=cv2.INTER_AREA)
-                    pred = predictor.predict(frame)
-                rates = predictor.fps()
-                e2e = _rate(frames, time.perf_counter() - t_start)
-                text = (f"{e2e:.1f} FPS" if e2e else "-- FPS") + f" | model {rates['model_fps']:.1f}"
-                canvas = renderer.render(frame, pred, text)
-                if writer is None:
-                    writer = open_video_writer(out, out_fps, canvas.shape[:2], codec)
-                writer.write(canvas)
-                if frames == png_index or saved is None:
-                    saved = canvas
-                frames += 1
-                if show:
-                    cv2.imshow("hydranet", canvas[..., ::-1])
-                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                        stopped = True
-                        break
-            if bar is not None:
-                bar.update(len(chunk))
-            if stopped:
-                break
+        loop = _pipelined_loop if pipeline else _serial_loop
+        loop(_chunks(source, batch, max_frames), predictor, output, start, bar)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        wall = time.perf_counter() - t_start if t_start is not None else 0.0
+        output.close()
+        wall = time.perf_counter() - output.t_start if output.t_start is not None else 0.0
         if bar is not None:
             bar.close()
-        if writer is not None:
-            writer.close()
         source.close()
         if show:
+            import cv2
+
             try:
                 cv2.destroyAllWindows()
             except cv2.error:
                 pass
+    frames = output.frames
     if frames == 0:
         if interrupted:
             raise KeyboardInterrupt
         raise DataError(f"{source.name}: no frame was read")
-    if frame_png is not None and saved is not None:
-        frame_png = write_png(frame_png, saved)
+    if frame_png is not None and output.saved is not None:
+        frame_png = write_png(frame_png, output.saved)
     t = predictor.timing
     return {
         "input": source.name,
         "source": source.kind,
         "frames": frames,
         "output": str(out),
-        "codec": writer.codec if writer is not None else None,
+        "codec": output.writer.codec if output.writer is not None else None,
         "frame_png": str(frame_png) if frame_png is not None else None,
-        "output_size": list(renderer.output_size),
+        "output_size": list(output.renderer.output_size),
         "output_fps": out_fps,
         "batch": batch,
+        "pipeline": pipeline,
         "device": str(predictor.device),
         "dtype": str(predictor.dtype).replace("torch.", ""),
         "fast": predictor.fast,
+        "onnx": getattr(predictor, "onnx", False),
         "warmup_iterations": warmup,
         "smooth": predictor.smoother.alpha if predictor.smoother is not None else 0.0,
         "model_fps": _rate(t["frames"], t["model_s"]),
         "inference_fps": _rate(t["frames"], t["end_to_end_s"]),
         "end_to_end_fps": _rate(frames, wall),
         "wall_s": wall,
-        "max_depth": renderer.max_depth,
+        "max_depth": output.renderer.max_depth,
         "interrupted": interrupted,
-        "stopped_by_key": stopped,
+        "stopped_by_key": output.stopped,
         "fps_notes": {
             "model_fps": "network only (input on the device; CUDA synchronised)",
             "inference_fps": "pre-processing + network + post-processing to NumPy",
-            "end_to_end_fps": "the whole loop per frame: read/decode, inference, drawing, MP4 encoding",
+            "end_to_end_fps": "the whole run per frame after the warm-up: read/decode, inference, drawing, "
+            "MP4 encoding" + (" (overlapping in three threads)" if pipeline else " (one after another)"),
         },
     }

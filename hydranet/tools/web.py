@@ -3,10 +3,13 @@
     from hydranet.tools.web import build_app
     build_app(weights="model.pt").launch(server_name="127.0.0.1", server_port=7860)
 
-Two tabs. *Image* (upload, webcam snapshot or clipboard): the segmentation overlay, the depth
-map with its scale bar in metres, the image-level predictions and the point cloud in a 3-D
-viewer. *Video* (a short clip or a webcam recording): the overlay video of ``hydranet demo``
-(H.264 when PyAV is installed), optionally smoothed over time. The checkpoint is picked from
+Two tabs. *Image* (a clickable example, an upload, a webcam snapshot or the clipboard): the
+segmentation overlay with its class legend, the depth map with its scale bar in metres, the
+surface normals when the model has them, the image-level predictions as a table, and the point
+cloud in a 3-D viewer. *Video* (the example clip, an upload or a webcam recording): the overlay
+video of ``hydranet demo`` (H.264), optionally smoothed over time, with a progress bar. The
+examples are frames and a clip of the built-in synthetic scenes, after any images the user
+names (``hydranet serve --examples DIR``). Wide screens get two columns, phones one. The checkpoint is picked from
 the bundled model and the known model names, or given as a path; models are loaded once and
 kept. Everything is served locally: no CDN, no analytics.
 """
@@ -20,13 +23,22 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, HydranetError
 
-__all__ = ["build_app", "BUNDLED_CHOICE", "model_choices", "predict_image", "predict_video"]
+__all__ = [
+    "build_app",
+    "BUNDLED_CHOICE",
+    "example_files",
+    "model_choices",
+    "predict_image",
+    "predict_video",
+    "predictions_markdown",
+    "video_markdown",
+]
 
 log = logging.getLogger("hydranet.serve")
 BUNDLED_CHOICE = "bundled synthetic model"
@@ -60,17 +72,69 @@ class _Predictors:
             return self.cache[weights]
 
 
-def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tuple:
-    """(overlay RGB, value map with its scale (depth, else normals) or None, summary dict, PLY path or None)."""
+def _describe_rows(pred) -> list:
+    """``[(task, readable prediction)]``: each kind's own short description, rounded and labelled."""
+    summary = pred.summary()
+    rows = []
+    for name in pred.outputs:
+        text = pred.tasks[name].task_kind.describe(pred.tasks[name], summary[name])
+        if text:
+            for prefix in (f"{name}: ", f"{name}="):
+                text = text[len(prefix) :] if text.startswith(prefix) else text
+            rows.append((name, text))
+    return rows
+
+
+def predictions_markdown(pred) -> str:
+    """The predictions as a two-column Markdown table (task | prediction)."""
+    rows = _describe_rows(pred)
+    if not rows:
+        return ""
+    return "| task | prediction |\n|---|---|\n" + "\n".join(f"| **{t}** | {text} |" for t, text in rows)
+
+
+LEGEND_STYLE = "display:flex;flex-wrap:wrap;gap:4px 14px;font-size:14px;padding:2px 0"
+CHIP_STYLE = "display:inline-flex;align-items:center;gap:6px;white-space:nowrap"
+SWATCH_STYLE = "width:14px;height:14px;border-radius:3px;border:1px solid rgba(0,0,0,.35);display:inline-block"
+
+
+def legend_html(legend) -> str:
+    """The overlay's class legend as HTML: a colour swatch and the name of each class present."""
+    import html
+
+    if legend is None:
+        return ""
+    ids, names, palette = legend
+    chips = []
+    for c in ids:
+        r, g, b = (int(v) for v in palette[c]) if c < len(palette) else (0, 0, 0)
+        name = html.escape(str(names[c]) if c < len(names) else f"class {c}")
+        swatch = f'<span style="{SWATCH_STYLE};background:rgb({r},{g},{b})"></span>'
+        chips.append(f'<span class="hn-chip" style="{CHIP_STYLE}">{swatch}{name}</span>')
+    return f'<div class="hn-legend" style="{LEGEND_STYLE}">' + "".join(chips) + "</div>"
+
+
+def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> dict:
+    """Everything the Image tab shows for one picture.
+
+    Returns ``{"overlay", "legend" (ids, names, palette) or None, "legend_html", "depth"
+    (the depth map with its scale) or None, "normals" or None, "markdown" (readable
+    predictions), "summary" (plain data), "ply" (point cloud path) or None}``.
+    """
     from .. import visualize as vis
     from .pointcloud import default_intrinsics, depth_to_points, write_ply
 
     pred = predictor.predict(rgb)
     h, w = rgb.shape[:2]
     style = vis.DrawStyle(config=dict(predictor.config), font_scale=vis.font_scale_for(h), palette=palette)
-    overlay_task, map_task = vis.drawn_tasks(predictor.tasks)
-    overlay, _ = vis.blend_overlay(rgb, pred, overlay_task, style)
-    dense = vis.hstack(map_task.task_kind.draw_map(map_task, pred[map_task.name], style)) if map_task else None
+    overlay_task, _ = vis.drawn_tasks(predictor.tasks)
+    overlay, legend = vis.blend_overlay(rgb, pred, overlay_task, style)
+    if overlay_task is not None:
+        vis.put_label(overlay, overlay_task.name, (3, 3), style.font_scale)
+    maps = {}
+    for task in predictor.tasks:  # every map kind the model has: depth, normals
+        if task.task_kind.draw_role == "map" and task.task_kind.name not in maps:
+            maps[task.task_kind.name] = vis.hstack(task.task_kind.draw_map(task, pred[task.name], style))
     ply = None
     dep = pred.first("depth")
     if dep:
@@ -87,13 +151,25 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> tu
         if len(points):
             ply = out_dir / f"cloud_{os.getpid()}_{threading.get_ident()}_{len(list(out_dir.iterdir()))}.ply"
             write_ply(ply, points, colours)
-    return overlay, dense, pred.summary(), (str(ply) if ply else None)
+    return {
+        "overlay": overlay,
+        "legend": legend,
+        "legend_html": legend_html(legend),
+        "depth": maps.get("depth"),
+        "normals": maps.get("normals"),
+        "markdown": predictions_markdown(pred),
+        "summary": pred.summary(),
+        "ply": str(ply) if ply else None,
+    }
 
 
 def predict_video(
-    predictor, video_path: str, out_dir: Path, max_frames: int, smooth: float = 0.0, palette=None
+    predictor, video_path: str, out_dir: Path, max_frames: int, smooth: float = 0.0, palette=None, progress=False
 ) -> tuple:
-    """(overlay MP4 path, run statistics) for a short clip, as ``hydranet demo`` renders it."""
+    """(overlay MP4 path, run statistics) for a short clip, as ``hydranet demo`` renders it.
+
+    ``progress=True`` runs the demo's progress bar (the web page follows it: Gradio's ``track_tqdm``).
+    """
     from .video import open_source, run_demo
 
     out = out_dir / f"overlay_{os.getpid()}_{threading.get_ident()}_{len(list(out_dir.iterdir()))}.mp4"
@@ -103,12 +179,53 @@ def predict_video(
     predictor.smoother = TemporalSmoother(predictor.tasks, smooth) if smooth else None
     try:
         stats = run_demo(
-            open_source(video_path), predictor, out, max_frames=max_frames, progress=False, palette=palette
+            open_source(video_path), predictor, out, max_frames=max_frames, progress=progress, palette=palette
         )
     finally:
         predictor.smoother = old
     keep = ("frames", "output_size", "codec", "end_to_end_fps", "model_fps", "smooth")
     return str(out), {k: stats[k] for k in keep}
+
+
+def video_markdown(stats: dict) -> str:
+    """A run's statistics in one readable line."""
+    h, w = stats["output_size"]
+
+    def rate(v):
+        return f"{v:.1f}" if v else "n/a"
+
+    smooth = f", smoothed {stats['smooth']:g}" if stats.get("smooth") else ""
+    return (
+        f"**{stats['frames']} frames** ({w}x{h}, {stats['codec']}{smooth}): {rate(stats['end_to_end_fps'])} FPS "
+        f"end to end, model alone {rate(stats['model_fps'])} FPS"
+    )
+
+
+def example_files(folder: Path, images: Sequence = (), clip_frames: int = 16) -> tuple:
+    """``(example images, example videos)``: three frames of the built-in synthetic scenes and a
+    short synthetic clip written into ``folder``, then the user's own ``images`` (files, or
+    folders of images; copied into ``folder``)."""
+    from ..data.io import write_png
+    from ..data.synthetic import render_clip
+    from .mp4 import open_video_writer
+    from .predict import collect_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stills = []
+    for seed in (1, 2, 3):
+        rgb = render_clip(1, (240, 320), seed)[0][0]
+        stills.append(str(write_png(folder / f"synthetic_scene_{seed}.png", rgb)))
+    clip = folder / "synthetic_clip.mp4"
+    frames = render_clip(clip_frames, (240, 320), 0)
+    writer = open_video_writer(clip, 12.0, frames[0][0].shape[:2])
+    for rgb, _, _ in frames:
+        writer.write(rgb)
+    writer.close()
+    own = []
+    for k, image in enumerate(collect_images(images) if images else []):
+        # copied into the demo's own folder: the server serves that folder only
+        own.append(str(shutil.copyfile(image, folder / f"user_{k:03d}{image.suffix.lower()}")))
+    return own + stills, [str(clip)]
 
 
 def own_output_folder() -> Path:
@@ -127,8 +244,11 @@ def _user_error(gr, message: str):
     return gr.Error(message, print_exception=False)
 
 
-def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_frames: int = 120):
+def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_frames: int = 120, examples: Sequence = ()):
     """The Gradio Blocks app (call ``.launch()`` on it).
+
+    ``examples``: image files or folders shown as clickable examples, before the built-in
+    synthetic frames and clip.
 
     Raises:
         ConfigError: Gradio is not installed.
@@ -141,59 +261,100 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
     predictors = _Predictors(device)
     out_dir = own_output_folder()
     choices = model_choices(weights)
+    example_images, example_videos = example_files(out_dir / "examples", examples)
 
     def on_image(image, choice, path, palette):
         if image is None:
-            raise _user_error(gr, "upload an image (or take a webcam snapshot) first")
+            raise _user_error(gr, "pick an example, upload an image or take a webcam snapshot first")
         try:
-            return predict_image(
-                predictors.get(choice, path), np.asarray(image, dtype=np.uint8), out_dir, palette or None
-            )
+            r = predict_image(predictors.get(choice, path), np.asarray(image, dtype=np.uint8), out_dir, palette or None)
         except HydranetError as exc:
             raise _user_error(gr, str(exc)) from None
+        return (
+            r["overlay"],
+            r["legend_html"],
+            gr.update(value=r["depth"], visible=r["depth"] is not None),
+            gr.update(value=r["normals"], visible=r["normals"] is not None),
+            r["markdown"],
+            r["ply"],
+        )
 
-    def on_video(video, choice, path, smooth, palette):
+    def on_video(video, choice, path, smooth, palette, progress=gr.Progress(track_tqdm=True)):
         if not video:
-            raise _user_error(gr, "upload a short video (or record one with the webcam) first")
+            raise _user_error(gr, "pick the example clip, upload a short video or record one with the webcam first")
         try:
-            return predict_video(
-                predictors.get(choice, path), video, out_dir, max_video_frames, float(smooth), palette or None
+            out, stats = predict_video(
+                predictors.get(choice, path),
+                video,
+                out_dir,
+                max_video_frames,
+                float(smooth),
+                palette or None,
+                progress=True,
             )
         except HydranetError as exc:
             raise _user_error(gr, str(exc)) from None
+        return out, video_markdown(stats)
 
     with gr.Blocks(title="Hydranet", analytics_enabled=False) as app:
         gr.Markdown(
-            "# Hydranet\nReal-time multi-task dense prediction: segmentation, depth, normals and "
-            "image-level predictions from one network."
+            "## Hydranet\nSegmentation, depth, surface normals and image-level predictions from one network. "
+            "Click an example (or upload your own), then **Run**.",
+            elem_id="header",
         )
         with gr.Row():
-            model = gr.Dropdown(choices, value=choices[0], label="model", allow_custom_value=True, elem_id="model")
-            path = gr.Textbox(label="or a checkpoint path", placeholder="runs/x/best.pt", elem_id="path")
+            model = gr.Dropdown(
+                choices, value=choices[0], label="model", allow_custom_value=True, elem_id="model", min_width=200
+            )
+            path = gr.Textbox(label="or a checkpoint path", placeholder="runs/x/best.pt", elem_id="path", min_width=200)
             palette = gr.Textbox(
-                label="palette (optional)", placeholder="nyud, kitti, cityscapes, synthetic", elem_id="palette"
+                label="palette (optional)",
+                placeholder="nyud, kitti, cityscapes, synthetic",
+                elem_id="palette",
+                min_width=200,
             )
         with gr.Tab("Image"):
-            with gr.Row():
-                image = gr.Image(
-                    sources=["upload", "webcam", "clipboard"], type="numpy", label="input", elem_id="input"
-                )
-                overlay = gr.Image(label="segmentation overlay", format="png", elem_id="overlay")
-            with gr.Row():
-                dense = gr.Image(label="depth (metres)", format="png", elem_id="depth")
-                cloud = gr.Model3D(label="point cloud", display_mode="point_cloud", elem_id="cloud")
-            summary = gr.JSON(label="predictions", elem_id="summary")
-            run = gr.Button("Run", variant="primary", elem_id="run")
-            run.click(on_image, [image, model, path, palette], [overlay, dense, summary, cloud])
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=360):
+                    image = gr.Image(
+                        sources=["upload", "webcam", "clipboard"],
+                        type="numpy",
+                        label="input",
+                        elem_id="input",
+                        height=260,
+                    )
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    gr.Examples(example_images, inputs=[image], label="examples (click one)", elem_id="examples")
+                with gr.Column(scale=3, min_width=360):
+                    # Labels are drawn in the pictures; Gradio's own label and buttons would cover them.
+                    bare = {"format": "png", "show_label": False, "buttons": [], "min_width": 300}
+                    with gr.Row(equal_height=False):
+                        with gr.Column(min_width=300):
+                            overlay = gr.Image(label="segmentation", elem_id="overlay", **bare)
+                            legend = gr.HTML(elem_id="legend")
+                        depth = gr.Image(label="depth (metres)", elem_id="depth", **bare)
+                    with gr.Row(equal_height=False):
+                        normals = gr.Image(label="surface normals", elem_id="normals", visible=False, **bare)
+                        with gr.Column(min_width=300):
+                            summary = gr.Markdown(elem_id="summary")
+                    cloud = gr.Model3D(label="point cloud", display_mode="point_cloud", elem_id="cloud")
+            run.click(on_image, [image, model, path, palette], [overlay, legend, depth, normals, summary, cloud])
         with gr.Tab("Video"):
-            with gr.Row():
-                video = gr.Video(
-                    sources=["upload", "webcam"], label=f"input (first {max_video_frames} frames)", elem_id="video_in"
-                )
-                video_out = gr.Video(label="overlay", elem_id="video_out")
-            smooth = gr.Slider(0.0, 0.95, value=0.5, step=0.05, label="temporal smoothing (0 = off)")
-            stats = gr.JSON(label="run", elem_id="video_stats")
-            run_video = gr.Button("Run on the video", variant="primary", elem_id="run_video")
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=360):
+                    video = gr.Video(
+                        sources=["upload", "webcam"],
+                        label=f"input (first {max_video_frames} frames)",
+                        elem_id="video_in",
+                    )
+                    smooth = gr.Slider(0.0, 0.95, value=0.5, step=0.05, label="temporal smoothing (0 = off)")
+                    run_video = gr.Button("Run on the video", variant="primary", elem_id="run_video")
+                    gr.Examples(
+                        example_videos, inputs=[video], label="example clip (click it)", elem_id="video_examples"
+                    )
+                with gr.Column(min_width=360):
+                    video_out = gr.Video(label="overlay", elem_id="video_out", show_label=False, buttons=[])
+                    stats = gr.Markdown(elem_id="video_stats")
             run_video.click(on_video, [video, model, path, smooth, palette], [video_out, stats])
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -93,3 +94,41 @@ def cleanup(ctx: DistContext) -> None:
     """Leave the process group if this process created it (a caller's own group stays)."""
     if ctx.enabled and ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def task_reach(model: torch.nn.Module, example: torch.Tensor) -> dict[str, set[int]]:
+    """``{task: ids of the trainable parameters its output depends on}``, from one probe
+    forward (eval mode: no BatchNorm statistics change) and one backward per task."""
+    modes = {m: m.training for m in model.modules()}  # frozen BatchNorm layers stay as they were
+    model.eval()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.grad for p in trainable]
+    reach: dict[str, set[int]] = {}
+    try:
+        outputs = model(example)
+        names = list(outputs)
+        for i, name in enumerate(names):
+            for p in trainable:
+                p.grad = None
+            outputs[name].float().sum().backward(retain_graph=i < len(names) - 1)
+            reach[name] = {id(p) for p in trainable if p.grad is not None}
+    finally:
+        for p, g in zip(trainable, saved):
+            p.grad = g
+        for m, mode in modes.items():
+            m.training = mode
+    return reach
+
+
+def find_unused_parameters(model: torch.nn.Module, reach: Optional[dict], weighting=None) -> bool:
+    """DDP's ``find_unused_parameters`` for this model: needed only when some trainable parameter
+    is reached from no task's output (``reach`` from :func:`task_reach`; None: the probe failed),
+    or when the weighting back-propagates through parts of the model itself (its
+    ``ddp_find_unused_parameters`` attribute). Otherwise every parameter gets a gradient every
+    step: a task without labels on this rank contributes zero sums tied to its prediction
+    (:func:`hydranet.losses.finish_losses`), and the trainer ties the outputs of tasks absent
+    from the whole batch in with zero gradients, so the per-step graph search is not needed."""
+    if reach is None or getattr(weighting, "ddp_find_unused_parameters", False):
+        return True
+    reached = set().union(*reach.values()) if reach else set()
+    return any(id(p) not in reached for p in model.parameters() if p.requires_grad)

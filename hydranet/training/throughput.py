@@ -44,9 +44,11 @@ __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "forma
 
 TRAIN_SETTINGS = {
     "plain": "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step",
-    "trainer": "Trainer's step: forward, losses, finiteness check, loss weighting, backward, optimiser groups, "
-    "schedule",
+    "trainer": "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
+    "groups, schedule",
     "channels_last": "Trainer's step with train.channels_last (NHWC weights and inputs)",
+    "decoder_channels_last": "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; "
+    "the default on CPU)",
     "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
     "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
     "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
@@ -55,8 +57,9 @@ TRAIN_SETTINGS = {
 }
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
 _OVERRIDES = {
-    "trainer": {},
+    "trainer": {"channels_last": False},
     "channels_last": {"channels_last": True},
+    "decoder_channels_last": {"channels_last": "decoder"},
     "compile": {"compile": True},
     "amp_bf16": {"amp": "bf16"},
     "amp_fp16": {"amp": "fp16"},

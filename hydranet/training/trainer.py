@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
-from ..data.base import require_labels
+from ..data.base import dataset_source, require_labels
 from ..data.io import writable_dir
 from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
@@ -49,7 +49,16 @@ from ..losses import build_weighting, clip_head_gradients, compute_losses
 from ..models import build_model
 from ..tasks import parse_tasks
 from .batchnorm import prepare_batchnorm, set_train_mode
-from .distributed import DistContext, any_rank, cleanup, device_for, init_distributed, reduction_for
+from .distributed import (
+    DistContext,
+    any_rank,
+    cleanup,
+    device_for,
+    find_unused_parameters,
+    init_distributed,
+    reduction_for,
+    task_reach,
+)
 from .feature_cache import FeatureCache, cached_batch_to, check_cacheable, collate_cached
 from .freeze import freeze
 from .init import init_model, write_report
@@ -210,9 +219,13 @@ class Trainer:
             self.init_report = init_model(self.model, tc.init, strict=tc.init_strict)
             if self.ctx.is_main:
                 tqdm.write(self.init_report.table())
-        self.channels_last = tc.channels_last
-        if self.channels_last:
+        self.layout = memory_layout(tc.channels_last, self.device)
+        self.channels_last = self.layout == "all"  # the input batches too
+        if self.layout == "all":
             self.model.to(memory_format=torch.channels_last)
+        elif self.layout == "decoder":
+            self.model.decoder.to(memory_format=torch.channels_last)
+            self.model.heads.to(memory_format=torch.channels_last)
         w_opts = self.loss_cfg.options.model_dump(exclude_unset=True)
         if self.loss_cfg.initial_log_vars is not None:
             w_opts["initial_log_vars"] = self.loss_cfg.initial_log_vars
@@ -252,7 +265,8 @@ class Trainer:
         )
         if self.steps_per_epoch < 1:
             raise ConfigError(
-                f"data.train: {len(self.train_set)} samples make less than one step of "
+                f"data.train{dataset_source(self.train_set.dataset)}: {len(self.train_set)} samples make less "
+                f"than one step of "
                 f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)"
             )
 
@@ -270,16 +284,55 @@ class Trainer:
             self._resume(self.out_dir / "last.pt" if resume is True else Path(resume))
 
         self.ddp = None
+        self.find_unused = False
+        self.task_params: dict[str, set[int]] = {}
         if self.ctx.enabled:
+            reach = self._probe_reach()
+            self.task_params = reach or {}
+            self.find_unused = find_unused_parameters(self.model, reach, self.weighting)
             self.ddp = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )  # heads of tasks without labels in a batch are unused
+                find_unused_parameters=self.find_unused,
+            )
         # The training forward; the checkpoint keeps the plain module's state either way.
         self.forward = self.ddp or self.model
         if tc["compile"]:
             self.forward = torch.compile(self.forward)
+
+    def _probe_reach(self) -> Optional[dict]:
+        """Which trainable parameters each task's output reaches (see :func:`task_reach`), at the
+        training crop size; None when the probe cannot run (DDP then searches every step)."""
+        train = (self.cfg.get("data") or {}).get("train") or {}
+        first = (train[0] if train else {}) if isinstance(train, list) else train  # several data sets
+        size = (first.get("transforms") or {}).get("size") or first.get("size") or (64, 64)
+        example = torch.zeros(1, 3, int(size[0]), int(size[1]), device=self.device)
+        if self.channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        try:
+            return task_reach(self.model, example)
+        except Exception:  # e.g. an encoder that needs another input size: keep DDP's own search
+            return None
+
+    def _backward(self, loss: Optional[torch.Tensor], outputs: dict, losses: dict) -> None:
+        """``loss.backward()``; under DDP without the unused-parameter search, the outputs of
+        tasks with no label in the whole batch are tied in with zero gradients, so that every
+        parameter DDP waits for gets one (their parameters' gradients are set back to None
+        by :meth:`_release_unreached`, as a single process leaves them)."""
+        absent = [n for n in outputs if n not in losses] if self.ddp is not None and not self.find_unused else []
+        tensors = ([loss] if loss is not None else []) + [outputs[n] for n in absent]
+        grads = ([None] if loss is not None else []) + [torch.zeros_like(outputs[n]) for n in absent]
+        if tensors:
+            torch.autograd.backward(tensors, grads)
+
+    def _release_unreached(self, present: set) -> None:
+        """Gradients of parameters no present task reached back to None (see :meth:`_backward`)."""
+        if self.ddp is None or self.find_unused:
+            return
+        reached = set().union(*(self.task_params.get(n, set()) for n in present))
+        for p in self.model.parameters():
+            if p.requires_grad and id(p) not in reached:
+                p.grad = None
 
     # --- checkpoints --------------------------------------------------------------------
     def _state(self) -> dict:
@@ -413,7 +466,7 @@ class Trainer:
         tc, lc = self.train_cfg, self.loss_cfg
         accumulate = tc.accumulate
         self.optimizer.zero_grad(set_to_none=True)  # None grads keep absent tasks' parameters still
-        totals, reports = [], []
+        totals, reports, present = [], [], set()
         for i, batch in enumerate(batches):
             cached = "shared" in batch
             batch = cached_batch_to(batch, self.device) if cached else batch_to(batch, self.device)
@@ -443,11 +496,13 @@ class Trainer:
                     )
                 total, report = self.weighting(losses)
                 if total is None:
+                    self._backward(None, outputs, losses)  # under DDP every forward needs its backward
                     continue
+                present.update(losses)
                 # gradients a weighting writes itself are unscaled with the rest, so scaled like them
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
                 self.weighting.before_backward(losses, self.shared_params, grad_scale=scale / accumulate)
-                self.scaler.scale(total / accumulate).backward()
+                self._backward(self.scaler.scale(total / accumulate), outputs, losses)
             # the losses are the global batch's (identical on every rank), so the epoch means
             # below are those of one process on the global batch, with no further reduction
             for name, value in losses.items():
@@ -455,6 +510,7 @@ class Trainer:
                 self.epoch_loss_counts[name] = self.epoch_loss_counts.get(name, 0) + 1
             totals.append(float(total.detach()))
             reports.append(report)
+        self._release_unreached(present)
         if not totals:
             return None
         self._sync_weighting_grads()
@@ -610,6 +666,8 @@ class Trainer:
             "validation": last_val,
             "rank": self.ctx.rank,
         }
+        if self.ddp is not None:
+            summary["ddp_find_unused_parameters"] = self.find_unused
         if self.ctx.is_main and status == "completed" and tc["plots"]:
             from .plots import plot_run
 
@@ -627,7 +685,8 @@ class Trainer:
                     for name, r in report.items()
                 )
             )
-        if logger is None or (self.step % self.train_cfg.log_every and self.step != 1):
+        every = self.train_cfg.log_every
+        if logger is None or (self.step % every and self.step not in (1, self.train_cfg.steps)):
             return
         fields = {"loss": {}, "weight": {}, "weighted": {}, "sigma2": {}}
         for name, r in report.items():
@@ -666,6 +725,23 @@ class Trainer:
 
     def close(self) -> None:
         cleanup(self.ctx)
+
+
+def memory_layout(channels_last, device: torch.device) -> str:
+    """``train.channels_last`` as the layout the trainer uses: ``"all"``, ``"decoder"`` or ``"none"``.
+
+    ``auto`` is ``decoder`` on the CPU: PyTorch's max pooling and convolutions run several
+    times faster in channels_last there, but its train-mode BatchNorm in channels_last computes
+    batch statistics about 30x less accurately than in NCHW (docs/benchmarks.md), which took
+    the first gradient of the nyud network from 0.6% to 5% away from the float64 one; the
+    decoder and heads have no BatchNorm, so in channels_last they keep the NCHW accuracy and
+    most of the speed. On CUDA ``auto`` is off until measured there (scripts/gpu_check.sh).
+    """
+    if channels_last == "auto":
+        return "decoder" if device.type == "cpu" else "none"
+    if channels_last == "decoder":
+        return "decoder"
+    return "all" if channels_last else "none"
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:

@@ -5,6 +5,13 @@ timm is an optional dependency (``pip install hydranet[timm]``). The feature map
 channels and strides from timm's ``feature_info``. ``encoder_options`` go to
 ``timm.create_model`` (e.g. ``drop_path_rate``, ``out_indices``).
 
+Any input size: ViT-style models (those taking timm's ``dynamic_img_size``) are built with
+``dynamic_img_size=True`` and ``dynamic_img_pad=True`` unless ``encoder_options`` set them, so
+their position embeddings are interpolated and the input is padded to the patch grid. A
+model without these options keeps timm's own size rule (``encoder.dynamic_size`` says which).
+Some timm models (e.g. ConvNeXt) do not export to ONNX with dynamic shapes: ``hydranet export
+--static --size WxH`` writes them at one size.
+
 Weights: ``imagenet`` -> timm's default pretrained tag (downloaded by timm, from the Hugging
 Face hub); a local file -> ``pretrained_cfg_overlay=dict(file=PATH)``, timm's own offline route.
 Many timm weights expect ImageNet mean/std, as Hydranet's preprocessing does; some (e.g.
@@ -65,16 +72,24 @@ def create_timm_model(name: str, weights=None, **kwargs) -> nn.Module:
         ) from exc
 
 
-class TimmEncoder(Encoder):
-    """A timm ``features_only`` model; returns its features of stride 4 and more."""
+DYNAMIC_SIZE = {"dynamic_img_size": True, "dynamic_img_pad": True}
 
-    def __init__(self, model: nn.Module, min_stride: int = 4):
+
+class TimmEncoder(Encoder):
+    """A timm ``features_only`` model; returns its features of stride 4 and more.
+
+    ``dynamic_size``: True when the model was built for any input size (timm's
+    ``dynamic_img_size``/``dynamic_img_pad``: ViT-style models).
+    """
+
+    def __init__(self, model: nn.Module, min_stride: int = 4, dynamic_size: bool = False):
         info = model.feature_info
         channels, strides = list(info.channels()), list(info.reduction())
         keep = [i for i, s in enumerate(strides) if s >= min_stride] or list(range(len(strides)))
         super().__init__([channels[i] for i in keep], [strides[i] for i in keep])
         self.model = model
         self.keep = keep
+        self.dynamic_size = bool(dynamic_size)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = self.model(x)
@@ -82,7 +97,20 @@ class TimmEncoder(Encoder):
 
 
 def timm_encoder(name: str, weights=None, progress: bool = True, **options) -> Encoder:
-    """``timm.create_model(name, features_only=True, **options)`` as an encoder."""
+    """``timm.create_model(name, features_only=True, **options)`` as an encoder.
+
+    ViT-style models get ``dynamic_img_size=True, dynamic_img_pad=True`` (any input size) unless
+    ``options`` name either; a model whose constructor does not take them is built without.
+    """
     del progress  # timm reports downloads itself
-    model = create_timm_model(name, weights, features_only=True, **options)
-    return TimmEncoder(model)
+    if any(key in options for key in DYNAMIC_SIZE):
+        model = create_timm_model(name, weights, features_only=True, **options)
+        return TimmEncoder(model, dynamic_size=bool(options.get("dynamic_img_size")))
+    try:
+        model = create_timm_model(name, weights, features_only=True, **DYNAMIC_SIZE, **options)
+    except TypeError as exc:  # "__init__() got an unexpected keyword argument 'dynamic_img_size'"
+        if "dynamic_img" not in str(exc):
+            raise
+        model = create_timm_model(name, weights, features_only=True, **options)
+        return TimmEncoder(model, dynamic_size=False)
+    return TimmEncoder(model, dynamic_size=True)
