@@ -42,6 +42,9 @@ setup(
         "web": ["gradio>=5"],
         # `encoder: timm:NAME` (any timm backbone) and vit_s_16's ImageNet weights
         "timm": ["timm>=1.0"],
+        # gradient-level multi-task methods (loss.weighting: pcgrad, mgda, cagrad, nash_mtl, imtl_g,
+        # aligned_mtl, upgrad, dualproj): torchjd with the solvers CAGrad, Nash-MTL and UPGrad use
+        "mtl": ["torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1"],
         # `make docs`: the documentation site
         "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
         "dev": [
@@ -54,6 +57,7 @@ setup(
             "ipykernel>=6",
             "hypothesis>=6.100",
             "timm>=1.0",
+            "torchjd[cagrad,nash-mtl,quadprog-projector]>=0.18,<1",
             "mkdocs>=1.5",
             "mkdocs-material>=9",
             "mkdocstrings[python]>=0.24",

@@ -1,28 +1,36 @@
-r"""Does multi-task learning pay on the synthetic scenes? Baselines, weightings, asymmetric labels.
+r"""Does multi-task learning pay on the synthetic scenes? Baselines, weightings, gradient methods,
+asymmetric labels.
 
 Seeded and CPU-only. Every run trains the same MobileNetV2 + light-weight RefineNet for the
 same steps on the synthetic set (hydranet/configs/synthetic.yaml, shrunk) and is evaluated
 on the same synthetic validation scenes:
 
 1. single-task baselines for segmentation, depth and normals;
-2. the three-task network with equal, fixed (a small grid), uncertainty, GradNorm and DWA
-   weighting; Delta_m (Maninis et al. 2019) of each against the baselines of the same seed;
+2. the three-task network with loss weightings (equal, uncertainty, GradNorm, DWA, FAMO,
+   RLW; ``--weightings``) and gradient methods (``--gradient-methods``, all eight by default,
+   screened on the first seed; the ``--best`` of them by that seed's Delta_m run on the other
+   seeds); Delta_m (Maninis et al. 2019) of each against the baselines of the same seed;
 3. asymmetric annotations (segmentation + depth): (a) every label, (b) depth on 25 % of the
    training images and segmentation on a disjoint 25 %, (c) as (b) with the missing labels
    filled by ``hydranet pseudolabel`` from the model of (b) as teacher. The training scenes are
    written out once as a list-file dataset (PNGs) so (b) and (c) are ordinary list files.
 
-Writes ``study.json`` (every run) and ``study.md`` (the tables) to ``--out``; each run's
-result is kept in ``--out/runs/<name>/result.json`` and reused when the script is run again.
+Each run's result (final metrics, the validation curve, weights, time) is written as it
+finishes to ``--records/<name>.json`` (small; commit them): a run whose record exists with the
+same settings is not trained again, so the study continues where it stopped. Checkpoints and
+the exported list data go to ``--out``. ``study.json``, ``study.md`` and the plots
+(``delta_m.png``, ``curves.png``) are rebuilt from the records after every run;
+``--report-only`` rebuilds them without training.
 
-    python scripts/mtl_study.py --seeds 0 1 2 --steps 150 --batch-size 4 --size 64x64 --width 32 \
-        --jobs 2 --out runs/mtl_study
+    nice -n 19 python scripts/mtl_study.py --records docs/mtl_study/runs --report docs/mtl_study \
+        --out /tmp/mtl_study            # the converged study of docs/mtl_study.md (hours)
     python scripts/mtl_study.py --tiny --out /tmp/mtl_tiny        # smoke test, seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -44,9 +52,12 @@ DELTA_METRICS = {
     "depth": ["abs_rel", "rmse"],
     "normals": ["mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"],
 }
-# Fixed-weight grid (segm, depth, normals): depth's L1 in metres starts ~5x normals' loss.
+# Fixed-weight grid (segm, depth, normals), available through --weightings.
 FIXED_GRID = {"fixed_1-0.5-1": (1.0, 0.5, 1.0), "fixed_1-1-2": (1.0, 1.0, 2.0)}
-STRATEGIES = ("equal", *FIXED_GRID, "uncertainty", "gradnorm", "dwa")
+WEIGHTINGS = ("equal", "uncertainty", "famo", "gradnorm", "dwa", "rlw")
+GRADIENT_METHODS = ("upgrad", "nash_mtl", "cagrad", "pcgrad", "mgda", "imtl_g", "aligned_mtl", "dualproj")
+# the first metric of each task: its convergence curve (val metric moving < 2 % over the last fifth)
+CURVE_METRIC = {"segm": "miou", "depth": "abs_rel", "normals": "mean_angle"}
 ASYM_TASKS = ("segm", "depth")
 ASYM_METRICS = {"segm": ["miou", "pixel_acc"], "depth": ["abs_rel", "rmse", "delta1"]}
 LABEL_FRACTION = 0.25
@@ -82,8 +93,9 @@ def base_config(args, tasks, seed: int, weighting: str = "equal", options=None, 
         steps=args.steps,
         batch_size=args.batch_size,
         seed=seed,
+        lr=args.lr,
         warmup_steps=max(1, args.steps // 10),
-        val_every=args.steps,
+        val_every=max(1, args.steps // args.val_points),
         ckpt_every=args.steps,
         log_every=max(1, args.steps // 10),
         monitor="loss",
@@ -107,9 +119,11 @@ def run_one(job: dict) -> dict:
     from hydranet.training.trainer import Trainer
 
     out = Path(job["out"])
-    done = out / "result.json"
+    done = Path(job["record"])
     if done.is_file():
-        return json.loads(done.read_text())
+        record = json.loads(done.read_text())
+        if record.get("settings") == job["settings"]:
+            return record
     t0 = time.time()
     config = job["config"]
     if job.get("teacher"):
@@ -123,14 +137,31 @@ def run_one(job: dict) -> dict:
     record = {k: job[k] for k in ("name", "group", "strategy", "seed")}
     record.update(
         metrics=summary["validation"]["metrics"],
+        curve=_curve(out / "log.jsonl"),
         seconds=time.time() - t0,
         weights=weighting.weights(),
-        checkpoint=summary["last"],
+        settings=job["settings"],
     )
     if hasattr(weighting, "sigma2"):
         record["sigma2"] = weighting.sigma2()
-    done.write_text(json.dumps(record, indent=1))
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(done)
     return record
+
+
+def _curve(log_file: Path) -> list:
+    """``[{step, task: {metric: value}}]``: the curve metric of every task at every validation."""
+    points = []
+    for line in log_file.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "val":
+            metrics = entry["metrics"]
+            points.append(
+                {"step": entry["step"], **{t: metrics[t][CURVE_METRIC[t]] for t in metrics if t in CURVE_METRIC}}
+            )
+    return points
 
 
 def _pseudo_labelled(job: dict) -> dict:
@@ -138,7 +169,7 @@ def _pseudo_labelled(job: dict) -> dict:
     from hydranet.tools.pseudolabel import pseudolabel
 
     teacher = Path(job["teacher"])
-    while not (teacher / "result.json").is_file():  # (b) runs earlier in the same queue
+    while not (teacher / "last.pt").is_file() or not Path(job["teacher_record"]).is_file():  # (b) runs first
         time.sleep(2)
     folder = Path(job["out"]).parent / f"pseudo_s{job['seed']}"
     source = Path(job["config"]["data"]["train"]["list"])
@@ -182,16 +213,27 @@ def list_data(path) -> dict:
     return {"type": "list", "list": str(path), "depth_scale": 5000.0}
 
 
+def _weighting_job(args, seed: int, strategy: str) -> dict:
+    weighting, options = strategy, {}
+    if strategy in FIXED_GRID:
+        weighting, options = "fixed", {"weights": dict(zip(TASKS, FIXED_GRID[strategy]))}
+    return {
+        "name": f"multi_{strategy}_s{seed}",
+        "group": "multi",
+        "strategy": strategy,
+        "seed": seed,
+        "config": base_config(args, TASKS, seed, weighting, options),
+    }
+
+
 def study_jobs(args, lists: dict) -> list:
-    """Every run, seed by seed; within a seed (b) comes first so (c) never waits long for its teacher."""
-    out = Path(args.out) / "runs"
+    """Every run in the order they are trained, seed by seed: single-task baselines, loss
+    weightings, gradient methods (all screened on the first seed; on the later seeds a
+    placeholder the runner resolves to the ``--best`` by the first seed's Delta_m), then the
+    asymmetric-label runs ((b) before (c), whose teacher it is)."""
+    out, records = Path(args.out) / "runs", Path(args.records)
     jobs = []
-    for seed in args.seeds:
-        asym = {
-            s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))
-            for s in "abc"
-        }
-        jobs.append({"name": f"asym_b_s{seed}", "group": "asym", "strategy": "b", "seed": seed, "config": asym["b"]})
+    for k, seed in enumerate(args.seeds):
         for task in TASKS:
             jobs.append(
                 {
@@ -202,40 +244,94 @@ def study_jobs(args, lists: dict) -> list:
                     "config": base_config(args, [task], seed),
                 }
             )
-        for strategy in STRATEGIES:
-            weighting, options = strategy, {}
-            if strategy in FIXED_GRID:
-                weighting, options = "fixed", {"weights": dict(zip(TASKS, FIXED_GRID[strategy]))}
-            jobs.append(
-                {
-                    "name": f"multi_{strategy}_s{seed}",
-                    "group": "multi",
-                    "strategy": strategy,
-                    "seed": seed,
-                    "config": base_config(args, TASKS, seed, weighting, options),
-                }
-            )
-        jobs.append({"name": f"asym_a_s{seed}", "group": "asym", "strategy": "a", "seed": seed, "config": asym["a"]})
-        jobs.append(
-            {
-                "name": f"asym_c_s{seed}",
-                "group": "asym",
-                "strategy": "c",
-                "seed": seed,
-                "config": asym["c"],
-                "teacher": str(out / f"asym_b_s{seed}"),
+        if k == 0:
+            gradient = [_weighting_job(args, seed, m) for m in args.gradient_methods]
+        else:
+            gradient = [{"pick": rank, "seed": seed} for rank in range(min(args.best, len(args.gradient_methods)))]
+        # loss weightings and gradient methods alternate, so a study stopped early has some of both
+        weighting = [_weighting_job(args, seed, w) for w in args.weightings]
+        for pair in itertools.zip_longest(weighting, gradient):
+            jobs += [j for j in pair if j is not None]
+        if not args.no_asym:
+            asym = {
+                s: base_config(args, ASYM_TASKS, seed, train_data=list_data(lists["all" if s == "a" else "asym"]))
+                for s in "abc"
             }
-        )
-    for job in jobs:
-        job["out"] = str(out / job["name"])
-    return jobs
+            for setting in "bac":
+                job = {
+                    "name": f"asym_{setting}_s{seed}",
+                    "group": "asym",
+                    "strategy": setting,
+                    "seed": seed,
+                    "config": asym[setting],
+                }
+                if setting == "c":
+                    job["teacher"] = str(out / f"asym_b_s{seed}")
+                    job["teacher_record"] = str(records / f"asym_b_s{seed}.json")
+                jobs.append(job)
+    return [finish_job(args, j) for j in jobs]
 
 
-def run_jobs(jobs: list, workers: int) -> list:
-    if workers <= 1:
-        return [run_one(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(run_one, jobs))
+def finish_job(args, job: dict) -> dict:
+    if "pick" in job:
+        return job
+    job["out"] = str(Path(args.out) / "runs" / job["name"])
+    job["record"] = str(Path(args.records) / f"{job['name']}.json")
+    job["settings"] = run_settings(args)
+    return job
+
+
+def run_settings(args) -> dict:
+    """What makes two runs of the same name comparable (a record with other settings is redone)."""
+    keys = ("steps", "size", "width", "width_mult", "batch_size", "train_samples", "val_samples", "lr", "label_seed")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k in keys}
+
+
+def best_gradient_methods(args, records: list) -> list:
+    """The gradient methods ranked by Delta_m on the first seed (the screening)."""
+    from hydranet.evaluation.delta_m import delta_m
+
+    seed = args.seeds[0]
+    by = {(r["group"], r["strategy"], r["seed"]): r for r in records}
+    base = {t: by[("single", t, seed)]["metrics"][t] for t in TASKS}
+    scores = {m: delta_m(by[("multi", m, seed)]["metrics"], base, DELTA_METRICS) for m in args.gradient_methods}
+    return sorted(scores, key=scores.get, reverse=True)
+
+
+def run_jobs(jobs: list, args, on_record=None) -> list:
+    """Train the jobs one after the other (``--jobs 1``) or in a pool; ``on_record`` after each."""
+    records: list = []
+
+    def resolve(job):
+        if "pick" not in job:
+            return job
+        method = best_gradient_methods(args, records)[job["pick"]]
+        return finish_job(args, _weighting_job(args, job["seed"], method))
+
+    if args.jobs <= 1:
+        for job in jobs:
+            records.append(run_one(resolve(job)))
+            if on_record:
+                on_record(records)
+        return records
+    first = [j for j in jobs if "pick" not in j]
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        records = list(pool.map(run_one, first))
+        records += list(pool.map(run_one, [resolve(j) for j in jobs if "pick" in j]))
+    if on_record:
+        on_record(records)
+    return records
+
+
+def load_records(args) -> list:
+    """The finished runs' records of the current settings (for --report-only)."""
+    settings = run_settings(args)
+    found = []
+    for path in sorted(Path(args.records).glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("settings") == settings:
+            found.append(record)
+    return found
 
 
 # ------------------------------------------------------------------------------ tables
@@ -252,22 +348,27 @@ def fmt(values, digits: int = 3, scale: float = 1.0) -> str:
 
 
 def summarize(records: list, args) -> dict:
-    """Per strategy: every Delta_m metric, Delta_m against the same seed's baselines, weights, time."""
+    """Per strategy and seed (where the runs have finished): every Delta_m metric, Delta_m
+    against the same seed's baselines, per-task changes, weights, time; the asymmetric runs."""
     from hydranet.evaluation.delta_m import delta_m, relative_changes
 
     by = {(r["group"], r["strategy"], r["seed"]): r for r in records}
-    baselines = {seed: {t: by[("single", t, seed)]["metrics"][t] for t in TASKS} for seed in args.seeds}
+    seeds_with_base = [s for s in args.seeds if all(("single", t, s) in by for t in TASKS)]
+    baselines = {seed: {t: by[("single", t, seed)]["metrics"][t] for t in TASKS} for seed in seeds_with_base}
+    names = ["single-task", *args.weightings, *args.gradient_methods]
     rows = {}
-    for name in ("single-task", *STRATEGIES):
+    for name in names:
         per_seed = []
-        for seed in args.seeds:
+        for seed in seeds_with_base:
             if name == "single-task":
                 metrics = baselines[seed]
                 seconds = sum(by[("single", t, seed)]["seconds"] for t in TASKS)
                 weights, sigma2 = {}, {}
-            else:
+            elif ("multi", name, seed) in by:
                 r = by[("multi", name, seed)]
                 metrics, seconds, weights, sigma2 = r["metrics"], r["seconds"], r["weights"], r.get("sigma2", {})
+            else:
+                continue
             per_seed.append(
                 {
                     "seed": seed,
@@ -279,7 +380,8 @@ def summarize(records: list, args) -> dict:
                     "sigma2": sigma2,
                 }
             )
-        rows[name] = per_seed
+        if per_seed:
+            rows[name] = per_seed
     asym = {}
     for setting in ("a", "b", "c"):
         asym[setting] = [
@@ -293,7 +395,36 @@ def summarize(records: list, args) -> dict:
             for seed in args.seeds
             if ("asym", setting, seed) in by
         ]
-    return {"weighting": rows, "asymmetric": asym}
+    return {"weighting": rows, "asymmetric": asym, "convergence": convergence(records)}
+
+
+def convergence(records: list) -> dict:
+    """Single-task runs: how much the curve metric moves over the last fifth of training (%).
+
+    ``change_pct``: last value against the first one of the window; ``trend_pct``: the
+    least-squares line through the window's points, its rise over the window relative to
+    the window's mean (less sensitive to one noisy validation). Converged: trend below 2 %.
+    """
+    out = {}
+    for r in records:
+        if r["group"] != "single" or len(r.get("curve", [])) < 2:
+            continue
+        curve, task = r["curve"], r["strategy"]
+        last = curve[-1]["step"]
+        window = [p for p in curve if p["step"] >= 0.8 * last]
+        if len(window) < 2:
+            window = curve[-2:]
+        xs, ys = [p["step"] for p in window], [p[task] for p in window]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        out[r["name"]] = {
+            "metric": CURVE_METRIC[task],
+            "from_step": window[0]["step"],
+            "to_step": last,
+            "change_pct": abs(ys[-1] - ys[0]) / abs(ys[0]) * 100,
+            "trend_pct": abs(slope * (xs[-1] - xs[0])) / abs(my) * 100,
+        }
+    return out
 
 
 SHORT = {
@@ -350,6 +481,18 @@ def markdown(summary: dict, settings: dict) -> str:
             f"{statistics.fmean(p['sigma2'][t] for p in per_seed):.3g}" if per_seed[0]["sigma2"] else "" for t in TASKS
         ]
         lines.append(f"| {name} | " + " | ".join(w + s) + " |")
+    conv = summary.get("convergence", {})
+    if conv:
+        lines += [
+            "",
+            "### Convergence of the single-task runs (validation metric over the last fifth of training)",
+            "",
+            "| run | metric | from step | to step | change % (end points) | trend % (fitted line) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, c in sorted(conv.items()):
+            span = f"{c['from_step']} | {c['to_step']}"
+            lines.append(f"| {n} | {c['metric']} | {span} | {c['change_pct']:.2f} | {c['trend_pct']:.2f} |")
     lines += [
         "",
         "### Asymmetric annotations (segm + depth, mean ± std over seeds)",
@@ -370,6 +513,66 @@ def markdown(summary: dict, settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plots(records: list, summary: dict, out: Path) -> list:
+    """``delta_m.png`` (Delta_m per method, every seed and mean +- std) and ``curves.png``
+    (validation curves of the single-task runs); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = {k: v for k, v in summary["weighting"].items() if k != "single-task"}
+    if rows:
+        fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(rows) + 2), 3.6))
+        for i, per_seed in enumerate(rows.values()):
+            values = [p["delta_m"] for p in per_seed]
+            m, sd = mean_std(values)
+            ax.errorbar([i], [m], yerr=[sd], fmt="o", color="C0", capsize=4)
+            ax.scatter([i] * len(values), values, color="C1", s=12, zorder=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(rows)), list(rows), rotation=40, ha="right")
+        ax.set_ylabel("Δm % vs single-task (+ = better)")
+        ax.set_title("mean ± std over seeds (blue), each seed (orange)")
+        fig.tight_layout()
+        fig.savefig(out / "delta_m.png", dpi=110)
+        plt.close(fig)
+        written.append(out / "delta_m.png")
+    singles = [r for r in records if r["group"] == "single" and r.get("curve")]
+    if singles:
+        fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.2))
+        for ax, task in zip(axes, TASKS):
+            for r in (r for r in singles if r["strategy"] == task):
+                ax.plot([p["step"] for p in r["curve"]], [p[task] for p in r["curve"]], label=f"seed {r['seed']}")
+            ax.set_title(f"single-task {task}: val {CURVE_METRIC[task]}")
+            ax.set_xlabel("step")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=110)
+        plt.close(fig)
+        written.append(out / "curves.png")
+    return written
+
+
+def report(records: list, args, wall: float) -> str:
+    """study.md, study.json and the plots in ``--report`` from the records so far."""
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records, args)
+    settings = run_settings(args)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
+    done = {r["name"] for r in records}
+    text = markdown(summary, settings)
+    text += f"\nRuns finished: {len(done)}. Wall time this session: {wall:.0f} s on {machine}.\n"
+    (out / "study.md").write_text(text, encoding="utf-8")
+    (out / "study.json").write_text(
+        json.dumps({"settings": settings, "machine": machine, "summary": summary}, indent=1), encoding="utf-8"
+    )
+    plots(records, summary, out)
+    return text
+
+
 def parse_size(text: str) -> tuple[int, int]:
     w, h = (int(v) for v in text.lower().split("x"))
     return h, w
@@ -377,41 +580,44 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --tiny)")
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--size", type=parse_size, default=(64, 64), help="WIDTHxHEIGHT (default 64x64)")
-    p.add_argument("--width", type=int, default=32, help="decoder width")
-    p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--train-samples", type=int, default=160)
-    p.add_argument("--val-samples", type=int, default=48)
+    p.add_argument("--width", type=int, default=16, help="decoder width")
+    p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV2 width multiplier")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--train-samples", type=int, default=320)
+    p.add_argument("--val-samples", type=int, default=96)
+    p.add_argument("--val-points", type=int, default=24, help="validations per run (the curves)")
+    p.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), help="loss weightings (and fixed_* grid)")
+    p.add_argument("--gradient-methods", nargs="*", default=list(GRADIENT_METHODS), help="screened on the first seed")
+    p.add_argument("--best", type=int, default=3, help="gradient methods run on the other seeds")
+    p.add_argument("--no-asym", action="store_true", help="leave out the asymmetric-label runs")
     p.add_argument("--label-seed", type=int, default=0, help="which training images keep which label in (b)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
-    p.add_argument("--out", default="runs/mtl_study")
+    p.add_argument("--out", default="runs/mtl_study", help="checkpoints and the exported list data")
+    p.add_argument("--records", default=None, help="one JSON per finished run (default OUT/records)")
+    p.add_argument("--report", default=None, help="study.md, study.json, plots (default OUT)")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the records, train nothing")
     p.add_argument("--tiny", action="store_true", help="smoke test: one seed, 3 steps, 64x64, tiny network")
     args = p.parse_args(argv)
     if args.tiny:
-        args.seeds, args.steps, args.size, args.width, args.width_mult = [0], 3, (64, 64), 8, 0.35
-        args.batch_size, args.train_samples, args.val_samples = 4, 8, 4
+        args.seeds = args.seeds or [0]
+        args.steps, args.size, args.width, args.width_mult = 3, (64, 64), 8, 0.35
+        args.batch_size, args.train_samples, args.val_samples, args.val_points = 4, 8, 4, 3
+    args.seeds = args.seeds or [0, 1, 2]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "jobs")}
+    args.records = args.records or str(out / "records")
+    args.report = args.report or str(out)
     t0 = time.time()
+    if args.report_only:
+        print(report(load_records(args), args, 0.0))
+        return 0
     lists = export_list(args, out / "data")
-    records = run_jobs(study_jobs(args, lists), args.jobs)
-    wall = time.time() - t0
-    summary = summarize(records, args)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
-    text = markdown(summary, settings) + f"\nWall time: {wall:.0f} s on {machine} ({args.jobs} parallel runs).\n"
-    (out / "study.md").write_text(text, encoding="utf-8")
-    (out / "study.json").write_text(
-        json.dumps(
-            {"settings": settings, "wall_seconds": wall, "machine": machine, "summary": summary, "runs": records},
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
-    print(text)
+    records = run_jobs(study_jobs(args, lists), args, on_record=lambda rs: report(rs, args, time.time() - t0))
+    print(report(records, args, time.time() - t0))
     return 0
 
 

@@ -6,6 +6,7 @@ is compared with one process on the same global batch: label dropout, scale augm
 for DWA over three epochs.
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -74,10 +75,16 @@ RUNS = {"uncertainty": "berhu", "dwa": "silog"}  # weighting: depth loss (the tw
 # The uncertainty run never labels normals: DDP, built without the per-step unused-parameter
 # search, still gets a (zero) gradient for its head, which must then stay as a single process leaves it.
 NEVER_LABELLED = {"uncertainty": "data.train.label_dropout={segm: 0.5, depth: 0.5, count: 0.3, normals: 1.0}"}
+# gradient methods: per-task gradients all-reduced (shared_params) or Gramians summed (representation)
+GRADIENT_RUNS = {"upgrad": "berhu", "mgda": "silog"}
+OPTIONS = {"mgda": ["loss.options={mode: shared_params}"]}
+if importlib.util.find_spec("torchjd") is not None:
+    RUNS.update(GRADIENT_RUNS)
 
 
 def _configs(weighting: str, batch_size: int) -> dict:
     extra = [NEVER_LABELLED[weighting]] if weighting in NEVER_LABELLED else []
+    extra += OPTIONS.get(weighting, [])
     cfg = small_cfg(f"loss.weighting={weighting}", f"train.batch_size={batch_size}", *extra)
     cfg["tasks"][1]["loss"] = RUNS[weighting]
     return cfg

@@ -1,4 +1,5 @@
-"""scripts/mtl_study.py end to end at its --tiny setting: every run, both tables, the label split."""
+"""scripts/mtl_study.py end to end at its --tiny setting: the runs, the screening of gradient
+methods, the records a later session resumes from, the tables, plots and the label split."""
 
 import importlib.util
 import json
@@ -16,28 +17,38 @@ def _load():
     return module
 
 
-def test_mtl_study_tiny_writes_its_tables(tmp_path, one_thread):
+def test_mtl_study_tiny_screens_resumes_and_writes_its_tables(tmp_path, one_thread):
+    pytest.importorskip("torchjd")
     study = _load()
     out = tmp_path / "study"
-    assert study.main(["--tiny", "--out", str(out)]) == 0
+    common = ["--tiny", "--out", str(out)]
+    # two seeds, gradient methods screened on seed 0, the best one run on seed 1
+    argv = [*common, "--seeds", "0", "1", "--weightings", "equal", "--gradient-methods", "upgrad", "mgda"]
+    assert study.main([*argv, "--best", "1", "--no-asym"]) == 0
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+    seed1 = {n for n in records if n.startswith("multi_") and n.endswith("_s1")}
+    assert len(seed1) == 2 and "multi_equal_s1" in seed1
+    ranked = study.best_gradient_methods(study_args(study, argv), list(records.values()))
+    assert seed1 == {"multi_equal_s1", f"multi_{ranked[0]}_s1"}
+    assert all(r["curve"] and r["settings"]["steps"] == 3 for r in records.values())
     report = json.loads((out / "study.json").read_text())
     weighting = report["summary"]["weighting"]
-    assert list(weighting) == ["single-task", *study.STRATEGIES]
-    assert {"equal", "uncertainty", "gradnorm", "dwa"} <= set(weighting)
-    assert sum(s.startswith("fixed") for s in weighting) >= 2
-    for per_seed in weighting.values():
-        assert [p["seed"] for p in per_seed] == [0]
-        assert set(per_seed[0]["metrics"]) == {"segm", "depth", "normals"}
-    # the baselines against themselves
+    assert [p["seed"] for p in weighting["single-task"]] == [0, 1]
+    assert [p["seed"] for p in weighting[ranked[1]]] == [0]  # screened only
     base = weighting["single-task"][0]
-    assert base["delta_m"] == 0.0
-    assert all(c == 0.0 for task in base["changes"].values() for c in task.values())
-    uw = weighting["uncertainty"][0]
+    assert base["delta_m"] == 0.0 and all(c == 0.0 for task in base["changes"].values() for c in task.values())
+    assert (out / "delta_m.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    assert set(report["summary"]["convergence"]) == {f"single_{t}_s{s}" for t in study.TASKS for s in (0, 1)}
+
+    # a second study on the same records: the finished runs are reused (their files untouched)
+    stamp = (out / "records" / "single_segm_s0.json").stat().st_mtime_ns
+    assert study.main([*common, "--weightings", "uncertainty", "--gradient-methods"]) == 0
+    assert (out / "records" / "single_segm_s0.json").stat().st_mtime_ns == stamp
+    report = json.loads((out / "study.json").read_text())
+    uw = report["summary"]["weighting"]["uncertainty"][0]
     assert set(uw["sigma2"]) == {"segm", "depth", "normals"} and all(v > 0 for v in uw["sigma2"].values())
-    assert weighting["fixed_1-0.5-1"][0]["weights"] == pytest.approx({"segm": 1.0, "depth": 0.5, "normals": 1.0})
     asym = report["summary"]["asymmetric"]
     assert set(asym) == {"a", "b", "c"} and all(set(v[0]["metrics"]) == {"segm", "depth"} for v in asym.values())
-    assert len(report["runs"]) == 3 + len(study.STRATEGIES) + 3
 
     # (b): depth on 25 % of the 8 training images, segmentation on a disjoint 25 %, the rest unlabelled
     rows = [line.split() for line in (out / "data" / "train_asym.txt").read_text().splitlines()[1:]]
@@ -53,3 +64,16 @@ def test_mtl_study_tiny_writes_its_tables(tmp_path, one_thread):
     md = (out / "study.md").read_text()
     assert "| single-task |" in md and "| uncertainty |" in md and "| (c) |" in md and "Δm %" in md
     assert "0.00 ± 0.00" in md.split("| single-task |")[1].splitlines()[0]
+
+    # --report-only rebuilds the tables from the records without training
+    (out / "study.md").unlink()
+    assert study.main([*common, "--report-only", "--weightings", "equal", "uncertainty"]) == 0
+    assert "| equal |" in (out / "study.md").read_text()
+
+
+def study_args(study, argv):
+    """The parsed arguments main() would use (for best_gradient_methods)."""
+    import argparse
+
+    ns = argparse.Namespace(seeds=[0, 1], gradient_methods=argv[argv.index("--gradient-methods") + 1 :])
+    return ns

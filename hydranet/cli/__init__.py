@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": "demo",
     "serve": "serve",
     "pseudolabel": "pseudolabel",
+    "affinity": "affinity",
 }
 
 

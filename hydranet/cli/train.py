@@ -44,7 +44,10 @@ def add_arguments(p) -> None:
         help="local encoder weights file, offline ImageNet weights (default: the config's model.encoder_weights)",
     )
     p.add_argument(
-        "--weighting", help="uncertainty | fixed | equal | gradnorm | dwa (default: the config's loss.weighting)"
+        "--weighting",
+        help="uncertainty | fixed | equal | gradnorm | dwa | famo | rlw, or a gradient method: pcgrad | mgda | "
+        "cagrad | nash_mtl | imtl_g | aligned_mtl | upgrad | dualproj (docs/training.md; default: the config's "
+        "loss.weighting)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     legacy = p.add_argument_group(

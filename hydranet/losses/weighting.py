@@ -199,6 +199,9 @@ class Weighting(nn.Module):
         """Called once at the start of each forward (e.g. to renormalise weights)."""
 
     # -- hooks for the trainer (no-ops here)
+    def bind(self, model: nn.Module) -> None:
+        """Called once with the (unwrapped) model before training; gradient methods find what is shared."""
+
     #: True for a strategy that needs one process's own per-task gradients (GradNorm).
     single_process: bool = False
 

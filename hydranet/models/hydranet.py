@@ -34,6 +34,10 @@ class HydraNet(nn.Module):
         )
         self.config = config or {}
         self._needs_decoder = any(t.dense for t in self.tasks)
+        self._needs_global = any(not t.dense for t in self.tasks)
+        # Set by a gradient-level weighting in representation mode (hydranet.losses.gradient):
+        # called with (decoder output, global feature or None), returns the tensors the heads read.
+        self.representation_hook = None
 
     @property
     def task_names(self) -> list[str]:
@@ -52,6 +56,9 @@ class HydraNet(nn.Module):
         """
         features, global_feature = self.encoder.encode(images, dense=self._needs_decoder)
         shared = self.decoder(features) if self._needs_decoder else None
+        if self.representation_hook is not None:
+            tapped, tapped_global = self.representation_hook(shared, global_feature if self._needs_global else None)
+            shared, global_feature = tapped, global_feature if tapped_global is None else tapped_global
         return self.forward_heads(shared, global_feature, images.shape[-2:] if upsample else None)
 
     def forward_heads(

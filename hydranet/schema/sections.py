@@ -175,7 +175,11 @@ PerTaskNumbers = Annotated[
 class LossSection(Section):
     """``loss``: how the task losses are weighted and clipped."""
 
-    weighting: Name = Field("uncertainty", description="weighting strategy (uncertainty, fixed, equal, gradnorm, dwa)")
+    weighting: Name = Field(
+        "uncertainty",
+        description="weighting strategy (uncertainty, fixed, equal, gradnorm, dwa, famo, rlw) or gradient method "
+        "(pcgrad, mgda, cagrad, nash_mtl, imtl_g, aligned_mtl, upgrad, dualproj)",
+    )
     options: Any = Field(default_factory=dict, description="the weighting's own options (see the weighting tables)")
     initial_log_vars: Optional[PerTaskNumbers] = Field(
         None, description="uncertainty: initial log-variance per task (null: 0, i.e. sigma^2 = 1)"

@@ -240,6 +240,7 @@ class Trainer:
             and not any(p.requires_grad for p in self.shared_params)
         ):
             raise ConfigError("train.freeze: gradnorm takes gradient norms on the frozen encoder's last layer")
+        self.weighting.bind(self.model)  # gradient methods: what is shared (after freezing; before DDP)
 
         data_cfg = self.cfg["data"]
         self.feature_cache = None
