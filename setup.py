@@ -28,6 +28,7 @@ setup(
         "tqdm>=4.60",
         "PyYAML>=6.0",
         "pydantic>=2",
+        "Pillow>=9",  # image headers read before decoding (data/io.py)
         "onnx>=1.15",
         "onnxscript>=0.1",
         "onnxruntime>=1.17",
