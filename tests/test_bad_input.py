@@ -339,6 +339,7 @@ CASES = [
         PROC,
     ),
     ("plot-not-a-run", ["plot", "{d}"], "log.jsonl"),
+    ("affinity-missing-config", ["affinity", "--config", "{d}/missing.yaml"], "missing.yaml"),
     ("compare-truncated-results", ["compare", "{d}/cut.json", "--baseline", "{d}/cut.json"], "cut.json"),
     (
         "compare-json-dev-full",

@@ -855,6 +855,13 @@ CASES = [
         err("log.jsonl"),
     ),
     ("plot-log-empty", text("run/log.jsonl", ""), ["plot", "run", "--out", "pl"], err("log.jsonl")),
+    ("affinity-every-negative", None, ["affinity", "--every", "-1"], err("--every")),
+    (
+        "affinity-config-is-png",
+        lambda d: shutil.copy(d / "img.png", d / "c.yaml"),
+        ["affinity", "--config", "c.yaml"],
+        err("c.yaml"),
+    ),
     (
         "plot-log-deep-nesting",
         text("run/log.jsonl", "[" * 100000 + "]" * 100000 + "\n"),
