@@ -360,6 +360,9 @@ def read_checkpoint(path: PathLike) -> dict:
     if not isinstance(ckpt["config"], Mapping):
         kind = type(ckpt["config"]).__name__
         raise CheckpointError(f"{path}: the checkpoint's 'config' must be a mapping, got {kind}")
+    if ckpt.get("meta") is not None and not isinstance(ckpt["meta"], Mapping):
+        kind = type(ckpt["meta"]).__name__
+        raise CheckpointError(f"{path}: the checkpoint's 'meta' must be a mapping, got {kind}")
     weights = ckpt["model"]
     if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"{path}: the checkpoint's 'model' must map names to tensors")
