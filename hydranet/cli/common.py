@@ -179,6 +179,17 @@ def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_inference_weights_arg(p: argparse.ArgumentParser) -> None:
+    """``--weights`` of the commands that run a model on images (predict, demo)."""
+    p.add_argument(
+        "--weights",
+        help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
+        "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
+        "and converted on first use), or an ONNX file written by `hydranet export` (fp32 or "
+        "int8); default: $HYDRANET_WEIGHTS, else the bundled synthetic model",
+    )
+
+
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", type=device_name, help="cpu | cuda | cuda:N (default cpu)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_device_arg,
+    add_inference_weights_arg,
     add_palette_args,
     batch_size,
     fraction,
@@ -27,13 +28,7 @@ def add_arguments(p) -> None:
         help="a video file, a folder of frames (sorted by name) or a camera index "
         "(default: a clip rendered from the built-in synthetic scene set)",
     )
-    p.add_argument(
-        "--weights",
-        help="a Hydranet checkpoint or a known model name (mtrn-nyud-joint, "
-        "mtrn-kitti-joint, mtrn-nyudkitti-joint, mtrn-nyud-three: downloaded, verified "
-        "and converted on first use), or an ONNX file written by `hydranet export` (fp32 or "
-        "int8); default: $HYDRANET_WEIGHTS, else the bundled synthetic model",
-    )
+    add_inference_weights_arg(p)
     p.add_argument(
         "--int8",
         action="store_true",
