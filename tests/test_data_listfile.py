@@ -139,7 +139,7 @@ def _bad_folder(tmp_path):
         "missing image": ("nope.png - ok_d.png", "nope.png", "not found"),
         "corrupt image": ("corrupt.png - ok_d.png", "corrupt.png", "cannot decode"),
         "missing depth": ("ok.png - gone_d.png", "gone_d.png", "not found"),
-        "size mismatch": ("ok.png - small_d.png", "small_d.png", "does not match"),
+        "size mismatch": ("ok.png - small_d.png", "small_d.png", "does not match the size of the image ok.png"),
         "ids out of range": ("ok.png range_s.png ok_d.png", "range_s.png", "out of range"),
     }
 
