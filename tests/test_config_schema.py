@@ -164,6 +164,16 @@ def test_initial_log_variances_are_bounded():
     assert load_config(base(loss={"initial_log_vars": [-30, 0, 30]}))["loss"]["initial_log_vars"] == [-30, 0, 30]
 
 
+def test_learning_rates_are_bounded():
+    # found by `make fuzz`: encoder_lr_mult = 1e308 overflowed float32 in the optimiser (a traceback)
+    assert (
+        error_of(base(train={"encoder_lr_mult": 1e308}))
+        == "train.encoder_lr_mult: got 1e+308; expected a value <= 1000"
+    )
+    assert error_of(base(train={"lr": 1e11})) == "train.lr: got 100000000000.0; expected a value <= 100"
+    assert error_of(base(loss={"log_var_lr": 101})) == "loss.log_var_lr: got 101; expected a value <= 100"
+
+
 def test_pixel_limits_and_the_knob_that_raises_them(monkeypatch):
     monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
     assert max_pixels() == DEFAULT_MAX_PIXELS

@@ -215,8 +215,10 @@ class Trainer:
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
         self.init_report = None
+        self.weights_from = None  # the file the starting weights came from, named when a step fails
         if tc.init and not resume:  # a resume restores every tensor from its own checkpoint
             self.init_report = init_model(self.model, tc.init, strict=tc.init_strict)
+            self.weights_from = f"train.init {tc.init}"
             if self.ctx.is_main:
                 tqdm.write(self.init_report.table())
         self.layout = memory_layout(tc.channels_last, self.device)
@@ -362,6 +364,7 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         ckpt, _ = read_model_checkpoint(path)
+        self.weights_from = f"--resume {path}"
         for key in ("optimizer", "scheduler", "step", "weighting", "rng"):
             if key not in ckpt:
                 raise CheckpointError(
@@ -490,8 +493,9 @@ class Trainer:
                         if self.ctx.is_main:
                             tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
                         return None
+                    origin = f"; the weights came from {self.weights_from}" if self.weights_from else ""
                     raise TrainingError(
-                        f"{problem}; training stopped, last checkpoint left as it was "
+                        f"{problem}{origin}; training stopped, last checkpoint left as it was "
                         f"(set train.on_nan: skip to skip such steps)"
                     )
                 total, report = self.weighting(losses)
@@ -576,6 +580,12 @@ class Trainer:
             if rest.partition("/")[0] not in labelled:
                 raise ConfigError(f"train.monitor: {monitor!r}: data set {name!r} labels only {', '.join(labelled)}")
             return metrics.lower_is_better(rest)
+        first = monitor.partition("/")[0]
+        if monitor.count("/") >= 2 and first not in metrics.metrics:
+            raise ConfigError(
+                f"train.monitor: {monitor!r} reads as '<set>/<task>/<metric>', but data.val names no "
+                f"validation set (tasks: {', '.join(metrics.metrics)})"
+            )
         return metrics.lower_is_better(monitor)
 
     def _monitored(self, result: dict) -> float:
