@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .data.nyud import nyud40_class_names
-from .tasks.kind import DrawStyle
+from .tasks import DrawStyle
 
 __all__ = [
     "voc_colormap",
@@ -56,7 +56,6 @@ __all__ = [
     "legend_height",
     "present_classes",
     "put_label",
-    "max_depth_for",
     "nice_ceil",
     "font_scale_for",
     "hstack",
@@ -484,21 +483,6 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     if n.ndim != 3 or n.shape[-1] != 3:
         raise ValueError(f"normals_to_rgb expects H x W x 3 or 3 x H x W, got shape {np.shape(normals)}")
     return np.clip(np.floor((n + 1.0) * 0.5 * 255.0 + 0.5), 0, 255).astype(np.uint8)
-
-
-def max_depth_for(task=None, config: Optional[dict] = None) -> Optional[float]:
-    """The depth range to draw for a depth task: ``options.display_max_depth``, then
-    ``options.max_depth``, then the checkpoint meta's ``depth.max_depth``; None if unknown."""
-    opts = getattr(task, "options", None)
-    for key in ("display_max_depth", "max_depth"):
-        value = getattr(opts, key, None)
-        if value:
-            return value
-    meta = (config or {}).get("meta") or {}
-    depth_meta = meta.get("depth") or {}
-    if depth_meta.get("max_depth"):
-        return float(depth_meta["max_depth"])
-    return None
 
 
 def nice_ceil(value: float) -> float:

@@ -19,9 +19,8 @@ from ..errors import ConfigError
 from ..schema.errors import unknown_key_error, validate
 from ..schema.registry import register_options
 from ..schema.sections import TransformsSection
-from ..schema.types import Bool, Field, Float, Int, Name, PixelSize, Section, Str, either, is_list, is_mapping
+from ..schema.types import Bool, Field, Float, Int, Name, Palette, PixelSize, Section, Str, either, is_list, is_mapping
 from ..tasks import TaskSpec, parse_tasks
-from ..tasks.segmentation import Palette
 from .jsonset import JsonDataset
 from .kitti import KittiDataset
 from .listfile import ListDataset

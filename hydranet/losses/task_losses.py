@@ -44,7 +44,6 @@ from ..errors import ConfigError
 from ..schema.registry import register_options
 from ..schema.types import Field, Float, Section
 from ..tasks import TaskSpec
-from ..tasks.normals import valid_normals
 
 __all__ = [
     "cross_entropy",
@@ -69,6 +68,13 @@ __all__ = [
 ]
 
 _IGNORE = -100  # sentinel label handed to F.cross_entropy for invalid elements
+
+
+def valid_normals(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """N x H x W (per pixel) of an N x 3 x H x W target: all 3 components finite, a non-zero vector."""
+    finite = torch.isfinite(target).all(dim=1)
+    norm2 = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).pow(2).sum(dim=1)
+    return finite & (norm2 > eps * eps)
 
 
 # --------------------------------------------------------------------------- helpers

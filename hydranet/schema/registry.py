@@ -14,7 +14,7 @@ __all__ = ["register_options", "registered", "FAMILIES"]
 
 # family -> the module whose import registers the built-in plug-ins of that family
 FAMILIES = {
-    "task": "hydranet.tasks",
+    "task": "hydranet.kinds",
     "loss": "hydranet.losses",
     "encoder": "hydranet.models.encoders",
     "dataset": "hydranet.data.factory",

@@ -43,6 +43,7 @@ __all__ = [
     "is_number",
     "is_list",
     "is_mapping",
+    "Palette",
 ]
 
 
@@ -160,3 +161,12 @@ def either(expected: str, **members: tuple) -> Any:
         Union[tagged],  # type: ignore[valid-type]
         Discriminator(pick, custom_error_type="either", custom_error_message=expected),
     ]
+
+
+Channel = Annotated[Int, Field(ge=0, le=255)]
+#: Colours of segmentation classes: a palette name or file (text), or rows of [R, G, B].
+Palette = either(
+    "a palette name or file (text), or rows of [R, G, B] from 0 to 255",
+    text=(Str, lambda v: isinstance(v, str)),
+    rows=(list[tuple[Channel, Channel, Channel]], is_list),
+)

@@ -14,7 +14,8 @@ import numpy as np
 from ..data.io import IMAGE_EXTENSIONS, protect_inputs, read_image, write_png
 from ..errors import ConfigError, DataError
 from ..inference.predictor import Prediction, Predictor
-from ..tasks.depth import DEPTH, depth_to_png_mm
+from ..kinds import draw_style
+from ..kinds.depth import DEPTH, depth_to_png_mm
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_images", "depth_to_png_mm", "predict_images", "save_prediction"]
 
@@ -73,17 +74,18 @@ def save_prediction(
     if ply and ply not in ("binary", "ascii"):
         raise ConfigError(f"PLY format must be binary or ascii, got {ply!r}")
     out_dir = Path(out_dir)
-    style = vis.DrawStyle(
-        config=dict(config or {}),
+    style = draw_style(
+        config,
+        vis.font_scale_for(frame.shape[0]),
         max_depth=max_depth,
         cmap=cmap,
-        font_scale=vis.font_scale_for(frame.shape[0]),
         palette=palette,
+        depth_format=depth_format,
     )
     files: dict = {}
     for name, value in pred.items():
         spec = pred.tasks[name]
-        files.update(spec.task_kind.save(spec, value, out_dir, stem, style, {"depth_format": depth_format}))
+        files.update(spec.task_kind.save(spec, value, out_dir, stem, style))
     fig = out_dir / f"{stem}_figure.png"
     write_png(fig, vis.render_figure(frame, pred, style))
     files["figure"] = str(fig)

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError, HydranetError
+from ..kinds import draw_style
 
 __all__ = [
     "build_app",
@@ -126,7 +127,7 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> di
 
     pred = predictor.predict(rgb)
     h, w = rgb.shape[:2]
-    style = vis.DrawStyle(config=dict(predictor.config), font_scale=vis.font_scale_for(h), palette=palette)
+    style = draw_style(predictor.config, vis.font_scale_for(h), palette=palette)
     overlay_task, _ = vis.drawn_tasks(predictor.tasks)
     overlay, legend = vis.blend_overlay(rgb, pred, overlay_task, style)
     if overlay_task is not None:

@@ -54,7 +54,7 @@ def _lookahead_step(optimizer: torch.optim.Optimizer, params: list, grads: list)
 
 def _affinity_once(trainer, batch) -> torch.Tensor:
     """One lookahead measurement on ``batch``: ``Z`` (T x T, NaN where a task has no label)."""
-    from ..evaluation import batch_to
+    from ..data.collate import batch_to
     from ..losses import compute_losses
 
     model = trainer.model
