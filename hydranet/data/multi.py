@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..config import is_named_val, parse_dataset
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec, parse_tasks
 
@@ -149,7 +150,7 @@ def build_member(
     entry: Any, tasks: Sequence[TaskSpec], train: bool, where: str, index: int, normalization=None
 ) -> Member:
     """One data set of ``data.train`` (a list entry) or of a named ``data.val``."""
-    from .factory import build_dataset, parse_dataset
+    from .factory import build_dataset
 
     options = parse_dataset(entry, where)  # typed: weight > 0, offsets >= 0, ... (ConfigError naming the field)
     name = options.name or f"set{index}"
@@ -210,16 +211,6 @@ def build_train_data(cfg: Any, tasks: Sequence[TaskSpec], normalization=None) ->
         raise ConfigError(f"data.train: data set name(s) {dup} used twice; give each a distinct name")
     _check_offsets(members, tasks, "data.train")
     return MultiDataset(members, tasks)
-
-
-def is_named_val(cfg: Any) -> bool:
-    """True when ``data.val`` maps names to data sets (rather than being one data set)."""
-    return (
-        isinstance(cfg, Mapping)
-        and "type" not in cfg
-        and bool(cfg)
-        and all(isinstance(v, Mapping) for v in cfg.values())
-    )
 
 
 def build_val_sets(cfg: Any, tasks: Sequence[TaskSpec], normalization=None, train_cfg: Any = None) -> dict:

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..limits import pixel_limit_problem
+
 __all__ = [
     "Section",
     "OpenSection",
@@ -44,6 +46,7 @@ __all__ = [
     "is_list",
     "is_mapping",
     "Palette",
+    "EmptySection",
 ]
 
 
@@ -106,8 +109,6 @@ Name = Annotated[StrictStr, Field(min_length=1)]
 
 def pixel_pair(value: Any) -> tuple[int, int]:
     """``n`` (a square) or ``[height, width]`` -> ``(height, width)``, within :mod:`hydranet.limits`."""
-    from ..limits import pixel_limit_problem
-
     if isinstance(value, int) and not isinstance(value, bool):
         pair = [value, value]
     elif isinstance(value, (list, tuple)) and len(value) == 2:
@@ -170,3 +171,7 @@ Palette = either(
     text=(Str, lambda v: isinstance(v, str)),
     rows=(list[tuple[Channel, Channel, Channel]], is_list),
 )
+
+
+class EmptySection(Section):
+    """A plug-in that takes no options of its own."""
