@@ -28,12 +28,11 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import DataError, OutputError
+from ..labelsets import NYUD_DEPTH_SCALE
 from ..limits import max_pixels
 
 PathLike = Union[str, Path]
 
-# Depth PNG units per metre of NYUDv2-style files (uint16 = metres x 5000); KITTI uses 256.
-NYUD_DEPTH_SCALE = 5000.0
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
