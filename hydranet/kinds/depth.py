@@ -191,7 +191,7 @@ class DepthMetrics(MetricAccumulator):
     AVERAGES = ("image", "pixel")
 
     def __init__(self, spec: TaskSpec):
-        opts = spec.options  # typed and checked by the task's schema (hydranet.tasks.depth.DepthOptions)
+        opts = spec.options  # typed and checked by the task's schema (DepthOptions above)
         self.min_depth = opts.min_depth
         self.max_depth = opts.max_depth
         self.crop = opts.crop
