@@ -1,4 +1,4 @@
-"""Named label sets: the class names, class colours and depth units of the data sets Hydranet knows.
+"""Named label sets: the class names and class colours of the data sets Hydranet knows.
 
 Each fact is here once: the data sets (:mod:`hydranet.data.nyud`, :mod:`hydranet.data.synthetic`),
 the drawing (:mod:`hydranet.visualize`) and converted checkpoints read them from this module.
@@ -15,7 +15,6 @@ import numpy as np
 from .errors import DataError
 
 __all__ = [
-    "NYUD_DEPTH_SCALE",
     "voc_colormap",
     "NYUD40_NAMES",
     "NYUD40_PALETTE",
@@ -27,9 +26,6 @@ __all__ = [
     "NAMED_PALETTES",
     "KNOWN_NAMES",
 ]
-
-# Depth PNG units per metre of NYUDv2-style label files (uint16 = metres x 5000); KITTI uses 256.
-NYUD_DEPTH_SCALE = 5000.0
 
 # The shipped NYUD-40 class names (one a line, class-id order), converted from classMapping40.mat.
 NYUD_CLASS_NAMES = Path(__file__).parent / "data" / "nyud" / "class_names40.txt"

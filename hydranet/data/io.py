@@ -28,8 +28,8 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import DataError, OutputError
-from ..labelsets import NYUD_DEPTH_SCALE
 from ..limits import max_pixels
+from ..units import NYUD_DEPTH_SCALE
 
 PathLike = Union[str, Path]
 
