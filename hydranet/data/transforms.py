@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..limits import MAX_PIXELS_ENV, max_pixels
 from ..schema.errors import validate
 from ..schema.sections import ColorJitter, MetaSection, TransformsSection
 from ..schema.sections import Normalization as SchemaNormalization
@@ -251,7 +252,6 @@ class JointTransform:
         return item
 
     def _check_scaled_size(self, image: np.ndarray, sample: dict) -> None:
-        from ..limits import MAX_PIXELS_ENV, max_pixels
 
         h, w = np.shape(image)[:2]
         scaled = int(h * w * self.max_scale**2)

@@ -24,6 +24,7 @@ from ..data.io import NYUD_DEPTH_SCALE, protect_inputs, read_image, writable_dir
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
+from ..inference.onnx_model import is_onnx_file, load_onnx_model
 from ..inference.processing import preprocess
 from ..schema import Field, Float, Section, validate
 from ..tasks import KINDS
@@ -33,7 +34,6 @@ PathLike = Union[str, Path]
 
 def _load_teacher(teacher: PathLike, device):
     """A checkpoint, or an ONNX file written by ``hydranet export`` (run by onnxruntime)."""
-    from ..inference.onnx_model import is_onnx_file, load_onnx_model
 
     if is_onnx_file(teacher):
         return load_onnx_model(teacher, device=str(device))
