@@ -32,11 +32,11 @@ from typing import Any, Mapping, Union
 
 import torch
 
+from . import models
 from .config import load_config
-from .data.io import write_bytes_atomic
 from .errors import CheckpointError, ConfigError
+from .files import write_bytes_atomic
 from .limits import max_plain_data_nodes
-from .models import build_model
 
 FORMAT = "hydranet"
 VERSION = 1
@@ -404,7 +404,7 @@ def check_weight_shapes(path: PathLike, cfg: Mapping[str, Any], weights: Mapping
 
     try:
         with torch.device("meta"):
-            meta = build_model(cfg, progress=False).state_dict()
+            meta = models.build_model(cfg, progress=False).state_dict()
     except ConfigError as exc:
         raise CheckpointError(f"{path}: invalid config inside the checkpoint: {exc}") from exc
     expected = {k: tuple(v.shape) for k, v in meta.items()}
@@ -451,7 +451,7 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     ckpt = read_checkpoint(path)
     cfg = checked_config(path, ckpt)
     check_weight_shapes(path, cfg, ckpt["model"])
-    model = build_model(cfg, progress=False)
+    model = models.build_model(cfg, progress=False)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
