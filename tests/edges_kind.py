@@ -1,9 +1,10 @@
 """A toy task kind (a one-channel edge map) in one file, shaped like a built-in kind of
 :mod:`hydranet.kinds`: its metric accumulator, the kind and one ``register_kind`` call.
 
-``tests/test_task_kinds.py`` registers it by importing this file and trains, evaluates,
-predicts, draws and exports it through the same library code as every built-in kind;
-placed in ``hydranet/kinds/`` (and imported by its ``__init__``) it would need no other change.
+``tests/test_task_kinds.py`` loads this file as ``hydranet.kinds.edges``, as if it had been
+added to the package, and trains, evaluates, predicts, draws and exports it through the same
+library code as every built-in kind. Added to ``hydranet/kinds/`` for good, the one other line
+would be its import in the package's ``__init__.py`` (the registry entry).
 """
 
 import numpy as np

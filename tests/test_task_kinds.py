@@ -1,10 +1,15 @@
 """Task kinds: every registered kind is complete, and a new kind needs one definition only.
 
 The toy kind (a one-channel edge map) is one file, ``tests/edges_kind.py``, shaped like the
-built-in kinds of ``hydranet/kinds/``; the test registers it by importing that file, then
-trains, evaluates, predicts, draws and exports a network with an ``edges`` task through the
-same library code every built-in kind goes through.
+built-in kinds of ``hydranet/kinds/``; the test loads that file as ``hydranet.kinds.edges`` (a
+kind added to the package, with no other change), then trains, evaluates, predicts, draws and
+exports a network with an ``edges`` task through the same library code every built-in kind
+goes through.
 """
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +18,20 @@ import torch
 import hydranet
 from hydranet.data.io import write_png
 from hydranet.evaluation.metrics import MetricAccumulator
-from hydranet.tasks import KINDS, TaskKind, parse_task, register_kind
+from hydranet.tasks import KINDS, TaskKind, parse_task
 
 
 @pytest.fixture
 def edges_kind():
-    import edges_kind  # the toy kind's one file (tests/edges_kind.py): importing it registers it
-
-    kind = register_kind(edges_kind.EDGES)  # again, after an earlier test removed it
-    yield kind
-    del KINDS["edges"]
+    """The toy kind's one file, loaded as a module of the built-in package (``hydranet.kinds.edges``),
+    as if it had been added there: executing it registers it; nothing else names it."""
+    name = "hydranet.kinds.edges"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("edges_kind.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    yield module.EDGES
+    del KINDS["edges"], sys.modules[name]
 
 
 def _edge_dataset(root, n=6, size=32):
