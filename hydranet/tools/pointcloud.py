@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.io import write_bytes_atomic
 from ..errors import ConfigError
-from ..visualize import NYUD40_NAMES
+from ..labelsets import NYUD40_NAMES
 
 __all__ = ["default_intrinsics", "depth_to_points", "write_ply", "read_ply_header"]
 
