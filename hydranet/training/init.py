@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
-from ..checkpoint import read_checkpoint
+from ..checkpoint import read_model_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..tasks import TaskSpec, parse_tasks
 from ..weights.hub import KNOWN_MODELS, file_or_known_model
@@ -106,7 +106,7 @@ def read_source(source: Any) -> tuple[dict, dict, str]:
         )
     label = str(source) if str(source) == str(path) else f"{source} ({path})"
     try:
-        ckpt = read_checkpoint(path)
+        ckpt, _ = read_model_checkpoint(path)
         return dict(ckpt["config"]), dict(ckpt["model"]), label
     except CheckpointError as first:
         try:
