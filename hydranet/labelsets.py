@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .vocabulary import PALETTE_NAMES
 
 __all__ = [
     "voc_colormap",
@@ -130,13 +131,8 @@ SYNTHETIC8_PALETTE = np.array(
 )
 
 
-#: ``--palette`` names -> palettes (row i = class i).
-NAMED_PALETTES = {
-    "nyud": NYUD40_PALETTE,
-    "kitti": KITTI6_PALETTE,
-    "cityscapes": CITYSCAPES19_PALETTE,
-    "synthetic": SYNTHETIC8_PALETTE,
-}
+#: Palettes by name (row i = class i), in the order of ``hydranet.vocabulary.PALETTE_NAMES``.
+NAMED_PALETTES = dict(zip(PALETTE_NAMES, (NYUD40_PALETTE, KITTI6_PALETTE, CITYSCAPES19_PALETTE, SYNTHETIC8_PALETTE)))
 
 #: Class-name lists that identify a palette (a task with exactly these names gets its colours).
 KNOWN_NAMES = {NYUD40_NAMES: "nyud", CITYSCAPES19_NAMES: "cityscapes", SYNTHETIC8_NAMES: "synthetic"}

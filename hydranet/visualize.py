@@ -47,6 +47,7 @@ from .labelsets import (
     voc_colormap,
 )
 from .tasks import DrawStyle
+from .vocabulary import DEPTH_CMAPS
 
 __all__ = [
     "voc_colormap",
@@ -88,9 +89,6 @@ TEXT_COLOR = (255, 255, 255)
 
 
 # --------------------------------------------------------------------------- palettes
-
-
-DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
 
 
 def _task_classes(task) -> tuple[int, Optional[tuple]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..units import NYUD_DEPTH_SCALE
+from ..vocabulary import NYUD_DEPTH_SCALE
 from .common import add_device_arg, fraction, positive_float, resolve_device, write_json
 
 HELP = "fill missing segmentation/depth/normals labels of a list file with a teacher's predictions"

@@ -34,7 +34,7 @@ from ..files import (  # noqa: F401  (re-exported: data.io was their home)
     write_bytes_atomic,
 )
 from ..limits import max_pixels
-from ..units import NYUD_DEPTH_SCALE
+from ..vocabulary import NYUD_DEPTH_SCALE
 
 PathLike = Union[str, Path]
 

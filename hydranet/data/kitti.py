@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..tasks import TaskSpec
-from ..units import KITTI_DEPTH_SCALE
+from ..vocabulary import KITTI_DEPTH_SCALE
 from .io import read_depth
 from .listfile import ListDataset
 
