@@ -299,7 +299,7 @@ def test_shipped_configs_are_canonical_fixed_points(name):
 
 def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_configs():
     from hydranet.config import CONFIG_DIR, read_yaml
-    from hydranet.schema.reference import field_tables, json_schema, markdown
+    from hydranet.tools.config_reference import field_tables, json_schema, markdown
 
     tables = field_tables()
     assert {"train", "loss", "model", "tasks[]", "tasks[].options (kind: depth)", "data.<split> (type: list)"} <= set(

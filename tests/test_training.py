@@ -15,7 +15,7 @@ import hydranet
 from hydranet.checkpoint import read_checkpoint
 from hydranet.config import load_config
 from hydranet.errors import ConfigError
-from hydranet.evaluation.run import evaluate_checkpoint
+from hydranet.tools.evaluate import evaluate_checkpoint
 from hydranet.training import Trainer, TrainingError, apply_overrides, train
 
 # The shipped default config, shrunk to a tiny network and 64x64 scenes for a 2-core CPU.

@@ -7,6 +7,8 @@ import json
 import math
 import re
 
+from ..vocabulary import DEPTH_CMAPS, PALETTE_NAMES
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's help with every flag's default shown: ``(default: X)`` is appended unless the
@@ -20,11 +22,6 @@ class HelpFormatter(argparse.HelpFormatter):
         if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
             return text
         return f"{text} (default: %(default)s)"
-
-
-#: ``--palette`` names, the same in every command (hydranet.visualize.NAMED_PALETTES; a test keeps them equal).
-PALETTE_NAMES = ("nyud", "kitti", "cityscapes", "synthetic")
-DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
 
 
 def add_palette_args(p: argparse.ArgumentParser) -> None:

@@ -51,6 +51,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.refinenet import ChainedResidualPool
 from .rewrites import (
     ChannelScale,
@@ -358,7 +359,6 @@ def optimize_for_inference(
     Returns:
         A :class:`FastModel`: ``fast(images, upsample=True) -> {task: tensor}``.
     """
-    from ..errors import ConfigError
 
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from ..assets import ASSETS_DIR
 from ..errors import CheckpointError
+from ..weights.hub import KNOWN_MODELS, file_or_known_model
 
 __all__ = ["BUNDLED_WEIGHTS_NAME", "bundled_weights_path", "default_weights_path", "resolve_weights"]
 
@@ -16,7 +18,6 @@ BUNDLED_WEIGHTS_NAME = "hydranet_synthetic.pt"
 
 def bundled_weights_path() -> Path:
     """The checkpoint shipped in the package: ``hydranet/assets/hydranet_synthetic.pt``."""
-    from ..assets import ASSETS_DIR
 
     return ASSETS_DIR / BUNDLED_WEIGHTS_NAME
 
@@ -39,8 +40,6 @@ def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
         WeightsUnavailableError: a known model cannot be downloaded (offline).
     """
     if weights:
-        from ..weights.hub import KNOWN_MODELS, file_or_known_model
-
         path = file_or_known_model(weights)
         if path.is_file():
             return path

@@ -40,11 +40,12 @@ from ..checkpoint import atomic_save, model_checkpoint, read_model_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
 from ..data.base import dataset_source, require_labels
+from ..data.collate import batch_to
 from ..data.io import writable_dir
 from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
-from ..evaluation import MultiTaskMetrics, batch_to, evaluate, format_table
+from ..evaluation import MultiTaskMetrics, evaluate, format_table
 from ..losses import build_weighting, clip_head_gradients, compute_losses
 from ..models import build_model
 from ..tasks import parse_tasks
