@@ -26,10 +26,10 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from typing import Callable, Optional, Sequence
 
 from ..errors import ConfigError
+from ..measure import machine_info, timed_count
 
 __all__ = ["DEMO_SETTINGS", "demo_benchmark", "format_demo_table"]
 
@@ -67,10 +67,14 @@ def _model_only_fps(predictor, frames: list) -> float:
     """Frames per second of the network alone on these frames (normalised input already in memory)."""
     inputs = [predictor.preprocess([f])[0] for f in frames]
     predictor._run_model(inputs[0])  # warm
-    t0 = time.perf_counter()
-    for x in inputs:
-        predictor._run_model(x)
-    return len(inputs) / (time.perf_counter() - t0)
+
+    def calls():
+        for x in inputs:
+            predictor._run_model(x)
+            yield 1
+
+    count, seconds = timed_count(calls())
+    return count / seconds
 
 
 def demo_benchmark(
@@ -94,7 +98,6 @@ def demo_benchmark(
     """
     import torch
 
-    from ..inference.bench import machine_info
     from .mp4 import open_video_writer
     from .video import SyntheticSource, VideoSource, run_demo
 

@@ -34,11 +34,11 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..config import load_config
 from ..errors import ConfigError, HydranetError
+from ..measure import interleaved_times, machine_info, percentile, timed_count
 
 __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table", "parse_train_settings"]
 
@@ -184,13 +184,15 @@ def _loader_rate(trainer, workers: int, batches: int) -> dict:
     trainer.train_cfg.workers = int(workers)
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
-    images, t0 = 0, time.perf_counter()
-    for _ in range(int(batches)):
-        try:
-            images += len(next(loader)["image"])
-        except StopIteration:
-            break
-    seconds = time.perf_counter() - t0
+
+    def batch_sizes(batch_iter):
+        for _ in range(int(batches)):
+            try:
+                yield len(next(batch_iter)["image"])
+            except StopIteration:
+                return
+
+    images, seconds = timed_count(batch_sizes(loader))
     del loader
     rate = images / seconds if seconds > 0 else None
     return {
@@ -237,7 +239,6 @@ def train_benchmark(
         setting (``step_ms_median``, ``step_ms_p90``, ``images_per_s``, ``vs_plain``,
         ``setup_s``, ``status``, ``reason``), one loader entry per worker count.
     """
-    from ..inference.bench import interleaved_times, machine_info
     from .trainer import Trainer
 
     log = log or (lambda msg: None)
@@ -307,7 +308,7 @@ def train_benchmark(
     log(f"[train {batch} x {w}x{h}] timing {', '.join(steps)} ({reps} steps each in 4 rounds)")
     times = interleaved_times(steps, device, 0, reps, events=device.type == "cuda")
     for name, t in times.items():
-        rows[name].update(step_ms_median=statistics.median(t), step_ms_p90=float(np.percentile(t, 90)))
+        rows[name].update(step_ms_median=statistics.median(t), step_ms_p90=percentile(t, 90))
         rows[name]["images_per_s"] = batch * 1000.0 / rows[name]["step_ms_median"]
     plain = rows["plain"].get("images_per_s")
     for row in rows.values():
