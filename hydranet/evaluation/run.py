@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_model
 from ..config import load_config
+from ..weights.hub import load_model
 from .evaluate import evaluate
 
 # The synthetic validation set used when neither the command nor the checkpoint names data.

@@ -105,7 +105,7 @@ def _model_and_config(weights: Path):
         if onnx.quantization:
             raise ConfigError(f"--int8: {weights} is already quantised ({onnx.quantization}); drop --int8")
         return None, onnx.config
-    from ..checkpoint import load_model
+    from ..weights.hub import load_model
 
     model = load_model(weights, device="cpu")
     return model, model.config

@@ -188,7 +188,7 @@ class Predictor:
                     raise ConfigError(f"{model}: an ONNX file runs in the precision it was exported in (drop --half)")
                 model = OnnxModel(model, device=str(device))
             else:
-                from ..checkpoint import load_model
+                from ..weights.hub import load_model
 
                 model = load_model(model, device="cpu")
         if not isinstance(model, (torch.nn.Module, OnnxModel)) or not hasattr(model, "tasks"):

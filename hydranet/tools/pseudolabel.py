@@ -19,13 +19,13 @@ from typing import Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_model
 from ..data.io import NYUD_DEPTH_SCALE, protect_inputs, read_image, writable_dir, write_bytes_atomic, write_png
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
 from ..inference.processing import preprocess
 from ..schema import Field, Float, Section, validate
+from ..weights.hub import load_model
 
 PathLike = Union[str, Path]
 
