@@ -233,10 +233,6 @@ class Predictor:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def first_task(self, kind: str) -> Optional[TaskSpec]:
-        """The first task of ``kind`` (e.g. ``"depth"``), or None."""
-        return next((t for t in self.tasks if t.kind == kind), None)
-
     # ----------------------------------------------------------------- timing
     def reset_timing(self) -> None:
         """Forget the accumulated timings (e.g. after a warm-up)."""
