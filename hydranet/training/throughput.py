@@ -32,6 +32,7 @@ import copy
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -39,33 +40,68 @@ import torch
 from ..config import load_config
 from ..errors import ConfigError, HydranetError
 from ..measure import interleaved_times, machine_info, percentile, timed_count
+from .trainer import Trainer
 
 __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table", "parse_train_settings"]
 
-TRAIN_SETTINGS = {
-    "plain": "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step",
-    "trainer": "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
-    "groups, schedule",
-    "channels_last": "Trainer's step with train.channels_last (NHWC weights and inputs)",
-    "decoder_channels_last": "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; "
-    "the default on CPU)",
-    "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
-    "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
-    "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
-    "frozen_trunk": "Trainer's step with train.freeze=[encoder, decoder]: forward through all, heads learn",
-    "cached_features": "Trainer's step on cached trunk features (train.cache_features): the heads alone",
-}
+
+@dataclass(frozen=True)
+class TrainSetting:
+    """One way of taking a training step: ``overrides`` of ``train.*`` for the trainer's step
+    (None: the plain PyTorch loop); ``cached``: on the frozen trunk's cached output."""
+
+    name: str
+    description: str
+    overrides: Optional[dict] = None
+    cached: bool = False
+
+    def unmet(self, device: torch.device) -> Optional[str]:
+        """Why this setting cannot run on ``device``, or None."""
+        amp = (self.overrides or {}).get("amp")
+        if amp and device.type != "cuda":
+            return "AMP training is CUDA-only (train.amp is ignored on CPU)"
+        if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return "this GPU has no bfloat16 support"
+        return None
+
+
+_FROZEN_TRUNK = {"freeze": ["encoder", "decoder"]}
+#: Every training setting, in the order of the rows.
+ALL_TRAIN_SETTINGS = (
+    TrainSetting("plain", "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step"),
+    TrainSetting(
+        "trainer",
+        "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
+        "groups, schedule",
+        {"channels_last": False},
+    ),
+    TrainSetting(
+        "channels_last", "Trainer's step with train.channels_last (NHWC weights and inputs)", {"channels_last": True}
+    ),
+    TrainSetting(
+        "decoder_channels_last",
+        "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; the default on CPU)",
+        {"channels_last": "decoder"},
+    ),
+    TrainSetting("compile", "Trainer's step with train.compile (torch.compile, Inductor)", {"compile": True}),
+    TrainSetting("amp_bf16", "Trainer's step with train.amp=bf16 (CUDA)", {"amp": "bf16"}),
+    TrainSetting("amp_fp16", "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)", {"amp": "fp16"}),
+    TrainSetting(
+        "frozen_trunk",
+        "Trainer's step with train.freeze=[encoder, decoder]: forward through all, heads learn",
+        _FROZEN_TRUNK,
+    ),
+    TrainSetting(
+        "cached_features",
+        "Trainer's step on cached trunk features (train.cache_features): the heads alone",
+        _FROZEN_TRUNK,
+        cached=True,
+    ),
+)
+_BY_NAME = {s.name: s for s in ALL_TRAIN_SETTINGS}
+#: Setting name -> description.
+TRAIN_SETTINGS = {s.name: s.description for s in ALL_TRAIN_SETTINGS}
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
-_OVERRIDES = {
-    "trainer": {"channels_last": False},
-    "channels_last": {"channels_last": True},
-    "decoder_channels_last": {"channels_last": "decoder"},
-    "compile": {"compile": True},
-    "amp_bf16": {"amp": "bf16"},
-    "amp_fp16": {"amp": "fp16"},
-    "frozen_trunk": {"freeze": ["encoder", "decoder"]},
-    "cached_features": {"freeze": ["encoder", "decoder"]},
-}
 
 
 def parse_train_settings(text) -> list[str]:
@@ -239,8 +275,6 @@ def train_benchmark(
         setting (``step_ms_median``, ``step_ms_p90``, ``images_per_s``, ``vs_plain``,
         ``setup_s``, ``status``, ``reason``), one loader entry per worker count.
     """
-    from .trainer import Trainer
-
     log = log or (lambda msg: None)
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
@@ -259,45 +293,18 @@ def train_benchmark(
     workdir = tempfile.mkdtemp(prefix="hydranet-trainbench-")
     fixed = None
     for name in settings:
-        row = {
-            "setting": name,
-            "description": TRAIN_SETTINGS[name],
-            "status": "ok",
-            "reason": None,
-            "device": str(device),
-            "batch": batch,
-            "size": f"{w}x{h}",
-            "step_ms_median": None,
-            "step_ms_p90": None,
-            "images_per_s": None,
-            "vs_plain": None,
-            "setup_s": None,
-        }
-        rows[name] = row
-        if name.startswith("amp") and device.type != "cuda":
-            row.update(status="skipped", reason="AMP training is CUDA-only (train.amp is ignored on CPU)")
-            continue
-        if name == "amp_bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            row.update(status="skipped", reason="this GPU has no bfloat16 support")
+        setting = _BY_NAME[name]
+        rows[name] = row = _empty_row(setting, device, batch, f"{w}x{h}")
+        reason = setting.unmet(device)
+        if reason:
+            row.update(status="skipped", reason=reason)
             continue
         log(f"[train {batch} x {w}x{h}] preparing {name}")
         start = time.perf_counter()
         try:
             if fixed is None:  # one batch from the trainer's own loader, used by every setting
-                first = Trainer(cfg, workdir, device=str(device), progress=False)
-                fixed = next(iter(first._loader(0, 0)))
-                del first
-            if name == "plain":
-                step = _plain_step(copy.deepcopy(cfg), device, fixed)
-            else:
-                sub = copy.deepcopy(cfg)
-                sub["train"].update(_OVERRIDES[name])
-                trainer = Trainer(sub, workdir, device=str(device), progress=False)
-                trainer.fixed_batch = fixed
-                trainer.model.train()
-                if name == "cached_features":
-                    trainer.fixed_batch = _cached_batch(trainer, fixed)
-                step = _trainer_step(trainer)
+                fixed = _first_batch(cfg, workdir, device)
+            step = _step_of(setting, cfg, device, fixed, workdir)
             for _ in range(max(1, warmup)):  # compile and allocate here, not in the timing
                 step()
         except Exception as exc:  # one setting failing must not take the others with it
@@ -333,6 +340,43 @@ def train_benchmark(
         "rows": list(rows.values()),
         "loader": loader,
     }
+
+
+def _empty_row(setting: TrainSetting, device: torch.device, batch: int, size: str) -> dict:
+    return {
+        "setting": setting.name,
+        "description": setting.description,
+        "status": "ok",
+        "reason": None,
+        "device": str(device),
+        "batch": batch,
+        "size": size,
+        "step_ms_median": None,
+        "step_ms_p90": None,
+        "images_per_s": None,
+        "vs_plain": None,
+        "setup_s": None,
+    }
+
+
+def _first_batch(cfg: dict, workdir: str, device: torch.device) -> dict:
+    """The first batch of the trainer's own loader."""
+    first = Trainer(cfg, workdir, device=str(device), progress=False)
+    return next(iter(first._loader(0, 0)))
+
+
+def _step_of(setting: TrainSetting, cfg: dict, device: torch.device, fixed: dict, workdir: str) -> Callable[[], None]:
+    """One training step of ``setting`` on the batch ``fixed``."""
+    if setting.overrides is None:
+        return _plain_step(copy.deepcopy(cfg), device, fixed)
+    sub = copy.deepcopy(cfg)
+    sub["train"].update(copy.deepcopy(setting.overrides))
+    trainer = Trainer(sub, workdir, device=str(device), progress=False)
+    trainer.fixed_batch = fixed
+    trainer.model.train()
+    if setting.cached:
+        trainer.fixed_batch = _cached_batch(trainer, fixed)
+    return _trainer_step(trainer)
 
 
 def format_train_table(result: dict) -> str:
