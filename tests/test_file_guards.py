@@ -509,6 +509,15 @@ def test_hashed_checkpoint_with_a_non_finite_weight(tmp_path, capsys, ckpt):
     assert str(path) in err and "inf" in err
 
 
+@pytest.mark.parametrize("meta", [3, "text", [1, 2]])
+def test_non_mapping_meta_names_the_file(tmp_path, capsys, ckpt, meta):
+    # found by `make fuzz`: `convert --half` on such a file ended in an AttributeError
+    path = _stored(ckpt, lambda c: c.update(meta=meta), path=tmp_path / "meta.pt")
+    err = cli_error(capsys, "convert", path, tmp_path / "half.pt", "--half")
+    assert str(path) in err and "'meta' must be a mapping" in err
+    assert not (tmp_path / "half.pt").exists()
+
+
 def test_nul_byte_in_a_list_file_names_the_line(tmp_path):
     from hydranet.errors import DataError
 

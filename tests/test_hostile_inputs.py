@@ -299,7 +299,14 @@ def unchanged(name):
 CFG = "cfg_synthetic.yaml"
 TRAIN = ["train", "--config", "c.yaml", "--out", "out", "--no-progress", "--steps", "1"]
 SUMMARY = ["summary", "--config", "c.yaml", "--size", "64x64"]
-EVAL = ["eval", "--weights", "tiny.pt", "--config", "eval.yaml", "--no-progress"]
+
+
+def eval_weights(weights: str) -> list:
+    """`eval` of the weights file ``weights`` on the case's eval.yaml."""
+    return ["eval", "--weights", weights, "--config", "eval.yaml", "--no-progress"]
+
+
+EVAL = eval_weights("tiny.pt")
 PREDICT = ["predict", "img.png", "--weights", "tiny.pt", "--out", "pred"]
 DEMO = ["demo", "--weights", "tiny.pt", "--out", "d.mp4", "--clip-frames", "2", "--clip-size", "64x64"]
 DEMO += ["--no-progress", "--codec", "mp4v"]
@@ -481,43 +488,43 @@ CASES = [
     (
         "eval-old-format-exponent-flip",
         ckpt_edit("w.pt", flip_exponent, legacy=True),
-        ["eval", "--weights", "w.pt", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.pt"),
         err("w.pt"),
     ),
     (
         "eval-old-format-nan",
         ckpt_edit("w.pt", set_value(NAN), legacy=True),
-        ["eval", "--weights", "w.pt", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.pt"),
         err("w.pt"),
     ),
     (
         "eval-hashed-inf-weight",
         ckpt_edit("w.pt", set_value(INF)),
-        ["eval", "--weights", "w.pt", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.pt"),
         err("w.pt"),
     ),
     (
         "eval-onnx-exponent-flip",
         onnx_edit("w.onnx", "exponent"),
-        ["eval", "--weights", "w.onnx", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.onnx"),
         err("w.onnx"),
     ),
     (
         "eval-onnx-sign-flip",
         onnx_edit("w.onnx", "sign"),
-        ["eval", "--weights", "w.onnx", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.onnx"),
         err("w.onnx"),
     ),
     (
         "eval-onnx-nan",
         onnx_edit("w.onnx", "nan"),
-        ["eval", "--weights", "w.onnx", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.onnx"),
         err("w.onnx"),
     ),
     (
         "eval-onnx-truncated",
         onnx_edit("w.onnx", "truncate"),
-        ["eval", "--weights", "w.onnx", "--config", "eval.yaml", "--no-progress"],
+        eval_weights("w.onnx"),
         err("w.onnx"),
     ),
     (
