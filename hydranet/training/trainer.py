@@ -233,7 +233,7 @@ class Trainer:
 
     def _setup_model(self, init: bool) -> None:
         """The model: built, initialised from ``train.init`` (``init``: not when resuming, which
-        restores every tensor from its own checkpoint), laid out in memory, batch norm prepared, frozen."""
+        restores every tensor from its own checkpoint) and laid out in memory."""
         tc = self.train_cfg
         # The input normalisation is written into the config, so every checkpoint carries it.
         self.normalization = Normalization.from_config(self.cfg)
@@ -253,7 +253,8 @@ class Trainer:
             self.model.heads.to(memory_format=torch.channels_last)
 
     def _setup_weighting(self) -> None:
-        """The loss weighting, bound to the model after batch norm is prepared and the model frozen."""
+        """The loss weighting; then the model's batch norm prepared and its frozen parts frozen, and
+        the weighting bound to what stays shared (the order of the original set-up, kept)."""
         w_opts = self.loss_cfg.options.model_dump(exclude_unset=True)
         if self.loss_cfg.initial_log_vars is not None:
             w_opts["initial_log_vars"] = self.loss_cfg.initial_log_vars
