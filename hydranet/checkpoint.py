@@ -436,6 +436,19 @@ def check_weight_shapes(path: PathLike, cfg: Mapping[str, Any], weights: Mapping
         )
 
 
+def read_model_checkpoint(path: PathLike) -> tuple[dict, dict]:
+    """:func:`read_checkpoint`, then the file's config validated and its tensors checked against
+    the model that config describes (names, shapes, kinds of number). Returns ``(ckpt, cfg)``.
+
+    Every reader that loads the weights into a model (inference, resume, ``train.init``,
+    ``convert``) goes through here, so none accepts, say, int64 weights that loading would cast.
+    """
+    ckpt = read_checkpoint(path)
+    cfg = checked_config(path, ckpt)
+    check_weight_shapes(path, cfg, ckpt["model"])
+    return ckpt, cfg
+
+
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     """Rebuild the model from a checkpoint file alone (config inside) and return it in eval mode.
 
@@ -448,9 +461,7 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     from .models import build_model
 
     path = Path(path).expanduser()
-    ckpt = read_checkpoint(path)
-    cfg = checked_config(path, ckpt)
-    check_weight_shapes(path, cfg, ckpt["model"])
+    ckpt, cfg = read_model_checkpoint(path)
     model = build_model(cfg, progress=False)
     try:
         model.load_state_dict(ckpt["model"])
@@ -466,8 +477,7 @@ def slim_checkpoint(src: PathLike, dst: PathLike, half: bool = True) -> dict:
     floating-point weights as fp16 (``load_model`` casts them back to the model's fp32).
     Returns the written checkpoint.
     """
-    ckpt = read_checkpoint(src)
-    check_weight_shapes(src, checked_config(src, ckpt), ckpt["model"])  # never copy a file that cannot load
+    ckpt, _ = read_model_checkpoint(src)  # never copy a file that cannot load
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
     slim = {
         "format": FORMAT,

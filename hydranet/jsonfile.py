@@ -19,7 +19,7 @@ import numpy as np
 from .errors import DataError
 from .limits import max_json_depth
 
-__all__ = ["read_json", "parse_json", "nesting_depth", "finite_number"]
+__all__ = ["read_json", "parse_json", "nesting_depth", "finite_number", "json_safe"]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -79,3 +79,18 @@ def read_json(path: Union[str, Path], what: str = "JSON file") -> Any:
 def finite_number(value: Any) -> bool:
     """True for an int or a finite float; False for booleans, strings, None, NaN and infinities."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every NaN or infinity (Python or NumPy float) replaced by ``None``.
+
+    ``json.dumps`` writes them as ``NaN``/``Infinity``, which no strict reader (this module
+    included) accepts: a diverged metric in a ``--json`` report becomes ``null`` instead.
+    """
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, (float, np.floating)):
+        return float(data) if math.isfinite(data) else None
+    return data

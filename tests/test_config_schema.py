@@ -152,6 +152,18 @@ def test_non_finite_initial_log_variances_are_refused_at_parse_time():
     )
 
 
+def test_initial_log_variances_are_bounded():
+    # found by `make fuzz`: s = 58365 overflowed exp(s) in the log (a traceback), s = 1e241 made
+    # the first step's parameters infinite (an error naming no field)
+    assert error_of(base(loss={"initial_log_vars": [0, 58365, 0]})) == (
+        "loss.initial_log_vars[1]: got 58365; expected a value <= 30"
+    )
+    assert error_of(base(loss={"options": {"initial_log_vars": {"depth": -1e241}}})) == (
+        "loss.options.initial_log_vars.depth: got -1e+241; expected a value >= -30"
+    )
+    assert load_config(base(loss={"initial_log_vars": [-30, 0, 30]}))["loss"]["initial_log_vars"] == [-30, 0, 30]
+
+
 def test_pixel_limits_and_the_knob_that_raises_them(monkeypatch):
     monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
     assert max_pixels() == DEFAULT_MAX_PIXELS

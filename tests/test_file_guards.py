@@ -23,10 +23,12 @@ import yaml
 from support import tiny_config
 
 import hydranet
-from hydranet.checkpoint import content_hash, read_checkpoint
+from hydranet.checkpoint import CheckpointError, content_hash, read_checkpoint, read_model_checkpoint
 from hydranet.cli import main
+from hydranet.cli.common import write_json
 from hydranet.data.io import write_png
 from hydranet.data.listfile import parse_list_file
+from hydranet.training.init import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = [{"name": "segm", "kind": "segmentation", "classes": 4}, {"name": "depth", "kind": "depth"}]
@@ -216,6 +218,7 @@ CHILD = textwrap.dedent(
     """
     import contextlib, io, json, resource, sys, time
     from hydranet.cli import main
+from hydranet.cli.common import write_json
     import hydranet.data.io, hydranet.checkpoint, hydranet.models  # imports before the baseline
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -315,7 +318,6 @@ def test_onnx_hash_and_plausibility(tmp_path):
     flipped exponent bit is caught by the plausibility check."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from hydranet.errors import CheckpointError
     from hydranet.inference.onnx_integrity import HASH_METADATA_KEY, stamp_hash, verify_onnx
 
     weight = numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "w")
@@ -533,3 +535,43 @@ def test_baseline_lacking_a_metric_names_the_file(tmp_path, capsys):
     base.write_text(json.dumps({"segm": {"pixel_acc": 0.9}, "depth": {"rmse": 0.5}}))
     err = cli_error(capsys, "compare", run, "--baseline", base)
     assert str(base) in err and "segm/miou is missing from the baseline" in err
+
+
+def test_integer_weights_are_refused_by_every_reader(tmp_path, capsys, ckpt):
+    # found by `make fuzz`: a resumed run cast int64 weights into the model and trained on
+    path = _stored(ckpt, lambda c: c["model"].update(_integer_weight(c)), path=tmp_path / "int.pt")
+    for argv in (["summary", "--weights", path], ["convert", path, tmp_path / "out.pt"]):
+        err = cli_error(capsys, *argv)
+        assert str(path) in err and "dtype torch.int64" in err
+    with pytest.raises(CheckpointError, match="dtype torch.int64"):
+        read_model_checkpoint(path)
+    with pytest.raises(CheckpointError, match="dtype torch.int64"):
+        read_source(str(path))  # train.init
+
+
+def test_integer_weights_are_refused_on_resume(tmp_path, capsys):
+    cfg = tiny_config(tasks=[{**TASKS[0], "classes": 8}, TASKS[1]], width=8)  # the synthetic set's 8 classes
+    cfg["data"] = {
+        "train": {"type": "synthetic", "num_samples": 4, "size": [32, 32], "fields": {"segm": "segmentation"}}
+    }
+    cfg["train"] = {"steps": 1, "batch_size": 2, "val_every": 10, "ckpt_every": 1, "plots": False}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    train = ["train", "--config", tmp_path / "cfg.yaml", "--no-progress"]
+    assert main([str(a) for a in [*train, "--out", tmp_path / "run"]]) == 0
+    path = _stored(
+        tmp_path / "run" / "last.pt", lambda c: c["model"].update(_integer_weight(c)), path=tmp_path / "int.pt"
+    )
+    err = cli_error(capsys, *train, "--out", tmp_path / "again", "--resume", path, "--steps", 2, "--allow-changes")
+    assert str(path) in err and "dtype torch.int64" in err
+
+
+def _integer_weight(ckpt) -> dict:
+    key = next(k for k, v in ckpt["model"].items() if k.endswith("weight") and v.dim() == 4)
+    return {key: ckpt["model"][key].round().long()}
+
+
+def test_json_reports_are_strict_json(tmp_path):
+    write_json(tmp_path / "r.json", {"rmse": float("inf"), "mae": np.float32("nan"), "ok": [1.5, -float("inf")]})
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text) == {"rmse": None, "mae": None, "ok": [1.5, None]}
+    assert "Infinity" not in text and "NaN" not in text

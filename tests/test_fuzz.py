@@ -568,7 +568,7 @@ def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
             ckpt["model"][key] = t.flatten()[:1].expand(t.shape)
             refuse = f"a stride-0 view as {key}"
         elif what == "overlap":
-            if t.dim() < 2:  # stride 1 in one dimension is an ordinary dense tensor
+            if sum(n > 1 for n in t.shape) < 2:  # stride 1 along one real dimension is dense
                 return
             ckpt["model"][key] = torch.as_strided(t.flatten().clone(), t.shape, (1,) * t.dim())
             refuse = f"an overlapping view as {key}"
@@ -582,7 +582,8 @@ def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
             if dtype in (torch.int64, torch.bool):
                 refuse = f"{key} as {dtype}"
         elif what == "shape":
-            ckpt["model"][key] = data.draw(st.sampled_from([t.t() if t.dim() == 2 else t[None], t.flatten(), t[:0]]))
+            shapes = [t.t() if t.dim() == 2 else t[None], t.flatten(), t[:0]]
+            ckpt["model"][key] = data.draw(st.sampled_from([v for v in shapes if v.shape != t.shape]))
             refuse = f"{key} reshaped"
         elif what in ("nan", "inf", "huge"):
             if not t.is_floating_point():

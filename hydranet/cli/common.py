@@ -125,15 +125,18 @@ def device_name(text: str) -> str:
 
 
 def write_json(path, data) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically (nothing when path is empty).
+    """Write ``data`` as indented, strict JSON to ``path`` atomically (nothing when path is
+    empty); non-finite numbers are written as ``null``.
 
     Raises:
         OutputError: naming ``path`` when it cannot be written.
     """
     if path:
         from ..data.io import write_bytes_atomic
+        from ..jsonfile import json_safe
 
-        write_bytes_atomic(path, json.dumps(data, indent=2, default=str).encode("utf-8"))
+        text = json.dumps(json_safe(data), indent=2, default=str, allow_nan=False)
+        write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def add_model_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:

@@ -58,8 +58,15 @@ def validate_raw(sample: dict, tasks: Sequence[TaskSpec], sources: Optional[Mapp
         raise DataError(f"{img_src}: image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     for spec in tasks:
-        if spec.name in sample:
-            spec.task_kind.check_label(spec, sample[spec.name], (h, w), sources.get(spec.name, img_src))
+        if spec.name not in sample:
+            continue
+        value, src = sample[spec.name], sources.get(spec.name, img_src)
+        if spec.task_kind.dense and np.shape(value)[:2] != (h, w):  # either file may be the wrong one: name both
+            raise DataError(
+                f"{src}: {spec.task_kind.name} size {np.shape(value)[1]}x{np.shape(value)[0]} (WxH) does not "
+                f"match the size of the image {img_src}, {w}x{h}"
+            )
+        spec.task_kind.check_label(spec, value, (h, w), src)
 
 
 def label_to_tensor(spec: TaskSpec, value) -> torch.Tensor:

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..schema.errors import unknown_key_error, validate
 from ..schema.registry import register_options
-from ..schema.sections import PerTaskNumbers
+from ..schema.sections import PerTaskLogVariances, PerTaskNumbers
 from ..schema.types import Field, Float, Section, Str
 from ..tasks import KINDS, TaskSpec, parse_task
 
@@ -145,8 +145,8 @@ class FixedOptions(Section):
 class UncertaintyOptions(Section):
     """``loss.options`` of ``uncertainty`` (``loss.initial_log_vars`` is the same as its option)."""
 
-    initial_log_vars: Optional[PerTaskNumbers] = Field(
-        None, description="initial log-variance s = log sigma^2 per task (null: 0)"
+    initial_log_vars: Optional[PerTaskLogVariances] = Field(
+        None, description="initial log-variance s = log sigma^2 per task, within +-30 (null: 0)"
     )
     forms: Optional[dict[Str, Str]] = Field(
         None, description="{task: 'regression' | 'classification' | a kind} overriding the kind's form"
@@ -393,12 +393,12 @@ class UncertaintyWeighting(Weighting):
         return 0.5 * self.log_vars[name]
 
     def extra_report(self, name: str) -> dict[str, float]:
-        s = float(self.log_vars[name].detach())
-        return {"log_var": s, "sigma2": math.exp(s)}
+        s = self.log_vars[name].detach()
+        return {"log_var": float(s), "sigma2": float(torch.exp(s))}  # inf, not OverflowError, if s diverged
 
     def sigma2(self) -> dict[str, float]:
         """Current sigma_i^2 = exp(s_i) per task."""
-        return {n: math.exp(float(p.detach())) for n, p in self.log_vars.items()}
+        return {n: float(torch.exp(p.detach())) for n, p in self.log_vars.items()}
 
     def extra_repr(self) -> str:
         return "forms=" + ", ".join(f"{n}:{f}" for n, f in self.forms.items())

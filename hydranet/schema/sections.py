@@ -161,15 +161,24 @@ def _per_task_numbers(value: Any) -> Any:
     return value
 
 
-PerTaskNumbers = Annotated[
-    either(
-        "one number, a list of numbers in task order, or a mapping {task: number}",
-        number=(Float, is_number),
-        list=(list[Float], is_list),
-        mapping=(dict[Str, Float], is_mapping),
-    ),
-    BeforeValidator(_per_task_numbers),
-]
+def per_task(value: Any) -> Any:
+    """Per-task values of type ``value``: one, a list in task order, or a mapping {task: value}."""
+    return Annotated[
+        either(
+            "one number, a list of numbers in task order, or a mapping {task: number}",
+            number=(value, is_number),
+            list=(list[value], is_list),
+            mapping=(dict[Str, value], is_mapping),
+        ),
+        BeforeValidator(_per_task_numbers),
+    ]
+
+
+PerTaskNumbers = per_task(Float)
+# s = log sigma^2 enters the loss as exp(-s): beyond +-30 (sigma^2 of 1e-13 .. 1e13) the
+# weight of a task is 0 or overflows float32 at the first step.
+LOG_VAR_LIMIT = 30.0
+PerTaskLogVariances = per_task(Annotated[Float, Field(ge=-LOG_VAR_LIMIT, le=LOG_VAR_LIMIT)])
 
 
 class LossSection(Section):
@@ -181,8 +190,8 @@ class LossSection(Section):
         "(pcgrad, mgda, cagrad, nash_mtl, imtl_g, aligned_mtl, upgrad, dualproj)",
     )
     options: Any = Field(default_factory=dict, description="the weighting's own options (see the weighting tables)")
-    initial_log_vars: Optional[PerTaskNumbers] = Field(
-        None, description="uncertainty: initial log-variance per task (null: 0, i.e. sigma^2 = 1)"
+    initial_log_vars: Optional[PerTaskLogVariances] = Field(
+        None, description="uncertainty: initial log-variance per task, within +-30 (null: 0, i.e. sigma^2 = 1)"
     )
     log_var_lr: Optional[Float] = Field(0.01, gt=0, description="learning rate of the weighting's parameters")
     gradient_normalization: Bool = Field(False, description="clip each head's gradient to max_head_grad_norm")

@@ -167,13 +167,8 @@ class TaskKind:
         raise DataError(f"{where}: task {spec.name!r} ({self.name}) takes a label file path, got {value!r}")
 
     def check_label(self, spec: TaskSpec, value: Any, image_hw: tuple, src: str) -> None:
-        """DataError naming ``src`` when a raw label does not fit the image or the spec."""
-        if self.dense and np.shape(value)[:2] != tuple(image_hw):
-            h, w = image_hw
-            raise DataError(
-                f"{src}: {self.name} size {np.shape(value)[1]}x{np.shape(value)[0]} (WxH) does not "
-                f"match the image size {w}x{h}"
-            )
+        """DataError naming ``src`` when a raw label does not fit the spec (its size against
+        the image's is checked before, for every dense kind alike)."""
 
     def label_to_tensor(self, spec: TaskSpec, value: Any) -> torch.Tensor:
         """One raw label -> its tensor form (a dataset item's entry)."""

@@ -93,7 +93,7 @@ def read_source(source: Any) -> tuple[dict, dict, str]:
         ConfigError: ``source`` is neither a file nor a known model name.
         CheckpointError: the file is neither format (the Hydranet reader's reason).
     """
-    from ..checkpoint import read_checkpoint
+    from ..checkpoint import read_model_checkpoint
     from ..weights.hub import KNOWN_MODELS, file_or_known_model
     from ..weights.mtrn import convert_file
 
@@ -106,7 +106,7 @@ def read_source(source: Any) -> tuple[dict, dict, str]:
         )
     label = str(source) if str(source) == str(path) else f"{source} ({path})"
     try:
-        ckpt = read_checkpoint(path)
+        ckpt, _ = read_model_checkpoint(path)
         return dict(ckpt["config"]), dict(ckpt["model"]), label
     except CheckpointError as first:
         try:

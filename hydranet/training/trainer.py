@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_save, model_checkpoint, read_checkpoint
+from ..checkpoint import atomic_save, model_checkpoint, read_model_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
 from ..data.base import dataset_source, require_labels
@@ -382,7 +382,7 @@ class Trainer:
         return path
 
     def _resume(self, path: Path) -> None:
-        ckpt = read_checkpoint(path)
+        ckpt, _ = read_model_checkpoint(path)
         for key in ("optimizer", "scheduler", "step", "weighting", "rng"):
             if key not in ckpt:
                 raise CheckpointError(
