@@ -27,9 +27,11 @@ FUZZ_OUT ?= fuzz_out
 fuzz: $(STAMP)
 	FUZZ_MINUTES=$(FUZZ_MINUTES) FUZZ_OUT=$(abspath $(FUZZ_OUT)) $(PY) -m pytest -q -s -p no:logging tests/test_fuzz.py
 
+# ruff, then the import contracts of .importlinter (layers that import one way)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # The documentation site (MkDocs Material + mkdocstrings), strict: a broken link or a bad
 # docstring fails the build. Written to site/ (ignored).

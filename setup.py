@@ -51,6 +51,8 @@ setup(
         "dev": [
             "pytest>=7",
             "ruff>=0.5",
+            # `make lint`: the layer contracts of .importlinter (and grimp, for the import-cycle test)
+            "import-linter>=2.1",
             "gradio>=5",
             "playwright>=1.40",
             "nbclient>=0.9",

@@ -26,6 +26,7 @@ _LAZY = {
 }
 _SUBMODULES = (
     "tasks",
+    "kinds",
     "models",
     "losses",
     "data",
@@ -37,6 +38,7 @@ _SUBMODULES = (
     "visualize",
     "schema",
     "limits",
+    "labelsets",
 )
 
 __all__ = sorted(_LAZY) + [

@@ -32,7 +32,11 @@ from typing import Any, Mapping, Union
 
 import torch
 
+from . import models
+from .config import load_config
 from .errors import CheckpointError, ConfigError
+from .files import write_bytes_atomic
+from .limits import max_plain_data_nodes
 
 FORMAT = "hydranet"
 VERSION = 1
@@ -47,7 +51,6 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     Raises:
         OutputError: naming ``path`` (read-only folder, full disk, a folder or device at ``path``).
     """
-    from .data.io import write_bytes_atomic
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -227,7 +230,6 @@ def check_loaded(path: PathLike, obj: Any) -> None:
     Raises:
         CheckpointError: naming the file and the tensor, or the size of the plain data.
     """
-    from .limits import max_plain_data_nodes
 
     budget = max_plain_data_nodes()
     sizes: dict[int, int] = {}  # id -> values it holds when written out
@@ -383,7 +385,6 @@ def checked_config(path: PathLike, ckpt: Mapping[str, Any]) -> dict:
 
     ``model.encoder_weights`` is cleared: the file holds every weight, nothing is downloaded.
     """
-    from .config import load_config
 
     try:
         cfg = load_config(ckpt["config"])
@@ -400,11 +401,10 @@ def check_weight_shapes(path: PathLike, cfg: Mapping[str, Any], weights: Mapping
     Raises:
         CheckpointError: naming the file and the first missing, unexpected or mis-shaped tensors.
     """
-    from .models import build_model
 
     try:
         with torch.device("meta"):
-            meta = build_model(cfg, progress=False).state_dict()
+            meta = models.build_model(cfg, progress=False).state_dict()
     except ConfigError as exc:
         raise CheckpointError(f"{path}: invalid config inside the checkpoint: {exc}") from exc
     expected = {k: tuple(v.shape) for k, v in meta.items()}
@@ -458,11 +458,10 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     ``hydranet.load_model`` (:func:`hydranet.weights.hub.load_model`) also takes the name of
     one of the authors' models (``"mtrn-nyud-joint"``) and calls this with its converted file.
     """
-    from .models import build_model
 
     path = Path(path).expanduser()
     ckpt, cfg = read_model_checkpoint(path)
-    model = build_model(cfg, progress=False)
+    model = models.build_model(cfg, progress=False)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

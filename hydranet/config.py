@@ -25,7 +25,7 @@ import yaml
 from .errors import ConfigError
 from .limits import pixel_limit_problem
 from .schema.errors import unknown_key_error, validate
-from .schema.registry import registered
+from .schema.registry import lookup, registered
 from .schema.safe_yaml import check_budget, load_yaml
 from .schema.sections import MAX_WIDTH, LossSection, MetaSection, ModelSection, TrainSection
 from .schema.types import Section
@@ -163,21 +163,56 @@ def _section(raw: Mapping[str, Any], name: str) -> Any:
 
 def _model_section(raw: Any) -> ModelSection:
     model = validate(ModelSection, {} if raw is None else raw, "model")
-    from .models.encoders import check_encoder_name, encoder_options_model
-    from .models.refinenet import DECODERS
-
-    check_encoder_name(model.encoder)
-    if model.decoder not in DECODERS:
-        raise unknown_key_error("model.decoder", model.decoder, list(DECODERS), "decoder")
+    if lookup("decoder", model.decoder) is None:
+        raise unknown_key_error("model.decoder", model.decoder, list(registered("decoder")), "decoder")
     options = model.encoder_options
-    typed = validate(encoder_options_model(model.encoder), {} if options is None else options, "model.encoder_options")
+    encoder_options = encoder_options_model(model.encoder)
+    typed = validate(encoder_options, {} if options is None else options, "model.encoder_options")
     return model.model_copy(update={"encoder_options": typed})
 
 
-def _data_section(raw: Any) -> dict:
-    from .data.factory import parse_dataset
-    from .data.multi import is_named_val
+def encoder_options_model(name: Any) -> type:
+    """The ``encoder_options`` schema of encoder ``name`` (every ``timm:MODEL`` shares one);
+    ConfigError listing the encoders when ``name`` is none."""
+    model = lookup("encoder", name) if isinstance(name, str) else None
+    if model is None:
+        names = registered("encoder")
+        prefixes = [key[:-1] for key in names if key.endswith("*")]
+        raise ConfigError(
+            f"model.encoder: unknown encoder {name!r}; valid: {', '.join(k for k in names if not k.endswith('*'))}, "
+            + "".join(f"or {prefix}MODEL for any timm backbone (pip install 'hydranet[timm]')" for prefix in prefixes)
+        )
+    return model
 
+
+def is_named_val(cfg: Any) -> bool:
+    """True when ``data.val`` maps names to data sets (rather than being one data set)."""
+    return (
+        isinstance(cfg, Mapping)
+        and "type" not in cfg
+        and bool(cfg)
+        and all(isinstance(v, Mapping) for v in cfg.values())
+    )
+
+
+def parse_dataset(cfg: Any, where: str = "data") -> Section:
+    """The typed options of one data set mapping (its ``type`` picks the schema)."""
+    if isinstance(cfg, Section):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: got {cfg!r:.60}; expected a data set mapping (type, ...)")
+    kind = cfg.get("type")
+    types = registered("dataset")
+    if kind is None:
+        raise ConfigError(f"{where}.type: missing (valid: {', '.join(types)})")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where}.type: got {kind!r:.60}; expected one of {', '.join(types)}")
+    if kind not in types:
+        raise unknown_key_error(f"{where}.type", kind, list(types), "data set type")
+    return validate(types[kind], cfg, where)
+
+
+def _data_section(raw: Any) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import ConfigError
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "BATCH_PIXELS_FACTOR",
@@ -57,8 +59,6 @@ def max_pixels() -> int:
     except (ValueError, OverflowError):
         value = 0
     if value < 1:
-        from .errors import ConfigError
-
         raise ConfigError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive integer number of pixels")
     return value
 
@@ -98,8 +98,6 @@ def _env_int(name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        from .errors import ConfigError
-
         raise ConfigError(f"{name}={text!r}: expected a positive integer")
     return value
 

@@ -15,9 +15,11 @@ Palettes are ``(classes, 3)`` uint8 arrays indexed by class id:
   channels 0..5, not a claim about what the classes are.
 * **synthetic-8** (:data:`SYNTHETIC8_PALETTE`): the built-in synthetic scene classes.
 
-:func:`palette_for` picks one from a task spec: the task's own ``options.palette`` (a
-checkpoint carries its colours: converted original checkpoints hold the authors' palettes),
-then by class names, then by class count; any other class count gets the VOC colours 1..N.
+The tables live in :mod:`hydranet.labelsets` (re-exported here). :func:`palette_for` picks
+one from a task spec by name: the task's own ``options.palette`` (a palette name, a file or
+rows; a checkpoint carries it: converted original checkpoints hold the authors' palettes),
+then the palette of a known list of class names; otherwise the VOC colours 1..N. A class
+count alone never picks a palette.
 :func:`resolve_palette` adds a user's override (``--palette``: a name or a file). Ids outside
 the palette (255 = ignore) are drawn black.
 """
@@ -31,8 +33,21 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .data.nyud import nyud40_class_names
-from .tasks.kind import DrawStyle
+from .errors import ConfigError
+from .labelsets import (
+    CITYSCAPES19_NAMES,
+    CITYSCAPES19_PALETTE,
+    KITTI6_PALETTE,
+    KNOWN_NAMES,
+    NAMED_PALETTES,
+    NYUD40_NAMES,
+    NYUD40_PALETTE,
+    SYNTHETIC8_NAMES,
+    SYNTHETIC8_PALETTE,
+    voc_colormap,
+)
+from .tasks import DrawStyle
+from .vocabulary import DEPTH_CMAPS
 
 __all__ = [
     "voc_colormap",
@@ -56,7 +71,6 @@ __all__ = [
     "legend_height",
     "present_classes",
     "put_label",
-    "max_depth_for",
     "nice_ceil",
     "font_scale_for",
     "hstack",
@@ -77,97 +91,6 @@ TEXT_COLOR = (255, 255, 255)
 # --------------------------------------------------------------------------- palettes
 
 
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map: colour ``i`` spreads the bits of ``i`` over R, G and B.
-
-    Bit ``3k`` of the id goes to bit ``7 - k`` of red, bit ``3k + 1`` to green and ``3k + 2``
-    to blue, so ids 0, 1, 2, 3 are black, (128, 0, 0), (0, 128, 0), (128, 128, 0).
-    """
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for k in range(8):
-            r |= ((c >> 0) & 1) << (7 - k)
-            g |= ((c >> 1) & 1) << (7 - k)
-            b |= ((c >> 2) & 1) << (7 - k)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
-
-
-NYUD40_NAMES = tuple(nyud40_class_names())
-NYUD40_PALETTE = voc_colormap(41)[1:]
-
-CITYSCAPES19_NAMES = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
-CITYSCAPES19_PALETTE = np.array(
-    [
-        (128, 64, 128),
-        (244, 35, 232),
-        (70, 70, 70),
-        (102, 102, 156),
-        (190, 153, 153),
-        (153, 153, 153),
-        (250, 170, 30),
-        (220, 220, 0),
-        (107, 142, 35),
-        (152, 251, 152),
-        (70, 130, 180),
-        (220, 20, 60),
-        (255, 0, 0),
-        (0, 0, 142),
-        (0, 0, 70),
-        (0, 60, 100),
-        (0, 80, 100),
-        (0, 0, 230),
-        (119, 11, 32),
-    ],
-    dtype=np.uint8,
-)
-
-# The authors' cmap_kitti.npy, rows 0..5 (its row 6, black, is left for ignore).
-KITTI6_PALETTE = np.array(
-    [(128, 128, 128), (128, 0, 0), (128, 64, 128), (0, 0, 192), (128, 128, 0), (64, 0, 128)], dtype=np.uint8
-)
-
-SYNTHETIC8_NAMES = ("floor", "wall", "ceiling", "box", "cabinet", "ball", "cylinder", "table")
-SYNTHETIC8_PALETTE = np.array(
-    [
-        (176, 122, 66),  # floor: brown
-        (96, 140, 200),  # wall: steel blue
-        (222, 222, 130),  # ceiling: pale yellow
-        (230, 45, 45),  # box: red
-        (160, 80, 215),  # cabinet: purple
-        (255, 160, 20),  # ball: orange
-        (40, 190, 80),  # cylinder: green
-        (0, 210, 210),  # table: cyan
-    ],
-    dtype=np.uint8,
-)
-
-DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
-
-
 def _task_classes(task) -> tuple[int, Optional[tuple]]:
     """(number of classes, class names or None) of a TaskSpec, an int or a list of names."""
     if isinstance(task, (int, np.integer)):
@@ -182,41 +105,20 @@ def palette_for(task) -> np.ndarray:
     """The ``(classes, 3)`` uint8 palette of a segmentation task.
 
     ``task`` is a :class:`~hydranet.tasks.TaskSpec`, a class count or a list of class names.
-    The task's ``options.palette`` (rows of R, G, B) first; then chosen by class names
-    (NYUD-40, Cityscapes-19, synthetic-8), then by count (40 -> NYUD, 19 -> Cityscapes,
-    6 -> KITTI-6, 8 -> synthetic); otherwise VOC colours 1..N.
+    The task's ``options.palette`` first (a name of :data:`NAMED_PALETTES`, a file, or rows of
+    R, G, B); then the palette of a known set of class names (NYUD-40, Cityscapes-19,
+    synthetic-8); otherwise VOC colours 1..N (which are NYUD's). Never chosen by class count.
     """
     n, names = _task_classes(task)
     own = (getattr(task, "options", None) or {}).get("palette")
     if own is not None:
-        return _checked_palette(own, n, f"options.palette of task {getattr(task, 'name', '?')!r}")
-    tables = (
-        (NYUD40_NAMES, NYUD40_PALETTE),
-        (CITYSCAPES19_NAMES, CITYSCAPES19_PALETTE),
-        (SYNTHETIC8_NAMES, SYNTHETIC8_PALETTE),
-    )
-    if names is not None:
-        for known, palette in tables:
-            if tuple(names) == known:
-                return palette.copy()
-    by_count = {40: NYUD40_PALETTE, 19: CITYSCAPES19_PALETTE, 6: KITTI6_PALETTE, 8: SYNTHETIC8_PALETTE}
-    if n in by_count:
-        return by_count[n].copy()
+        return _palette_from(own, n, f"options.palette of task {getattr(task, 'name', '?')!r}")
+    if names is not None and tuple(names) in KNOWN_NAMES:
+        return NAMED_PALETTES[KNOWN_NAMES[tuple(names)]].copy()
     return voc_colormap(n + 1)[1:]
 
 
-#: ``--palette`` names -> palettes (row i = class i).
-NAMED_PALETTES = {
-    "nyud": NYUD40_PALETTE,
-    "kitti": KITTI6_PALETTE,
-    "cityscapes": CITYSCAPES19_PALETTE,
-    "synthetic": SYNTHETIC8_PALETTE,
-}
-
-
 def _checked_palette(rows, classes: int, where: str) -> np.ndarray:
-    from .errors import ConfigError
-
     try:
         arr = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError):
@@ -231,7 +133,7 @@ def _checked_palette(rows, classes: int, where: str) -> np.ndarray:
 
 
 def resolve_palette(spec, task) -> np.ndarray:
-    """The palette to draw ``task`` with: ``spec`` None -> :func:`palette_for`; a name of
+    """The palette to draw ``task`` with: ``spec`` None -> :func:`palette_for`; else a name of
     :data:`NAMED_PALETTES`; a file (``.npy`` array, or text with one ``R G B`` row per class,
     commas allowed, ``#`` comments); or rows of R, G, B. Row ``i`` colours class ``i``; extra
     rows are ignored.
@@ -239,11 +141,14 @@ def resolve_palette(spec, task) -> np.ndarray:
     Raises:
         ConfigError: unknown name, missing or malformed file, fewer colours than classes.
     """
-    from .errors import ConfigError
-
     if spec is None or (isinstance(spec, str) and not spec):
         return palette_for(task)
     n, _ = _task_classes(task)
+    return _palette_from(spec, n, "palette")
+
+
+def _palette_from(spec, n: int, where: str) -> np.ndarray:
+    """A palette name, file or rows (see :func:`resolve_palette`) as ``n`` checked colours."""
     if isinstance(spec, (str, Path)):
         key = str(spec)
         if key.lower() in NAMED_PALETTES:
@@ -263,7 +168,7 @@ def resolve_palette(spec, task) -> np.ndarray:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"palette file {str(path)!r} cannot be read: {exc}") from exc
         return _checked_palette(rows, n, f"palette file {str(path)!r}")
-    return _checked_palette(spec, n, "palette")
+    return _checked_palette(spec, n, where)
 
 
 def class_names_for(task) -> tuple:
@@ -484,21 +389,6 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     if n.ndim != 3 or n.shape[-1] != 3:
         raise ValueError(f"normals_to_rgb expects H x W x 3 or 3 x H x W, got shape {np.shape(normals)}")
     return np.clip(np.floor((n + 1.0) * 0.5 * 255.0 + 0.5), 0, 255).astype(np.uint8)
-
-
-def max_depth_for(task=None, config: Optional[dict] = None) -> Optional[float]:
-    """The depth range to draw for a depth task: ``options.display_max_depth``, then
-    ``options.max_depth``, then the checkpoint meta's ``depth.max_depth``; None if unknown."""
-    opts = getattr(task, "options", None)
-    for key in ("display_max_depth", "max_depth"):
-        value = getattr(opts, key, None)
-        if value:
-            return value
-    meta = (config or {}).get("meta") or {}
-    depth_meta = meta.get("depth") or {}
-    if depth_meta.get("max_depth"):
-        return float(depth_meta["max_depth"])
-    return None
 
 
 def nice_ceil(value: float) -> float:

@@ -1,4 +1,4 @@
-"""Write docs/config_reference.md from the typed config schema (hydranet.schema.reference).
+"""Write docs/config_reference.md from the typed config schema (hydranet.tools.config_reference).
 
     python scripts/config_reference.py            # rewrite the page
     python scripts/config_reference.py --check    # exit 1 when the checked-in page is out of date
@@ -20,7 +20,7 @@ PAGE = REPO / "docs" / "config_reference.md"
 def render() -> str:
     """The page as the schema describes it now."""
     sys.path.insert(0, str(REPO))
-    from hydranet.schema.reference import markdown
+    from hydranet.tools.config_reference import markdown
 
     return markdown().rstrip("\n") + "\n"
 

@@ -137,7 +137,7 @@ def test_bench_does_not_change_the_model(tiny_model):
 
 
 def test_argmax_channels_equals_argmax():
-    from hydranet.tasks.segmentation import argmax_channels
+    from hydranet.kinds.segmentation import argmax_channels
 
     y = torch.randn(2, 7, 13, 17)
     y[0, 3, 0, 0] = y[0, 5, 0, 0] = 100.0  # a tie: the first index wins

@@ -164,6 +164,16 @@ def test_initial_log_variances_are_bounded():
     assert load_config(base(loss={"initial_log_vars": [-30, 0, 30]}))["loss"]["initial_log_vars"] == [-30, 0, 30]
 
 
+def test_learning_rates_are_bounded():
+    # found by `make fuzz`: encoder_lr_mult = 1e308 overflowed float32 in the optimiser (a traceback)
+    assert (
+        error_of(base(train={"encoder_lr_mult": 1e308}))
+        == "train.encoder_lr_mult: got 1e+308; expected a value <= 1000"
+    )
+    assert error_of(base(train={"lr": 1e11})) == "train.lr: got 100000000000.0; expected a value <= 100"
+    assert error_of(base(loss={"log_var_lr": 101})) == "loss.log_var_lr: got 101; expected a value <= 100"
+
+
 def test_pixel_limits_and_the_knob_that_raises_them(monkeypatch):
     monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
     assert max_pixels() == DEFAULT_MAX_PIXELS
@@ -289,7 +299,7 @@ def test_shipped_configs_are_canonical_fixed_points(name):
 
 def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_configs():
     from hydranet.config import CONFIG_DIR, read_yaml
-    from hydranet.schema.reference import field_tables, json_schema, markdown
+    from hydranet.tools.config_reference import field_tables, json_schema, markdown
 
     tables = field_tables()
     assert {"train", "loss", "model", "tasks[]", "tasks[].options (kind: depth)", "data.<split> (type: list)"} <= set(
@@ -299,7 +309,13 @@ def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_confi
     undocumented = [(t, r["field"]) for t, table in tables.items() for r in table["fields"] if not r["description"]]
     assert undocumented == []
     lr = next(r for r in tables["train"]["fields"] if r["field"] == "lr")
-    assert lr == {"field": "lr", "type": "number", "default": 0.001, "range": "> 0", "description": lr["description"]}
+    assert lr == {
+        "field": "lr",
+        "type": "number",
+        "default": 0.001,
+        "range": "> 0, <= 100",
+        "description": lr["description"],
+    }
     assert "| `max_depth` |" in markdown()
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(json_schema())

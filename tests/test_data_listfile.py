@@ -10,7 +10,7 @@ from PIL import Image
 
 from hydranet.data import KITTI_MAX_DEPTH, KittiDataset, ListDataset, collate, read_kitti_depth
 from hydranet.errors import DataError
-from hydranet.evaluation.metrics import depth_crop_mask
+from hydranet.kinds.depth import depth_crop_mask
 from hydranet.tasks import TaskSpec
 
 H, W = 6, 8

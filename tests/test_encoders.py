@@ -299,7 +299,7 @@ def test_timm_weights_local_file_and_offline_error(tmp_path, monkeypatch):
     ref = net.state_dict()
     loaded = enc.model.state_dict()
     assert loaded and all(torch.equal(v, ref[k]) for k, v in loaded.items())
-    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+    with pytest.raises(WeightsUnavailableError, match=r"model.encoder_weights: the file .*missing.pth' does not exist"):
         build_encoder("timm:test_efficientnet", weights=str(tmp_path / "missing.pth"))
 
     def offline(*args, **kwargs):

@@ -130,6 +130,15 @@ def test_compare_files_are_strict_json(tmp_path, capsys, text, expected):
     assert str(base) in err and expected in err
 
 
+def test_compare_overflow_names_the_metric(tmp_path, capsys):
+    # found by `make fuzz`: a run value of 1e308 against 0.5 overflows; the error named no metric
+    run, base = tmp_path / "run.json", tmp_path / "base.json"
+    run.write_text(json.dumps({"segm": {"miou": 1e308}, "depth": {"rmse": 0.4}}))
+    base.write_text(json.dumps(RUN))
+    err = cli_error(capsys, "compare", run, "--baseline", base)
+    assert "Delta_m is not finite (segm/miou too large)" in err
+
+
 @pytest.mark.parametrize(
     "records, expected",
     [
@@ -218,7 +227,6 @@ CHILD = textwrap.dedent(
     """
     import contextlib, io, json, resource, sys, time
     from hydranet.cli import main
-from hydranet.cli.common import write_json
     import hydranet.data.io, hydranet.checkpoint, hydranet.models  # imports before the baseline
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -123,7 +123,10 @@ def test_palettes():
     ]
     spec = hydranet.TaskSpec("s", "segmentation", classes=8, class_names=vis.SYNTHETIC8_NAMES)
     assert (vis.palette_for(spec) == vis.SYNTHETIC8_PALETTE).all()
-    assert (vis.palette_for(40) == vis.NYUD40_PALETTE).all() and (vis.palette_for(6) == vis.KITTI6_PALETTE).all()
+    assert (vis.palette_for(40) == vis.NYUD40_PALETTE).all()  # VOC colours 1..N, which are NYUD's
+    assert (vis.palette_for(6) == vis.voc_colormap(7)[1:]).all()  # a class count never picks a palette
+    kitti = hydranet.TaskSpec("s", "segmentation", classes=6, options={"palette": "kitti"})
+    assert (vis.palette_for(kitti) == vis.KITTI6_PALETTE).all()  # chosen by name
     assert len({tuple(c) for c in vis.SYNTHETIC8_PALETTE}) == 8 and len({tuple(c) for c in vis.KITTI6_PALETTE}) == 6
     assert vis.palette_for(13).shape == (13, 3)
     assert vis.class_names_for(40)[1] == "floor" and vis.class_names_for(3) == ("class 0", "class 1", "class 2")

@@ -10,7 +10,7 @@ import hydranet
 from hydranet.cli import main
 from hydranet.config import load_config, save_config
 from hydranet.errors import CheckpointError
-from hydranet.evaluation.run import evaluate_checkpoint
+from hydranet.tools.evaluate import evaluate_checkpoint
 from hydranet.training import apply_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,12 +6,8 @@ import pytest
 import torch
 
 from hydranet.errors import ConfigError
-from hydranet.evaluation import (
-    MultiTaskMetrics,
-    build_metrics,
-    depth_crop_mask,
-    format_table,
-)
+from hydranet.evaluation import MultiTaskMetrics, build_metrics, format_table
+from hydranet.kinds.depth import depth_crop_mask
 from hydranet.losses import denormalize_prediction
 from hydranet.tasks import parse_task
 
@@ -410,7 +406,10 @@ def test_nan_depth_prediction_makes_every_metric_nan():
 
 
 def test_every_reported_metric_declares_its_direction():
-    from hydranet.evaluation.metrics import DepthMetrics, NormalsMetrics, RegressionMetrics, SegmentationMetrics
+    from hydranet.kinds.depth import DepthMetrics
+    from hydranet.kinds.normals import NormalsMetrics
+    from hydranet.kinds.regression import RegressionMetrics
+    from hydranet.kinds.segmentation import SegmentationMetrics
     from hydranet.tasks import KINDS
 
     assert RegressionMetrics.lower_is_better("mae/0")

@@ -129,7 +129,7 @@ def test_encoder_weights_from_local_file(tmp_path):
     enc = build_encoder("mobilenet_v2", weights=str(path))
     torch.testing.assert_close(enc.stages[0][0][0].weight, reference.features[0][0].weight)
     torch.testing.assert_close(enc.stages[5][0].conv[2].weight, reference.features[17].conv[2].weight)
-    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+    with pytest.raises(WeightsUnavailableError, match=r"model.encoder_weights: the file .*missing.pth' does not exist"):
         build_encoder("mobilenet_v2", weights=str(tmp_path / "missing.pth"))
     torch.save({"bogus.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(WeightsUnavailableError, match="does not match"):

@@ -15,7 +15,7 @@ import hydranet
 from hydranet.checkpoint import read_checkpoint
 from hydranet.config import load_config
 from hydranet.errors import ConfigError
-from hydranet.evaluation.run import evaluate_checkpoint
+from hydranet.tools.evaluate import evaluate_checkpoint
 from hydranet.training import Trainer, TrainingError, apply_overrides, train
 
 # The shipped default config, shrunk to a tiny network and 64x64 scenes for a 2-core CPU.
@@ -186,6 +186,12 @@ def test_nan_loss_stops_naming_task_and_step(tmp_path):
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    # resumed, the failure also names the file the weights came from (a damaged file is a likely cause)
+    cfg = tiny_cfg("train.steps=3", "train.val_every=100", "train.ckpt_every=1", "data.train.num_samples=64")
+    again = Trainer(cfg, tmp_path / "again", progress=False, resume=tmp_path / "run" / "last.pt", allow_changes=True)
+    again.model.forward = lambda images, upsample=True: {k: v * float("nan") for k, v in real_forward(images).items()}
+    with pytest.raises(TrainingError, match=r"step 3; the weights came from --resume .*last.pt"):
+        again.fit()
 
 
 def test_nan_loss_can_skip_the_update(tmp_path):
@@ -349,6 +355,12 @@ def test_validation_loss_does_not_depend_on_the_batch_size(one_thread):
         for task, value in results[0]["loss"].items():
             # a mean of per-batch means would give batch 4 (batches of 4 and 2) other values
             assert other["loss"][task] == pytest.approx(value, rel=1e-5), task
+
+
+def test_monitor_naming_a_validation_set_needs_named_sets(tmp_path):
+    # found by `make fuzz`: nyudkitti.yaml without data.val gave an error naming only train.monitor
+    with pytest.raises(ConfigError, match=r"'nyud/segm/miou' reads as '<set>/<task>/<metric>', but data.val names"):
+        Trainer(tiny_cfg("train.monitor=nyud/segm/miou", "train.steps=1"), tmp_path / "run", progress=False)
 
 
 def test_monitor_per_output_metric_keeps_the_lowest_error(tmp_path, one_thread):

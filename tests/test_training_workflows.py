@@ -13,8 +13,8 @@ from hydranet.data import build_dataset, make_collate
 from hydranet.data.multi import MultiDataset, build_train_data, build_val_sets, largest_remainder
 from hydranet.errors import ConfigError
 from hydranet.evaluation import evaluate
-from hydranet.evaluation.run import evaluate_checkpoint
 from hydranet.tasks import parse_tasks
+from hydranet.tools.evaluate import evaluate_checkpoint
 from hydranet.training import Trainer, train
 from hydranet.training.init import init_model
 from hydranet.training.sampler import ResumableBatchSampler

@@ -7,6 +7,8 @@ import json
 import math
 import re
 
+from ..vocabulary import DEPTH_CMAPS, PALETTE_NAMES
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's help with every flag's default shown: ``(default: X)`` is appended unless the
@@ -20,11 +22,6 @@ class HelpFormatter(argparse.HelpFormatter):
         if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
             return text
         return f"{text} (default: %(default)s)"
-
-
-#: ``--palette`` names, the same in every command (hydranet.visualize.NAMED_PALETTES; a test keeps them equal).
-PALETTE_NAMES = ("nyud", "kitti", "cityscapes", "synthetic")
-DEPTH_CMAPS = ("magma", "turbo", "plasma", "inferno", "viridis")
 
 
 def add_palette_args(p: argparse.ArgumentParser) -> None:
@@ -239,8 +236,10 @@ def compare_to_baseline(metrics: dict, baseline, metric_list=None) -> dict:
     except DataError as exc:  # name the baseline file(s) the comparison was made against
         raise DataError(f"{', '.join(map(str, baseline))}: {exc}") from None
     value = delta_m(metrics, base, chosen)
-    if not all(math.isfinite(v) for c in changes.values() for v in c.values()) or not math.isfinite(value):
-        # finite inputs can still overflow (a metric of 1e308 against 0.8)
-        raise DataError(f"{', '.join(map(str, baseline))}: Delta_m is not finite (a metric is too large)")
+    # finite inputs can still overflow (a metric of 1e308 against 0.8): name the metric
+    overflow = [f"{t}/{m}" for t, c in changes.items() for m, v in c.items() if not math.isfinite(v)]
+    if overflow or not math.isfinite(value):
+        where = f" ({', '.join(overflow)} too large)" if overflow else " (a metric is too large)"
+        raise DataError(f"{', '.join(map(str, baseline))}: Delta_m is not finite{where}")
     print(format_delta(changes, value))
     return {"delta_m": value, "changes": changes, "baseline": [str(b) for b in baseline]}

@@ -46,7 +46,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..evaluation import format_table
-    from ..evaluation.run import evaluate_checkpoint
+    from ..tools.evaluate import evaluate_checkpoint
 
     device = resolve_device(args.device)
     results = evaluate_checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..vocabulary import NYUD_DEPTH_SCALE
 from .common import add_device_arg, fraction, positive_float, resolve_device, write_json
 
 HELP = "fill missing segmentation/depth/normals labels of a list file with a teacher's predictions"
@@ -20,7 +21,10 @@ def add_arguments(p) -> None:
     p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
     p.add_argument("--out", required=True, help="folder for the pseudo-labels and the completed list")
     p.add_argument(
-        "--depth-scale", type=positive_float, default=5000.0, help="depth PNG units per metre (NYUD 5000, KITTI 256)"
+        "--depth-scale",
+        type=positive_float,
+        default=NYUD_DEPTH_SCALE,
+        help="depth PNG units per metre (NYUD 5000, KITTI 256)",
     )
     p.add_argument(
         "--confidence",

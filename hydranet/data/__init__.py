@@ -7,7 +7,7 @@ A dataset item is a dict ``{"image": float32 3 x H x W (ImageNet-normalised RGB)
 """
 
 from .base import LabelledDataset
-from .collate import collate, make_collate
+from .collate import batch_to, collate, make_collate
 from .factory import DATASET_TYPES, build_dataset
 from .io import read_depth, read_image, read_normals, read_segmentation
 from .jsonset import JsonDataset, build_vocab, load_vocab, save_vocab
@@ -26,6 +26,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "batch_to",
     "LabelledDataset",
     "SyntheticScenes",
     "ListDataset",

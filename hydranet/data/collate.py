@@ -1,4 +1,4 @@
-"""Batching dataset items whose labels may be missing.
+"""Batching dataset items whose labels may be missing, and moving a batch to a device.
 
 ``collate(samples, tasks)`` returns::
 
@@ -52,3 +52,13 @@ def collate(samples: Sequence[dict], tasks: Sequence[TaskSpec]) -> dict:
 def make_collate(tasks: Sequence[TaskSpec]):
     """A picklable ``collate_fn`` for ``DataLoader`` (works with worker processes)."""
     return functools.partial(collate, tasks=list(tasks))
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """Move a collated batch's tensors to ``device``."""
+    return {
+        "image": batch["image"].to(device, non_blocking=True),
+        "ids": batch.get("ids", []),
+        "targets": {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()},
+        "present": {k: v.to(device, non_blocking=True) for k, v in batch["present"].items()},
+    }

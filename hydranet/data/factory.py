@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, List, Literal, Mapping, Optional, Sequence
 
-from ..errors import ConfigError
-from ..schema.errors import unknown_key_error, validate
+from ..config import parse_dataset
 from ..schema.registry import register_options
 from ..schema.sections import TransformsSection
-from ..schema.types import Bool, Field, Float, Int, Name, PixelSize, Section, Str, either, is_list, is_mapping
+from ..schema.types import Bool, Field, Float, Int, Name, Palette, PixelSize, Section, Str, either, is_list, is_mapping
 from ..tasks import TaskSpec, parse_tasks
-from ..tasks.segmentation import Palette
 from .jsonset import JsonDataset
 from .kitti import KittiDataset
 from .listfile import ListDataset
@@ -130,22 +128,6 @@ DATASET_TYPES = {
 }
 for _name, (_cls, _model, _rename) in DATASET_TYPES.items():
     register_options("dataset", _name, _model)
-
-
-def parse_dataset(cfg: Any, where: str = "data") -> Section:
-    """The typed options of one data set mapping (its ``type`` picks the schema)."""
-    if isinstance(cfg, Section):
-        return cfg
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"{where}: got {cfg!r:.60}; expected a data set mapping (type, ...)")
-    kind = cfg.get("type")
-    if kind is None:
-        raise ConfigError(f"{where}.type: missing (valid: {', '.join(DATASET_TYPES)})")
-    if not isinstance(kind, str):
-        raise ConfigError(f"{where}.type: got {kind!r:.60}; expected one of {', '.join(DATASET_TYPES)}")
-    if kind not in DATASET_TYPES:
-        raise unknown_key_error(f"{where}.type", kind, list(DATASET_TYPES), "data set type")
-    return validate(DATASET_TYPES[kind][1], cfg, where)
 
 
 def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool, normalization=None):

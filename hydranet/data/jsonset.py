@@ -125,7 +125,7 @@ class JsonDataset(LabelledDataset):
         self.records = read_records(self.json_file)
         self.depth_scale = float(depth_scale)
         self.palette = load_palette(palette)
-        self.label_sources = LabelSources(self.palette, self.depth_scale)
+        self.label_sources = LabelSources({"palette": self.palette, "depth_scale": self.depth_scale})
         if vocab is None:
             vocab = build_vocab(self.records, self.tasks, self.fields)
         elif isinstance(vocab, (str, Path)):

@@ -13,10 +13,10 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..tasks import TaskSpec
+from ..vocabulary import KITTI_DEPTH_SCALE
 from .io import read_depth
 from .listfile import ListDataset
 
-KITTI_DEPTH_SCALE = 256.0
 KITTI_MAX_DEPTH = 80.0
 
 

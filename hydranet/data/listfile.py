@@ -128,7 +128,7 @@ class ListDataset(LabelledDataset):
             raise DataError(f"{self.list_file}: depth_scale must be positive, got {depth_scale}")
         self.depth_scale = float(depth_scale)
         self.palette = load_palette(palette)
-        self.label_sources = LabelSources(self.palette, self.depth_scale)
+        self.label_sources = LabelSources({"palette": self.palette, "depth_scale": self.depth_scale})
         self.columns, self.rows = parse_list_file(self.list_file, columns)
         dense_kinds = [name for name, kind in KINDS.items() if kind.dense]
         check_columns(

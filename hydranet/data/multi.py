@@ -27,8 +27,10 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..config import is_named_val, parse_dataset
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec, parse_tasks
+from .factory import build_dataset
 
 MEMBER_KEYS = ("name", "weight", "tasks", "class_offset")
 
@@ -149,7 +151,6 @@ def build_member(
     entry: Any, tasks: Sequence[TaskSpec], train: bool, where: str, index: int, normalization=None
 ) -> Member:
     """One data set of ``data.train`` (a list entry) or of a named ``data.val``."""
-    from .factory import build_dataset, parse_dataset
 
     options = parse_dataset(entry, where)  # typed: weight > 0, offsets >= 0, ... (ConfigError naming the field)
     name = options.name or f"set{index}"
@@ -191,7 +192,6 @@ def _check_offsets(members: Sequence[Member], tasks: Sequence[TaskSpec], where: 
 
 def build_train_data(cfg: Any, tasks: Sequence[TaskSpec], normalization=None) -> Dataset:
     """``data.train``: one data set (as before) or a :class:`MultiDataset` over a list."""
-    from .factory import build_dataset
 
     tasks = parse_tasks(list(tasks))
     if isinstance(cfg, Mapping) and not any(k in cfg for k in MEMBER_KEYS):
@@ -212,23 +212,12 @@ def build_train_data(cfg: Any, tasks: Sequence[TaskSpec], normalization=None) ->
     return MultiDataset(members, tasks)
 
 
-def is_named_val(cfg: Any) -> bool:
-    """True when ``data.val`` maps names to data sets (rather than being one data set)."""
-    return (
-        isinstance(cfg, Mapping)
-        and "type" not in cfg
-        and bool(cfg)
-        and all(isinstance(v, Mapping) for v in cfg.values())
-    )
-
-
 def build_val_sets(cfg: Any, tasks: Sequence[TaskSpec], normalization=None, train_cfg: Any = None) -> dict:
     """``{name: (dataset, tasks it labels)}`` of a named ``data.val``; ``{None: ...}`` for one set.
 
     When ``data.train`` is a list, every name of a named ``data.val`` must be one of its sets,
     whose ``tasks`` and ``class_offset`` the validation set takes unless it gives its own.
     """
-    from .factory import build_dataset
 
     tasks = parse_tasks(list(tasks))
     train_sets = {}

@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..labelsets import NYUD40_NAMES
 from ..tasks import TaskSpec
 from .base import LabelledDataset
 from .sample import task_field
@@ -134,16 +135,8 @@ def load_splits(splits=None) -> dict:
 
 
 def nyud40_class_names() -> list[str]:
-    """The 40 class names of the NYUD-40 mapping, in class-id order (0..39); the one reader
-    of the shipped ``class_names40.txt`` (palettes, legends, converted checkpoints use it)."""
-    path = NYUD_DIR / "class_names40.txt"
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the NYUD-40 class names: {exc}") from exc
-    if len(names) != NYUD_NUM_CLASSES:
-        raise DataError(f"{path}: expected {NYUD_NUM_CLASSES} class names, found {len(names)}")
-    return names
+    """The 40 class names of the NYUD-40 mapping in class-id order (``hydranet.labelsets.NYUD40_NAMES``)."""
+    return list(NYUD40_NAMES)
 
 
 def nyud_tasks() -> list[TaskSpec]:

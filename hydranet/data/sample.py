@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec
+from .transforms import normalize_image
 
 
 def task_field(spec: TaskSpec, fields: Optional[Mapping[str, str]] = None) -> str:
@@ -76,8 +77,6 @@ def label_to_tensor(spec: TaskSpec, value) -> torch.Tensor:
 
 def to_tensor_sample(sample: dict, tasks: Sequence[TaskSpec]) -> dict:
     """Raw sample -> dataset item: normalised image tensor, ``id`` and one tensor per present task."""
-    from .transforms import normalize_image
-
     out = {"image": normalize_image(sample["image"]), "id": str(sample.get("id", ""))}
     for spec in tasks:
         if spec.name in sample and sample[spec.name] is not None:

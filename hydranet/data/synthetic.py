@@ -26,11 +26,12 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..labelsets import SYNTHETIC8_NAMES
 from ..tasks import TaskSpec
 from .base import LabelledDataset
 from .sample import task_field
 
-SYNTHETIC_CLASSES = ("floor", "wall", "ceiling", "box", "cabinet", "ball", "cylinder", "table")
+SYNTHETIC_CLASSES = SYNTHETIC8_NAMES  # the class names of the scenes (hydranet.labelsets)
 CLASS_ID = {name: i for i, name in enumerate(SYNTHETIC_CLASSES)}
 OBJECT_CLASSES = SYNTHETIC_CLASSES[3:]
 #: the shape each object class is drawn with

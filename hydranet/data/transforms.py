@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..limits import MAX_PIXELS_ENV, max_pixels
 from ..schema.errors import validate
 from ..schema.sections import ColorJitter, MetaSection, TransformsSection
 from ..schema.sections import Normalization as SchemaNormalization
 from ..tasks import TaskSpec
-from .sample import label_to_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -248,11 +248,10 @@ class JointTransform:
         item = {"image": normalize_image(image, self.normalization), "id": str(sample.get("id", ""))}
         for spec in tasks:
             if result.get(spec.name) is not None:
-                item[spec.name] = label_to_tensor(spec, result[spec.name])
+                item[spec.name] = spec.task_kind.label_to_tensor(spec, result[spec.name])
         return item
 
     def _check_scaled_size(self, image: np.ndarray, sample: dict) -> None:
-        from ..limits import MAX_PIXELS_ENV, max_pixels
 
         h, w = np.shape(image)[:2]
         scaled = int(h * w * self.max_scale**2)

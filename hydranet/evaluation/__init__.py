@@ -1,32 +1,15 @@
-"""Evaluation: metric accumulators over a whole set (see :mod:`hydranet.evaluation.metrics`)."""
+"""Evaluation: the evaluation loop and the generic metric machinery (see :mod:`hydranet.evaluation.metrics`).
 
-from .evaluate import batch_to, evaluate
-from .metrics import (
-    DEPTH_CROPS,
-    ClassificationMetrics,
-    DepthMetrics,
-    MetricAccumulator,
-    MultiTaskMetrics,
-    NormalsMetrics,
-    RegressionMetrics,
-    SegmentationMetrics,
-    build_metrics,
-    depth_crop_mask,
-    format_table,
-)
+Each kind's metric accumulator lives with its kind (:mod:`hydranet.kinds`).
+"""
+
+from .evaluate import evaluate
+from .metrics import MetricAccumulator, MultiTaskMetrics, build_metrics, format_table
 
 __all__ = [
     "evaluate",
-    "batch_to",
-    "DEPTH_CROPS",
-    "ClassificationMetrics",
-    "DepthMetrics",
     "MetricAccumulator",
     "MultiTaskMetrics",
-    "NormalsMetrics",
-    "RegressionMetrics",
-    "SegmentationMetrics",
     "build_metrics",
-    "depth_crop_mask",
     "format_table",
 ]

@@ -17,6 +17,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 from ..errors import ConfigError, DataError
 from ..jsonfile import finite_number, read_json
+from ..tasks import KINDS
 from .metrics import MetricAccumulator
 
 Results = Mapping[str, Mapping[str, float]]
@@ -45,6 +46,7 @@ def metric_lower_is_better(name: str) -> bool:
 
 
 def _accumulator_classes() -> list:
+    tuple(KINDS)  # reading the registry loads the built-in kinds, whose accumulators are subclasses
     found, stack = [], [MetricAccumulator]
     while stack:
         cls = stack.pop()

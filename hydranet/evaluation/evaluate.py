@@ -7,19 +7,10 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..data.collate import batch_to
 from ..losses import LOSS_FORMS, LocalReduction, batch_statistics, finish_losses
 from ..tasks import TaskSpec
 from .metrics import MultiTaskMetrics
-
-
-def batch_to(batch: dict, device: torch.device) -> dict:
-    """Move a collated batch's tensors to ``device``."""
-    return {
-        "image": batch["image"].to(device, non_blocking=True),
-        "ids": batch.get("ids", []),
-        "targets": {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()},
-        "present": {k: v.to(device, non_blocking=True) for k, v in batch["present"].items()},
-    }
 
 
 @torch.inference_mode()

@@ -43,6 +43,10 @@ from torch import nn
 from ..config import parse_size
 from ..data.io import output_error, writable_file
 from ..errors import ConfigError
+from ..models.refinenet import ChainedResidualPool, LightRefineNet
+from .fast import FastModel, fold_batchnorm
+from .onnx_integrity import stamp_hash
+from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
 __all__ = [
     "export_onnx",
@@ -94,9 +98,6 @@ def _export_copy(model: nn.Module, runtime_forms: bool = False) -> nn.Module:
     onnxruntime runs faster (chain-first residual pools, few-output heads as taps, the
     decoder's ReLU6 behind an identity per-channel convolution).
     """
-    from ..models.refinenet import ChainedResidualPool, LightRefineNet
-    from .fast import FastModel, fold_batchnorm
-    from .rewrites import ChannelIdentityReLU6, SumFirstChainedResidualPool, TapConv2d, replace_modules
 
     if isinstance(model, FastModel):
         raise ConfigError("export the original model, not a FastModel (its CPU-only rewrites do not export)")
@@ -364,8 +365,6 @@ def _write_metadata(path, model: nn.Module) -> None:
     import json
 
     import onnx
-
-    from .onnx_integrity import stamp_hash
 
     onnx_model = onnx.load(str(path), load_external_data=False)
     config = getattr(model, "config", None)

@@ -24,7 +24,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..assets import ASSETS_DIR
+from ..data.transforms import Normalization
 from ..errors import ConfigError
+from ..weights.hub import cache_dir, load_model
+from .export import export_onnx
+from .onnx_model import OnnxModel, is_onnx_file
+from .processing import preprocess
+from .quantize import quantize_onnx
 
 __all__ = ["int8_file", "cache_path", "file_sha256", "DEFAULT_CALIBRATION_FRAMES", "calibration_from_frames"]
 
@@ -45,7 +52,6 @@ def file_sha256(path) -> str:
 
 
 def _writable(folder: Path) -> bool:
-    from ..assets import ASSETS_DIR
 
     try:
         if folder.resolve() == Path(ASSETS_DIR).resolve():  # the package's own files stay as shipped
@@ -59,7 +65,6 @@ def cache_folder(weights: Path) -> Path:
     """Where the int8 file of ``weights`` goes: next to it if that folder is writable, else the cache."""
     if _writable(weights.parent):
         return weights.parent
-    from ..weights.hub import cache_dir
 
     return cache_dir() / "int8"
 
@@ -76,9 +81,6 @@ def cache_path(weights, source_key: str) -> Path:
 def calibration_from_frames(frames: Sequence[np.ndarray], config: dict, size=None) -> list[np.ndarray]:
     """uint8 RGB frames -> normalised ``1 x 3 x h x w`` float32 arrays, as the predictor feeds the network."""
     import torch
-
-    from ..data.transforms import Normalization
-    from .processing import preprocess
 
     normalization = Normalization.from_config(config)
     out = []
@@ -98,14 +100,12 @@ def spread(items: Sequence, count: int) -> list:
 
 def _model_and_config(weights: Path):
     """(model or None, config): a checkpoint is loaded; an fp32 ONNX file is quantised directly."""
-    from .onnx_model import OnnxModel, is_onnx_file
 
     if is_onnx_file(weights):
         onnx = OnnxModel(weights)
         if onnx.quantization:
             raise ConfigError(f"--int8: {weights} is already quantised ({onnx.quantization}); drop --int8")
         return None, onnx.config
-    from ..weights.hub import load_model
 
     model = load_model(weights, device="cpu")
     return model, model.config
@@ -146,8 +146,6 @@ def int8_file(
     if not chosen:
         raise ConfigError(f"--int8: no frame to calibrate on in {source_key}")
     batches = calibration_from_frames(chosen, config, size)
-    from .export import export_onnx
-    from .quantize import quantize_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hydranet-int8-") as tmp:

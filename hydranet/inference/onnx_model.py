@@ -15,8 +15,10 @@ from typing import Optional
 
 import torch
 
+from ..config import load_config
 from ..errors import CheckpointError
 from ..jsonfile import parse_json
+from ..tasks import parse_tasks
 from .export import CONFIG_METADATA_KEY, onnx_runner, onnx_session
 from .onnx_integrity import verify_onnx
 
@@ -33,9 +35,6 @@ class OnnxModel:
 
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None):
         import onnx
-
-        from ..config import load_config
-        from ..tasks import parse_tasks
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -40,7 +40,11 @@ import torch
 from ..data.transforms import Normalization
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec
+from ..weights.hub import load_model
 from . import processing
+from .fast import FastModel, optimize_for_inference, tune_cpu_allocator
+from .onnx_model import OnnxModel, is_onnx_file
+from .smoothing import TemporalSmoother
 
 __all__ = ["Predictor", "Prediction", "as_rgb_frame"]
 
@@ -178,8 +182,6 @@ class Predictor:
         self.pad_to = int(pad_to) if pad_to else None
         self.checkpoint: Optional[Path] = None
 
-        from .onnx_model import OnnxModel, is_onnx_file
-
         model = model_or_checkpoint_path
         if isinstance(model, (str, Path)):
             self.checkpoint = Path(model)
@@ -188,23 +190,17 @@ class Predictor:
                     raise ConfigError(f"{model}: an ONNX file runs in the precision it was exported in (drop --half)")
                 model = OnnxModel(model, device=str(device))
             else:
-                from ..weights.hub import load_model
-
                 model = load_model(model, device="cpu")
         if not isinstance(model, (torch.nn.Module, OnnxModel)) or not hasattr(model, "tasks"):
             raise ConfigError(
                 f"Predictor needs a checkpoint or ONNX path or a Hydranet model, got {type(model).__name__}"
             )
 
-        from .fast import FastModel, optimize_for_inference
-
         self.onnx = isinstance(model, OnnxModel)
         if self.onnx:
             self.fast = False
             self.net = model
             if tune_allocator and device.type == "cpu":
-                from .fast import tune_cpu_allocator
-
                 tune_cpu_allocator()
         elif isinstance(model, FastModel):
             self.fast = True
@@ -223,7 +219,6 @@ class Predictor:
         self.task_map = {t.name: t for t in self.tasks}
         self.config: dict = dict(getattr(model, "config", {}) or {})
         self.normalization = Normalization.from_config(self.config)
-        from .smoothing import TemporalSmoother
 
         self.smoother = TemporalSmoother(self.tasks, smooth) if smooth else None
         self.reset_timing()

@@ -22,6 +22,9 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
+from ..config import CONFIG_DIR, load_config
+from ..data import build_dataset
+from ..data.transforms import Normalization
 from ..errors import ConfigError
 from .export import _removed_on_failure
 from .onnx_integrity import stamp_hash
@@ -48,9 +51,6 @@ def calibration_dataset(tasks, source: Union[str, Path, None] = None, model_conf
     Raises:
         ConfigError: no source given and the model's config names no data.
     """
-    from ..config import CONFIG_DIR, load_config
-    from ..data import build_dataset
-    from ..data.transforms import Normalization
 
     normalization = Normalization.from_config(model_config)  # what the network was trained on
     if source is None:

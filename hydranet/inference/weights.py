@@ -9,6 +9,7 @@ from typing import Optional, Union
 
 from ..assets import SYNTHETIC_CHECKPOINT
 from ..errors import CheckpointError
+from ..weights.hub import KNOWN_MODELS, file_or_known_model
 
 __all__ = ["BUNDLED_WEIGHTS_NAME", "bundled_weights_path", "default_weights_path", "resolve_weights"]
 
@@ -38,8 +39,6 @@ def resolve_weights(weights: Optional[Union[str, Path]] = None) -> Path:
         WeightsUnavailableError: a known model cannot be downloaded (offline).
     """
     if weights:
-        from ..weights.hub import KNOWN_MODELS, file_or_known_model
-
         path = file_or_known_model(weights)
         if path.is_file():
             return path

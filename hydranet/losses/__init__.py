@@ -17,8 +17,10 @@ from .gradient import GRADIENT_METHODS, GradientAggregation
 from .rlw import RandomLossWeighting
 from .task_losses import (
     LOSS_FORMS,
+    LOSS_REGISTRY,
     LOSSES,
     LocalReduction,
+    Loss,
     LossForm,
     angular,
     batch_statistics,
@@ -31,6 +33,7 @@ from .task_losses import (
     l1,
     mse,
     normalize_target,
+    register_loss,
     resolve_loss,
     silog,
     smooth_l1,
@@ -69,6 +72,9 @@ __all__ = [
     "task_loss",
     "clip_head_gradients",
     "LOSSES",
+    "LOSS_REGISTRY",
+    "Loss",
+    "register_loss",
     "STRATEGIES",
     "resolve_loss",
     "normalize_target",

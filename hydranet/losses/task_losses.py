@@ -44,7 +44,6 @@ from ..errors import ConfigError
 from ..schema.registry import register_options
 from ..schema.types import Field, Float, Section
 from ..tasks import TaskSpec
-from ..tasks.normals import valid_normals
 
 __all__ = [
     "cross_entropy",
@@ -56,6 +55,9 @@ __all__ = [
     "cosine",
     "angular",
     "LOSSES",
+    "LOSS_REGISTRY",
+    "Loss",
+    "register_loss",
     "normalize_target",
     "denormalize_prediction",
     "resolve_loss",
@@ -69,6 +71,13 @@ __all__ = [
 ]
 
 _IGNORE = -100  # sentinel label handed to F.cross_entropy for invalid elements
+
+
+def valid_normals(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """N x H x W (per pixel) of an N x 3 x H x W target: all 3 components finite, a non-zero vector."""
+    finite = torch.isfinite(target).all(dim=1)
+    norm2 = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).pow(2).sum(dim=1)
+    return finite & (norm2 > eps * eps)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -347,30 +356,6 @@ class LossForm(NamedTuple):
     batch_max: Optional[Callable[..., Tensor]] = None
 
 
-LOSS_FORMS: dict[str, LossForm] = {
-    "cross_entropy": LossForm(_cross_entropy_stats, 2),
-    "l1": LossForm(_l1_stats, 2),
-    "mse": LossForm(_mse_stats, 2),
-    "smooth_l1": LossForm(_smooth_l1_stats, 2),
-    "berhu": LossForm(_berhu_stats, 2, batch_max=_berhu_max),
-    "silog": LossForm(_silog_stats, 3, _silog_finish),
-    "cosine": LossForm(_cosine_stats, 2),
-    "angular": LossForm(_angular_stats, 2),
-}
-
-
-LOSSES: dict[str, Callable[..., Optional[Tensor]]] = {
-    "cross_entropy": cross_entropy,
-    "l1": l1,
-    "mse": mse,
-    "smooth_l1": smooth_l1,
-    "berhu": berhu,
-    "silog": silog,
-    "cosine": cosine,
-    "angular": angular,
-}
-
-
 # --------------------------------------------------------------------------- option schemas
 class NoLossOptions(Section):
     """This loss takes no options."""
@@ -414,18 +399,54 @@ class AngularOptions(Section):
     eps: Float = Field(1e-7, gt=0, lt=1, description="clamp of the cosine away from +-1 (finite gradients)")
 
 
-LOSS_OPTIONS: dict[str, type] = {
-    "cross_entropy": CrossEntropyOptions,
-    "l1": NoLossOptions,
-    "mse": NoLossOptions,
-    "smooth_l1": SmoothL1Options,
-    "berhu": BerhuOptions,
-    "silog": SilogOptions,
-    "cosine": NoLossOptions,
-    "angular": AngularOptions,
-}
-for _name, _model in LOSS_OPTIONS.items():
-    register_options("loss", _name, _model)
+# --------------------------------------------------------------------------- the loss registry
+class Loss(NamedTuple):
+    """One loss: its function, its form as statistics (:class:`LossForm`) and the schema of its
+    ``loss_options`` (a :class:`~hydranet.schema.Section`)."""
+
+    function: Callable[..., Optional[Tensor]]
+    form: LossForm
+    options: type = NoLossOptions
+
+
+#: The losses, by name: each entry declares its function, its statistics and its options.
+LOSS_REGISTRY: dict[str, Loss] = {}
+
+
+def register_loss(name: str, function: Callable, form: LossForm, options: type = NoLossOptions) -> Loss:
+    """Make a loss available to task configs under ``name`` (its options schema included)."""
+    LOSS_REGISTRY[name] = Loss(function, form, options)
+    register_options("loss", name, options)
+    return LOSS_REGISTRY[name]
+
+
+class _RegistryView(Mapping):
+    """A read-only view of one field of :data:`LOSS_REGISTRY` (``LOSSES``, ``LOSS_FORMS``)."""
+
+    def __init__(self, field: str):
+        self._field = field
+
+    def __getitem__(self, name: str):
+        return getattr(LOSS_REGISTRY[name], self._field)
+
+    def __iter__(self):
+        return iter(LOSS_REGISTRY)
+
+    def __len__(self) -> int:
+        return len(LOSS_REGISTRY)
+
+
+LOSSES: Mapping[str, Callable[..., Optional[Tensor]]] = _RegistryView("function")  # name -> loss function
+LOSS_FORMS: Mapping[str, LossForm] = _RegistryView("form")  # name -> its statistics and their finish
+
+register_loss("cross_entropy", cross_entropy, LossForm(_cross_entropy_stats, 2), CrossEntropyOptions)
+register_loss("l1", l1, LossForm(_l1_stats, 2))
+register_loss("mse", mse, LossForm(_mse_stats, 2))
+register_loss("smooth_l1", smooth_l1, LossForm(_smooth_l1_stats, 2), SmoothL1Options)
+register_loss("berhu", berhu, LossForm(_berhu_stats, 2, batch_max=_berhu_max), BerhuOptions)
+register_loss("silog", silog, LossForm(_silog_stats, 3, _silog_finish), SilogOptions)
+register_loss("cosine", cosine, LossForm(_cosine_stats, 2))
+register_loss("angular", angular, LossForm(_angular_stats, 2), AngularOptions)
 
 
 # --------------------------------------------------------------------------- normalisation

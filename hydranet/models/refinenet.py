@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..schema.registry import register_options
+from ..schema.types import EmptySection
+
 
 def conv1x1(cin: int, cout: int, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, bias=bias, groups=groups)
@@ -181,3 +184,5 @@ class LightRefineNet(nn.Module):
 
 
 DECODERS = {"lightweight": LightRefineNet, "refinenet": RefineNet}
+for _name in DECODERS:
+    register_options("decoder", _name, EmptySection)

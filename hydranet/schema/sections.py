@@ -78,15 +78,20 @@ class TransformsSection(Section):
         return self
 
 
+MAX_LR = 100.0  # learning rates: no real run comes near; far beyond, a step overflows float32
+
+
 class TrainSection(Section):
     """``train``: the optimisation (read by ``hydranet train``)."""
 
     steps: Int = Field(2000, ge=1, description="optimiser steps")
     batch_size: Int = Field(8, ge=1, le=MAX_BATCH, description="images per optimiser micro-batch (per process)")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd (Nesterov momentum)")
-    lr: Float = Field(1e-3, gt=0, description="learning rate of the decoder and heads")
-    encoder_lr: Optional[Float] = Field(None, ge=0, description="encoder learning rate (null: lr x encoder_lr_mult)")
-    encoder_lr_mult: Float = Field(0.1, ge=0, description="encoder learning rate as a fraction of lr")
+    lr: Float = Field(1e-3, gt=0, le=MAX_LR, description="learning rate of the decoder and heads")
+    encoder_lr: Optional[Float] = Field(
+        None, ge=0, le=MAX_LR, description="encoder learning rate (null: lr x encoder_lr_mult)"
+    )
+    encoder_lr_mult: Float = Field(0.1, ge=0, le=1000, description="encoder learning rate as a fraction of lr")
     weight_decay: Float = Field(1e-4, ge=0, description="weight decay (decoupled for adamw)")
     momentum: Float = Field(0.9, ge=0, le=1, description="SGD momentum (> 0 with sgd)")
     schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
@@ -193,7 +198,9 @@ class LossSection(Section):
     initial_log_vars: Optional[PerTaskLogVariances] = Field(
         None, description="uncertainty: initial log-variance per task, within +-30 (null: 0, i.e. sigma^2 = 1)"
     )
-    log_var_lr: Optional[Float] = Field(0.01, gt=0, description="learning rate of the weighting's parameters")
+    log_var_lr: Optional[Float] = Field(
+        0.01, gt=0, le=MAX_LR, description="learning rate of the weighting's parameters"
+    )
     gradient_normalization: Bool = Field(False, description="clip each head's gradient to max_head_grad_norm")
     max_head_grad_norm: Float = Field(1.0, gt=0, description="the per-head gradient-norm cap")
 

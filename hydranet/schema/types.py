@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..limits import pixel_limit_problem
+
 __all__ = [
     "Section",
     "OpenSection",
@@ -43,6 +45,8 @@ __all__ = [
     "is_number",
     "is_list",
     "is_mapping",
+    "Palette",
+    "EmptySection",
 ]
 
 
@@ -105,8 +109,6 @@ Name = Annotated[StrictStr, Field(min_length=1)]
 
 def pixel_pair(value: Any) -> tuple[int, int]:
     """``n`` (a square) or ``[height, width]`` -> ``(height, width)``, within :mod:`hydranet.limits`."""
-    from ..limits import pixel_limit_problem
-
     if isinstance(value, int) and not isinstance(value, bool):
         pair = [value, value]
     elif isinstance(value, (list, tuple)) and len(value) == 2:
@@ -160,3 +162,16 @@ def either(expected: str, **members: tuple) -> Any:
         Union[tagged],  # type: ignore[valid-type]
         Discriminator(pick, custom_error_type="either", custom_error_message=expected),
     ]
+
+
+Channel = Annotated[Int, Field(ge=0, le=255)]
+#: Colours of segmentation classes: a palette name or file (text), or rows of [R, G, B].
+Palette = either(
+    "a palette name or file (text), or rows of [R, G, B] from 0 to 255",
+    text=(Str, lambda v: isinstance(v, str)),
+    rows=(list[tuple[Channel, Channel, Channel]], is_list),
+)
+
+
+class EmptySection(Section):
+    """A plug-in that takes no options of its own."""

@@ -1,36 +1,33 @@
 """The task-kind interface: everything the rest of Hydranet asks of a kind, in one object.
 
 A kind (segmentation, depth, ...) is a :class:`TaskKind` subclass in its own module,
-registered with :func:`register_kind`. Data loading, losses, weighting, metrics, inference
-and drawing call its methods with the task's :class:`~hydranet.tasks.TaskSpec`; none of
-them branches on a kind's name. A new kind is one module plus one ``register_kind`` call
-(see ``tests/test_task_kinds.py`` for a toy kind defined in a test).
+registered with :func:`~hydranet.tasks.registry.register_kind`. Data loading, losses,
+weighting, metrics, inference and drawing call its methods with the task's
+:class:`~hydranet.tasks.TaskSpec`; none of them branches on a kind's name. This module is
+the interface only: the built-in kinds are plug-ins above the library (:mod:`hydranet.kinds`,
+one file each), and a new kind is one module plus one ``register_kind`` call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BeforeValidator
 
-from ..errors import ConfigError, DataError
-from ..schema.registry import register_options
+from ..errors import DataError
 from ..schema.types import Field, Float, Int, Name, Section
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover  (annotations only: never imported at run time)
     from .spec import TaskSpec
 
 __all__ = [
     "TaskKind",
     "DrawStyle",
     "LabelSources",
-    "KINDS",
-    "register_kind",
-    "get_kind",
+    "NoStyle",
     "per_sample",
     "NoOptions",
     "GlobalHeadOptions",
@@ -41,30 +38,46 @@ GAUSSIAN_UW = "regression"  # 1/(2 sigma^2) L + log sigma: L1/L2-type losses; op
 SOFTMAX_UW = "classification"  # 1/sigma^2 L + log sigma: cross-entropy; optimum sigma^2 = 2 L
 
 
-@dataclass
+@dataclass(frozen=True)
 class LabelSources:
-    """How a dataset's label files are read: the palette of colour masks, depth units."""
+    """How a data set's label files are read: its label options by name (e.g. ``palette`` of
+    colour masks, ``depth_scale`` of depth PNGs). Each kind reads the options it knows, with
+    its own default for a missing one (:meth:`get`)."""
 
-    palette: Optional[np.ndarray] = None
-    depth_scale: float = 5000.0  # hydranet.data.io.NYUD_DEPTH_SCALE (not imported: data imports tasks)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The option ``key``, or ``default`` when the data set does not set it (absent or None)."""
+        value = self.options.get(key)
+        return default if value is None else value
+
+
+@dataclass(frozen=True)
+class NoStyle:
+    """The drawing options of a kind that has none of its own."""
 
 
 @dataclass
 class DrawStyle:
-    """Drawing options shared by the kinds' ``draw_*`` methods (one per figure or video).
+    """Drawing options of one figure or video, shared by the kinds' ``draw_*`` and ``save`` methods.
 
-    ``cache`` holds what a kind wants to keep between frames of a video (a fixed depth range
-    and its scale bar, so colours do not jump from frame to frame).
+    ``kinds`` holds each kind's own options (its :attr:`TaskKind.style_model`, e.g. the depth
+    colour map), by kind name; :meth:`of` gives a kind its own or their defaults. ``cache``
+    holds what a kind keeps between the frames of a video (with ``fixed_range``, the first
+    frame's colour scale, so that colours do not jump from frame to frame).
     """
 
     config: dict = field(default_factory=dict)
-    max_depth: Optional[float] = None
-    cmap: str = "magma"
     alpha: float = 0.5
     font_scale: float = 0.45
-    fixed_range: bool = False  # video: keep the first frame's range
-    palette: Any = None  # segmentation colours overriding the checkpoint's (resolve_palette)
+    fixed_range: bool = False  # video: each kind keeps its first frame's scale
+    kinds: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+
+    def of(self, kind: TaskKind) -> Any:
+        """``kind``'s own drawing options: as given in ``kinds``, else its style model's defaults."""
+        style = self.kinds.get(kind.name)
+        return kind.style_model() if style is None else style
 
 
 class TaskOptions(Section):
@@ -133,6 +146,7 @@ class TaskKind:
         vocabulary: image-level labels may be class names, looked up in a class vocabulary.
         options_model: the schema of the task's ``options`` (a :class:`~hydranet.schema.Section`).
         metric_names: the metrics the kind reports (``metrics`` entries are these, or ``name/part``).
+        style_model: the dataclass of the kind's own drawing options (:meth:`DrawStyle.of`).
     """
 
     name: ClassVar[str] = ""
@@ -148,6 +162,7 @@ class TaskKind:
     vocabulary: ClassVar[bool] = False
     options_model: ClassVar[type] = NoOptions
     metric_names: ClassVar[tuple] = ()
+    style_model: ClassVar[type] = NoStyle
 
     # ------------------------------------------------------------------ the head
     def channels(self, spec: TaskSpec) -> int:
@@ -205,7 +220,7 @@ class TaskKind:
 
     # ------------------------------------------------------------------ evaluation
     def metrics(self, spec: TaskSpec):
-        """A fresh metric accumulator for the task (``hydranet.evaluation.metrics``)."""
+        """A fresh metric accumulator for the task (a ``hydranet.evaluation.metrics.MetricAccumulator``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ inference
@@ -229,12 +244,13 @@ class TaskKind:
         """One short phrase for a log line, or None."""
         return None
 
-    def save(self, spec: TaskSpec, value: Any, out_dir, stem: str, style: DrawStyle, options: dict) -> dict:
+    def save(self, spec: TaskSpec, value: Any, out_dir, stem: str, style: DrawStyle) -> dict:
         """Write a dense result's files (``hydranet predict``); returns ``{label: path}``."""
         return {}
 
-    def pseudolabel(self, spec: TaskSpec, logits: torch.Tensor, options: dict) -> np.ndarray:
-        """A teacher's output for one image (C x H x W) as the array of a label file."""
+    def pseudolabel(self, spec: TaskSpec, logits: torch.Tensor, settings: Any) -> np.ndarray:
+        """A teacher's output for one image (C x H x W) as the array of a label file;
+        ``settings``: the typed pseudo-labelling settings (``depth_scale``, ``confidence``)."""
         raise DataError(f"task {spec.name!r}: {self.name} labels cannot be filled by a teacher")
 
     # ------------------------------------------------------------------ drawing
@@ -252,35 +268,3 @@ class TaskKind:
 
     def __repr__(self) -> str:
         return f"<task kind {self.name!r}>"
-
-
-# ---------------------------------------------------------------------- registry
-
-KINDS: dict[str, TaskKind] = {}
-
-
-def register_kind(kind: TaskKind) -> TaskKind:
-    """Make ``kind`` available to task configs under ``kind.name``; checks it is complete."""
-    if not isinstance(kind, TaskKind) or not kind.name:
-        raise ConfigError(f"register_kind: {kind!r} is not a named TaskKind instance")
-    if kind.size_field is None and not kind.fixed_channels:
-        raise ConfigError(f"task kind {kind.name!r}: needs size_field or fixed_channels")
-    if not kind.losses or not kind.default_metrics:
-        raise ConfigError(f"task kind {kind.name!r}: needs losses and default_metrics")
-    KINDS[kind.name] = kind
-    register_options("task", kind.name, kind.options_model)
-    return kind
-
-
-def get_kind(name: str) -> TaskKind:
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ConfigError(f"unknown task kind {name!r}; valid kinds: {', '.join(KINDS)}") from None
-
-
-def resize_dense(y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False) of an N x C x h x w output to ``size``."""
-    if tuple(y.shape[-2:]) == tuple(size):
-        return y
-    return F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)

@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from ..schema.errors import did_you_mean, unknown_key_error, validate
 from ..schema.registry import registered
 from ..schema.types import Field, Int, Section, Str
-from .kind import KINDS, TaskKind
+from .kind import TaskKind
+from .registry import KINDS
 
 MAX_CHANNELS = 100_000  # classes/outputs of one head: a bound against crafted configs
 
@@ -128,10 +129,6 @@ class TaskSpec:
     @property
     def loss_name(self) -> str:
         return self.loss or self.task_kind.losses[0]
-
-    @property
-    def metric_names(self) -> tuple:
-        return tuple(self.metrics) or self.task_kind.default_metrics
 
     def to_dict(self) -> dict:
         """Plain-data form (round-trips through :func:`parse_task`); options as written."""

@@ -29,6 +29,10 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from ..errors import ConfigError
+from ..inference import Predictor
+from ..inference.export import export_onnx
+from ..inference.int8_cache import INT8_EXPORT_OPSET, calibration_from_frames, spread
+from ..inference.quantize import quantize_onnx
 from ..measure import machine_info, timed_count
 from .mp4 import open_video_writer
 from .video import SyntheticSource, VideoSource, run_demo
@@ -44,21 +48,16 @@ MODES = ("serial", "pipeline")
 
 
 def _predictor(setting: str, model, frames: list, workdir: str, size, device="cpu"):
-    from ..inference import Predictor
-    from ..inference.export import export_onnx
 
     if setting == "default":
         return Predictor(model, device=device, tune_allocator=True)
     if setting == "onnxruntime_int8" and str(device) != "cpu":
         raise ConfigError("--e2e: onnxruntime_int8 runs on the CPU; leave it out of --settings on a GPU")
-    from ..inference.int8_cache import INT8_EXPORT_OPSET, calibration_from_frames, spread
 
     path = os.path.join(workdir, f"{setting}_{size[0]}x{size[1]}.onnx")
     int8 = setting == "onnxruntime_int8"  # exported as hydranet demo --int8 does; fp32 as hydranet export
     export_onnx(model, path, size=size, check=False, **({"opset": INT8_EXPORT_OPSET} if int8 else {}))
     if int8:
-        from ..inference.quantize import quantize_onnx
-
         int8_path = path.replace(".onnx", ".int8.onnx")
         quantize_onnx(path, int8_path, calibration_from_frames(spread(frames, 32), model.config))
         path = int8_path

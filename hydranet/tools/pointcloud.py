@@ -26,7 +26,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..data.io import write_bytes_atomic
 from ..errors import ConfigError
+from ..labelsets import NYUD40_NAMES
 
 __all__ = ["default_intrinsics", "depth_to_points", "write_ply", "read_ply_header"]
 
@@ -43,7 +45,6 @@ def _model_dataset(config: Optional[dict], tasks: Sequence = ()) -> Optional[str
         return (
             "nyud" if any("nyu" in d for d in datasets) else ("kitti" if any("kitti" in d for d in datasets) else None)
         )
-    from ..visualize import NYUD40_NAMES
 
     for t in tasks:
         names = tuple(getattr(t, "class_names", None) or ())
@@ -118,7 +119,6 @@ def write_ply(
 ) -> None:
     """Write a PLY point cloud (``binary_little_endian`` or ``ascii``): float x, y, z and,
     with ``colours``, uchar red, green, blue."""
-    from ..data.io import write_bytes_atomic
 
     path = Path(path)
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)

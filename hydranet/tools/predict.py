@@ -11,10 +11,13 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import visualize as vis
 from ..data.io import IMAGE_EXTENSIONS, protect_inputs, read_image, write_png
 from ..errors import ConfigError, DataError
 from ..inference.predictor import Prediction, Predictor
-from ..tasks.depth import DEPTH, depth_to_png_mm
+from ..kinds import draw_style
+from ..kinds.depth import DEPTH, depth_to_png_mm
+from .pointcloud import default_intrinsics, depth_to_points, write_ply
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_images", "depth_to_png_mm", "predict_images", "save_prediction"]
 
@@ -66,31 +69,29 @@ def save_prediction(
     point per valid depth pixel. ``palette`` overrides the checkpoint's segmentation colours
     (see :func:`hydranet.visualize.resolve_palette`).
     """
-    from .. import visualize as vis
 
     if depth_format not in ("png", "npy"):
         raise ConfigError(f"depth format must be png or npy, got {depth_format!r}")
     if ply and ply not in ("binary", "ascii"):
         raise ConfigError(f"PLY format must be binary or ascii, got {ply!r}")
     out_dir = Path(out_dir)
-    style = vis.DrawStyle(
-        config=dict(config or {}),
+    style = draw_style(
+        config,
+        vis.font_scale_for(frame.shape[0]),
         max_depth=max_depth,
         cmap=cmap,
-        font_scale=vis.font_scale_for(frame.shape[0]),
         palette=palette,
+        depth_format=depth_format,
     )
     files: dict = {}
     for name, value in pred.items():
         spec = pred.tasks[name]
-        files.update(spec.task_kind.save(spec, value, out_dir, stem, style, {"depth_format": depth_format}))
+        files.update(spec.task_kind.save(spec, value, out_dir, stem, style))
     fig = out_dir / f"{stem}_figure.png"
     write_png(fig, vis.render_figure(frame, pred, style))
     files["figure"] = str(fig)
     dep = pred.first(DEPTH.name)  # a point cloud needs metric depth
     if ply and dep:
-        from .pointcloud import default_intrinsics, depth_to_points, write_ply
-
         k = default_intrinsics(frame.shape[0], frame.shape[1], config, list(pred.tasks.values()))
         k.update({key: float(v) for key, v in (intrinsics or {}).items() if v is not None})
         points, colours = depth_to_points(pred[dep], k["fx"], k["fy"], k["cx"], k["cy"], rgb=frame)

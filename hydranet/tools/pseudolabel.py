@@ -23,8 +23,10 @@ from ..data.io import NYUD_DEPTH_SCALE, protect_inputs, read_image, writable_dir
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
 from ..errors import DataError
+from ..inference.onnx_model import is_onnx_file, load_onnx_model
 from ..inference.processing import preprocess
 from ..schema import Field, Float, Section, validate
+from ..tasks import KINDS
 from ..weights.hub import load_model
 
 PathLike = Union[str, Path]
@@ -32,7 +34,6 @@ PathLike = Union[str, Path]
 
 def _load_teacher(teacher: PathLike, device):
     """A checkpoint, or an ONNX file written by ``hydranet export`` (run by onnxruntime)."""
-    from ..inference.onnx_model import is_onnx_file, load_onnx_model
 
     if is_onnx_file(teacher):
         return load_onnx_model(teacher, device=str(device))
@@ -71,11 +72,8 @@ def pseudolabel(
     Returns:
         ``{"list": path, "filled": {kind: count}, "kept": {kind: count}, "samples": n}``.
     """
-    from ..tasks import KINDS
-
     list_file, out_dir = Path(list_file), Path(out_dir)
     settings = validate(PseudolabelSettings, {"--depth-scale": depth_scale, "--confidence": confidence})
-    depth_scale, confidence = settings.depth_scale, settings.confidence
     header, rows = parse_list_file(list_file)
     writable_dir(out_dir)
     model = _load_teacher(teacher, device)
@@ -90,7 +88,6 @@ def pseudolabel(
     if out_list.resolve() == list_file.resolve():
         raise DataError(f"{out_list}: the completed list would overwrite the source list; choose another --out")
     normalization = Normalization.from_config(model.config)
-    options = {"depth_scale": depth_scale, "confidence": confidence}
     filled = {k: 0 for k in columns_order if k in by_kind}
     kept = {k: 0 for k in columns_order}
     lines = ["# " + " ".join(("image",) + columns_order)]
@@ -111,7 +108,7 @@ def pseudolabel(
                 if path.resolve() in {Path(p) for p in columns.values()}:
                     raise DataError(f"{path}: would overwrite a listed file")
                 spec = by_kind[kind]
-                write_png(path, spec.task_kind.pseudolabel(spec, outputs[spec.name][0], options))
+                write_png(path, spec.task_kind.pseudolabel(spec, outputs[spec.name][0], settings))
                 columns[kind] = str(path.resolve())
                 filled[kind] += 1
         lines.append(" ".join(columns.get(k, "-") for k in ("image",) + columns_order))

@@ -39,6 +39,8 @@ import numpy as np
 
 from ..data.io import write_png
 from ..errors import ConfigError, DataError
+from ..kinds import draw_style
+from ..kinds.depth import DEPTH
 from .mp4 import open_video_writer, resolve_codec
 
 __all__ = [
@@ -322,14 +324,8 @@ class DemoRenderer:
         self.h, self.w = int(frame_size[0]), int(frame_size[1])
         self.overlay_task, self.map_task = vis.drawn_tasks(list(tasks))
         vis._cmap_lut(cmap)  # validates the name now
-        self.style = vis.DrawStyle(
-            config=dict(config or {}),
-            max_depth=max_depth,
-            cmap=cmap,
-            alpha=float(alpha),
-            font_scale=vis.font_scale_for(self.h),
-            fixed_range=True,
-            palette=palette,
+        self.style = draw_style(
+            config, vis.font_scale_for(self.h), float(alpha), True, max_depth=max_depth, cmap=cmap, palette=palette
         )
         self.legend_rows = legend_rows if self.overlay_task else 0
         self.output_size: Optional[tuple[int, int]] = None
@@ -338,7 +334,7 @@ class DemoRenderer:
     def max_depth(self) -> Optional[float]:
         """The depth colour range in use (fixed by the first frame when not given)."""
         cached = self.style.cache.get(self.map_task.name) if self.map_task else None
-        return cached[0] if cached else self.style.max_depth
+        return cached[0] if cached else self.style.of(DEPTH).max_depth
 
     def render(self, frame: np.ndarray, pred, fps_text: Optional[str] = None) -> np.ndarray:
         """The output frame (RGB uint8) for ``frame`` and its prediction."""

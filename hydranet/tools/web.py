@@ -27,7 +27,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .. import visualize as vis
+from ..data.io import write_png
+from ..data.synthetic import render_clip
 from ..errors import ConfigError, HydranetError
+from ..inference import Predictor, resolve_weights
+from ..inference.smoothing import TemporalSmoother
+from ..kinds import draw_style
+from ..weights.hub import KNOWN_MODELS
+from .mp4 import open_video_writer
+from .pointcloud import default_intrinsics, depth_to_points, write_ply
+from .predict import collect_images
+from .video import open_source, run_demo
 
 __all__ = [
     "build_app",
@@ -47,7 +58,6 @@ MAX_POINTS = 60_000
 
 def model_choices(weights: Optional[str] = None) -> list:
     """The dropdown: ``weights`` (if given), the bundled model, the known model names."""
-    from ..weights.hub import KNOWN_MODELS
 
     choices = [str(weights)] if weights else []
     return choices + [BUNDLED_CHOICE] + list(KNOWN_MODELS)
@@ -62,7 +72,6 @@ class _Predictors:
         self.lock = threading.Lock()
 
     def get(self, choice: str, path: str = ""):
-        from ..inference import Predictor, resolve_weights
 
         spec = (path or "").strip() or (None if choice in (None, "", BUNDLED_CHOICE) else choice)
         weights = str(resolve_weights(spec))
@@ -121,12 +130,10 @@ def predict_image(predictor, rgb: np.ndarray, out_dir: Path, palette=None) -> di
     (the depth map with its scale) or None, "normals" or None, "markdown" (readable
     predictions), "summary" (plain data), "ply" (point cloud path) or None}``.
     """
-    from .. import visualize as vis
-    from .pointcloud import default_intrinsics, depth_to_points, write_ply
 
     pred = predictor.predict(rgb)
     h, w = rgb.shape[:2]
-    style = vis.DrawStyle(config=dict(predictor.config), font_scale=vis.font_scale_for(h), palette=palette)
+    style = draw_style(predictor.config, vis.font_scale_for(h), palette=palette)
     overlay_task, _ = vis.drawn_tasks(predictor.tasks)
     overlay, legend = vis.blend_overlay(rgb, pred, overlay_task, style)
     if overlay_task is not None:
@@ -170,11 +177,9 @@ def predict_video(
 
     ``progress=True`` runs the demo's progress bar (the web page follows it: Gradio's ``track_tqdm``).
     """
-    from .video import open_source, run_demo
 
     out = out_dir / f"overlay_{os.getpid()}_{threading.get_ident()}_{len(list(out_dir.iterdir()))}.mp4"
     old = predictor.smoother
-    from ..inference.smoothing import TemporalSmoother
 
     predictor.smoother = TemporalSmoother(predictor.tasks, smooth) if smooth else None
     try:
@@ -205,10 +210,6 @@ def example_files(folder: Path, images: Sequence = (), clip_frames: int = 16) ->
     """``(example images, example videos)``: three frames of the built-in synthetic scenes and a
     short synthetic clip written into ``folder``, then the user's own ``images`` (files, or
     folders of images; copied into ``folder``)."""
-    from ..data.io import write_png
-    from ..data.synthetic import render_clip
-    from .mp4 import open_video_writer
-    from .predict import collect_images
 
     folder.mkdir(parents=True, exist_ok=True)
     stills = []

@@ -29,8 +29,12 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..config import load_config
+from ..data.collate import batch_to
 from ..data.io import writable_dir
 from ..errors import ConfigError
+from ..losses import compute_losses
+from .trainer import Trainer
 
 
 def _lookahead_step(optimizer: torch.optim.Optimizer, params: list, grads: list) -> list:
@@ -54,8 +58,6 @@ def _lookahead_step(optimizer: torch.optim.Optimizer, params: list, grads: list)
 
 def _affinity_once(trainer, batch) -> torch.Tensor:
     """One lookahead measurement on ``batch``: ``Z`` (T x T, NaN where a task has no label)."""
-    from ..evaluation import batch_to
-    from ..losses import compute_losses
 
     model = trainer.model
     names = [t.name for t in trainer.tasks]
@@ -95,8 +97,6 @@ def measure_affinity(config: Any, out_dir: str | Path, steps: Optional[int] = No
     Returns ``{"tasks", "affinity" (T x T list, row i onto column j), "measured_steps",
     "groupings", "run"}``. Single process only.
     """
-    from ..config import load_config
-    from .trainer import Trainer
 
     if every < 1:
         raise ConfigError(f"--every: must be >= 1, got {every}")

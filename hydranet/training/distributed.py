@@ -9,6 +9,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from ..losses import LocalReduction
+
 
 @dataclass
 class DistContext:
@@ -77,7 +79,6 @@ class RankReduction:
 
 def reduction_for(ctx: DistContext):
     """The loss-statistics reduction of this process: over all ranks under torchrun, else local."""
-    from ..losses import LocalReduction
 
     return RankReduction(ctx) if ctx.enabled else LocalReduction()
 

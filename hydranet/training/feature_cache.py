@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..data import make_collate
 from ..errors import ConfigError
 from ..tasks import TaskSpec
+from .freeze import is_frozen
 
 # transforms keys that draw at random in the training pipeline, and their "off" value
 RANDOM_TRANSFORMS = {"scale": None, "rotate": 0, "color_jitter": 0, "hflip": 0}
@@ -46,7 +48,6 @@ def augmentation_problems(train_cfg, where: str = "data.train") -> list[str]:
 
 def check_cacheable(model, train_cfg, world_size: int) -> None:
     """ConfigError naming what prevents ``train.cache_features``."""
-    from .freeze import is_frozen
 
     problems = []
     for part in ("encoder", "decoder"):
@@ -104,7 +105,6 @@ class FeatureCache(Dataset):
         Raises:
             ConfigError: the cache would exceed ``max_gb`` (nothing is written then).
         """
-        from ..data import make_collate
 
         collate = make_collate(tasks)
         n = len(dataset)

@@ -28,8 +28,11 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from ..checkpoint import read_model_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..tasks import TaskSpec, parse_tasks
+from ..weights.hub import KNOWN_MODELS, file_or_known_model
+from ..weights.mtrn import convert_file
 
 
 @dataclass
@@ -93,9 +96,6 @@ def read_source(source: Any) -> tuple[dict, dict, str]:
         ConfigError: ``source`` is neither a file nor a known model name.
         CheckpointError: the file is neither format (the Hydranet reader's reason).
     """
-    from ..checkpoint import read_model_checkpoint
-    from ..weights.hub import KNOWN_MODELS, file_or_known_model
-    from ..weights.mtrn import convert_file
 
     if not isinstance(source, (str, Path)) or not str(source):
         raise ConfigError(f"train.init: a checkpoint path or a known model name, got {source!r}")

@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from ..data.io import write_bytes_atomic
+
 
 def flatten(record: dict, prefix: str = "") -> dict:
     """``{"loss": {"segm": 1}}`` -> ``{"loss/segm": 1}``."""
@@ -115,7 +117,6 @@ def read_log(path: Path) -> list[dict]:
 
 def truncate_logs(out_dir: Path, step: int) -> None:
     """Drop the records after ``step`` (and unreadable lines) from ``log.jsonl`` and ``steps.csv``."""
-    from ..data.io import write_bytes_atomic
 
     jsonl, steps_csv = Path(out_dir) / "log.jsonl", Path(out_dir) / "steps.csv"
     if jsonl.is_file():

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..schema.errors import validate
 from ..schema.safe_yaml import load_yaml
 from ..schema.sections import LossSection, TrainSection
+from .logger import flatten
 
 # The defaults, for reference (the schema in hydranet.schema.sections is where they live).
 TRAIN_DEFAULTS: dict[str, Any] = TrainSection().model_dump()
@@ -34,8 +35,6 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     configs (both in canonical form, defaults of ``train``/``loss`` filled in; ``meta`` and
     ``model.encoder_weights``, which a resume does not use, left out)."""
     import json
-
-    from .logger import flatten
 
     def effective(cfg: Mapping[str, Any]) -> dict:
         try:

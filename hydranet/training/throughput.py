@@ -166,7 +166,7 @@ def _bench_config(
 
 
 def _plain_step(cfg: dict, device: torch.device, batch: dict) -> Callable[[], None]:
-    from ..evaluation import batch_to
+    from ..data.collate import batch_to
     from ..losses import compute_losses
     from ..models import build_model
     from ..tasks import parse_tasks

@@ -40,11 +40,12 @@ from ..checkpoint import atomic_save, model_checkpoint, read_model_checkpoint
 from ..config import parse_config, save_config
 from ..data import make_collate
 from ..data.base import dataset_source, require_labels
+from ..data.collate import batch_to
 from ..data.io import writable_dir
 from ..data.multi import build_train_data, build_val_sets
 from ..data.transforms import Normalization
 from ..errors import CheckpointError, ConfigError, HydranetError
-from ..evaluation import MultiTaskMetrics, batch_to, evaluate, format_table
+from ..evaluation import MultiTaskMetrics, evaluate, format_table
 from ..losses import build_weighting, clip_head_gradients, compute_losses
 from ..models import build_model
 from ..tasks import parse_tasks
@@ -240,8 +241,10 @@ class Trainer:
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
         self.init_report = None
+        self.weights_from = None  # the file the starting weights came from, named when a step fails
         if tc.init and init:
             self.init_report = init_model(self.model, tc.init, strict=tc.init_strict)
+            self.weights_from = f"train.init {tc.init}"
             if self.ctx.is_main:
                 tqdm.write(self.init_report.table())
         self.layout = memory_layout(tc.channels_last, self.device)
@@ -383,6 +386,7 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         ckpt, _ = read_model_checkpoint(path)
+        self.weights_from = f"--resume {path}"
         for key in ("optimizer", "scheduler", "step", "weighting", "rng"):
             if key not in ckpt:
                 raise CheckpointError(
@@ -508,8 +512,9 @@ class Trainer:
                         if self.ctx.is_main:
                             tqdm.write(f"warning: {problem}: update skipped ({self.skipped_steps} so far)")
                         return None
+                    origin = f"; the weights came from {self.weights_from}" if self.weights_from else ""
                     raise TrainingError(
-                        f"{problem}; training stopped, last checkpoint left as it was "
+                        f"{problem}{origin}; training stopped, last checkpoint left as it was "
                         f"(set train.on_nan: skip to skip such steps)"
                     )
                 total, report = self.weighting(losses)
@@ -594,6 +599,12 @@ class Trainer:
             if rest.partition("/")[0] not in labelled:
                 raise ConfigError(f"train.monitor: {monitor!r}: data set {name!r} labels only {', '.join(labelled)}")
             return metrics.lower_is_better(rest)
+        first = monitor.partition("/")[0]
+        if monitor.count("/") >= 2 and first not in metrics.metrics:
+            raise ConfigError(
+                f"train.monitor: {monitor!r} reads as '<set>/<task>/<metric>', but data.val names no "
+                f"validation set (tasks: {', '.join(metrics.metrics)})"
+            )
         return metrics.lower_is_better(monitor)
 
     def _monitored(self, result: dict) -> float:

@@ -12,6 +12,7 @@ from typing import Callable, Literal, Optional
 
 from pydantic import model_validator
 
+from ...config import encoder_options_model
 from ...errors import ConfigError
 from ...limits import MAX_VIT_GRID
 from ...schema.errors import validate
@@ -122,19 +123,10 @@ for _name, _model in ENCODER_OPTIONS.items():
     register_options("encoder", _name, _model)
 
 
-def encoder_options_model(name: str) -> type:
-    """The ``encoder_options`` schema of encoder ``name`` (``timm:*`` for every timm backbone)."""
-    return ENCODER_OPTIONS[TIMM_PREFIX + "*" if name.startswith(TIMM_PREFIX) else name]
-
-
 def check_encoder_name(name) -> str:
     """``name`` if it names an encoder (a key of :data:`ENCODERS` or ``timm:MODEL``), else ConfigError."""
-    if isinstance(name, str) and (name in ENCODERS or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX))):
-        return name
-    raise ConfigError(
-        f"model.encoder: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}, "
-        f"or {TIMM_PREFIX}MODEL for any timm backbone (pip install 'hydranet[timm]')"
-    )
+    encoder_options_model(name)
+    return name
 
 
 def build_encoder(name: str, weights=None, progress: bool = True, **options) -> Encoder:

@@ -99,7 +99,7 @@ def stages_by_stride(blocks: Sequence[nn.Module], min_stride: int = 4) -> Staged
 def load_local_state_dict(path: str) -> dict:
     """A state dict of tensors from a local file (weights only; a ``state_dict`` entry is unwrapped)."""
     if not os.path.isfile(path):
-        raise WeightsUnavailableError(f"encoder weights file {path!r} does not exist")
+        raise WeightsUnavailableError(f"model.encoder_weights: the file {path!r} does not exist")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, code-carrying pickles

@@ -54,7 +54,7 @@ def create_timm_model(name: str, weights=None, **kwargs) -> nn.Module:
         return timm.create_model(name, pretrained=False, **kwargs)
     if weights != "imagenet":
         if not os.path.isfile(str(weights)):
-            raise WeightsUnavailableError(f"encoder weights file {str(weights)!r} does not exist")
+            raise WeightsUnavailableError(f"model.encoder_weights: the file {str(weights)!r} does not exist")
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(weights)}
     try:
         return timm.create_model(name, pretrained=True, **kwargs)

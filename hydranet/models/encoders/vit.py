@@ -26,6 +26,7 @@ from torch import nn
 
 from ...errors import WeightsUnavailableError
 from .base import Encoder, load_local_state_dict, load_matching, torchvision_weights
+from .timm_backbones import create_timm_model
 
 
 class Attention(nn.Module):
@@ -250,7 +251,6 @@ def _imagenet_state_dict(source: str, progress: bool) -> dict:
         from torchvision import models as tvm
 
         return torchvision_weights(tvm.vit_b_16, tvm.ViT_B_16_Weights, "imagenet", progress).state_dict()
-    from .timm_backbones import create_timm_model
 
     return create_timm_model(name, weights="imagenet").state_dict()
 

@@ -1,4 +1,7 @@
-"""Image-level classification: N logits per image; labels are class ids (or names with a vocabulary)."""
+"""Image-level classification: N logits per image; labels are class ids (or names with a vocabulary).
+
+This module is the whole kind: its options, label values, metrics and results.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..evaluation.metrics import MetricAccumulator, as_bool_present
 from ..schema.types import Field
-from .kind import INIT_CLASSES_HELP, SOFTMAX_UW, GlobalHeadOptions, InitClasses, TaskKind, per_sample, register_kind
+from ..tasks import TaskSpec
+from ..tasks.kind import INIT_CLASSES_HELP, SOFTMAX_UW, GlobalHeadOptions, InitClasses, TaskKind, per_sample
+from ..tasks.registry import register_kind
+from ..visualize import class_names_for
 from .segmentation import check_class_ids, check_class_weights
 
 
@@ -17,6 +24,56 @@ class ClassificationOptions(GlobalHeadOptions):
     """``options`` of a classification task."""
 
     init_classes: InitClasses = Field(None, description=INIT_CLASSES_HELP)
+
+
+class ClassificationMetrics(MetricAccumulator):
+    """Top-1 accuracy, and top-5 accuracy when the task has more than 5 classes.
+
+    Only samples whose label is present (and not ``spec.ignore_index``) count.
+    """
+
+    kind = "classification"
+    _state = ("correct", "count")
+    DIRECTIONS = {"top1": "higher", "top5": "higher"}
+
+    def __init__(self, spec: TaskSpec):
+        self.topk = (1, 5) if spec.classes > 5 else (1,)
+        super().__init__(spec)
+
+    def _reset(self) -> None:
+        self.correct = torch.zeros(len(self.topk), dtype=torch.int64)
+        self.count = torch.zeros((), dtype=torch.int64)
+
+    def update(self, pred, target, present=None) -> None:
+        c = self.spec.classes
+        target = target.reshape(-1)
+        if pred.dim() != 2 or pred.shape[1] != c or pred.shape[0] != target.shape[0]:
+            raise ValueError(
+                f"task {self.name!r}: classification logits must be N x {c} for "
+                f"N = {target.shape[0]} targets, got {tuple(pred.shape)}"
+            )
+        device = pred.device
+        self._to(device)
+        target = target.to(device=device, dtype=torch.int64)
+        present = as_bool_present(present, target.shape[0], device)
+        valid = present & (target != self.spec.ignore_index)
+        bad = valid & ((target < 0) | (target >= c))
+        if bool(bad.any()):
+            raise ValueError(f"task {self.name!r}: target class ids {target[bad].tolist()[:10]} are outside 0..{c - 1}")
+        top = pred.detach().topk(max(self.topk), dim=1).indices  # N x kmax
+        hit = top == target[:, None]
+        self.correct += torch.stack([(hit[:, :k].any(dim=1) & valid).sum() for k in self.topk])
+        self.count += valid.sum()
+        self.samples += present.sum()
+
+    def compute(self) -> dict:
+        out: dict = {"samples": int(self.samples)}
+        n = int(self.count)
+        if n == 0:
+            return out
+        for k, c in zip(self.topk, self.correct.detach().cpu().tolist()):
+            out[f"top{k}"] = c / n
+        return out
 
 
 class Classification(TaskKind):
@@ -64,8 +121,6 @@ class Classification(TaskKind):
         return (target != spec.ignore_index) & per_sample(present, target)
 
     def metrics(self, spec):
-        from ..evaluation.metrics import ClassificationMetrics
-
         return ClassificationMetrics(spec)
 
     def to_average(self, spec, y):
@@ -75,8 +130,6 @@ class Classification(TaskKind):
         return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
 
     def postprocess(self, spec, y) -> list:
-        from ..visualize import class_names_for
-
         p, c = y.softmax(1).max(1)
         names = class_names_for(spec)
         return [

@@ -2,11 +2,13 @@
 
 Targets may be normalised for training (``options: {target_mean, target_std}``, a number or a
 list of ``outputs`` values each): the head learns ``(y - mean) / std`` and predictions are
-mapped back with :meth:`Regression.denormalize`. NaN marks a missing value.
+mapped back with :meth:`Regression.denormalize`. NaN marks a missing value. This module is
+the whole kind: its options, label values, metrics and results.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Optional
 
 import numpy as np
@@ -14,8 +16,10 @@ import torch
 from pydantic import AliasChoices
 
 from ..errors import ConfigError, DataError
+from ..evaluation.metrics import MetricAccumulator, as_bool_present
 from ..schema.types import Field, Float, Str, either, is_list, is_number
-from .kind import GAUSSIAN_UW, GlobalHeadOptions, TaskKind, per_sample, register_kind
+from ..tasks.kind import GAUSSIAN_UW, GlobalHeadOptions, TaskKind, per_sample
+from ..tasks.registry import register_kind
 
 Positive = Annotated[Float, Field(gt=0)]
 
@@ -51,6 +55,69 @@ def _norm_stats(spec, like: torch.Tensor):
     mean_t = torch.as_tensor(0.0 if mean is None else mean, dtype=like.dtype, device=like.device)
     std_t = torch.as_tensor(1.0 if std is None else std, dtype=like.dtype, device=like.device)
     return mean_t, std_t
+
+
+class RegressionMetrics(MetricAccumulator):
+    """MAE and RMSE in the target's units, per output and pooled over all outputs.
+
+    Predictions are converted back from normalised units with
+    :func:`hydranet.losses.denormalize_prediction` when ``spec.options`` holds ``target_mean`` and
+    ``target_std``. A target value that is NaN, or a sample whose label is absent, is
+    skipped. ``mae`` / ``rmse`` pool every valid (sample, output) value;
+    with more than one output, ``mae/<name>`` and ``rmse/<name>`` are reported per
+    output, named by ``options.output_names`` or by the output's index.
+    """
+
+    kind = "regression"
+    _state = ("abs_sum", "sq_sum", "count")
+    DIRECTIONS = {"mae": "lower", "rmse": "lower"}
+
+    def _reset(self) -> None:
+        k = self.spec.outputs
+        self.abs_sum = torch.zeros(k, dtype=torch.float64)
+        self.sq_sum = torch.zeros(k, dtype=torch.float64)
+        self.count = torch.zeros(k, dtype=torch.int64)
+
+    def update(self, pred, target, present=None) -> None:
+        k = self.spec.outputs
+        n = pred.shape[0]
+        pred = pred.detach().float().reshape(n, -1)
+        target = torch.as_tensor(target).reshape(n, -1)
+        if pred.shape[1] != k or target.shape[1] != k:
+            raise ValueError(
+                f"task {self.name!r}: regression prediction and target must be N x {k}, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        device = pred.device
+        self._to(device)
+        target = target.to(device=device, dtype=torch.float32)
+        present = as_bool_present(present, n, device)
+        y = self.spec.task_kind.denormalize(self.spec, pred)
+        valid = torch.isfinite(target) & present[:, None]
+        err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=device))
+        self.abs_sum += err.abs().sum(dim=0, dtype=torch.float64)
+        self.sq_sum += err.square().sum(dim=0, dtype=torch.float64)
+        self.count += valid.sum(dim=0)
+        self.samples += present.sum()
+
+    def compute(self) -> dict:
+        out: dict = {"samples": int(self.samples)}
+        count = self.count.detach().cpu()
+        n = int(count.sum())
+        if n == 0:
+            return out
+        abs_sum, sq_sum = self.abs_sum.detach().cpu(), self.sq_sum.detach().cpu()
+        out["mae"] = float(abs_sum.sum()) / n
+        out["rmse"] = math.sqrt(float(sq_sum.sum()) / n)
+        k = self.spec.outputs
+        if k > 1:
+            names = self.spec.options.output_names or [str(i) for i in range(k)]
+            for i in range(k):
+                ci = int(count[i])
+                if ci:
+                    out[f"mae/{names[i]}"] = float(abs_sum[i]) / ci
+                    out[f"rmse/{names[i]}"] = math.sqrt(float(sq_sum[i]) / ci)
+        return out
 
 
 class Regression(TaskKind):
@@ -110,8 +177,6 @@ class Regression(TaskKind):
         return pred if stats is None else pred * stats[1] + stats[0]
 
     def metrics(self, spec):
-        from ..evaluation.metrics import RegressionMetrics
-
         return RegressionMetrics(spec)
 
     def postprocess(self, spec, y) -> list:

@@ -8,8 +8,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import load_config
+from ..data import make_collate
+from ..data.multi import build_val_sets
+from ..data.transforms import Normalization
+from ..errors import ConfigError
+from ..evaluation import evaluate
+from ..inference.fast import optimize_for_inference
+from ..inference.onnx_model import is_onnx_file, load_onnx_model
+from ..training.settings import apply_overrides
 from ..weights.hub import load_model
-from .evaluate import evaluate
 
 # The synthetic validation set used when neither the command nor the checkpoint names data.
 DEFAULT_VAL = {"type": "synthetic", "split": "val", "num_samples": 64, "size": [128, 160], "seed": 0}
@@ -21,9 +28,6 @@ def resolve_val_data(model_config: dict, config: Optional[str] = None, overrides
     ``overrides`` (``--set``) may change ``data.val`` only: the checkpoint fixes the model and
     the tasks, and eval does not train, so anything else would be accepted and ignored.
     """
-    from ..errors import ConfigError
-    from ..training.settings import apply_overrides
-
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key != "data.val" and not key.startswith("data.val."):
@@ -55,11 +59,6 @@ def evaluate_checkpoint(
     ``fast`` runs the optimised inference path (same outputs within 1e-4 relative);
     ``tune_allocator`` see :func:`hydranet.inference.fast.optimize_for_inference`.
     """
-    from ..data import make_collate
-    from ..data.multi import build_val_sets
-    from ..data.transforms import Normalization
-    from ..inference.onnx_model import is_onnx_file, load_onnx_model
-
     device = torch.device(device)
     if is_onnx_file(weights):
         model = load_onnx_model(weights, device=str(device))
@@ -71,8 +70,6 @@ def evaluate_checkpoint(
     sets = build_val_sets(val_cfg, model.tasks, Normalization.from_config(model.config), train_cfg=train_cfg)
     runner = model
     if fast:
-        from ..inference.fast import optimize_for_inference
-
         runner = optimize_for_inference(model, device=device, tune_allocator=tune_allocator)
     results, samples = {}, 0
     for name, (dataset, tasks) in sets.items():

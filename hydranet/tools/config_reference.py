@@ -1,12 +1,12 @@
 """The schema as documentation: field tables and an editor's JSON schema, from the same models.
 
-from hydranet.schema.reference import json_schema, field_tables, markdown
+from hydranet.tools.config_reference import json_schema, field_tables, markdown
 json_schema()     # JSON Schema (draft 2020-12) of a whole config, plug-ins included
 field_tables()    # {"train": [{"field", "type", "default", "range", "description"}, ...], ...}
 markdown()        # the tables as Markdown (docs/config_reference.md)
 
-python -m hydranet.schema.reference            # Markdown to stdout
-python -m hydranet.schema.reference --json     # the JSON schema to stdout
+python -m hydranet.tools.config_reference            # Markdown to stdout
+python -m hydranet.tools.config_reference --json     # the JSON schema to stdout
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import annotated_types
 from pydantic import BaseModel, create_model
 from pydantic.json_schema import models_json_schema
 
-from .registry import registered
-from .sections import LossSection, MetaSection, ModelSection, TrainSection, TransformsSection
+from ..limits import BATCH_PIXELS_FACTOR, DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from ..schema.registry import registered
+from ..schema.sections import LossSection, MetaSection, ModelSection, TrainSection, TransformsSection
+from ..tasks import KINDS
+from ..tasks.spec import TaskFields
 
 __all__ = ["json_schema", "field_tables", "markdown", "plugin_models"]
 
@@ -106,8 +109,6 @@ def fields_of(model: type[BaseModel]) -> list[dict]:
 
 def field_tables() -> dict[str, dict]:
     """``{title: {"doc": docstring, "fields": rows}}``: the sections, then every plug-in's options."""
-    from ..tasks.spec import TaskFields
-
     tables: dict[str, dict] = {}
 
     def add(title: str, model: type[BaseModel]) -> None:
@@ -140,8 +141,6 @@ def _cell(value: Any) -> str:
 
 def markdown() -> str:
     """The field tables as Markdown, one table per section and plug-in."""
-    from ..limits import BATCH_PIXELS_FACTOR, DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
-
     lines = [
         "# Configuration reference",
         "",
@@ -171,9 +170,6 @@ def markdown() -> str:
 
 
 def _task_variants() -> list[type[BaseModel]]:
-    from ..tasks import KINDS
-    from ..tasks.spec import TaskFields
-
     losses = registered("loss")
     variants = []
     for name, kind in KINDS.items():
