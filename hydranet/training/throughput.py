@@ -33,13 +33,21 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..config import load_config
+from ..data import build_dataset
+from ..data.collate import batch_to
+from ..data.multi import MEMBER_KEYS
 from ..errors import ConfigError, HydranetError
+from ..losses import compute_losses
 from ..measure import interleaved_times, machine_info, percentile, timed_count
+from ..models import build_model
+from ..tasks import parse_tasks
+from .feature_cache import trunk_output
 from .trainer import Trainer
 
 __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table", "parse_train_settings"]
@@ -119,16 +127,11 @@ def _bench_config(
     config, size: Optional[tuple[int, int]], batch_size: Optional[int], synthetic: Optional[bool], samples: int
 ) -> tuple[dict, str]:
     """The config to train with here, and a description of the data used."""
-    from ..data import build_dataset
-    from ..tasks import parse_tasks
-
     cfg = load_config(config)
     cfg["model"]["encoder_weights"] = None  # speed does not depend on pretrained weights
     data = dict(cfg.get("data") or {})
     train_data = data.get("train") or {}
     if isinstance(train_data, (list, tuple)):  # several data sets: time the first one's pipeline
-        from ..data.multi import MEMBER_KEYS
-
         train_data = {k: v for k, v in dict(train_data[0]).items() if k not in MEMBER_KEYS}
     train_data = dict(train_data)
     transforms = dict(train_data.get("transforms") or {})
@@ -166,11 +169,6 @@ def _bench_config(
 
 
 def _plain_step(cfg: dict, device: torch.device, batch: dict) -> Callable[[], None]:
-    from ..data.collate import batch_to
-    from ..losses import compute_losses
-    from ..models import build_model
-    from ..tasks import parse_tasks
-
     torch.manual_seed(int(cfg["train"].get("seed", 0)))
     model = build_model(cfg).to(device).train()
     tasks = parse_tasks(cfg["tasks"])
@@ -201,10 +199,6 @@ def _trainer_step(trainer) -> Callable[[], None]:
 
 def _cached_batch(trainer, batch: dict) -> dict:
     """``batch`` as the feature cache serves it: the frozen trunk's output instead of the images."""
-    from types import SimpleNamespace
-
-    from .feature_cache import trunk_output
-
     shared, global_ = trunk_output(trainer.model, batch["image"], trainer.device)
     trainer.feature_cache = SimpleNamespace(size=tuple(batch["image"].shape[-2:]))
     return {

@@ -45,6 +45,7 @@ from ..checkpoint import FORMAT, check_plausible_weights, safe_load, save_model
 from ..data.io import refuse_overwrite
 from ..data.transforms import IMAGENET
 from ..errors import CheckpointError
+from ..labelsets import KITTI6_PALETTE, NYUD40_NAMES, NYUD40_PALETTE
 from ..models import build_model
 from .authors import BY_LAYOUT, DATASETS_BY_CLASSES
 
@@ -90,16 +91,12 @@ def authors_palette(dataset: str) -> list:
     Their ``cmap_nyud.npy`` is the PASCAL VOC colour map drawn as ``cmap[argmax + 1]``;
     their ``cmap_kitti.npy`` is drawn as ``cmap[argmax]``.
     """
-    from ..visualize import KITTI6_PALETTE, NYUD40_PALETTE
-
     return {"nyud": NYUD40_PALETTE, "kitti": KITTI6_PALETTE}[dataset].tolist()
 
 
 def nyud_class_names() -> tuple:
     """The 40 NYUD-40 class names, in label order (id 0 = ``wall``)."""
-    from ..data.nyud import nyud40_class_names
-
-    return tuple(nyud40_class_names())
+    return tuple(NYUD40_NAMES)
 
 
 # --- layout -------------------------------------------------------------------------------
