@@ -12,7 +12,7 @@ dependencies = ["torch", "torchvision", "numpy", "yaml"]
 
 
 def _known(name: str, device: str):
-    from hydranet.checkpoint import load_model
+    from hydranet.weights.hub import load_model
 
     return load_model(name, device=device)
 
@@ -39,7 +39,7 @@ def mtrn_nyud_three(device: str = "cpu"):
 
 def hydranet_synthetic(device: str = "cpu"):
     """The bundled model trained on the built-in synthetic scenes (no download)."""
-    from hydranet.checkpoint import load_model
     from hydranet.inference.weights import bundled_weights_path
+    from hydranet.weights.hub import load_model
 
     return load_model(bundled_weights_path(), device=device)

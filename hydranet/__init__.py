@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": ".models",
     "HydraNet": ".models",
-    "load_model": ".checkpoint",
+    "load_model": ".weights.hub",
     "save_model": ".checkpoint",
     "load_config": ".config",
     "parse_config": ".config",

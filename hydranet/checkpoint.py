@@ -455,12 +455,11 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
     The config is validated and checked against the tensors' shapes before the model is
     allocated, so a crafted config cannot make it allocate more than the file holds.
 
-    ``path`` may also name one of the authors' models (``"mtrn-nyud-joint"``, see
-    :mod:`hydranet.weights.hub`): it is downloaded, verified and converted on first use.
+    ``hydranet.load_model`` (:func:`hydranet.weights.hub.load_model`) also takes the name of
+    one of the authors' models (``"mtrn-nyud-joint"``) and calls this with its converted file.
     """
-    from .weights.hub import file_or_known_model
 
-    path = file_or_known_model(path)
+    path = Path(path).expanduser()
     ckpt, cfg = read_model_checkpoint(path)
     model = models.build_model(cfg, progress=False)
     try:

@@ -35,7 +35,6 @@ ConfigLike = Union[Mapping[str, Any], str, Path, "Config"]
 
 SECTIONS = ("model", "tasks", "data", "train", "loss", "meta")
 DATA_SPLITS = ("train", "val")
-MODEL_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in ModelSection.model_fields.items()}
 CONFIG_DIR = Path(__file__).with_name("configs")
 
 __all__ = [

@@ -309,7 +309,13 @@ def test_every_field_is_documented_and_the_json_schema_accepts_the_shipped_confi
     undocumented = [(t, r["field"]) for t, table in tables.items() for r in table["fields"] if not r["description"]]
     assert undocumented == []
     lr = next(r for r in tables["train"]["fields"] if r["field"] == "lr")
-    assert lr == {"field": "lr", "type": "number", "default": 0.001, "range": "> 0, <= 100", "description": lr["description"]}
+    assert lr == {
+        "field": "lr",
+        "type": "number",
+        "default": 0.001,
+        "range": "> 0, <= 100",
+        "description": lr["description"],
+    }
     assert "| `max_depth` |" in markdown()
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(json_schema())

@@ -452,9 +452,9 @@ def test_own_checkpoint_round_trip_loads_safely(tmp_path):
 
 
 def test_encoder_weights_flag():
-    from hydranet.cli.common import add_encoder_weights_arg
+    from hydranet.cli.train import add_arguments
 
     p = argparse.ArgumentParser()
-    add_encoder_weights_arg(p)
+    add_arguments(p)  # --encoder-weights is train's flag
     assert p.parse_args([]).encoder_weights is None
     assert p.parse_args(["--encoder-weights", "mnv2.pth"]).encoder_weights == "mnv2.pth"

@@ -164,21 +164,6 @@ def config_from_args(args) -> dict:
     return load_config(apply_overrides(cfg, list(getattr(args, "set", None) or [])))
 
 
-def add_encoder_weights_arg(p: argparse.ArgumentParser) -> None:
-    """``--encoder-weights PATH|imagenet``: pretrained encoder weights (overrides model.encoder_weights).
-
-    ``imagenet`` uses torchvision's weights API (network or torch's hub cache); a path is a
-    local state-dict file, e.g. torchvision's ImageNet file copied to an offline machine.
-    """
-    p.add_argument(
-        "--encoder-weights",
-        metavar="PATH",
-        default=None,
-        help="encoder weights: a local state-dict file, or 'imagenet' (torchvision, needs "
-        "network or its cache); overrides model.encoder_weights of the config",
-    )
-
-
 def add_inference_weights_arg(p: argparse.ArgumentParser) -> None:
     """``--weights`` of the commands that run a model on images (predict, demo)."""
     p.add_argument(

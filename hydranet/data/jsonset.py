@@ -32,7 +32,7 @@ log = logging.getLogger("hydranet.data")
 Vocab = dict  # {task name: [class name, ...]}, list position = class id
 
 
-def _read_json(path: Path, what: str, content: str) -> Any:
+def _read_json(path: Path, what: str) -> Any:
     """Parsed JSON of ``path`` (finite numbers only, bounded nesting: :mod:`hydranet.jsonfile`);
     DataError naming the file when it is missing, unreadable or invalid."""
     return read_json(path, what)
@@ -41,7 +41,7 @@ def _read_json(path: Path, what: str, content: str) -> Any:
 def read_records(json_file: Union[str, Path]) -> list[dict]:
     """The records of a JSON dataset file; DataError naming the file on any format problem."""
     path = Path(json_file)
-    data = _read_json(path, "JSON file", "JSON")
+    data = _read_json(path, "JSON file")
     if isinstance(data, Mapping):
         data = data.get("records", data.get("samples"))
     if not isinstance(data, list):
@@ -84,7 +84,7 @@ def save_vocab(vocab: Vocab, path: Union[str, Path]) -> None:
 def load_vocab(path: Union[str, Path]) -> Vocab:
     """Read a vocabulary written by :func:`save_vocab`; DataError naming the file if malformed."""
     path = Path(path)
-    data = _read_json(path, "vocabulary file", "vocabulary JSON")
+    data = _read_json(path, "vocabulary file")
     if not isinstance(data, Mapping) or not all(
         isinstance(v, list) and all(isinstance(n, str) for n in v) for v in data.values()
     ):

@@ -18,7 +18,6 @@ from .io import read_depth
 from .listfile import ListDataset
 
 KITTI_MAX_DEPTH = 80.0
-KITTI_MIN_DEPTH = 1e-3
 
 
 def read_kitti_depth(path: Union[str, Path]) -> np.ndarray:

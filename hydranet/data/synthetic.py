@@ -371,34 +371,83 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
     origin = np.asarray(cam["position"], dtype=np.float64)
     d, frame = camera_rays(cam, (h, w))
 
-    # the room, seen from inside: the face where the ray leaves its box
     room = params.get("room")
-    face = np.zeros((h, w), np.int8)
-    if room is not None:
-        lo = (-room["width"] / 2, 0.0, 0.0)
-        hi = (room["width"] / 2, room["height"], room["depth"])
-        best_t = None
-        for k in range(3):
-            inv = _safe_inv(d[k])
-            t_k = np.where(d[k] > 0, np.float32(hi[k] - origin[k]) * inv, np.float32(lo[k] - origin[k]) * inv)
-            if best_t is None:
-                best_t = t_k
-            else:
-                nearer = t_k < best_t
-                best_t = np.where(nearer, t_k, best_t)
-                face[nearer] = k
-        best_t = np.where(best_t > 0, best_t, _INF)  # camera outside the room sees nothing of it
-    else:
-        best_t = np.full((h, w), _INF, np.float32)
-    best_prim = np.full((h, w), -1, np.int16)
-
+    best_t, face = _room_exit(room, origin, d)
     objects = list(params.get("objects", []))
     prims, prim_obj = [], []
     for i, obj in enumerate(objects):
         for prim in _primitives(obj):
             prims.append(prim)
             prim_obj.append(i)
-    for k, prim in enumerate(prims):  # the z-buffer: keep the nearest hit
+    best_t, best_prim = _nearest_primitive(prims, origin, d, best_t)
+
+    hit_any = np.isfinite(best_t)
+    depth = np.where(hit_any, best_t, np.float32(0.0))
+    points = origin.astype(np.float32)[:, None, None] + d * depth[None]  # 3 x H x W world points
+    field = _noise_field(points, int(params.get("seed", 0)))
+    surface = {
+        "normals": np.zeros((h, w, 3), np.float32),  # world frame
+        "albedo": np.zeros((h, w, 3), np.float32),
+        "labels": np.full((h, w), 255, np.uint8),
+        "instances": np.full((h, w), -1, np.int32),
+    }
+    room_px = hit_any & (best_prim < 0)
+    if room is not None and room_px.any():
+        _paint_room(params, room_px, face, d, points, field, surface)
+    for k, prim in enumerate(prims):
+        px = best_prim == k
+        if px.any():
+            _paint_object(prim, objects[prim_obj[k]], prim_obj[k] + 1, px, points, field, surface)
+
+    rgb = _shade(params, surface["albedo"], surface["normals"], d, depth, noise)
+    # normals in the camera frame: OpenCV axes (x right, y down, z forward) -> x right, y up, z back
+    n_cv = surface["normals"] @ frame
+    n_cv[..., 1:] *= -1
+    normals = np.ascontiguousarray(n_cv, dtype=np.float32)
+
+    instances = surface["instances"]
+    areas = np.bincount(instances[instances > 0].ravel(), minlength=len(objects) + 1)[1:]
+    visible = np.flatnonzero(areas > 0)
+    dominant = None
+    if visible.size:
+        dominant = CLASS_ID[_class_name(objects[int(np.argmax(areas))]["class"])]
+    return {
+        "rgb": rgb,
+        "depth": depth.astype(np.float32),
+        "segmentation": surface["labels"],
+        "normals": normals,
+        "instances": instances,
+        "count": float(visible.size),
+        "dominant": dominant,
+    }
+
+
+def _room_exit(room: Optional[Mapping], origin: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The room, seen from inside: distance to the face where each ray leaves its box
+    (infinite without a room, or from outside it) and that face's axis (0, 1, 2)."""
+    h, w = d.shape[1:]
+    face = np.zeros((h, w), np.int8)
+    if room is None:
+        return np.full((h, w), _INF, np.float32), face
+    lo = (-room["width"] / 2, 0.0, 0.0)
+    hi = (room["width"] / 2, room["height"], room["depth"])
+    best_t = None
+    for k in range(3):
+        inv = _safe_inv(d[k])
+        t_k = np.where(d[k] > 0, np.float32(hi[k] - origin[k]) * inv, np.float32(lo[k] - origin[k]) * inv)
+        if best_t is None:
+            best_t = t_k
+        else:
+            nearer = t_k < best_t
+            best_t = np.where(nearer, t_k, best_t)
+            face[nearer] = k
+    return np.where(best_t > 0, best_t, _INF), face  # camera outside the room sees nothing of it
+
+
+def _nearest_primitive(prims: list, origin: np.ndarray, d: np.ndarray, best_t: np.ndarray) -> tuple:
+    """The z-buffer: for each ray, the nearest hit (distance) and the primitive hit (-1: the room)."""
+    best_prim = np.full(best_t.shape, -1, np.int16)
+    for k, prim in enumerate(prims):
         if prim[0] == "box":
             t = _hit_box(origin, d, prim[1], prim[2], prim[3])
         elif prim[0] == "sphere":
@@ -408,65 +457,61 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
         nearer = t < best_t
         best_t = np.where(nearer, t, best_t)
         best_prim[nearer] = k
+    return best_t, best_prim
 
-    hit_any = np.isfinite(best_t)
-    depth = np.where(hit_any, best_t, np.float32(0.0))
-    points = origin.astype(np.float32)[:, None, None] + d * depth[None]  # 3 x H x W world points
-    field = _noise_field(points, int(params.get("seed", 0)))
-    normals_w = np.zeros((h, w, 3), np.float32)
-    albedo = np.zeros((h, w, 3), np.float32)
-    labels = np.full((h, w), 255, np.uint8)
-    instances = np.full((h, w), -1, np.int32)
 
-    room_px = hit_any & (best_prim < 0)
-    if room is not None and room_px.any():
-        f = face[room_px].astype(np.int64)
-        rows = np.arange(f.size)
-        dir_sign = np.sign(d[:, room_px].T[rows, f])
-        n = np.zeros((f.size, 3), np.float32)
-        n[rows, f] = -dir_sign  # facing into the room
-        normals_w[room_px] = n
-        floor = (f == 1) & (dir_sign < 0)
-        ceiling = (f == 1) & (dir_sign > 0)
-        labels[room_px] = np.where(floor, CLASS_ID["floor"], np.where(ceiling, CLASS_ID["ceiling"], CLASS_ID["wall"]))
-        instances[room_px] = 0
-        p = points[:, room_px].T
-        nz = field[room_px]
-        fstyle = params.get("floor", {})
-        colours = np.asarray(fstyle.get("colors", [[0.55, 0.42, 0.30], [0.42, 0.31, 0.22]]), np.float32)
-        tile = float(fstyle.get("tile", 0.5))
-        parity = ((np.floor(p[:, 0] / tile) + np.floor(p[:, 2] / tile)) % 2).astype(np.int64)
-        wstyle = params.get("wall", {})
-        wall_mod = 0.94 + 0.06 * nz
-        if wstyle.get("stripes"):
-            wall_mod = wall_mod * (0.9 + 0.1 * (np.sin((p[:, 0] + p[:, 2]) * 12.0) > 0))
-        wall_mod = np.where(p[:, 1] < 0.12, 0.55, wall_mod)  # skirting board
-        alb = np.asarray(wstyle.get("color", [0.82, 0.80, 0.74]), np.float32) * wall_mod[:, None]
-        alb[floor] = colours[parity[floor]] * (0.92 + 0.08 * nz[floor])[:, None]
-        alb[ceiling] = 0.92
-        albedo[room_px] = alb
+def _paint_room(params: Mapping, room_px, face, d, points, field, surface: dict) -> None:
+    """Normals, labels (floor, ceiling, wall), instance 0 and albedo of the room's pixels."""
+    f = face[room_px].astype(np.int64)
+    rows = np.arange(f.size)
+    dir_sign = np.sign(d[:, room_px].T[rows, f])
+    n = np.zeros((f.size, 3), np.float32)
+    n[rows, f] = -dir_sign  # facing into the room
+    surface["normals"][room_px] = n
+    floor = (f == 1) & (dir_sign < 0)
+    ceiling = (f == 1) & (dir_sign > 0)
+    surface["labels"][room_px] = np.where(
+        floor, CLASS_ID["floor"], np.where(ceiling, CLASS_ID["ceiling"], CLASS_ID["wall"])
+    )
+    surface["instances"][room_px] = 0
+    p = points[:, room_px].T
+    nz = field[room_px]
+    fstyle = params.get("floor", {})
+    colours = np.asarray(fstyle.get("colors", [[0.55, 0.42, 0.30], [0.42, 0.31, 0.22]]), np.float32)
+    tile = float(fstyle.get("tile", 0.5))
+    parity = ((np.floor(p[:, 0] / tile) + np.floor(p[:, 2] / tile)) % 2).astype(np.int64)
+    wstyle = params.get("wall", {})
+    wall_mod = 0.94 + 0.06 * nz
+    if wstyle.get("stripes"):
+        wall_mod = wall_mod * (0.9 + 0.1 * (np.sin((p[:, 0] + p[:, 2]) * 12.0) > 0))
+    wall_mod = np.where(p[:, 1] < 0.12, 0.55, wall_mod)  # skirting board
+    alb = np.asarray(wstyle.get("color", [0.82, 0.80, 0.74]), np.float32) * wall_mod[:, None]
+    alb[floor] = colours[parity[floor]] * (0.92 + 0.08 * nz[floor])[:, None]
+    alb[ceiling] = 0.92
+    surface["albedo"][room_px] = alb
 
-    for k, prim in enumerate(prims):
-        px = best_prim == k
-        if not px.any():
-            continue
-        obj = objects[prim_obj[k]]
-        p = points[:, px].T
-        normals_w[px] = _normal_at(prim, p)
-        labels[px] = CLASS_ID[_class_name(obj["class"])]
-        instances[px] = prim_obj[k] + 1
-        rot = _rot_y(float(obj.get("yaw", 0.0))).astype(np.float32)
-        q = (p - np.asarray(obj["center"], np.float32)) @ rot
-        tex = obj.get("texture", {}) or {}
-        albedo[px] = _texture(
-            tex.get("kind", "plain"),
-            float(tex.get("scale", 0.2)),
-            q,
-            np.asarray(obj.get("color", [0.6, 0.6, 0.6]), np.float32),
-            field[px],
-        )
 
-    # shading: a directional light plus a weak headlight (Lambertian), fading with distance
+def _paint_object(prim: tuple, obj: Mapping, instance: int, px, points, field, surface: dict) -> None:
+    """Normals, label, instance id and textured albedo of the pixels ``px`` where ``prim`` (of ``obj``) is nearest."""
+    p = points[:, px].T
+    surface["normals"][px] = _normal_at(prim, p)
+    surface["labels"][px] = CLASS_ID[_class_name(obj["class"])]
+    surface["instances"][px] = instance
+    rot = _rot_y(float(obj.get("yaw", 0.0))).astype(np.float32)
+    q = (p - np.asarray(obj["center"], np.float32)) @ rot
+    tex = obj.get("texture", {}) or {}
+    surface["albedo"][px] = _texture(
+        tex.get("kind", "plain"),
+        float(tex.get("scale", 0.2)),
+        q,
+        np.asarray(obj.get("color", [0.6, 0.6, 0.6]), np.float32),
+        field[px],
+    )
+
+
+def _shade(params: Mapping, albedo, normals_w, d, depth, noise: float) -> np.ndarray:
+    """The uint8 image: a directional light plus a weak headlight (Lambertian), fading with
+    distance, then sensor noise of standard deviation ``noise``."""
     light = params.get("light", {})
     ldir = np.asarray(light.get("direction", [0.3, 1.0, -0.4]), np.float32)
     ldir = ldir / np.linalg.norm(ldir)
@@ -481,27 +526,7 @@ def render_scene(params: Mapping, size: Sequence[int] = (480, 640), noise: float
     if noise > 0:
         rng = np.random.default_rng(int(params.get("seed", 0)) + 7919)
         rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(noise)
-    rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-    # normals in the camera frame: OpenCV axes (x right, y down, z forward) -> x right, y up, z back
-    n_cv = normals_w @ frame
-    n_cv[..., 1:] *= -1
-    normals = np.ascontiguousarray(n_cv, dtype=np.float32)
-
-    areas = np.bincount(instances[instances > 0].ravel(), minlength=len(objects) + 1)[1:]
-    visible = np.flatnonzero(areas > 0)
-    dominant = None
-    if visible.size:
-        dominant = CLASS_ID[_class_name(objects[int(np.argmax(areas))]["class"])]
-    return {
-        "rgb": rgb,
-        "depth": depth.astype(np.float32),
-        "segmentation": labels,
-        "normals": normals,
-        "instances": instances,
-        "count": float(visible.size),
-        "dominant": dominant,
-    }
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- a camera path

@@ -290,7 +290,6 @@ def build_transforms(
     cfg = cfg if isinstance(cfg, TransformsSection) else validate(TransformsSection, dict(cfg or {}), "transforms")
     hw = cfg.size if cfg.size is not None else ((size, size) if isinstance(size, int) else size)
     seed = cfg.seed
-    const = cv2.BORDER_CONSTANT
     if not train:
         geometric = []
         if hw is not None and cfg.eval_resize:
@@ -298,6 +297,16 @@ def build_transforms(
                 A.Resize(hw[0], hw[1], interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
             )
         return JointTransform(geometric, [], seed=seed, normalization=normalization)
+
+    photometric = _photometric(cfg)
+    geometric = _train_geometric(cfg, hw)
+    max_scale = cfg.scale[1] if cfg.scale is not None else 1.0
+    return JointTransform(geometric, photometric, seed=seed, normalization=normalization, max_scale=max_scale)
+
+
+def _photometric(cfg: TransformsSection) -> list:
+    """The training pipeline's colour jitter (none when every strength is 0)."""
+    import albumentations as A
 
     photometric = []
     cj = cfg.color_jitter
@@ -316,6 +325,15 @@ def build_transforms(
                 p=p,
             )
         )
+    return photometric
+
+
+def _train_geometric(cfg: TransformsSection, hw) -> list:
+    """The training pipeline's random scale, rotation, pad and crop to ``hw``, horizontal flip."""
+    import albumentations as A
+    import cv2
+
+    const = cv2.BORDER_CONSTANT
     geometric = []
     if cfg.scale is not None:
         lo, hi = cfg.scale
@@ -350,5 +368,4 @@ def build_transforms(
     hflip = cfg.hflip
     if hflip > 0:
         geometric.append(A.HorizontalFlip(p=hflip))
-    max_scale = cfg.scale[1] if cfg.scale is not None else 1.0
-    return JointTransform(geometric, photometric, seed=seed, normalization=normalization, max_scale=max_scale)
+    return geometric

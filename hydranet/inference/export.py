@@ -244,6 +244,54 @@ def _removed_on_failure(tmp: Path, path: Path):
         raise
 
 
+def _export_dynamo(wrapped: nn.Module, example, names: list, tmp: Path, opset: int, static: bool, model) -> None:
+    """Write ``tmp`` with the ``torch.export``-based exporter (opset 18 and later)."""
+    # Declared from MIN_SIZE + 1: at 32 pixels a ViT's stride-32 map is a single pixel, a
+    # case torch.export would otherwise make the graph specialise on. The range is not part
+    # of the ONNX file (onnxruntime runs it at 32 too, see tests/test_encoders.py).
+    dims = {
+        0: torch.export.Dim("batch", min=1, max=1024),
+        2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
+        3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192),
+    }
+    try:
+        program = torch.onnx.export(
+            wrapped,
+            (example,),
+            None,
+            input_names=["image"],
+            output_names=names,
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=None if static else {"image": dims},
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as exc:  # torch.export's errors have several types
+        if static:
+            raise
+        h, w = example.shape[-2:]
+        raise ConfigError(_static_only(model, h, w, str(exc).strip().splitlines()[0])) from exc
+    program.save(str(tmp), external_data=False)
+
+
+def _export_torchscript(wrapped: nn.Module, example, names: list, tmp: Path, opset: int, static: bool) -> None:
+    """Write ``tmp`` with the TorchScript-based exporter: the torch.export-based one cannot
+    convert its graph down to 17; this one writes 17 natively (and also uses half_pixel Resize)."""
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}}
+    axes.update({name: {0: "batch"} for name in names})
+    torch.onnx.export(
+        wrapped,
+        (example,),
+        str(tmp),
+        input_names=["image"],
+        output_names=names,
+        opset_version=opset,
+        dynamo=False,
+        dynamic_axes=None if static else axes,
+    )
+
+
 def export_onnx(
     model: nn.Module,
     path,
@@ -287,47 +335,9 @@ def export_onnx(
     with _removed_on_failure(tmp, path), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if int(opset) >= 18:
-            # Declared from MIN_SIZE + 1: at 32 pixels a ViT's stride-32 map is a single pixel, a
-            # case torch.export would otherwise make the graph specialise on. The range is not part
-            # of the ONNX file (onnxruntime runs it at 32 too, see tests/test_encoders.py).
-            dims = {
-                0: torch.export.Dim("batch", min=1, max=1024),
-                2: torch.export.Dim("height", min=MIN_SIZE + 1, max=8192),
-                3: torch.export.Dim("width", min=MIN_SIZE + 1, max=8192),
-            }
-            try:
-                program = torch.onnx.export(
-                    TaskTuple(net),
-                    (example,),
-                    None,
-                    input_names=["image"],
-                    output_names=names,
-                    opset_version=int(opset),
-                    dynamo=True,
-                    dynamic_shapes=None if static else {"image": dims},
-                    external_data=False,
-                    verbose=False,
-                )
-            except Exception as exc:  # torch.export's errors have several types
-                if static:
-                    raise
-                raise ConfigError(_static_only(model, h, w, str(exc).strip().splitlines()[0])) from exc
-            program.save(str(tmp), external_data=False)
+            _export_dynamo(TaskTuple(net), example, names, tmp, int(opset), static, model)
         else:
-            # The torch.export-based exporter cannot convert its graph down to 17; the
-            # TorchScript-based one writes 17 natively (and also uses half_pixel Resize).
-            axes = {"image": {0: "batch", 2: "height", 3: "width"}}
-            axes.update({name: {0: "batch"} for name in names})
-            torch.onnx.export(
-                TaskTuple(net),
-                (example,),
-                str(tmp),
-                input_names=["image"],
-                output_names=names,
-                opset_version=int(opset),
-                dynamo=False,
-                dynamic_axes=None if static else axes,
-            )
+            _export_torchscript(TaskTuple(net), example, names, tmp, int(opset), static)
         _write_metadata(tmp, model)
         if not static and not _has_dynamic_size(tmp):
             raise ConfigError(_static_only(model, h, w, "the exporter fixed the input's batch or size"))

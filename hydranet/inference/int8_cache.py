@@ -25,10 +25,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..assets import ASSETS_DIR
-from ..checkpoint import load_model
 from ..data.transforms import Normalization
 from ..errors import ConfigError
-from ..weights.hub import cache_dir
+from ..weights.hub import cache_dir, load_model
 from .export import export_onnx
 from .onnx_model import OnnxModel, is_onnx_file
 from .processing import preprocess

@@ -37,10 +37,10 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..checkpoint import load_model
 from ..data.transforms import Normalization
 from ..errors import ConfigError, DataError
 from ..tasks import TaskSpec
+from ..weights.hub import load_model
 from . import processing
 from .fast import FastModel, optimize_for_inference, tune_cpu_allocator
 from .onnx_model import OnnxModel, is_onnx_file
@@ -227,10 +227,6 @@ class Predictor:
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
-
-    def first_task(self, kind: str) -> Optional[TaskSpec]:
-        """The first task of ``kind`` (e.g. ``"depth"``), or None."""
-        return next((t for t in self.tasks if t.kind == kind), None)
 
     # ----------------------------------------------------------------- timing
     def reset_timing(self) -> None:

@@ -184,19 +184,7 @@ def quantize_onnx(
             calibrate_method=CalibrationMethod.MinMax,
         )
         model = onnx.load(str(out))
-        present = {p.key for p in model.metadata_props}
-        for key, value in meta.items():  # the Hydranet config travels with the int8 file too
-            if key not in present:
-                entry = model.metadata_props.add()
-                entry.key, entry.value = key, value
-        entry = model.metadata_props.add()
-        entry.key, entry.value = (
-            "hydranet_quantization",
-            "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
-        )
-        for key, value in (metadata or {}).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = str(key), str(value)
+        _add_metadata(model, meta, per_channel, metadata)
         stamp_hash(model)  # the fp32 file's hash was copied above: this one covers the int8 tensors
         tmp_dst = dst.with_name(f".{dst.name}.tmp")
         with _removed_on_failure(tmp_dst, dst):
@@ -211,3 +199,21 @@ def quantize_onnx(
         "per_channel": bool(per_channel),
         "activation": activation,
     }
+
+
+def _add_metadata(model, fp32_meta: dict, per_channel: bool, metadata: Optional[dict]) -> None:
+    """The fp32 file's metadata (the Hydranet config travels with the int8 file too), the
+    quantisation's description and the caller's ``metadata``, into the int8 ``model``."""
+    present = {p.key for p in model.metadata_props}
+    for key, value in fp32_meta.items():
+        if key not in present:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    entry = model.metadata_props.add()
+    entry.key, entry.value = (
+        "hydranet_quantization",
+        "int8 QDQ static, per-channel weights" if per_channel else "int8 QDQ static, per-tensor weights",
+    )
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)

@@ -7,19 +7,18 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from ..assets import ASSETS_DIR
+from ..assets import SYNTHETIC_CHECKPOINT
 from ..errors import CheckpointError
 from ..weights.hub import KNOWN_MODELS, file_or_known_model
 
 __all__ = ["BUNDLED_WEIGHTS_NAME", "bundled_weights_path", "default_weights_path", "resolve_weights"]
 
-BUNDLED_WEIGHTS_NAME = "hydranet_synthetic.pt"
+BUNDLED_WEIGHTS_NAME = SYNTHETIC_CHECKPOINT.name
 
 
 def bundled_weights_path() -> Path:
     """The checkpoint shipped in the package: ``hydranet/assets/hydranet_synthetic.pt``."""
-
-    return ASSETS_DIR / BUNDLED_WEIGHTS_NAME
+    return SYNTHETIC_CHECKPOINT
 
 
 def default_weights_path() -> Path:

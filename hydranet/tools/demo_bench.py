@@ -26,15 +26,14 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from typing import Callable, Optional, Sequence
 
 from ..errors import ConfigError
 from ..inference import Predictor
-from ..inference.bench import machine_info
 from ..inference.export import export_onnx
 from ..inference.int8_cache import INT8_EXPORT_OPSET, calibration_from_frames, spread
 from ..inference.quantize import quantize_onnx
+from ..measure import machine_info, timed_count
 from .mp4 import open_video_writer
 from .video import SyntheticSource, VideoSource, run_demo
 
@@ -69,10 +68,14 @@ def _model_only_fps(predictor, frames: list) -> float:
     """Frames per second of the network alone on these frames (normalised input already in memory)."""
     inputs = [predictor.preprocess([f])[0] for f in frames]
     predictor._run_model(inputs[0])  # warm
-    t0 = time.perf_counter()
-    for x in inputs:
-        predictor._run_model(x)
-    return len(inputs) / (time.perf_counter() - t0)
+
+    def calls():
+        for x in inputs:
+            predictor._run_model(x)
+            yield 1
+
+    count, seconds = timed_count(calls())
+    return count / seconds
 
 
 def demo_benchmark(
@@ -107,73 +110,18 @@ def demo_benchmark(
     rows, measurements = [], []
     try:
         for size in sizes:
-            clip = list(SyntheticSource(frames, size))
-            clip_path = os.path.join(workdir, f"clip_{size[1]}x{size[0]}.mp4")
-            writer = open_video_writer(clip_path, 12.0, size, codec)
-            for f in clip:
-                writer.write(f)
-            writer.close()
+            label = f"{size[1]}x{size[0]}"
+            clip, clip_path = _write_clip(size, frames, workdir, codec)
             predictors = {}
             for s in settings:
-                log(f"[{size[1]}x{size[0]}] preparing {s}")
+                log(f"[{label}] preparing {s}")
                 predictors[s] = _predictor(s, model, clip, workdir, size, device)
             for r in range(rounds):
                 for s, predictor in predictors.items():
-                    model_only = _model_only_fps(predictor, clip)
-                    measurements.append(
-                        {
-                            "size": f"{size[1]}x{size[0]}",
-                            "setting": s,
-                            "mode": "model_only",
-                            "round": r,
-                            "fps": model_only,
-                            "loadavg": os.getloadavg()[0],
-                        }
+                    measurements += _measure(
+                        predictor, s, label, r, rounds, clip, clip_path, workdir, warmup, codec, log
                     )
-                    for mode in MODES:
-                        log(f"[{size[1]}x{size[0]}] round {r + 1}/{rounds}: {s}, {mode}")
-                        stats = run_demo(
-                            VideoSource(clip_path),
-                            predictor,
-                            os.path.join(workdir, "out.mp4"),
-                            progress=False,
-                            warmup=warmup,
-                            codec=codec,
-                            pipeline=mode == "pipeline",
-                        )
-                        measurements.append(
-                            {
-                                "size": f"{size[1]}x{size[0]}",
-                                "setting": s,
-                                "mode": mode,
-                                "round": r,
-                                "fps": stats["end_to_end_fps"],
-                                "model_fps_in_run": stats["model_fps"],
-                                "inference_fps_in_run": stats["inference_fps"],
-                                "frames": stats["frames"],
-                                "codec": stats["codec"],
-                                "loadavg": os.getloadavg()[0],
-                            }
-                        )
-            for s in settings:
-                mine = [m for m in measurements if m["size"] == f"{size[1]}x{size[0]}" and m["setting"] == s]
-                model_only = statistics.median(m["fps"] for m in mine if m["mode"] == "model_only")
-                for mode in MODES:
-                    runs = [m for m in mine if m["mode"] == mode]
-                    e2e = statistics.median(m["fps"] for m in runs)
-                    rows.append(
-                        {
-                            "size": f"{size[1]}x{size[0]}",
-                            "setting": s,
-                            "mode": mode,
-                            "e2e_fps": e2e,
-                            "model_fps_in_run": statistics.median(m["model_fps_in_run"] for m in runs),
-                            "model_only_fps": model_only,
-                            "e2e_vs_model_only": e2e / model_only,
-                            "codec": runs[0]["codec"],
-                            "frames": runs[0]["frames"],
-                        }
-                    )
+            rows += _rows(label, settings, measurements)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine["loadavg_after"] = list(os.getloadavg())
@@ -185,6 +133,83 @@ def demo_benchmark(
         "rows": rows,
         "rounds": measurements,
     }
+
+
+def _write_clip(size, frames: int, workdir: str, codec: str) -> tuple[list, str]:
+    """The synthetic clip's frames at ``size``, and the MP4 they were written to."""
+    clip = list(SyntheticSource(frames, size))
+    clip_path = os.path.join(workdir, f"clip_{size[1]}x{size[0]}.mp4")
+    writer = open_video_writer(clip_path, 12.0, size, codec)
+    for f in clip:
+        writer.write(f)
+    writer.close()
+    return clip, clip_path
+
+
+def _measure(predictor, setting, label, r, rounds, clip, clip_path, workdir, warmup, codec, log) -> list[dict]:
+    """One round of one setting: the model alone on the clip's frames, then the demo in each mode."""
+    model_only = _model_only_fps(predictor, clip)
+    found = [
+        {
+            "size": label,
+            "setting": setting,
+            "mode": "model_only",
+            "round": r,
+            "fps": model_only,
+            "loadavg": os.getloadavg()[0],
+        }
+    ]
+    for mode in MODES:
+        log(f"[{label}] round {r + 1}/{rounds}: {setting}, {mode}")
+        stats = run_demo(
+            VideoSource(clip_path),
+            predictor,
+            os.path.join(workdir, "out.mp4"),
+            progress=False,
+            warmup=warmup,
+            codec=codec,
+            pipeline=mode == "pipeline",
+        )
+        found.append(
+            {
+                "size": label,
+                "setting": setting,
+                "mode": mode,
+                "round": r,
+                "fps": stats["end_to_end_fps"],
+                "model_fps_in_run": stats["model_fps"],
+                "inference_fps_in_run": stats["inference_fps"],
+                "frames": stats["frames"],
+                "codec": stats["codec"],
+                "loadavg": os.getloadavg()[0],
+            }
+        )
+    return found
+
+
+def _rows(label: str, settings, measurements: list[dict]) -> list[dict]:
+    """One row per (setting, mode) of the size ``label``: medians over the rounds."""
+    rows = []
+    for s in settings:
+        mine = [m for m in measurements if m["size"] == label and m["setting"] == s]
+        model_only = statistics.median(m["fps"] for m in mine if m["mode"] == "model_only")
+        for mode in MODES:
+            runs = [m for m in mine if m["mode"] == mode]
+            e2e = statistics.median(m["fps"] for m in runs)
+            rows.append(
+                {
+                    "size": label,
+                    "setting": s,
+                    "mode": mode,
+                    "e2e_fps": e2e,
+                    "model_fps_in_run": statistics.median(m["model_fps_in_run"] for m in runs),
+                    "model_only_fps": model_only,
+                    "e2e_vs_model_only": e2e / model_only,
+                    "codec": runs[0]["codec"],
+                    "frames": runs[0]["frames"],
+                }
+            )
+    return rows
 
 
 def format_demo_table(result: dict) -> str:

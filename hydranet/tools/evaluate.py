@@ -7,7 +7,6 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_model
 from ..config import load_config
 from ..data import make_collate
 from ..data.multi import build_val_sets
@@ -17,6 +16,7 @@ from ..evaluation import evaluate
 from ..inference.fast import optimize_for_inference
 from ..inference.onnx_model import is_onnx_file, load_onnx_model
 from ..training.settings import apply_overrides
+from ..weights.hub import load_model
 
 # The synthetic validation set used when neither the command nor the checkpoint names data.
 DEFAULT_VAL = {"type": "synthetic", "split": "val", "num_samples": 64, "size": [128, 160], "seed": 0}

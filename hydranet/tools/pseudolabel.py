@@ -19,7 +19,6 @@ from typing import Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_model
 from ..data.io import NYUD_DEPTH_SCALE, protect_inputs, read_image, writable_dir, write_bytes_atomic, write_png
 from ..data.listfile import DEFAULT_COLUMNS, check_columns, parse_list_file
 from ..data.transforms import Normalization
@@ -28,6 +27,7 @@ from ..inference.onnx_model import is_onnx_file, load_onnx_model
 from ..inference.processing import preprocess
 from ..schema import Field, Float, Section, validate
 from ..tasks import KINDS
+from ..weights.hub import load_model
 
 PathLike = Union[str, Path]
 

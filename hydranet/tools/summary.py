@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
-def _cpu_attention_flop(query, key, value, *args, out_shape=None, **kwargs) -> int:
+def _cpu_attention_flop(query, key, value, *args, **kwargs) -> int:
     return sdpa_flop_count(query, key, value)
 
 

@@ -627,14 +627,53 @@ def run_demo(
         predictor.reset_smoothing()
         output.t_start = time.perf_counter()
 
+    loop = _pipelined_loop if pipeline else _serial_loop
+    bar_total = total if progress and source.frame_count is not None else False
+    interrupted, wall = _run_loop(loop, source, batch, max_frames, predictor, output, start, bar_total, show)
+    if output.frames == 0:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise DataError(f"{source.name}: no frame was read")
+    if frame_png is not None and output.saved is not None:
+        frame_png = write_png(frame_png, output.saved)
+    return {
+        "input": source.name,
+        "source": source.kind,
+        "frames": output.frames,
+        "output": str(out),
+        "codec": output.writer.codec if output.writer is not None else None,
+        "frame_png": str(frame_png) if frame_png is not None else None,
+        "output_size": list(output.renderer.output_size),
+        "output_fps": out_fps,
+        "batch": batch,
+        "pipeline": pipeline,
+        **_predictor_facts(predictor, warmup),
+        **_rates(predictor, output.frames, wall),
+        "max_depth": output.renderer.max_depth,
+        "interrupted": interrupted,
+        "stopped_by_key": output.stopped,
+        "fps_notes": {
+            "model_fps": "network only (input on the device; CUDA synchronised)",
+            "inference_fps": "pre-processing + network + post-processing to NumPy",
+            "end_to_end_fps": "the whole run per frame after the warm-up: read/decode, inference, drawing, "
+            "MP4 encoding" + (" (overlapping in three threads)" if pipeline else " (one after another)"),
+        },
+    }
+
+
+def _run_loop(
+    loop, source, batch, max_frames, predictor, output: _Output, start, bar_total, show
+) -> tuple[bool, float]:
+    """Run ``loop`` over the source's chunks, with a progress bar unless ``bar_total`` is False;
+    Ctrl-C ends it cleanly. The output is finalised and the source, bar and window closed
+    whatever happens. Returns (interrupted, wall seconds)."""
     bar = None
     interrupted = False
     try:
-        if progress and source.frame_count is not None:
+        if bar_total is not False:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
-        loop = _pipelined_loop if pipeline else _serial_loop
+            bar = tqdm(total=bar_total, unit="frame", desc="demo", dynamic_ncols=True, file=sys.stderr)
         loop(_chunks(source, batch, max_frames), predictor, output, start, bar)
     except KeyboardInterrupt:
         interrupted = True
@@ -651,42 +690,27 @@ def run_demo(
                 cv2.destroyAllWindows()
             except cv2.error:
                 pass
-    frames = output.frames
-    if frames == 0:
-        if interrupted:
-            raise KeyboardInterrupt
-        raise DataError(f"{source.name}: no frame was read")
-    if frame_png is not None and output.saved is not None:
-        frame_png = write_png(frame_png, output.saved)
-    t = predictor.timing
+    return interrupted, wall
+
+
+def _predictor_facts(predictor, warmup: int) -> dict:
+    """How the predictor ran: device, precision, path, warm-up, smoothing."""
     return {
-        "input": source.name,
-        "source": source.kind,
-        "frames": frames,
-        "output": str(out),
-        "codec": output.writer.codec if output.writer is not None else None,
-        "frame_png": str(frame_png) if frame_png is not None else None,
-        "output_size": list(output.renderer.output_size),
-        "output_fps": out_fps,
-        "batch": batch,
-        "pipeline": pipeline,
         "device": str(predictor.device),
         "dtype": str(predictor.dtype).replace("torch.", ""),
         "fast": predictor.fast,
         "onnx": getattr(predictor, "onnx", False),
         "warmup_iterations": warmup,
         "smooth": predictor.smoother.alpha if predictor.smoother is not None else 0.0,
+    }
+
+
+def _rates(predictor, frames: int, wall: float) -> dict:
+    """The three rates of a run (network, inference, end to end) and its wall time."""
+    t = predictor.timing
+    return {
         "model_fps": _rate(t["frames"], t["model_s"]),
         "inference_fps": _rate(t["frames"], t["end_to_end_s"]),
         "end_to_end_fps": _rate(frames, wall),
         "wall_s": wall,
-        "max_depth": output.renderer.max_depth,
-        "interrupted": interrupted,
-        "stopped_by_key": output.stopped,
-        "fps_notes": {
-            "model_fps": "network only (input on the device; CUDA synchronised)",
-            "inference_fps": "pre-processing + network + post-processing to NumPy",
-            "end_to_end_fps": "the whole run per frame after the warm-up: read/decode, inference, drawing, "
-            "MP4 encoding" + (" (overlapping in three threads)" if pipeline else " (one after another)"),
-        },
     }

@@ -314,50 +314,61 @@ def build_app(weights: Optional[str] = None, device: str = "cpu", max_video_fram
                 elem_id="palette",
                 min_width=200,
             )
-        with gr.Tab("Image"):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=2, min_width=360):
-                    image = gr.Image(
-                        sources=["upload", "webcam", "clipboard"],
-                        type="numpy",
-                        label="input",
-                        elem_id="input",
-                        height=260,
-                    )
-                    run = gr.Button("Run", variant="primary", elem_id="run")
-                    gr.Examples(example_images, inputs=[image], label="examples (click one)", elem_id="examples")
-                with gr.Column(scale=3, min_width=360):
-                    # Labels are drawn in the pictures; Gradio's own label and buttons would cover them.
-                    bare = {"format": "png", "show_label": False, "buttons": [], "min_width": 300}
-                    with gr.Row(equal_height=False):
-                        with gr.Column(min_width=300):
-                            overlay = gr.Image(label="segmentation", elem_id="overlay", **bare)
-                            legend = gr.HTML(elem_id="legend")
-                        depth = gr.Image(label="depth (metres)", elem_id="depth", **bare)
-                    with gr.Row(equal_height=False):
-                        normals = gr.Image(label="surface normals", elem_id="normals", visible=False, **bare)
-                        with gr.Column(min_width=300):
-                            summary = gr.Markdown(elem_id="summary")
-                    cloud = gr.Model3D(label="point cloud", display_mode="point_cloud", elem_id="cloud")
-            run.click(on_image, [image, model, path, palette], [overlay, legend, depth, normals, summary, cloud])
-        with gr.Tab("Video"):
-            with gr.Row(equal_height=False):
-                with gr.Column(min_width=360):
-                    video = gr.Video(
-                        sources=["upload", "webcam"],
-                        label=f"input (first {max_video_frames} frames)",
-                        elem_id="video_in",
-                    )
-                    smooth = gr.Slider(0.0, 0.95, value=0.5, step=0.05, label="temporal smoothing (0 = off)")
-                    run_video = gr.Button("Run on the video", variant="primary", elem_id="run_video")
-                    gr.Examples(
-                        example_videos, inputs=[video], label="example clip (click it)", elem_id="video_examples"
-                    )
-                with gr.Column(min_width=360):
-                    video_out = gr.Video(label="overlay", elem_id="video_out", show_label=False, buttons=[])
-                    stats = gr.Markdown(elem_id="video_stats")
-            run_video.click(on_video, [video, model, path, smooth, palette], [video_out, stats])
+        _image_tab(gr, on_image, example_images, [model, path, palette])
+        _video_tab(gr, on_video, example_videos, max_video_frames, [model, path, palette])
     return app
+
+
+def _image_tab(gr, on_image, example_images, choice: list) -> None:
+    """The Image tab: input, Run, examples; overlay, legend, depth, normals, summary, point cloud.
+    ``choice``: the model dropdown, checkpoint path and palette fields."""
+    model, path, palette = choice
+    with gr.Tab("Image"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=360):
+                image = gr.Image(
+                    sources=["upload", "webcam", "clipboard"],
+                    type="numpy",
+                    label="input",
+                    elem_id="input",
+                    height=260,
+                )
+                run = gr.Button("Run", variant="primary", elem_id="run")
+                gr.Examples(example_images, inputs=[image], label="examples (click one)", elem_id="examples")
+            with gr.Column(scale=3, min_width=360):
+                # Labels are drawn in the pictures; Gradio's own label and buttons would cover them.
+                bare = {"format": "png", "show_label": False, "buttons": [], "min_width": 300}
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=300):
+                        overlay = gr.Image(label="segmentation", elem_id="overlay", **bare)
+                        legend = gr.HTML(elem_id="legend")
+                    depth = gr.Image(label="depth (metres)", elem_id="depth", **bare)
+                with gr.Row(equal_height=False):
+                    normals = gr.Image(label="surface normals", elem_id="normals", visible=False, **bare)
+                    with gr.Column(min_width=300):
+                        summary = gr.Markdown(elem_id="summary")
+                cloud = gr.Model3D(label="point cloud", display_mode="point_cloud", elem_id="cloud")
+        run.click(on_image, [image, model, path, palette], [overlay, legend, depth, normals, summary, cloud])
+
+
+def _video_tab(gr, on_video, example_videos, max_video_frames: int, choice: list) -> None:
+    """The Video tab: input, smoothing, Run, the example clip; the overlay video and its figures."""
+    model, path, palette = choice
+    with gr.Tab("Video"):
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=360):
+                video = gr.Video(
+                    sources=["upload", "webcam"],
+                    label=f"input (first {max_video_frames} frames)",
+                    elem_id="video_in",
+                )
+                smooth = gr.Slider(0.0, 0.95, value=0.5, step=0.05, label="temporal smoothing (0 = off)")
+                run_video = gr.Button("Run on the video", variant="primary", elem_id="run_video")
+                gr.Examples(example_videos, inputs=[video], label="example clip (click it)", elem_id="video_examples")
+            with gr.Column(min_width=360):
+                video_out = gr.Video(label="overlay", elem_id="video_out", show_label=False, buttons=[])
+                stats = gr.Markdown(elem_id="video_stats")
+        run_video.click(on_video, [video, model, path, smooth, palette], [video_out, stats])
 
 
 def launch(app, host: str = "127.0.0.1", port: int = 7860) -> None:

@@ -50,14 +50,6 @@ def device_for(ctx: DistContext, device: str) -> torch.device:
     return torch.device(device)
 
 
-def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    if ctx.enabled:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= ctx.world_size
-    return value
-
-
 def any_rank(flag: bool, ctx: DistContext, device: torch.device | str = "cpu") -> bool:
     """True on every rank when ``flag`` is true on any rank (e.g. a stop request)."""
     if not ctx.enabled:

@@ -58,7 +58,13 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, power: floa
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainSection, step: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of ``train``, at ``step``: 0 for a new run; a resumed step for a run
+    whose schedule changed (the optimiser's groups then carry ``initial_lr``, the base learning rate)."""
     total, schedule = train.steps, train.schedule
     warmup, power = train.warmup_steps, train.poly_power
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, schedule, warmup, power))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: lr_factor(i, total, schedule, warmup, power), last_epoch=step - 1
+    )

@@ -32,40 +32,84 @@ import copy
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..config import load_config
+from ..data import build_dataset
+from ..data.collate import batch_to
+from ..data.multi import MEMBER_KEYS
 from ..errors import ConfigError, HydranetError
+from ..losses import compute_losses
+from ..measure import interleaved_times, machine_info, percentile, timed_count
+from ..models import build_model
+from ..tasks import parse_tasks
+from .feature_cache import trunk_output
+from .trainer import Trainer
 
 __all__ = ["TRAIN_SETTINGS", "DEFAULT_TRAIN_SETTINGS", "train_benchmark", "format_train_table", "parse_train_settings"]
 
-TRAIN_SETTINGS = {
-    "plain": "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step",
-    "trainer": "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
-    "groups, schedule",
-    "channels_last": "Trainer's step with train.channels_last (NHWC weights and inputs)",
-    "decoder_channels_last": "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; "
-    "the default on CPU)",
-    "compile": "Trainer's step with train.compile (torch.compile, Inductor)",
-    "amp_bf16": "Trainer's step with train.amp=bf16 (CUDA)",
-    "amp_fp16": "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)",
-    "frozen_trunk": "Trainer's step with train.freeze=[encoder, decoder]: forward through all, heads learn",
-    "cached_features": "Trainer's step on cached trunk features (train.cache_features): the heads alone",
-}
+
+@dataclass(frozen=True)
+class TrainSetting:
+    """One way of taking a training step: ``overrides`` of ``train.*`` for the trainer's step
+    (None: the plain PyTorch loop); ``cached``: on the frozen trunk's cached output."""
+
+    name: str
+    description: str
+    overrides: Optional[dict] = None
+    cached: bool = False
+
+    def unmet(self, device: torch.device) -> Optional[str]:
+        """Why this setting cannot run on ``device``, or None."""
+        amp = (self.overrides or {}).get("amp")
+        if amp and device.type != "cuda":
+            return "AMP training is CUDA-only (train.amp is ignored on CPU)"
+        if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return "this GPU has no bfloat16 support"
+        return None
+
+
+_FROZEN_TRUNK = {"freeze": ["encoder", "decoder"]}
+#: Every training setting, in the order of the rows.
+ALL_TRAIN_SETTINGS = (
+    TrainSetting("plain", "plain PyTorch loop: same model and batch, sum of task losses, backward, optimiser step"),
+    TrainSetting(
+        "trainer",
+        "Trainer's step (NCHW): forward, losses, finiteness check, loss weighting, backward, optimiser "
+        "groups, schedule",
+        {"channels_last": False},
+    ),
+    TrainSetting(
+        "channels_last", "Trainer's step with train.channels_last (NHWC weights and inputs)", {"channels_last": True}
+    ),
+    TrainSetting(
+        "decoder_channels_last",
+        "Trainer's step with train.channels_last=decoder (NHWC decoder and heads; the default on CPU)",
+        {"channels_last": "decoder"},
+    ),
+    TrainSetting("compile", "Trainer's step with train.compile (torch.compile, Inductor)", {"compile": True}),
+    TrainSetting("amp_bf16", "Trainer's step with train.amp=bf16 (CUDA)", {"amp": "bf16"}),
+    TrainSetting("amp_fp16", "Trainer's step with train.amp=fp16 and the grad scaler (CUDA)", {"amp": "fp16"}),
+    TrainSetting(
+        "frozen_trunk",
+        "Trainer's step with train.freeze=[encoder, decoder]: forward through all, heads learn",
+        _FROZEN_TRUNK,
+    ),
+    TrainSetting(
+        "cached_features",
+        "Trainer's step on cached trunk features (train.cache_features): the heads alone",
+        _FROZEN_TRUNK,
+        cached=True,
+    ),
+)
+_BY_NAME = {s.name: s for s in ALL_TRAIN_SETTINGS}
+#: Setting name -> description.
+TRAIN_SETTINGS = {s.name: s.description for s in ALL_TRAIN_SETTINGS}
 DEFAULT_TRAIN_SETTINGS = tuple(TRAIN_SETTINGS)
-_OVERRIDES = {
-    "trainer": {"channels_last": False},
-    "channels_last": {"channels_last": True},
-    "decoder_channels_last": {"channels_last": "decoder"},
-    "compile": {"compile": True},
-    "amp_bf16": {"amp": "bf16"},
-    "amp_fp16": {"amp": "fp16"},
-    "frozen_trunk": {"freeze": ["encoder", "decoder"]},
-    "cached_features": {"freeze": ["encoder", "decoder"]},
-}
 
 
 def parse_train_settings(text) -> list[str]:
@@ -83,16 +127,11 @@ def _bench_config(
     config, size: Optional[tuple[int, int]], batch_size: Optional[int], synthetic: Optional[bool], samples: int
 ) -> tuple[dict, str]:
     """The config to train with here, and a description of the data used."""
-    from ..data import build_dataset
-    from ..tasks import parse_tasks
-
     cfg = load_config(config)
     cfg["model"]["encoder_weights"] = None  # speed does not depend on pretrained weights
     data = dict(cfg.get("data") or {})
     train_data = data.get("train") or {}
     if isinstance(train_data, (list, tuple)):  # several data sets: time the first one's pipeline
-        from ..data.multi import MEMBER_KEYS
-
         train_data = {k: v for k, v in dict(train_data[0]).items() if k not in MEMBER_KEYS}
     train_data = dict(train_data)
     transforms = dict(train_data.get("transforms") or {})
@@ -130,11 +169,6 @@ def _bench_config(
 
 
 def _plain_step(cfg: dict, device: torch.device, batch: dict) -> Callable[[], None]:
-    from ..data.collate import batch_to
-    from ..losses import compute_losses
-    from ..models import build_model
-    from ..tasks import parse_tasks
-
     torch.manual_seed(int(cfg["train"].get("seed", 0)))
     model = build_model(cfg).to(device).train()
     tasks = parse_tasks(cfg["tasks"])
@@ -165,10 +199,6 @@ def _trainer_step(trainer) -> Callable[[], None]:
 
 def _cached_batch(trainer, batch: dict) -> dict:
     """``batch`` as the feature cache serves it: the frozen trunk's output instead of the images."""
-    from types import SimpleNamespace
-
-    from .feature_cache import trunk_output
-
     shared, global_ = trunk_output(trainer.model, batch["image"], trainer.device)
     trainer.feature_cache = SimpleNamespace(size=tuple(batch["image"].shape[-2:]))
     return {
@@ -184,13 +214,15 @@ def _loader_rate(trainer, workers: int, batches: int) -> dict:
     trainer.train_cfg.workers = int(workers)
     loader = iter(trainer._loader(0, 0))
     next(loader)  # worker start-up and the first batch are left out
-    images, t0 = 0, time.perf_counter()
-    for _ in range(int(batches)):
-        try:
-            images += len(next(loader)["image"])
-        except StopIteration:
-            break
-    seconds = time.perf_counter() - t0
+
+    def batch_sizes(batch_iter):
+        for _ in range(int(batches)):
+            try:
+                yield len(next(batch_iter)["image"])
+            except StopIteration:
+                return
+
+    images, seconds = timed_count(batch_sizes(loader))
     del loader
     rate = images / seconds if seconds > 0 else None
     return {
@@ -237,9 +269,6 @@ def train_benchmark(
         setting (``step_ms_median``, ``step_ms_p90``, ``images_per_s``, ``vs_plain``,
         ``setup_s``, ``status``, ``reason``), one loader entry per worker count.
     """
-    from ..inference.bench import interleaved_times, machine_info
-    from .trainer import Trainer
-
     log = log or (lambda msg: None)
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
@@ -258,45 +287,18 @@ def train_benchmark(
     workdir = tempfile.mkdtemp(prefix="hydranet-trainbench-")
     fixed = None
     for name in settings:
-        row = {
-            "setting": name,
-            "description": TRAIN_SETTINGS[name],
-            "status": "ok",
-            "reason": None,
-            "device": str(device),
-            "batch": batch,
-            "size": f"{w}x{h}",
-            "step_ms_median": None,
-            "step_ms_p90": None,
-            "images_per_s": None,
-            "vs_plain": None,
-            "setup_s": None,
-        }
-        rows[name] = row
-        if name.startswith("amp") and device.type != "cuda":
-            row.update(status="skipped", reason="AMP training is CUDA-only (train.amp is ignored on CPU)")
-            continue
-        if name == "amp_bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            row.update(status="skipped", reason="this GPU has no bfloat16 support")
+        setting = _BY_NAME[name]
+        rows[name] = row = _empty_row(setting, device, batch, f"{w}x{h}")
+        reason = setting.unmet(device)
+        if reason:
+            row.update(status="skipped", reason=reason)
             continue
         log(f"[train {batch} x {w}x{h}] preparing {name}")
         start = time.perf_counter()
         try:
             if fixed is None:  # one batch from the trainer's own loader, used by every setting
-                first = Trainer(cfg, workdir, device=str(device), progress=False)
-                fixed = next(iter(first._loader(0, 0)))
-                del first
-            if name == "plain":
-                step = _plain_step(copy.deepcopy(cfg), device, fixed)
-            else:
-                sub = copy.deepcopy(cfg)
-                sub["train"].update(_OVERRIDES[name])
-                trainer = Trainer(sub, workdir, device=str(device), progress=False)
-                trainer.fixed_batch = fixed
-                trainer.model.train()
-                if name == "cached_features":
-                    trainer.fixed_batch = _cached_batch(trainer, fixed)
-                step = _trainer_step(trainer)
+                fixed = _first_batch(cfg, workdir, device)
+            step = _step_of(setting, cfg, device, fixed, workdir)
             for _ in range(max(1, warmup)):  # compile and allocate here, not in the timing
                 step()
         except Exception as exc:  # one setting failing must not take the others with it
@@ -307,7 +309,7 @@ def train_benchmark(
     log(f"[train {batch} x {w}x{h}] timing {', '.join(steps)} ({reps} steps each in 4 rounds)")
     times = interleaved_times(steps, device, 0, reps, events=device.type == "cuda")
     for name, t in times.items():
-        rows[name].update(step_ms_median=statistics.median(t), step_ms_p90=float(np.percentile(t, 90)))
+        rows[name].update(step_ms_median=statistics.median(t), step_ms_p90=percentile(t, 90))
         rows[name]["images_per_s"] = batch * 1000.0 / rows[name]["step_ms_median"]
     plain = rows["plain"].get("images_per_s")
     for row in rows.values():
@@ -332,6 +334,43 @@ def train_benchmark(
         "rows": list(rows.values()),
         "loader": loader,
     }
+
+
+def _empty_row(setting: TrainSetting, device: torch.device, batch: int, size: str) -> dict:
+    return {
+        "setting": setting.name,
+        "description": setting.description,
+        "status": "ok",
+        "reason": None,
+        "device": str(device),
+        "batch": batch,
+        "size": size,
+        "step_ms_median": None,
+        "step_ms_p90": None,
+        "images_per_s": None,
+        "vs_plain": None,
+        "setup_s": None,
+    }
+
+
+def _first_batch(cfg: dict, workdir: str, device: torch.device) -> dict:
+    """The first batch of the trainer's own loader."""
+    first = Trainer(cfg, workdir, device=str(device), progress=False)
+    return next(iter(first._loader(0, 0)))
+
+
+def _step_of(setting: TrainSetting, cfg: dict, device: torch.device, fixed: dict, workdir: str) -> Callable[[], None]:
+    """One training step of ``setting`` on the batch ``fixed``."""
+    if setting.overrides is None:
+        return _plain_step(copy.deepcopy(cfg), device, fixed)
+    sub = copy.deepcopy(cfg)
+    sub["train"].update(copy.deepcopy(setting.overrides))
+    trainer = Trainer(sub, workdir, device=str(device), progress=False)
+    trainer.fixed_batch = fixed
+    trainer.model.train()
+    if setting.cached:
+        trainer.fixed_batch = _cached_batch(trainer, fixed)
+    return _trainer_step(trainer)
 
 
 def format_train_table(result: dict) -> str:

@@ -193,6 +193,35 @@ class Trainer:
         if "data" not in self.cfg or "train" not in (self.cfg.get("data") or {}):
             raise ConfigError("data.train: missing (what to train on; see hydranet/configs/synthetic.yaml)")
         self.out_dir = Path(out_dir)
+        self._setup_device(device)
+        self.progress = progress and self.ctx.is_main
+        self.allow_changes = allow_changes
+        if self.ctx.is_main:
+            writable_dir(self.out_dir)
+            remove_stale_temporaries(self.out_dir)
+        self.tasks = parse_tasks(self.cfg["tasks"])
+
+        _seed_everything(self.train_cfg.seed)  # before anything draws random numbers
+        self._setup_model(init=not resume)
+        self._setup_weighting()
+        self._setup_data()
+        tc = self.train_cfg
+        self.optimizer = build_optimizer(param_groups(self.model, self.weighting, tc, self.loss_cfg), tc)
+        self.scheduler = build_scheduler(self.optimizer, tc)
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.step = 0
+        self.best: Optional[float] = None
+        self.epoch_loss_sums: dict[str, float] = {}
+        self.epoch_loss_counts: dict[str, int] = {}
+        self.skipped_steps = 0
+        if resume:
+            self._resume(self.out_dir / "last.pt" if resume is True else Path(resume))
+        self._setup_forward()
+
+    def _setup_device(self, device: str) -> None:
+        """The process group (under torchrun), this rank's device, and what that device allows."""
         self.ctx: DistContext = init_distributed(device)
         self.device = device_for(self.ctx, device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -202,22 +231,18 @@ class Trainer:
                 f"train.amp: {self.train_cfg.amp} mixed precision runs on CUDA only "
                 f"(this run is on {self.device.type}); set train.amp: none"
             )
-        self.progress = progress and self.ctx.is_main
-        self.allow_changes = allow_changes
-        if self.ctx.is_main:
-            writable_dir(self.out_dir)
-            remove_stale_temporaries(self.out_dir)
-        self.tasks = parse_tasks(self.cfg["tasks"])
-        tc = self.train_cfg
 
-        _seed_everything(tc.seed)
+    def _setup_model(self, init: bool) -> None:
+        """The model: built, initialised from ``train.init`` (``init``: not when resuming, which
+        restores every tensor from its own checkpoint) and laid out in memory."""
+        tc = self.train_cfg
         # The input normalisation is written into the config, so every checkpoint carries it.
         self.normalization = Normalization.from_config(self.cfg)
         self.cfg.setdefault("meta", {})["normalization"] = self.normalization.to_dict()
         self.model = build_model(self.cfg).to(self.device)
         self.init_report = None
         self.weights_from = None  # the file the starting weights came from, named when a step fails
-        if tc.init and not resume:  # a resume restores every tensor from its own checkpoint
+        if tc.init and init:
             self.init_report = init_model(self.model, tc.init, strict=tc.init_strict)
             self.weights_from = f"train.init {tc.init}"
             if self.ctx.is_main:
@@ -229,14 +254,18 @@ class Trainer:
         elif self.layout == "decoder":
             self.model.decoder.to(memory_format=torch.channels_last)
             self.model.heads.to(memory_format=torch.channels_last)
+
+    def _setup_weighting(self) -> None:
+        """The loss weighting; then the model's batch norm prepared and its frozen parts frozen, and
+        the weighting bound to what stays shared (the order of the original set-up, kept)."""
         w_opts = self.loss_cfg.options.model_dump(exclude_unset=True)
         if self.loss_cfg.initial_log_vars is not None:
             w_opts["initial_log_vars"] = self.loss_cfg.initial_log_vars
         self.weighting = build_weighting(self.loss_cfg.weighting, self.tasks, **w_opts).to(self.device)
         self.weighting.check_distributed(self.ctx.world_size)
         self.reduction = reduction_for(self.ctx)
-        self.model = prepare_batchnorm(self.model, tc, self.ctx, self.device)
-        self.frozen = freeze(self.model, tc.freeze)
+        self.model = prepare_batchnorm(self.model, self.train_cfg, self.ctx, self.device)
+        self.frozen = freeze(self.model, self.train_cfg.freeze)
         if (
             self.frozen
             and self.loss_cfg.weighting == "gradnorm"
@@ -245,6 +274,9 @@ class Trainer:
             raise ConfigError("train.freeze: gradnorm takes gradient norms on the frozen encoder's last layer")
         self.weighting.bind(self.model)  # gradient methods: what is shared (after freezing; before DDP)
 
+    def _setup_data(self) -> None:
+        """The training set, the validation sets, the collation and the steps of an epoch."""
+        tc = self.train_cfg
         data_cfg = self.cfg["data"]
         self.feature_cache = None
         if tc.cache_features:
@@ -273,19 +305,9 @@ class Trainer:
                 f"{tc['batch_size']} x {tc['accumulate']} x {self.ctx.world_size} process(es)"
             )
 
-        self.optimizer = build_optimizer(param_groups(self.model, self.weighting, tc, self.loss_cfg), tc)
-        self.scheduler = build_scheduler(self.optimizer, tc)
-        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-
-        self.step = 0
-        self.best: Optional[float] = None
-        self.epoch_loss_sums: dict[str, float] = {}
-        self.epoch_loss_counts: dict[str, int] = {}
-        self.skipped_steps = 0
-        if resume:
-            self._resume(self.out_dir / "last.pt" if resume is True else Path(resume))
-
+    def _setup_forward(self) -> None:
+        """The training forward: the model, under DDP with several processes, compiled with ``train.compile``.
+        The checkpoint keeps the plain module's state either way."""
         self.ddp = None
         self.find_unused = False
         self.task_params: dict[str, set[int]] = {}
@@ -298,9 +320,8 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.find_unused,
             )
-        # The training forward; the checkpoint keeps the plain module's state either way.
         self.forward = self.ddp or self.model
-        if tc["compile"]:
+        if self.train_cfg["compile"]:
             self.forward = torch.compile(self.forward)
 
     def _probe_reach(self) -> Optional[dict]:
@@ -378,8 +399,8 @@ class Trainer:
                 f"{'; '.join(changes)}. Resume with the same config and --steps, or pass "
                 f"--allow-changes to continue with the new values from step {ckpt['step']}"
             )
+        # the new config's hyper-parameters (with initial_lr, the schedule's base learning rate)
         fresh_groups = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
-        fresh_base_lrs = list(self.scheduler.base_lrs)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.weighting.load_state_dict(ckpt["weighting"])
@@ -390,11 +411,8 @@ class Trainer:
         if changes:  # the optimiser's state came back with the old hyper-parameters: apply the new ones
             for group, fresh in zip(self.optimizer.param_groups, fresh_groups):
                 group.update(fresh)
-            self.scheduler.base_lrs = fresh_base_lrs
-            lrs = [base * fn(self.scheduler.last_epoch) for fn, base in zip(self.scheduler.lr_lambdas, fresh_base_lrs)]
-            for group, lr in zip(self.optimizer.param_groups, lrs):
-                group["lr"] = lr
-            self.scheduler._last_lr = lrs
+            # the new schedule at the resumed step: it sets each group's learning rate from its initial_lr
+            self.scheduler = build_scheduler(self.optimizer, self.train_cfg, step=self.scheduler.last_epoch)
             tqdm.write(f"resuming {path} with changed config: {'; '.join(changes)}")
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])

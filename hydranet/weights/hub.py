@@ -21,9 +21,12 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
+from .. import checkpoint
 from ..errors import CheckpointError, WeightsUnavailableError
+from .authors import AUTHORS_MODELS
+from .mtrn import convert
 
 __all__ = [
     "KNOWN_MODELS",
@@ -34,18 +37,14 @@ __all__ = [
     "is_known_model",
     "fetch_model",
     "file_or_known_model",
+    "load_model",
 ]
 
 #: Where the authors keep their files (branch master of DrSleep/multi-task-refinenet).
 DEFAULT_BASE_URL = "https://github.com/DrSleep/multi-task-refinenet/raw/master/weights/"
 
-#: Model name -> the authors' file and its git blob id (what ``git ls-tree`` lists for it).
-KNOWN_MODELS = {
-    "mtrn-nyud-joint": {"file": "ExpNYUD_joint.ckpt", "git_blob": "56f5f5a6bc08a64f36e83547140add41baa4216d"},
-    "mtrn-kitti-joint": {"file": "ExpKITTI_joint.ckpt", "git_blob": "d9386a96f748001406c622100ce944333d1967ff"},
-    "mtrn-nyudkitti-joint": {"file": "ExpNYUDKITTI_joint.ckpt", "git_blob": "54f57cc2bd15e5cdfa9f3f1eaba9760951218bfa"},
-    "mtrn-nyud-three": {"file": "ExpNYUD_three.ckpt", "git_blob": "6f412c152600827cabff5e1b66efad50090c16a7"},
-}
+#: Model name -> the authors' file, its git blob id and layout (the table of :mod:`.authors`).
+KNOWN_MODELS = AUTHORS_MODELS
 
 _CHUNK = 1 << 20
 
@@ -61,6 +60,15 @@ def file_or_known_model(path) -> Path:
     if not Path(path).expanduser().is_file() and is_known_model(str(path)):
         return fetch_model(str(path))
     return Path(path).expanduser()
+
+
+def load_model(path, device="cpu"):
+    """:func:`hydranet.checkpoint.load_model`, for a checkpoint file or the name of one of the
+    authors' models (``"mtrn-nyud-joint"``: downloaded, verified and converted on first use).
+
+    This is ``hydranet.load_model``.
+    """
+    return checkpoint.load_model(file_or_known_model(path), device=device)
 
 
 def base_url() -> str:
@@ -134,8 +142,6 @@ def fetch_model(name: str, progress: bool = True, force: bool = False) -> Path:
         WeightsUnavailableError: the file cannot be downloaded (offline); says what to fetch
             and where to put it.
     """
-    from .mtrn import convert
-
     if not is_known_model(name):
         raise CheckpointError(f"unknown model name {name!r}; known: {', '.join(KNOWN_MODELS)}")
     entry = KNOWN_MODELS[name]
@@ -170,8 +176,3 @@ def fetch_model(name: str, progress: bool = True, force: bool = False) -> Path:
     convert(raw, converted)  # written atomically (temporary file + rename)
     raw.unlink(missing_ok=True)
     return converted
-
-
-def resolve_model_name(name) -> Optional[Path]:
-    """The cached checkpoint for a known model name (fetched if needed); None for anything else."""
-    return fetch_model(name) if is_known_model(name) else None

@@ -41,8 +41,13 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
+from ..checkpoint import FORMAT, check_plausible_weights, safe_load, save_model
+from ..data.io import refuse_overwrite
 from ..data.transforms import IMAGENET
 from ..errors import CheckpointError
+from ..labelsets import KITTI6_PALETTE, NYUD40_NAMES, NYUD40_PALETTE
+from ..models import build_model
+from .authors import BY_LAYOUT, DATASETS_BY_CLASSES
 
 PathLike = Union[str, Path]
 
@@ -60,28 +65,8 @@ DATASETS = {
     "kitti": {"classes": 6, "depth_png_scale": 256.0, "max_depth": 80.0},
 }
 
-#: The authors' published checkpoints, by layout name.
-KNOWN_CHECKPOINTS = {
-    "nyud_joint": {"file": "ExpNYUD_joint.ckpt", "segm_classes": 40, "heads": ("segm", "depth"), "datasets": ("nyud",)},
-    "kitti_joint": {
-        "file": "ExpKITTI_joint.ckpt",
-        "segm_classes": 6,
-        "heads": ("segm", "depth"),
-        "datasets": ("kitti",),
-    },
-    "nyudkitti_joint": {
-        "file": "ExpNYUDKITTI_joint.ckpt",
-        "segm_classes": 46,
-        "heads": ("segm", "depth"),
-        "datasets": ("nyud", "kitti"),
-    },
-    "nyud_three": {
-        "file": "ExpNYUD_three.ckpt",
-        "segm_classes": 40,
-        "heads": ("segm", "depth", "normal"),
-        "datasets": ("nyud",),
-    },
-}
+#: The authors' published checkpoints, by layout name (their entries in :data:`.authors.AUTHORS_MODELS`).
+KNOWN_CHECKPOINTS = BY_LAYOUT
 
 #: Model section of every converted config.
 MODEL_SECTION = {
@@ -106,16 +91,12 @@ def authors_palette(dataset: str) -> list:
     Their ``cmap_nyud.npy`` is the PASCAL VOC colour map drawn as ``cmap[argmax + 1]``;
     their ``cmap_kitti.npy`` is drawn as ``cmap[argmax]``.
     """
-    from ..visualize import KITTI6_PALETTE, NYUD40_PALETTE
-
     return {"nyud": NYUD40_PALETTE, "kitti": KITTI6_PALETTE}[dataset].tolist()
 
 
 def nyud_class_names() -> tuple:
     """The 40 NYUD-40 class names, in label order (id 0 = ``wall``)."""
-    from ..data.nyud import nyud40_class_names
-
-    return tuple(nyud40_class_names())
+    return tuple(NYUD40_NAMES)
 
 
 # --- layout -------------------------------------------------------------------------------
@@ -228,7 +209,7 @@ def detect_layout(state_dict: Mapping[str, Any]) -> Layout:
                 "the state dict has pre_segm.weight but no 4-d segm.weight: cannot tell the number of classes"
             )
         segm_classes = int(w.shape[0])
-    datasets = {40: ("nyud",), 6: ("kitti",), 46: ("nyud", "kitti")}.get(segm_classes, ())
+    datasets = DATASETS_BY_CLASSES.get(segm_classes, ())
 
     name = "custom"
     for known_name, known in KNOWN_CHECKPOINTS.items():
@@ -331,7 +312,6 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> tuple:
         CheckpointError: listing the original keys it could not place (no rule, no such
             tensor in the model, wrong shape) and the model keys left unfilled.
     """
-    from ..models import build_model
 
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}")
@@ -412,7 +392,6 @@ def read_original(path: PathLike) -> tuple:
     Raises:
         CheckpointError: unreadable file, pickled code (refused), or no state dict inside.
     """
-    from ..checkpoint import FORMAT, safe_load
 
     with torch.serialization.safe_globals(_numpy_data_globals()):
         obj = safe_load(path)
@@ -444,7 +423,6 @@ def convert_file(path: PathLike) -> tuple:
     Returns:
         ``(config, state_dict, meta)`` as :func:`convert_state_dict`.
     """
-    from ..checkpoint import check_plausible_weights
 
     sd, extras = read_original(path)
     try:
@@ -465,7 +443,6 @@ def load_original(path: PathLike, device: Union[str, torch.device] = "cpu"):
     The model's ``config["meta"]`` carries the class names, input normalisation and depth
     conventions (see :meth:`Layout.meta`).
     """
-    from ..models import build_model
 
     config, state, _ = convert_file(path)
     model = build_model(config, progress=False)
@@ -483,9 +460,6 @@ def convert(src: PathLike, dst: PathLike) -> dict:
         A report: ``layout`` (its name), ``description``, ``tensors_in`` (original tensors read),
         ``tensors_out`` (model tensors written), ``tasks`` (names) and ``meta``.
     """
-    from ..checkpoint import save_model
-    from ..data.io import refuse_overwrite
-    from ..models import build_model
 
     refuse_overwrite(dst, src)
     config, state, meta = convert_file(src)
