@@ -10,11 +10,6 @@ import pytest
 
 grimp = pytest.importorskip("grimp")
 
-# A cycle being removed on another branch of issue 24 (checkpoint -> weights/hub -> weights/mtrn ->
-# checkpoint); delete this entry when that branch lands.
-KNOWN = {frozenset({"hydranet.checkpoint", "hydranet.weights.hub", "hydranet.weights.mtrn"})}
-
-
 def strongly_connected(edges: dict) -> list:
     """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
     index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
@@ -62,5 +57,5 @@ def test_strongly_connected_finds_a_cycle():
 def test_the_package_has_no_import_cycle():
     graph = grimp.build_graph("hydranet", exclude_type_checking_imports=True, cache_dir=None)
     edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
-    cycles = [sorted(c) for c in strongly_connected(edges) if c not in KNOWN]
+    cycles = [sorted(c) for c in strongly_connected(edges)]
     assert not cycles, f"import cycles: {cycles}"

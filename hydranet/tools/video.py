@@ -37,7 +37,9 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..data.io import write_png
+from .. import visualize as vis
+from ..data.io import IMAGE_EXTENSIONS, read_image, write_png
+from ..data.synthetic import render_clip
 from ..errors import ConfigError, DataError
 from ..kinds import draw_style
 from ..kinds.depth import DEPTH
@@ -190,8 +192,6 @@ class FolderSource(FrameSource):
     kind = "folder"
 
     def __init__(self, folder: Union[str, Path], fps: float = 10.0):
-        from ..data.io import IMAGE_EXTENSIONS
-
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"folder {str(folder)!r} does not exist")
@@ -209,8 +209,6 @@ class FolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import cv2
-
-        from ..data.io import read_image
 
         size = None
         for path in self.files:
@@ -245,8 +243,6 @@ class SyntheticSource(FrameSource):
         self.name = f"synthetic clip ({self.num_frames} frames, {self.size[1]}x{self.size[0]}, seed {self.seed})"
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from ..data.synthetic import render_clip
-
         for rgb, _depth, _labels in render_clip(self.num_frames, self.size, self.seed):
             yield rgb
 
@@ -318,8 +314,6 @@ class DemoRenderer:
         legend_rows: int = 2,
         palette=None,
     ):
-        from .. import visualize as vis
-
         self.vis = vis
         self.h, self.w = int(frame_size[0]), int(frame_size[1])
         self.overlay_task, self.map_task = vis.drawn_tasks(list(tasks))
