@@ -590,7 +590,7 @@ def ckpt_body(fuzz, nonfinite_with_hash: bool = False):
         elif what in ("nan", "inf", "huge"):
             if not t.is_floating_point():
                 return
-            t = t.clone()
+            t = t.clone(memory_format=torch.contiguous_format)  # trained weights may be channels_last
             t.view(-1)[data.draw(st.integers(0, t.numel() - 1))] = {"nan": NAN, "inf": INF, "huge": 3e38}[what]
             ckpt["model"][key] = t
             refuse = f"{what} in {key}" if what != "huge" or not rehash else ""
