@@ -133,6 +133,11 @@ def run_one(job: dict) -> dict:
         summary = trainer.fit()
     finally:
         trainer.close()
+    if summary.get("status") != "completed":  # e.g. stopped by SIGTERM at the end of a sitting
+        raise RuntimeError(
+            f"{job['name']}: training {summary.get('status')} at step {summary.get('step')}; "
+            "no record written (run the command again to train it)"
+        )
     weighting = trainer.weighting
     record = {k: job[k] for k in ("name", "group", "strategy", "seed")}
     record.update(
