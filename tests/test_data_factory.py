@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hydranet.data import JointTransform, KittiDataset, ListDataset, SyntheticScenes, build_dataset, make_collate
-from hydranet.errors import ConfigError
+from hydranet.errors import ConfigError, DataError
 from hydranet.tasks import TaskSpec
 
 TASKS = [TaskSpec("segm", "segmentation", classes=8), TaskSpec("depth", "depth")]
@@ -41,6 +41,23 @@ def test_config_errors():
         build_dataset({"type": "list"}, TASKS, True)
     with pytest.raises(ConfigError, match=r"data\.train\.colour: unknown field"):
         build_dataset({"type": "synthetic", "colour": "red"}, TASKS, True)
+
+
+@pytest.mark.parametrize(
+    "cfg, field",
+    [
+        ({"type": "list", "list": "gone.txt"}, "data.val.list"),
+        ({"type": "json", "json": "gone.json"}, "data.val.json"),
+        ({"type": "nyud_mat", "mat": "gone.mat"}, "data.val.mat"),
+        ({"type": "json", "json": "l.txt", "vocab": "gone.json"}, "data.val.vocab"),
+    ],
+)
+def test_a_missing_file_names_the_field(tmp_path, monkeypatch, cfg, field):
+    # found by `make fuzz`: a missing data.val.json named only the path, which may be any text
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "l.txt").write_text("# image depth\n")
+    with pytest.raises(DataError, match=rf"^{field}: the file 'gone\.\w+' does not exist$"):
+        build_dataset(cfg, TASKS, False)
 
 
 def test_dataloader_with_a_worker():

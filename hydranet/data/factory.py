@@ -13,9 +13,11 @@ mapping for :func:`~hydranet.data.transforms.build_transforms`; the train pipeli
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, List, Literal, Mapping, Optional, Sequence
 
 from ..config import parse_dataset
+from ..errors import DataError
 from ..schema.registry import register_options
 from ..schema.sections import TransformsSection
 from ..schema.types import Bool, Field, Float, Int, Name, Palette, PixelSize, Section, Str, either, is_list, is_mapping
@@ -118,6 +120,17 @@ class JsonOptions(FileDatasetOptions):
     palette: Optional[Palette] = Field(None, description="colours of colour-coded segmentation PNGs")
 
 
+# Options naming a file the data set reads, {field: its key in the config}: a missing file is an
+# error naming the option.
+FILE_KEYS = {
+    "list": "list",
+    "mat": "mat",
+    "json_file": "json",
+    "vocab": "vocab",
+    "mapping": "mapping",
+    "splits": "splits",
+}
+
 # type -> (class, options schema, {config key: argument name})
 DATASET_TYPES = {
     "synthetic": (SyntheticScenes, SyntheticOptions, {}),
@@ -141,11 +154,15 @@ def build_dataset(cfg: Mapping[str, Any], tasks: Sequence[TaskSpec], train: bool
     Raises:
         ConfigError: an unknown type (listing the valid ones), a missing or unknown key.
     """
-    options = parse_dataset(cfg, "data.train" if train else "data.val")
+    where = "data.train" if train else "data.val"
+    options = parse_dataset(cfg, where)
     cls, _, rename = DATASET_TYPES[options.type]
     tasks = parse_tasks(list(tasks))
     member = {"name", "weight", "tasks", "class_offset"}  # how a run uses the set (.multi), not the set
     given = options.model_dump(exclude_unset=True, exclude_none=True, exclude={"type", "transforms", *member})
+    for key in FILE_KEYS.keys() & given.keys():  # the error names the field, not only the path in it
+        if not Path(given[key]).exists():
+            raise DataError(f"{where}.{FILE_KEYS[key]}: the file {given[key]!r} does not exist")
     kwargs = {rename.get(k, k): v for k, v in given.items()}
     tf = options.transforms or TransformsSection()
     if options.type == "synthetic":
