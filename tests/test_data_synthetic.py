@@ -110,8 +110,10 @@ def test_custom_tasks_and_bad_config():
     tasks = [TaskSpec("labels", "segmentation", classes=8), TaskSpec("n", "regression", outputs=1)]
     ds = SyntheticScenes(2, size=(16, 16), tasks=tasks, fields={"n": "count"})
     assert set(ds[0]) == {"image", "id", "labels", "n"}
-    with pytest.raises(ConfigError, match="no field"):
+    with pytest.raises(ConfigError, match=r"no field 'maker' \(the field a task reads: tasks\[\]\.name, by default\)"):
         SyntheticScenes(2, tasks=[TaskSpec("maker", "classification", classes=8)])
+    with pytest.raises(ConfigError, match=r"no field 'cnt' \(the field a task reads: its data set's fields map it"):
+        SyntheticScenes(2, tasks=tasks, fields={"n": "cnt"})
     with pytest.raises(ConfigError, match="classes"):
         SyntheticScenes(2, tasks=[TaskSpec("segm", "segmentation", classes=3)])
     with pytest.raises(ConfigError, match="split"):

@@ -617,9 +617,10 @@ class SyntheticScenes(LabelledDataset):
         for spec in self.tasks:
             field = task_field(spec, self.fields)
             if field not in SYNTHETIC_FIELDS:
+                how = "its data set's fields map it there" if spec.name in self.fields else "tasks[].name, by default"
                 raise ConfigError(
-                    f"task {spec.name!r}: the synthetic set has no field {field!r}; "
-                    f"fields: {', '.join(SYNTHETIC_FIELDS)}"
+                    f"task {spec.name!r}: the synthetic set has no field {field!r} (the field a task reads: "
+                    f"{how}); fields: {', '.join(SYNTHETIC_FIELDS)}"
                 )
             need = FIELD_KINDS[field]
             if spec.kind != need:
