@@ -10,6 +10,7 @@ import pytest
 
 grimp = pytest.importorskip("grimp")
 
+
 def strongly_connected(edges: dict) -> list:
     """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
     index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
