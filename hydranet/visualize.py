@@ -236,8 +236,12 @@ def overlay(
         )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    out = np.floor(frame.astype(np.float64) * (1.0 - alpha) + colour_mask.astype(np.float64) * alpha + 0.5)
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    if alpha == 0.5 and frame.dtype == colour_mask.dtype == np.uint8:
+        # the default opacity in integers: floor((f + c) / 2 + 0.5) == (f + c + 1) >> 1, a third of the time
+        out = ((frame.astype(np.uint16) + colour_mask + 1) >> 1).astype(np.uint8)
+    else:
+        out = np.floor(frame.astype(np.float64) * (1.0 - alpha) + colour_mask.astype(np.float64) * alpha + 0.5)
+        out = np.clip(out, 0, 255).astype(np.uint8)
     if valid is not None:
         out = np.where(np.asarray(valid, dtype=bool)[..., None], out, frame)
     return out
@@ -245,11 +249,16 @@ def overlay(
 
 def present_classes(ids: np.ndarray, num_classes: int) -> list[int]:
     """Class ids present in ``ids`` (ignoring ids outside ``0..num_classes-1``), largest area first."""
-    ids = np.asarray(ids).ravel()
-    if ids.dtype == np.uint8:  # the predictor's ids: count without a widened copy
-        counts = np.bincount(ids, minlength=256)[:num_classes]
+    ids = np.asarray(ids)
+    if ids.dtype == np.uint8 and 0 < ids.size < 2**24:  # the predictor's ids: OpenCV's histogram (exact in float32)
+        import cv2
+
+        flat = np.ascontiguousarray(ids).reshape(1, -1)
+        counts = cv2.calcHist([flat], [0], None, [256], [0, 256]).ravel().astype(np.int64)[:num_classes]
+    elif ids.dtype == np.uint8:
+        counts = np.bincount(ids.ravel(), minlength=256)[:num_classes]
     else:
-        ids = ids.astype(np.int64)
+        ids = ids.astype(np.int64).ravel()
         counts = np.bincount(ids[(ids >= 0) & (ids < num_classes)], minlength=num_classes)
     order = np.argsort(-counts, kind="stable")
     return [int(c) for c in order if counts[c] > 0]
@@ -295,10 +304,12 @@ def colorize_depth(
         raise ValueError(f"max_depth ({max_depth}) must be greater than min_depth ({min_depth})")
     lut = _cmap_lut(cmap)
     valid = np.isfinite(depth) & (depth > 0)
-    t = (np.where(valid, depth, min_depth) - min_depth) / (max_depth - min_depth)
+    every = bool(valid.all())  # a network's depth: no pixel to mask, two passes fewer
+    t = ((depth if every else np.where(valid, depth, min_depth)) - min_depth) / (max_depth - min_depth)
     idx = np.clip(np.rint(t * 255.0), 0, 255).astype(np.uint8)
     out = _lookup_rgb(idx, lut)
-    out[~valid] = invalid_color
+    if not every:
+        out[~valid] = invalid_color
     return out
 
 

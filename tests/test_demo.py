@@ -217,6 +217,23 @@ def test_ctrl_c_still_finalises_the_video(ckpt, tmp_path):
     assert len(_read_video(out)) == 3
 
 
+def test_cpu_demo_encodes_in_one_thread(ckpt, tmp_path, monkeypatch):
+    from hydranet.tools import video as video_module
+
+    asked = []
+    real = video_module.open_video_writer
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video_module, "open_video_writer", spy)
+    for pipeline in (True, False):
+        source = open_source(None, clip_frames=2, clip_size=(32, 48))
+        run_demo(source, Predictor(ckpt), tmp_path / f"{pipeline}.mp4", progress=False, warmup=0, pipeline=pipeline)
+    assert asked == [1, 1]  # the network's OpenMP threads keep the cores
+
+
 def test_rendered_frame_has_exact_overlay_and_legend_colours():
     from hydranet.tasks import parse_task
 
@@ -242,6 +259,30 @@ def test_rendered_frame_has_exact_overlay_and_legend_colours():
     assert tuple(pal[0]) in present and tuple(pal[3]) in present and tuple(pal[5]) not in present
     assert (canvas[:20, :60] == 0).any()  # the FPS label's dark box in the corner
     assert r.max_depth == 10.0
+
+
+def test_legend_band_is_drawn_again_when_the_classes_change():
+    from hydranet.tasks import parse_task
+
+    tasks = [parse_task(t) for t in TASKS]
+    h, w = 64, 96
+    frame = np.full((h, w, 3), 90, np.uint8)
+    r = DemoRenderer(tasks, (h, w))
+
+    def pred(classes):
+        ids = np.zeros((h, w), np.uint8)
+        for k, c in enumerate(classes):
+            ids[:, k * 8 :] = c
+        depth = np.full((h, w), 3.0, np.float32)
+        normals = np.zeros((h, w, 3), np.float32)
+        return Prediction({"segm": ids, "depth": depth, "normals": normals}, {t.name: t for t in tasks}, (h, w))
+
+    pal = vis.SYNTHETIC8_PALETTE
+    for classes in ([0, 3], [0, 3], [0, 5], [0, 3]):  # the same, again, other classes, back
+        band = {tuple(c) for c in r.render(frame, pred(classes))[h:].reshape(-1, 3)}
+        fresh = {tuple(c) for c in DemoRenderer(tasks, (h, w)).render(frame, pred(classes))[h:].reshape(-1, 3)}
+        assert band == fresh and tuple(pal[classes[-1]]) in band
+        assert (tuple(pal[5]) in band) == (classes[-1] == 5)
 
 
 def test_open_source_kinds(tmp_path, video):

@@ -147,6 +147,34 @@ def test_colorize_segmentation_and_overlay_exact():
     assert (vis.overlay(frame, colour, 0.0) == frame).all() and (vis.overlay(frame, colour, 1.0) == colour).all()
 
 
+def test_overlay_fast_path_equals_the_formula_for_every_pair():
+    f, c = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    frame, colour = np.stack([f] * 3, -1), np.stack([c] * 3, -1)  # all 65536 (frame, colour) values
+    expect = np.floor(f.astype(np.float64) * 0.5 + c.astype(np.float64) * 0.5 + 0.5).astype(np.uint8)
+    assert (vis.overlay(frame, colour, 0.5)[..., 0] == expect).all()
+    assert vis.overlay(frame[:1, :3], colour[:1, :3], 0.5).dtype == np.uint8
+
+
+def test_present_classes_counts_like_bincount():
+    rng = np.random.default_rng(3)
+    ids = rng.choice(np.array([0, 2, 5, 7, 255], np.uint8), size=(48, 64), p=[0.4, 0.1, 0.3, 0.1, 0.1])
+    counts = np.bincount(ids.ravel(), minlength=256)[:6]
+    expect = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    assert vis.present_classes(ids, 6) == expect == [0, 5, 2]  # 7 and 255 are outside 6 classes
+    assert vis.present_classes(ids.astype(np.int64), 6) == expect  # the int path agrees
+    assert vis.present_classes(ids.T, 6) == expect  # not contiguous
+    tie = np.array([[1, 1, 0, 0]], np.uint8)
+    assert vis.present_classes(tie, 2) == [0, 1]  # equal areas: lower id first
+
+
+def test_depth_colours_without_invalid_pixels_match_the_masked_path():
+    depth = np.linspace(0.1, 7.0, 64, dtype=np.float32).reshape(8, 8)
+    masked = depth.copy()
+    masked[0, 0] = 0.0  # one pixel without measurement: the masked path
+    every, some = vis.colorize_depth(depth, 5.0), vis.colorize_depth(masked, 5.0)
+    assert (every.reshape(-1, 3)[1:] == some.reshape(-1, 3)[1:]).all() and some[0, 0].tolist() == [0, 0, 0]
+
+
 def test_depth_colours_scale_bar_and_normals():
     lut = vis._cmap_lut("magma")
     depth = np.array([[0.0, 2.5, 5.0, 9.0]], np.float32)

@@ -323,6 +323,19 @@ class DemoRenderer:
         )
         self.legend_rows = legend_rows if self.overlay_task else 0
         self.output_size: Optional[tuple[int, int]] = None
+        self._legend_key, self._legend_image = None, None
+
+    def _legend(self, legend: tuple, width: int) -> np.ndarray:
+        """The legend band; drawn again only when the classes present (or their order) change,
+        which in a video is rarely from one frame to the next."""
+        ids, names, palette = legend
+        key = (tuple(ids), width)
+        if key != self._legend_key:
+            self._legend_image = self.vis.draw_legend(
+                ids, names, palette, font_scale=self.style.font_scale, width=width, rows=self.legend_rows
+            )
+            self._legend_key = key
+        return self._legend_image
 
     @property
     def max_depth(self) -> Optional[float]:
@@ -341,16 +354,18 @@ class DemoRenderer:
         panels = [left]
         if self.map_task:
             panels += self.map_task.task_kind.draw_map(self.map_task, pred[self.map_task.name], style)
-        top = np.concatenate(panels, axis=1)
-        parts = [top]
-        if legend is not None and self.legend_rows:
-            parts.append(
-                vis.draw_legend(*legend, font_scale=style.font_scale, width=top.shape[1], rows=self.legend_rows)
-            )
-        canvas = np.concatenate(parts, axis=0)
-        ph, pw = canvas.shape[0] % 2, canvas.shape[1] % 2  # MPEG-4 wants even sizes
-        if ph or pw:
-            canvas = np.pad(canvas, ((0, ph), (0, pw), (0, 0)), constant_values=vis.BACKGROUND[0])
+        width = sum(p.shape[1] for p in panels)
+        band = self._legend(legend, width) if legend is not None and self.legend_rows else None
+        height = self.h + (band.shape[0] if band is not None else 0)
+        # one canvas, each part copied in once; MPEG-4 wants even sizes (an odd edge gets a background line)
+        canvas = np.empty((height + height % 2, width + width % 2, 3), np.uint8)
+        canvas[height:], canvas[:, width:] = vis.BACKGROUND, vis.BACKGROUND
+        x = 0
+        for panel in panels:
+            canvas[: self.h, x : x + panel.shape[1]] = panel
+            x += panel.shape[1]
+        if band is not None:
+            canvas[self.h : height, :width] = band
         self.output_size = canvas.shape[:2]
         return canvas
 
@@ -404,8 +419,9 @@ def stamp_text(end_to_end_fps: Optional[float], model_fps: Optional[float]) -> s
 class _Output:
     """Draws, encodes (and shows) the output frames in order; counts them and keeps the PNG frame."""
 
-    def __init__(self, out: Path, fps: float, codec: str, png_index: int, show: bool):
+    def __init__(self, out: Path, fps: float, codec: str, png_index: int, show: bool, encoder_threads: int = 0):
         self.out, self.fps, self.codec, self.png_index, self.show = out, fps, codec, png_index, show
+        self.encoder_threads = encoder_threads
         self.renderer: Optional[DemoRenderer] = None
         self.writer = None
         self.saved: Optional[np.ndarray] = None
@@ -417,7 +433,9 @@ class _Output:
         e2e = _rate(self.frames, time.perf_counter() - self.t_start) if self.t_start is not None else None
         canvas = self.renderer.render(frame, pred, stamp_text(e2e, model_fps))
         if self.writer is None:
-            self.writer = open_video_writer(self.out, self.fps, canvas.shape[:2], self.codec)
+            self.writer = open_video_writer(
+                self.out, self.fps, canvas.shape[:2], self.codec, threads=self.encoder_threads
+            )
         self.writer.write(canvas)
         if self.frames == self.png_index or self.saved is None:
             self.saved = canvas
@@ -610,7 +628,10 @@ def run_demo(
         total = min(total, max_frames) if total is not None else max_frames
     out_fps = float(fps or source.fps)
     codec = resolve_codec(codec)  # a missing H.264 encoder is said now, not in the middle of the progress bar
-    output = _Output(out, out_fps, codec, (total // 2) if total else 0, show)
+    # a network on the CPU keeps every core busy: the encoder's own threads would only contend with its
+    # OpenMP threads (a preempted one stalls each parallel region); on a GPU x264 may take the cores
+    encoder_threads = 0 if str(predictor.device).startswith("cuda") else 1
+    output = _Output(out, out_fps, codec, (total // 2) if total else 0, show, encoder_threads)
 
     def start(chunk: list) -> None:  # on the first chunk: the renderer, the warm-up, the clock
         output.renderer = DemoRenderer(
