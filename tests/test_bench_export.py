@@ -147,6 +147,20 @@ def test_argmax_channels_equals_argmax():
     assert int(argmax_channels(y)[0, 0, 0]) == 3
 
 
+def test_channel_norm_and_unit_channels_equal_torch():
+    import torch.nn.functional as F
+
+    from hydranet.kinds.normals import channel_norm, unit_channels
+
+    y = torch.randn(2, 3, 5, 7)
+    y[0, :, 0, 0] = 0.0  # a zero vector stays zero, as in F.normalize
+    y[1, :, 1, 1] = torch.tensor([3.0, 4.0, 12.0])  # norm 13 by hand
+    assert torch.allclose(channel_norm(y), torch.linalg.vector_norm(y, dim=1), rtol=1e-6)
+    assert float(channel_norm(y)[1, 1, 1]) == 13.0 and channel_norm(y, keepdim=True).shape == (2, 1, 5, 7)
+    assert torch.allclose(unit_channels(y), F.normalize(y, dim=1), atol=1e-7)
+    assert torch.equal(unit_channels(y)[0, :, 0, 0], torch.zeros(3))
+
+
 def test_pre_and_postprocessing(tiny_model):
     frames = np.random.default_rng(0).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
     x, net_size = preprocess(frames, torch.device("cpu"), (64, 96), channels_last=True)

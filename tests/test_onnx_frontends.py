@@ -60,6 +60,9 @@ def test_predictor_on_an_onnx_file_gives_the_checkpoints_results(files):
         assert b["kind"]["probability"] == pytest.approx(a["kind"]["probability"], abs=1e-4)
     with pytest.raises(hydranet.ConfigError, match="precision"):
         Predictor(files / "m.onnx", half=True)
+    # onnxruntime's threads sleep between runs: PyTorch post-processes on the same cores
+    options = onnx.net.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_int8_file_of_the_bundled_model_keeps_its_accuracy_and_is_cached(tmp_path, monkeypatch):

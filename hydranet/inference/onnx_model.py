@@ -58,7 +58,7 @@ class OnnxModel:
         self.tasks = parse_tasks(self.config["tasks"])
         self.task_names = [t.name for t in self.tasks]
         self.quantization = meta.get("hydranet_quantization")
-        self.session = onnx_session(self.path, device, threads)
+        self.session = onnx_session(self.path, device, threads, spin=False)  # PyTorch post-processes between runs
         self._run = onnx_runner(self.session, self.task_names)
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs != self.task_names:

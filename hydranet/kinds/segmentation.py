@@ -46,12 +46,15 @@ def argmax_channels(y: torch.Tensor, dtype=torch.int64) -> torch.Tensor:
 
     On channels-last memory PyTorch's argmax is fast; on NCHW CPU tensors it reduces over a
     strided dimension (about 40 ms for 40 x 480 x 640 here), so there the channel maximum is
-    taken first and each channel, last to first, marks where it reaches it: the first
-    maximal index wins, as in ``argmax`` (about 4x faster).
+    taken first (element-wise, channel by channel: ``amax(1)`` is strided too, 2-10x slower)
+    and each channel, last to first, marks where it reaches it: the first maximal index wins,
+    as in ``argmax`` (about 10x faster in all).
     """
     if y.dim() != 4 or y.shape[1] == 1 or y.is_contiguous(memory_format=torch.channels_last) or y.device.type != "cpu":
         return y.argmax(1).to(dtype)
-    top = y.amax(1)
+    top = y[:, 0].clone()
+    for c in range(1, y.shape[1]):
+        torch.maximum(top, y[:, c], out=top)  # NaN propagates, as in amax
     idx = torch.zeros(top.shape, dtype=dtype, device=y.device)
     for c in range(y.shape[1] - 1, 0, -1):
         idx.masked_fill_(y[:, c] == top, c)
