@@ -411,25 +411,35 @@ def convergence(records: list) -> dict:
     the window's mean (less sensitive to one noisy validation). Converged: trend below 2 %.
     """
     out = {}
-    for r in records:
-        if r["group"] != "single" or len(r.get("curve", [])) < 2:
-            continue
-        curve, task = r["curve"], r["strategy"]
-        last = curve[-1]["step"]
-        window = [p for p in curve if p["step"] >= 0.8 * last]
-        if len(window) < 2:
-            window = curve[-2:]
-        xs, ys = [p["step"] for p in window], [p[task] for p in window]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        out[r["name"]] = {
-            "metric": CURVE_METRIC[task],
-            "from_step": window[0]["step"],
-            "to_step": last,
-            "change_pct": abs(ys[-1] - ys[0]) / abs(ys[0]) * 100,
-            "trend_pct": abs(slope * (xs[-1] - xs[0])) / abs(my) * 100,
-        }
+    singles = [r for r in records if r["group"] == "single" and len(r.get("curve", [])) >= 2]
+    for r in singles:
+        out[r["name"]] = _window_movement(r["curve"], r["strategy"])
+    for task in TASKS:  # the seeds' mean curve: one validation's noise divided by sqrt(seeds)
+        runs = [r for r in singles if r["strategy"] == task]
+        steps = sorted(set.intersection(*(set(p["step"] for p in r["curve"]) for r in runs))) if runs else []
+        if len(runs) > 1 and len(steps) >= 2:
+            by_step = [{p["step"]: p[task] for p in r["curve"]} for r in runs]
+            mean = [{"step": t, task: statistics.fmean(b[t] for b in by_step)} for t in steps]
+            out[f"single_{task} (mean of {len(runs)} seeds)"] = _window_movement(mean, task)
     return out
+
+
+def _window_movement(curve: list, task: str) -> dict:
+    """How much ``curve`` (points ``{"step", task}``) moves over its last fifth (see :func:`convergence`)."""
+    last = curve[-1]["step"]
+    window = [p for p in curve if p["step"] >= 0.8 * last]
+    if len(window) < 2:
+        window = curve[-2:]
+    xs, ys = [p["step"] for p in window], [p[task] for p in window]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return {
+        "metric": CURVE_METRIC[task],
+        "from_step": window[0]["step"],
+        "to_step": last,
+        "change_pct": abs(ys[-1] - ys[0]) / abs(ys[0]) * 100,
+        "trend_pct": abs(slope * (xs[-1] - xs[0])) / abs(my) * 100,
+    }
 
 
 SHORT = {

@@ -38,7 +38,9 @@ def test_mtl_study_tiny_screens_resumes_and_writes_its_tables(tmp_path, one_thre
     base = weighting["single-task"][0]
     assert base["delta_m"] == 0.0 and all(c == 0.0 for task in base["changes"].values() for c in task.values())
     assert (out / "delta_m.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
-    assert set(report["summary"]["convergence"]) == {f"single_{t}_s{s}" for t in study.TASKS for s in (0, 1)}
+    conv = report["summary"]["convergence"]
+    means = {f"single_{t} (mean of 2 seeds)" for t in study.TASKS}
+    assert set(conv) == {f"single_{t}_s{s}" for t in study.TASKS for s in (0, 1)} | means
 
     # a second study on the same records: the finished runs are reused (their files untouched)
     stamp = (out / "records" / "single_segm_s0.json").stat().st_mtime_ns
@@ -69,6 +71,26 @@ def test_mtl_study_tiny_screens_resumes_and_writes_its_tables(tmp_path, one_thre
     (out / "study.md").unlink()
     assert study.main([*common, "--report-only", "--weightings", "equal", "uncertainty"]) == 0
     assert "| equal |" in (out / "study.md").read_text()
+
+
+def test_convergence_of_a_hand_made_curve_and_of_the_seed_mean():
+    study = _load()
+    line = [{"step": t, "segm": 1 + t / 1000} for t in range(100, 1001, 100)]
+    moved = study._window_movement(line, "segm")  # the last fifth: steps 800, 900, 1000 (1.8 .. 2.0)
+    assert moved["from_step"] == 800 and moved["to_step"] == 1000
+    assert moved["change_pct"] == pytest.approx(0.2 / 1.8 * 100) and moved["trend_pct"] == pytest.approx(
+        0.2 / 1.9 * 100
+    )
+    # two seeds drifting in opposite directions around a flat line: their mean has converged
+    up = [{"step": t, "segm": 2 + t / 1000} for t in range(100, 1001, 100)]
+    down = [{"step": t, "segm": 2 - t / 1000} for t in range(100, 1001, 100)]
+    records = [
+        {"group": "single", "strategy": "segm", "name": f"single_segm_s{k}", "curve": c}
+        for k, c in enumerate((up, down))
+    ]
+    conv = study.convergence(records)
+    assert conv["single_segm_s0"]["trend_pct"] == pytest.approx(0.2 / 2.9 * 100)
+    assert conv["single_segm (mean of 2 seeds)"]["trend_pct"] == pytest.approx(0, abs=1e-9)
 
 
 def study_args(study, argv):
