@@ -14,6 +14,8 @@ who needs more raises them with one environment variable::
 * :data:`MAX_VIT_GRID`: the side of a ViT's position-embedding grid
   (``encoder_options.image_size / patch_size``).
 * :data:`MAX_SCALE`: the largest random rescale factor of ``transforms.scale``.
+* :data:`MAX_THREADS`: ``--threads`` (256); :data:`MAX_WORKERS`: data-loader worker processes
+  (``train.workers``, ``--loader-workers``; 256).
 * :func:`max_json_depth`: nesting depth of a JSON input (``HYDRANET_MAX_JSON_DEPTH``, 64).
 * :func:`max_plain_data_nodes`: values in a checkpoint's plain data (config, meta, ...)
   counted as if written out, so a pickle sharing one list many times over cannot expand into
@@ -32,6 +34,8 @@ __all__ = [
     "MAX_BATCH",
     "MAX_SCALE",
     "MAX_VIT_GRID",
+    "MAX_THREADS",
+    "MAX_WORKERS",
     "MAX_PIXELS_ENV",
     "max_pixels",
     "max_batch_pixels",
@@ -46,6 +50,8 @@ BATCH_PIXELS_FACTOR = 4  # a batch may hold 4 images of the largest size
 MAX_BATCH = 65_536  # images per batch, whatever their size
 MAX_SCALE = 8.0  # transforms.scale upper factor
 MAX_VIT_GRID = 256  # ViT position grid side: image_size 4096 at patch 16
+MAX_THREADS = 256  # --threads: CPU threads of one process (100,000 exhausted memory creating them)
+MAX_WORKERS = 256  # data-loader worker processes (train.workers, --loader-workers)
 
 
 def max_pixels() -> int:

@@ -146,12 +146,15 @@ def test_default_demo_renders_the_synthetic_clip(ckpt, tmp_path):
                 "--no-progress",
                 "--json",
                 str(tmp_path / "s.json"),
+                "--threads",
+                "2",
             ]
         )
         == 0
     )
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["source"] == "synthetic" and stats["frames"] == 3
+    assert stats["threads"] == 2 == torch.get_num_threads()  # the fixture puts 1 back afterwards
     frames = _read_video(out)
     assert len(frames) == 3 and frames[0].shape[:2] == tuple(stats["output_size"])
     assert (tmp_path / "d" / "frame.png").is_file()

@@ -336,6 +336,7 @@ FAMILY_VALUES = {
     "device": ["gpu", "cuda:-1", "cuda:99", "CPU", "", "mps", "cpu:0"],
     "settings": ["baseline,,default", "warp", "", "compile,compile", "onnxruntime_int8"],
     "workers_list": ["-1", "a", "0,,1", "100000"],
+    "threads": ["0", "-1", "257", "100000", "999999999999999999999999999", "1.5", "abc", "", "nan"],
 }
 
 # command -> (base argv, {flag: family}); every base argv runs (exit 0) in the world.
@@ -400,6 +401,7 @@ FLAGS = {
             "--size": "size",
             "--batch": "batch",
             "--max-frames": "count",
+            "--threads": "threads",
             "--fps": "float",
             "--alpha": "fraction",
             "--smooth": "fraction",
@@ -421,7 +423,7 @@ FLAGS = {
             "--settings": "settings",
             "--reps": "count",
             "--warmup": "count",
-            "--threads": "count",
+            "--threads": "threads",
             "--frame-size": "sizes",
             "--calibration-frames": "count",
             "--loader-workers": "workers_list",

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .common import add_device_arg, add_model_args, config_from_args, non_negative_int, positive_int, write_json
+from .common import (
+    add_device_arg,
+    add_model_args,
+    config_from_args,
+    non_negative_int,
+    positive_int,
+    thread_count,
+    write_json,
+)
 
 HELP = (
     "time inference (model only and end to end) for each setting against the original network; "
@@ -91,7 +99,7 @@ def add_arguments(p) -> None:
         help="leave glibc's allocator as it is for every row (by default it is tuned first, for every "
         "row alike: see hydranet.inference.fast.tune_cpu_allocator)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
+    p.add_argument("--threads", type=thread_count, help="CPU threads for PyTorch and onnxruntime (default: torch's)")
     p.add_argument("--json", help="write the rows and the machine description as JSON")
 
 
@@ -157,6 +165,7 @@ def _run_train(args) -> int:
 
     from ..errors import ConfigError
     from ..inference.bench import check_batch_sizes, parse_batches, parse_sizes
+    from ..limits import MAX_WORKERS
     from ..training.throughput import format_train_table, train_benchmark
     from .common import resolve_device
 
@@ -172,8 +181,8 @@ def _run_train(args) -> int:
         workers = [int(w) for w in str(args.loader_workers).split(",") if w.strip()]
     except ValueError:
         raise ConfigError(f"--loader-workers {args.loader_workers!r}: expected integers such as 0,2") from None
-    if any(w < 0 for w in workers):
-        raise ConfigError("--loader-workers: worker counts must be 0 or more")
+    if any(w < 0 or w > MAX_WORKERS for w in workers):
+        raise ConfigError(f"--loader-workers: worker counts must be from 0 to {MAX_WORKERS}, got {args.loader_workers}")
     device = resolve_device(args.device)
     if args.threads is not None:
         if args.threads < 1:

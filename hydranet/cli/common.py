@@ -89,6 +89,13 @@ def positive_int(text: str) -> int:
     return _number(text, int, 1, what="a positive integer")
 
 
+def thread_count(text: str) -> int:
+    """argparse type: CPU threads, 1 to :data:`hydranet.limits.MAX_THREADS`."""
+    from ..limits import MAX_THREADS
+
+    return _number(text, int, 1, MAX_THREADS, what=f"a number of threads from 1 to {MAX_THREADS}")
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _number(text, int, 0, what="an integer >= 0")

@@ -13,6 +13,7 @@ from .common import (
     positive_float,
     positive_int,
     resolve_device,
+    thread_count,
     write_json,
 )
 
@@ -46,6 +47,13 @@ def add_arguments(p) -> None:
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--plain", action="store_true", help="run the plain model instead of the fast path")
     p.add_argument("--batch", "--batch-size", dest="batch", type=batch_size, default=1, help="frames per network call")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        help="CPU threads of the network (PyTorch, onnxruntime; default: PyTorch's, one per core). One fewer "
+        "than the cores leaves a core to the pipeline's drawing and encoding: on a 2-core CPU, --threads 1 is "
+        "the faster demo at 320x240 (docs/benchmarks.md)",
+    )
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (default: all)")
     p.add_argument(
         "--show",
@@ -121,6 +129,10 @@ def run(args) -> int:
     def opened():
         return open_source(args.input, clip_frames=clip_frames, clip_size=args.clip_size, seed=args.seed)
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     source = opened()
     if args.int8:  # the source is opened again for calibration (a camera cannot be opened twice)
         source.close()
@@ -158,6 +170,10 @@ def run(args) -> int:
         pipeline=not args.serial,
     )
     stats["weights"] = str(weights)
+    if str(predictor.device) == "cpu":
+        import torch
+
+        stats["threads"] = torch.get_num_threads()
 
     def rate(v):
         return f"{v:.1f}" if v else "n/a"

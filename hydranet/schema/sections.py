@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..limits import MAX_BATCH, MAX_SCALE
+from ..limits import MAX_BATCH, MAX_SCALE, MAX_WORKERS
 from .types import Bool, Float, Int, Name, OpenSection, PixelSize, Section, Str, either, is_list, is_mapping, is_number
 
 MAX_WIDTH = 4096  # decoder channels; far above any real model, far below an allocation attack
@@ -136,7 +136,7 @@ class TrainSection(Section):
     )
     cache_max_gb: Float = Field(16.0, gt=0, description="train.cache_features: refuse a cache larger than this (GB)")
     seed: Int = Field(0, ge=0, description="seed of the run (data order, augmentation, initialisation)")
-    workers: Int = Field(0, ge=0, le=256, description="data-loader worker processes")
+    workers: Int = Field(0, ge=0, le=MAX_WORKERS, description="data-loader worker processes")
     plots: Bool = Field(True, description="write the training-curve figures at the end")
     tensorboard: Bool = Field(True, description="write TensorBoard events (when tensorboard is installed)")
 
