@@ -14,7 +14,7 @@ from ..errors import DataError
 from ..evaluation.metrics import MetricAccumulator, as_bool_present
 from ..schema.types import Field
 from ..tasks import TaskSpec
-from ..tasks.kind import INIT_CLASSES_HELP, SOFTMAX_UW, GlobalHeadOptions, InitClasses, TaskKind, per_sample
+from ..tasks.kind import INIT_CLASSES_HELP, SOFTMAX_UW, ClassScoreKind, GlobalHeadOptions, InitClasses
 from ..tasks.registry import register_kind
 from ..visualize import class_names_for
 from .segmentation import check_class_ids, check_class_weights
@@ -76,7 +76,7 @@ class ClassificationMetrics(MetricAccumulator):
         return out
 
 
-class Classification(TaskKind):
+class Classification(ClassScoreKind):
     name = "classification"
     dense = False
     size_field = "classes"
@@ -117,17 +117,8 @@ class Classification(TaskKind):
     def fill(self, spec, h, w) -> torch.Tensor:
         return torch.tensor(spec.ignore_index, dtype=torch.int64)
 
-    def valid(self, spec, target, present) -> torch.Tensor:
-        return (target != spec.ignore_index) & per_sample(present, target)
-
     def metrics(self, spec):
         return ClassificationMetrics(spec)
-
-    def to_average(self, spec, y):
-        return y.softmax(1)  # probabilities are averaged, not logits
-
-    def from_average(self, spec, average):
-        return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
 
     def postprocess(self, spec, y) -> list:
         p, c = y.softmax(1).max(1)

@@ -19,12 +19,11 @@ from ..schema.types import Field, Palette
 from ..tasks.kind import (
     INIT_CLASSES_HELP,
     SOFTMAX_UW,
+    ClassScoreKind,
     DrawStyle,
     InitClasses,
     LabelSources,
-    TaskKind,
     TaskOptions,
-    per_sample,
 )
 from ..tasks.registry import register_kind
 from ..visualize import class_names_for, colorize_segmentation, present_classes, resolve_palette
@@ -175,7 +174,7 @@ class SegmentationStyle:
     palette: Any = None
 
 
-class Segmentation(TaskKind):
+class Segmentation(ClassScoreKind):
     name = "segmentation"
     dense = True
     size_field = "classes"
@@ -215,17 +214,8 @@ class Segmentation(TaskKind):
         ids[ids < 0] = spec.ignore_index
         return ids
 
-    def valid(self, spec, target, present) -> torch.Tensor:
-        return (target != spec.ignore_index) & per_sample(present, target)
-
     def metrics(self, spec):
         return SegmentationMetrics(spec)
-
-    def to_average(self, spec, y):
-        return y.softmax(1)  # probabilities are averaged, not logits
-
-    def from_average(self, spec, average):
-        return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
 
     def postprocess(self, spec, y) -> list:
         dtype = torch.uint8 if spec.classes <= 256 else torch.int32

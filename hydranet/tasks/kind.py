@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover  (annotations only: never imported at run 
 
 __all__ = [
     "TaskKind",
+    "ClassScoreKind",
     "DrawStyle",
     "LabelSources",
     "NoStyle",
@@ -268,3 +269,17 @@ class TaskKind:
 
     def __repr__(self) -> str:
         return f"<task kind {self.name!r}>"
+
+
+class ClassScoreKind(TaskKind):
+    """A kind whose head scores classes (segmentation per pixel, classification per image):
+    the ignore index marks missing labels, and test-time augmentation averages probabilities."""
+
+    def valid(self, spec: TaskSpec, target: torch.Tensor, present: Optional[torch.Tensor]) -> torch.Tensor:
+        return (target != spec.ignore_index) & per_sample(present, target)
+
+    def to_average(self, spec: TaskSpec, y: torch.Tensor) -> torch.Tensor:
+        return y.softmax(1)  # probabilities are averaged, not logits
+
+    def from_average(self, spec: TaskSpec, average: torch.Tensor) -> torch.Tensor:
+        return average.clamp_min(1e-12).log()  # softmax and argmax give the averaged probabilities back
