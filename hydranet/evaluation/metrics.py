@@ -162,6 +162,13 @@ class MetricAccumulator:
         target = target.to(device=pred.device, dtype=torch.float32)
         return target, as_bool_present(present, target.shape[0], pred.device)
 
+    def _image_level_inputs(self, pred, target, present, dtype: torch.dtype):
+        """Move the state to ``pred``'s device; ``target`` as ``dtype`` and ``present`` as bool
+        (one per image) there. Sizes are the caller's to check."""
+        self._to(pred.device)
+        target = target.to(device=pred.device, dtype=dtype)
+        return target, as_bool_present(present, target.shape[0], pred.device)
+
     def _to(self, device: torch.device) -> None:
         for key in ("samples",) + self._state:
             t = getattr(self, key)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..evaluation.metrics import MetricAccumulator, as_bool_present
+from ..evaluation.metrics import MetricAccumulator
 from ..schema.types import Field
 from ..tasks import TaskSpec
 from ..tasks.kind import INIT_CLASSES_HELP, SOFTMAX_UW, ClassScoreKind, GlobalHeadOptions, InitClasses
@@ -52,10 +52,7 @@ class ClassificationMetrics(MetricAccumulator):
                 f"task {self.name!r}: classification logits must be N x {c} for "
                 f"N = {target.shape[0]} targets, got {tuple(pred.shape)}"
             )
-        device = pred.device
-        self._to(device)
-        target = target.to(device=device, dtype=torch.int64)
-        present = as_bool_present(present, target.shape[0], device)
+        target, present = self._image_level_inputs(pred, target, present, torch.int64)
         valid = present & (target != self.spec.ignore_index)
         bad = valid & ((target < 0) | (target >= c))
         if bool(bad.any()):

@@ -16,7 +16,7 @@ import torch
 from pydantic import AliasChoices
 
 from ..errors import ConfigError, DataError
-from ..evaluation.metrics import MetricAccumulator, as_bool_present
+from ..evaluation.metrics import MetricAccumulator
 from ..schema.types import Field, Float, Str, either, is_list, is_number
 from ..tasks.kind import GAUSSIAN_UW, GlobalHeadOptions, TaskKind, per_sample
 from ..tasks.registry import register_kind
@@ -88,13 +88,10 @@ class RegressionMetrics(MetricAccumulator):
                 f"task {self.name!r}: regression prediction and target must be N x {k}, "
                 f"got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
-        device = pred.device
-        self._to(device)
-        target = target.to(device=device, dtype=torch.float32)
-        present = as_bool_present(present, n, device)
+        target, present = self._image_level_inputs(pred, target, present, torch.float32)
         y = self.spec.task_kind.denormalize(self.spec, pred)
         valid = torch.isfinite(target) & present[:, None]
-        err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=device))
+        err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=pred.device))
         self.abs_sum += err.abs().sum(dim=0, dtype=torch.float64)
         self.sq_sum += err.square().sum(dim=0, dtype=torch.float64)
         self.count += valid.sum(dim=0)
