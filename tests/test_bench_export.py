@@ -390,3 +390,16 @@ def test_check_onnx_reports_per_task(tiny_model, onnx_file):
     check = check_onnx(onnx_file[0], tiny_model, sizes=[(33, 41)], batch=1)
     assert check[0]["size"] == "41x33" and set(check[0]["tasks"]) == set(tiny_model.task_names)
     assert check[0]["max_rel"] < 1e-4
+
+
+def test_aligned_rows_pads_names_left_and_numbers_right():
+    from hydranet.measure import aligned_rows
+
+    lines = aligned_rows([("setting", "batch", "ms"), ("default", "1", "4.5"), ("baseline", "16", "12.0")], left=2)
+    assert lines == [
+        "setting   batch    ms",
+        "--------  -----  ----",
+        "default   1       4.5",
+        "baseline  16     12.0",
+    ]
+    assert aligned_rows([("a", "b"), ("x", "")], indent="  ")[-1] == "  x"  # trailing blanks dropped

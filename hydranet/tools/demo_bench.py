@@ -33,7 +33,7 @@ from ..inference import Predictor
 from ..inference.export import export_onnx
 from ..inference.int8_cache import INT8_EXPORT_OPSET, calibration_from_frames, spread
 from ..inference.quantize import quantize_onnx
-from ..measure import machine_info, timed_count
+from ..measure import aligned_rows, machine_info, timed_count
 from .mp4 import open_video_writer
 from .video import SyntheticSource, VideoSource, run_demo
 
@@ -228,12 +228,7 @@ def format_demo_table(result: dict) -> str:
                 f"{row['e2e_vs_model_only']:.2f}x",
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = []
-    for i, r in enumerate(table):
-        lines.append("  ".join(c.ljust(widths[j]) if j < 3 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = aligned_rows(table, left=3)
     m = result.get("machine", {})
     lines += [
         "",

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..checkpoint import read_model_checkpoint
 from ..errors import CheckpointError, ConfigError
+from ..measure import aligned_rows
 from ..tasks import TaskSpec, parse_tasks
 from ..weights.hub import KNOWN_MODELS, file_or_known_model
 from ..weights.mtrn import convert_file
@@ -72,14 +73,7 @@ class InitReport:
                 groups.setdefault(group, {"loaded": 0, "remapped": 0, "new": 0, "skipped": 0})[status] += 1
         header = ("module", "loaded", "remapped", "new", "skipped")
         rows = [header] + [(g, *(str(c[s]) for s in header[1:])) for g, c in groups.items()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = [f"init from {self.source}:"]
-        for i, row in enumerate(rows):
-            lines.append(
-                "  " + "  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(row))
-            )
-            if i == 0:
-                lines.append("  " + "  ".join("-" * w for w in widths))
+        lines = [f"init from {self.source}:", *aligned_rows(rows, indent="  ")]
         lines += [f"  remapped {name}: {detail}" for name, detail in self.remapped]
         lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         if self.unused:

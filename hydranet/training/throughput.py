@@ -44,7 +44,7 @@ from ..data.collate import batch_to
 from ..data.multi import MEMBER_KEYS
 from ..errors import ConfigError, HydranetError
 from ..losses import compute_losses
-from ..measure import interleaved_times, machine_info, percentile, timed_count
+from ..measure import aligned_rows, interleaved_times, machine_info, percentile, timed_count
 from ..models import build_model
 from ..tasks import parse_tasks
 from .feature_cache import trunk_output
@@ -394,11 +394,7 @@ def format_train_table(result: dict) -> str:
                 f"{row['setup_s']:.1f}",
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for i, r in enumerate(table):
-        lines.append("  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * wd for wd in widths))
+    lines += aligned_rows(table)
     rows = {r["setting"]: r for r in result["rows"]}
     frozen, cached = rows.get("frozen_trunk"), rows.get("cached_features")
     if frozen and cached and frozen["images_per_s"] and cached["images_per_s"]:

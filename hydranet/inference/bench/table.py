@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ...measure import aligned_rows
+
 __all__ = ["format_table"]
 
 _HEADER = (
@@ -54,12 +56,7 @@ def format_table(result: dict) -> str:
             table.append((row["setting"], str(row["batch"]), row["size"]) + (row["status"],) + ("",) * 9)
             continue
         table.append(_cells(row))
-    widths = [max(len(r[i]) for r in table) for i in range(len(_HEADER))]
-    lines = []
-    for i, r in enumerate(table):
-        lines.append("  ".join(c.ljust(widths[j]) if j < 3 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * wd for wd in widths))
+    lines = aligned_rows(table, left=3)
     m = result.get("machine", {})
     lines.append("")
     lines.append(
