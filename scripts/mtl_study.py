@@ -433,12 +433,15 @@ def _window_movement(curve: list, task: str) -> dict:
     xs, ys = [p["step"] for p in window], [p[task] for p in window]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    lower_is_better = CURVE_METRIC[task] in ("abs_rel", "mean_angle")
     return {
         "metric": CURVE_METRIC[task],
         "from_step": window[0]["step"],
         "to_step": last,
         "change_pct": abs(ys[-1] - ys[0]) / abs(ys[0]) * 100,
         "trend_pct": abs(slope * (xs[-1] - xs[0])) / abs(my) * 100,
+        # a line still going the good way is unfinished training; the other way, noise or overfitting
+        "improving": slope < 0 if lower_is_better else slope > 0,
     }
 
 
@@ -502,12 +505,13 @@ def markdown(summary: dict, settings: dict) -> str:
             "",
             "### Convergence of the single-task runs (validation metric over the last fifth of training)",
             "",
-            "| run | metric | from step | to step | change % (end points) | trend % (fitted line) |",
-            "|---|---|---|---|---|---|",
+            "| run | metric | from step | to step | change % (end points) | trend % (fitted line) | line goes |",
+            "|---|---|---|---|---|---|---|",
         ]
         for n, c in sorted(conv.items()):
             span = f"{c['from_step']} | {c['to_step']}"
-            lines.append(f"| {n} | {c['metric']} | {span} | {c['change_pct']:.2f} | {c['trend_pct']:.2f} |")
+            way = "better" if c.get("improving") else "worse"
+            lines.append(f"| {n} | {c['metric']} | {span} | {c['change_pct']:.2f} | {c['trend_pct']:.2f} | {way} |")
     lines += [
         "",
         "### Asymmetric annotations (segm + depth, mean ± std over seeds)",

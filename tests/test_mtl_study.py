@@ -78,6 +78,7 @@ def test_convergence_of_a_hand_made_curve_and_of_the_seed_mean():
     line = [{"step": t, "segm": 1 + t / 1000} for t in range(100, 1001, 100)]
     moved = study._window_movement(line, "segm")  # the last fifth: steps 800, 900, 1000 (1.8 .. 2.0)
     assert moved["from_step"] == 800 and moved["to_step"] == 1000
+    assert moved["improving"]  # mIoU rising
     assert moved["change_pct"] == pytest.approx(0.2 / 1.8 * 100) and moved["trend_pct"] == pytest.approx(
         0.2 / 1.9 * 100
     )
