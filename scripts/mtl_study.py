@@ -433,7 +433,9 @@ def _window_movement(curve: list, task: str) -> dict:
     xs, ys = [p["step"] for p in window], [p[task] for p in window]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    lower_is_better = CURVE_METRIC[task] in ("abs_rel", "mean_angle")
+    from hydranet.evaluation.delta_m import metric_lower_is_better
+
+    lower_is_better = metric_lower_is_better(CURVE_METRIC[task])
     return {
         "metric": CURVE_METRIC[task],
         "from_step": window[0]["step"],

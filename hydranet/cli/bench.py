@@ -125,9 +125,7 @@ def run(args) -> int:
     settings = parse_settings(args.settings)
     frame_size = parse_sizes(args.frame_size, "--frame-size")[0] if args.frame_size else None
     device = resolve_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads must be at least 1")
+    if args.threads is not None:  # 1..MAX_THREADS by its argparse type
         torch.set_num_threads(args.threads)
     if not args.weights:
         cfg = config_from_args(args)
@@ -184,9 +182,7 @@ def _run_train(args) -> int:
     if any(w < 0 or w > MAX_WORKERS for w in workers):
         raise ConfigError(f"--loader-workers: worker counts must be from 0 to {MAX_WORKERS}, got {args.loader_workers}")
     device = resolve_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads must be at least 1")
+    if args.threads is not None:  # 1..MAX_THREADS by its argparse type
         torch.set_num_threads(args.threads)
     result = train_benchmark(
         args.config,

@@ -156,13 +156,11 @@ class MetricAccumulator:
         raise NotImplementedError
 
     def _dense_inputs(self, pred, target, present):
-        """Check sizes, move the state to ``pred``'s device; float target and bool present there."""
+        """Check sizes, then :meth:`_inputs_on_device` with a float target."""
         check_same_size(pred, target, self.name)
-        self._to(pred.device)
-        target = target.to(device=pred.device, dtype=torch.float32)
-        return target, as_bool_present(present, target.shape[0], pred.device)
+        return self._inputs_on_device(pred, target, present, torch.float32)
 
-    def _image_level_inputs(self, pred, target, present, dtype: torch.dtype):
+    def _inputs_on_device(self, pred, target, present, dtype: torch.dtype):
         """Move the state to ``pred``'s device; ``target`` as ``dtype`` and ``present`` as bool
         (one per image) there. Sizes are the caller's to check."""
         self._to(pred.device)

@@ -52,7 +52,7 @@ class ClassificationMetrics(MetricAccumulator):
                 f"task {self.name!r}: classification logits must be N x {c} for "
                 f"N = {target.shape[0]} targets, got {tuple(pred.shape)}"
             )
-        target, present = self._image_level_inputs(pred, target, present, torch.int64)
+        target, present = self._inputs_on_device(pred, target, present, torch.int64)
         valid = present & (target != self.spec.ignore_index)
         bad = valid & ((target < 0) | (target >= c))
         if bool(bad.any()):

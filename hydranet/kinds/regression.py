@@ -88,7 +88,7 @@ class RegressionMetrics(MetricAccumulator):
                 f"task {self.name!r}: regression prediction and target must be N x {k}, "
                 f"got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
-        target, present = self._image_level_inputs(pred, target, present, torch.float32)
+        target, present = self._inputs_on_device(pred, target, present, torch.float32)
         y = self.spec.task_kind.denormalize(self.spec, pred)
         valid = torch.isfinite(target) & present[:, None]
         err = torch.where(valid, y - torch.nan_to_num(target), torch.zeros((), device=pred.device))
